@@ -1,0 +1,8 @@
+"""Data generators and loaders; every one returns a :class:`Dataset` with its truth."""
+
+from pyrovae.data.base import Dataset
+from pyrovae.data.conditional import two_moon
+from pyrovae.data.files import load_csv
+from pyrovae.data.registry import DATASETS, make_dataset, register_dataset
+
+__all__ = ["Dataset", "two_moon", "load_csv", "DATASETS", "make_dataset", "register_dataset"]

@@ -1,0 +1,21 @@
+"""Inference: one trainer, algorithms as plug-ins, ELBO estimators, schedules, calibration."""
+
+from pyrovae.inference.algorithms import (
+    ALGORITHMS,
+    AnalyticSigma,
+    AnnealedSigma,
+    CalibratedSigma,
+    FixedSigma,
+    JointSVI,
+    make_algorithm,
+)
+from pyrovae.inference.calibration import CalibrationRule
+from pyrovae.inference.objectives import ELBOS, make_elbo
+from pyrovae.inference.schedules import BetaSchedule, cyclical, eq12_beta, frange_cycle_linear, monotonic
+from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
+
+__all__ = [
+    "ALGORITHMS", "AnalyticSigma", "AnnealedSigma", "CalibratedSigma", "FixedSigma", "JointSVI", "make_algorithm",
+    "CalibrationRule", "ELBOS", "make_elbo", "BetaSchedule", "cyclical", "eq12_beta", "frange_cycle_linear",
+    "monotonic", "Trainer", "TrainResult", "TrainSettings",
+]

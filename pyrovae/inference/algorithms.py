@@ -1,0 +1,183 @@
+r"""Training algorithms as plug-ins to the one block loop of :mod:`pyrovae.inference.trainer`.
+
+Every algorithm trains in blocks of ``K`` gradient steps on θ, φ (and σ when it is
+learned). After each block the trainer evaluates the full data with one
+reparameterised ``z`` per point and hands the block's statistics to the algorithm,
+which may update σ, calibrate it, or stop. Convergence (seed 000, Sec. 5): the mean
+per-sample training loss changed by at most ``tol`` since the previous block.
+
+========================  =============  ==========================================
+name                      σ              after each block
+========================  =============  ==========================================
+``vanilla``               learned       stop at convergence (joint SVI)
+``analytic``              analytic      σ² ← mean squared residual (Eq. 10); stop at convergence
+``calibrated``            analytic      as ``analytic``; at convergence calibrate (Eq. 15) if KL < C, else stop
+``monotonic``             analytic      as ``analytic`` with β from one ramp (Eq. 12, App. G.1)
+``cyclical``              analytic      as ``analytic`` with β from 5 cycles (Eq. 12, App. G.1)
+``fixed``                 fixed         stop at convergence
+========================  =============  ==========================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.inference.calibration import CalibrationRule
+from pyrovae.inference.schedules import BetaSchedule, cyclical, monotonic
+from pyrovae.models.cvae import SigmaCVAE
+
+__all__ = [
+    "BlockStats",
+    "Decision",
+    "Algorithm",
+    "JointSVI",
+    "AnalyticSigma",
+    "CalibratedSigma",
+    "AnnealedSigma",
+    "FixedSigma",
+    "ALGORITHMS",
+    "make_algorithm",
+]
+
+
+@dataclass
+class BlockStats:
+    """What the trainer measured at the end of block ``block``."""
+
+    block: int
+    loss: float  # mean per-sample training objective at the block's last step
+    recon: float  # mean -log p(y | x, z), one z ~ q per point, full data
+    kl: float  # mean analytic KL[q(z|x,y) || p(z)]
+    mse: float  # mean ||y - mu(x, z)||^2 / q, the analytic sigma^2 of Eq. 10
+    converged: bool
+
+
+@dataclass
+class Decision:
+    stop: bool = False
+    event: str = ""
+    phi: float = math.nan
+
+
+class Algorithm:
+    """Base class: joint training with nothing done between blocks."""
+
+    name = "base"
+    noise = "learned"  # the observation model this algorithm needs
+
+    def beta(self, block: int) -> float:
+        return 1.0
+
+    def may_stop(self, block: int) -> bool:
+        return True
+
+    def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
+        return Decision(stop=stats.converged and self.may_stop(stats.block), event="converged" if stats.converged else "")
+
+    def check_model(self, model: SigmaCVAE) -> None:
+        kind = type(model.noise).__name__
+        if self.noise == "learned" and not model.noise.learned:
+            raise ConfigError(f"algorithm {self.name!r} learns sigma by gradient; the model's noise is {kind}")
+        if self.noise == "calibrated" and not model.noise.settable:
+            raise ConfigError(f"algorithm {self.name!r} sets sigma analytically; the model's noise is {kind}")
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class JointSVI(Algorithm):
+    """Vanilla σ-CVAE: θ, φ and σ by joint stochastic gradient steps."""
+
+    name = "vanilla"
+    noise = "learned"
+
+
+class FixedSigma(Algorithm):
+    """A CVAE whose σ never changes (equivalent to a fixed β; seed 000 App. H)."""
+
+    name = "fixed"
+    noise = "fixed"
+
+
+class AnalyticSigma(Algorithm):
+    r"""Block coordinate descent of Rybkin et al. (2021): ``K`` steps on θ, φ, then
+    :math:`\sigma^2 = \frac{1}{nq}\sum_i \|y_i - \mu_\theta(x_i, z_i)\|^2` (seed 000 Eq. 10)."""
+
+    name = "analytic"
+    noise = "calibrated"
+
+    def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
+        model.noise.set_sigma(math.sqrt(stats.mse))
+        return super().after_block(model, stats)
+
+
+class CalibratedSigma(AnalyticSigma):
+    """Calibrated Robust σ-CVAE (seed 000, Algorithm 1): analytic σ, then at
+    convergence calibrate σ by Eq. 15 while the mean KL is below ``C``."""
+
+    name = "calibrated"
+
+    def __init__(self, tolerance: float = 0.05, variant: str = "paper"):
+        self.rule = CalibrationRule(tolerance=tolerance, variant=variant)
+
+    def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
+        model.noise.set_sigma(math.sqrt(stats.mse))
+        if not stats.converged:
+            return Decision()
+        if not self.rule.should_calibrate(stats.kl):
+            return Decision(stop=True, event="converged")
+        sigma, phi = self.rule.calibrate(model.sigma)
+        model.noise.set_sigma(sigma)
+        return Decision(event="calibrate", phi=phi)
+
+    def state_dict(self) -> dict:
+        return self.rule.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rule.load_state_dict(state)
+
+
+class AnnealedSigma(AnalyticSigma):
+    """KL annealing with a learned (analytic) σ: β from a schedule per block; the run may
+    only stop once the schedule has ended (β = 1)."""
+
+    def __init__(self, schedule: BetaSchedule, name: str = "annealed"):
+        self.schedule = schedule
+        self.name = name
+
+    def beta(self, block: int) -> float:
+        return self.schedule(block)
+
+    def may_stop(self, block: int) -> bool:
+        return self.schedule.finished(block)
+
+
+ALGORITHMS = ("vanilla", "analytic", "calibrated", "monotonic", "cyclical", "fixed")
+
+
+def make_algorithm(
+    name: str,
+    tolerance: float = 0.05,
+    variant: str = "paper",
+    anneal_blocks: int = 50,
+    cycles: int = 5,
+) -> Algorithm:
+    """The algorithm called ``name`` (see the table in this module's docstring)."""
+    if name == "vanilla":
+        return JointSVI()
+    if name == "analytic":
+        return AnalyticSigma()
+    if name == "calibrated":
+        return CalibratedSigma(tolerance, variant)
+    if name == "monotonic":
+        return AnnealedSigma(monotonic(anneal_blocks), "monotonic")
+    if name == "cyclical":
+        return AnnealedSigma(cyclical(anneal_blocks, cycles), "cyclical")
+    if name == "fixed":
+        return FixedSigma()
+    raise UnknownNameError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
