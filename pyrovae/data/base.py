@@ -60,7 +60,7 @@ class Dataset:
         header = [f"x{i + 1}" for i in range(self.x_dim)] + [f"y{j + 1}" for j in range(self.y_dim)]
         table = torch.cat([self.x, self.y], dim=1).cpu().numpy()
         try:
-            np.savetxt(path, table, delimiter=",", header=",".join(header), comments="")
+            np.savetxt(path, table, delimiter=",", header=",".join(header), comments="", fmt="%.10g")
         except OSError as exc:
             raise DataError(f"cannot write {path}: {exc.strerror}") from exc
         return path

@@ -82,6 +82,8 @@ class Algorithm:
             raise ConfigError(f"algorithm {self.name!r} learns sigma by gradient; the model's noise is {kind}")
         if self.noise == "calibrated" and not model.noise.settable:
             raise ConfigError(f"algorithm {self.name!r} sets sigma analytically; the model's noise is {kind}")
+        if self.noise == "fixed" and model.noise.learned:
+            raise ConfigError(f"algorithm {self.name!r} keeps sigma fixed; the model's noise is {kind}")
 
     def state_dict(self) -> dict:
         return {}

@@ -83,6 +83,7 @@ class _LoopState:
     prev_loss: float | None = None
     elapsed: float = 0.0
     rows: list[dict] = field(default_factory=list)
+    status: str = "running"  # running | converged | max_steps
 
 
 class Trainer:
@@ -146,7 +147,7 @@ class Trainer:
             tensors["cuda_rng"] = torch.cuda.get_rng_state_all()
         s = self.state
         meta = {"block": s.block, "step": s.step, "prev_loss": s.prev_loss, "elapsed": s.elapsed,
-                "algorithm": self.algorithm.state_dict(), "rows": s.rows}
+                "algorithm": self.algorithm.state_dict(), "rows": s.rows, "status": s.status}
         save_checkpoint(self.run_dir, tensors, meta)
 
     def _restore(self) -> None:
@@ -158,7 +159,9 @@ class Trainer:
         if "cuda_rng" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(tensors["cuda_rng"])
         self.algorithm.load_state_dict(meta["algorithm"])
-        self.state = _LoopState(meta["block"], meta["step"], meta["prev_loss"], meta["elapsed"], meta["rows"])
+        rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in meta["rows"]]
+        self.state = _LoopState(meta["block"], meta["step"], meta["prev_loss"], meta["elapsed"], rows,
+                                meta.get("status", "running"))
 
     # -- the loop -----------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -166,6 +169,8 @@ class Trainer:
         resumed = self.run_dir is not None and has_checkpoint(self.run_dir)
         if resumed:
             self._restore()
+            if self.state.status == "converged":
+                return self._result("converged", resumed)
         s, cfg, alg = self.state, self.settings, self.algorithm
         status = "max_steps"
         bar = _ProgressBar(cfg.max_steps, s.step, self.progress)
@@ -201,6 +206,7 @@ class Trainer:
                     self._save()
         s.elapsed = time.perf_counter() - start
         if status != "nan":
+            s.status = status
             self._save()
         elif self.run_dir is not None and has_checkpoint(self.run_dir):
             self._restore_model_only()

@@ -35,7 +35,11 @@ __all__ = ["SigmaCVAE"]
 
 
 def _scaled(beta: float):
-    return contextlib.nullcontext() if beta == 1.0 else poutine.scale(scale=beta)
+    if beta == 1.0:
+        return contextlib.nullcontext()
+    if beta == 0.0:  # poutine.scale refuses 0 (annealing starts at beta = 0): drop the term by masking
+        return poutine.mask(mask=False)
+    return poutine.scale(scale=beta)
 
 
 class SigmaCVAE(nn.Module):

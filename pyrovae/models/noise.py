@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, UnknownNameError
 
 __all__ = ["ObservationNoise", "FixedNoise", "CalibratedNoise", "LearnedNoise", "make_noise"]
 
@@ -91,6 +91,7 @@ NOISES = {"fixed": FixedNoise, "calibrated": CalibratedNoise, "learned": Learned
 
 def make_noise(kind: str, sigma0: float) -> ObservationNoise:
     try:
-        return NOISES[kind](sigma0)
+        cls = NOISES[kind]
     except KeyError:
-        raise ConfigError(f"unknown observation model {kind!r}; known: {', '.join(NOISES)}") from None
+        raise UnknownNameError(f"unknown observation model {kind!r}; known: {', '.join(NOISES)}") from None
+    return cls(sigma0)

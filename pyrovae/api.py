@@ -1,0 +1,173 @@
+"""The library's front door: build data, model and algorithm from a config; train; reload.
+
+Example::
+
+    from pyrovae.config import load_config
+    from pyrovae.api import train
+    result = train(load_config(algorithm="calibrated", K=25), out="runs/demo")
+    result.metrics["sigma"], result.metrics["kl"]
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import pyro
+import torch
+
+from pyrovae.config import RunConfig, load_config
+from pyrovae.data.base import Dataset
+from pyrovae.data.files import load_csv
+from pyrovae.data.registry import DATASETS, make_dataset
+from pyrovae.errors import ConfigError
+from pyrovae.inference.algorithms import Algorithm, make_algorithm
+from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
+from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.models.noise import make_noise
+from pyrovae.plots import write_run_plots
+from pyrovae.runs import derive_seeds, load_checkpoint, prepare_run_dir, read_json, write_json, write_text
+
+__all__ = ["build_data", "build_model", "build_algorithm", "train", "train_reps", "load_run", "summarize"]
+
+SUMMARY_KEYS = ("sigma", "kl", "neg_elbo", "sigma_sq_err", "sigma_rel_err", "calibrations", "steps", "wall_time")
+
+
+def _device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def build_data(cfg: RunConfig) -> Dataset:
+    """The data set the config names (a registered generator, or ``data_file``)."""
+    if cfg.data_file is not None:
+        return load_csv(cfg.data_file)
+    factory = DATASETS[cfg.dataset].factory
+    options = {"n": cfg.n, "tau": cfg.tau, "seed": cfg.data_seed}
+    accepted = inspect.signature(factory).parameters
+    return make_dataset(cfg.dataset, **{k: v for k, v in options.items() if k in accepted})
+
+
+def build_algorithm(cfg: RunConfig) -> Algorithm:
+    return make_algorithm(cfg.algorithm, cfg.C, cfg.calibration, cfg.anneal_blocks, cfg.cycles)
+
+
+def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = None) -> SigmaCVAE:
+    """A σ-CVAE sized for ``data`` with the observation model the algorithm needs."""
+    algorithm = algorithm or build_algorithm(cfg)
+    model = SigmaCVAE(
+        data.x_dim, data.y_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
+        noise=make_noise(algorithm.noise, cfg.sigma0), activation=cfg.activation,
+    )
+    return model.to(_device(cfg.device))
+
+
+def settings_from(cfg: RunConfig) -> TrainSettings:
+    return TrainSettings(K=cfg.K, lr=cfg.lr, max_steps=cfg.max_steps, tol=cfg.tol, batch_size=cfg.batch_size,
+                         elbo=cfg.elbo, particles=cfg.particles, checkpoint_every=cfg.checkpoint_every)
+
+
+def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False, plots: bool = True) -> TrainResult:
+    """Train one run. With ``out``, write config, history, metrics, checkpoint and plots there,
+    and resume from a checkpoint already in ``out``."""
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    run_dir = prepare_run_dir(out) if out is not None else None
+    if run_dir is not None:
+        _check_same_config(run_dir, cfg)
+        write_json(run_dir / "config.json", cfg.to_dict())
+    pyro.set_rng_seed(cfg.seed)
+    data = build_data(cfg)
+    algorithm = build_algorithm(cfg)
+    model = build_model(cfg, data, algorithm)
+    with pyro.validation_enabled(False):
+        result = Trainer(model, data, algorithm, settings_from(cfg), run_dir=run_dir, progress=progress).run()
+    result.metrics["seed"] = cfg.seed
+    if run_dir is not None:
+        write_json(run_dir / "metrics.json", result.metrics)
+        if plots:
+            write_run_plots(result, data, run_dir)
+    return result
+
+
+def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Resuming into a directory trained with other settings would mix two runs: refuse."""
+    path = run_dir / "config.json"
+    if not path.is_file() or not (run_dir / "checkpoint").is_dir():
+        return
+    old = read_json(path)
+    ignore = {"max_steps", "device", "checkpoint_every", "threads"}
+    diff = sorted(k for k, v in cfg.to_dict().items() if k not in ignore and old.get(k) != v)
+    if diff:
+        raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(diff)}); choose another --out")
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Dataset, RunConfig]:
+    """Rebuild the model of a run directory from its config and checkpoint (``weights_only=True``)."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.json", device=device)
+    data = build_data(cfg)
+    model = build_model(cfg, data)
+    tensors, _ = load_checkpoint(run_dir, map_location=_device(device))
+    model.load_state_dict(tensors["model"])
+    return model, data.to(_device(device)), cfg
+
+
+def _rep_worker(cfg_dict: dict, out: str) -> dict:
+    return train(RunConfig(**cfg_dict), out=out, progress=False).metrics
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation over repetitions of each numeric metric."""
+    out = {}
+    for key in SUMMARY_KEYS:
+        values = [float(r[key]) for r in rows if r.get(key) is not None and math.isfinite(float(r[key]))]
+        if values:
+            out[key] = {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "n": len(values)}
+    return out
+
+
+def train_reps(
+    cfg: RunConfig, reps: int, jobs: int, out: str | Path, on_done: Callable[[int, dict], None] | None = None
+) -> dict[str, Any]:
+    """``reps`` runs with seeds derived from ``cfg.seed``, ``jobs`` processes at a time, under ``out/rep-XX``.
+    Writes ``summary.json`` and ``summary.md`` (mean ± sd) and returns the summary."""
+    cfg.validate()
+    if reps < 1 or jobs < 1:
+        raise ConfigError(f"--reps and --jobs must be >= 1, got {reps} and {jobs}")
+    out = prepare_run_dir(out)
+    seeds = derive_seeds(cfg.seed, reps)
+    rows: list[dict] = [{} for _ in range(reps)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {
+            pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}")): i
+            for i, s in enumerate(seeds)
+        }
+        for future in as_completed(futures):
+            i = futures[future]
+            rows[i] = {"rep": i, "seed": seeds[i], **future.result()}
+            if on_done is not None:
+                on_done(i, rows[i])
+    summary = {"config": cfg.to_dict(), "reps": reps, "seeds": seeds, "summary": summarize(rows),
+               "runs": [{k: v for k, v in r.items() if k != "settings"} for r in rows]}
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    cfg = summary["config"]
+    lines = [f"# {cfg['algorithm']} on {cfg['dataset']}: {summary['reps']} repetitions", "",
+             "| metric | mean | sd |", "|---|---|---|"]
+    lines += [f"| {k} | {v['mean']:.4g} | {v['sd']:.2g} |" for k, v in summary["summary"].items()]
+    lines += ["", "| rep | seed | status | σ | KL | calibrations | wall time (s) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['rep']} | {r['seed']} | {r['status']} | {r['sigma']:.4f} | {r['kl']:.3f} | {r['calibrations']} | "
+              f"{r['wall_time']:.1f} |" for r in summary["runs"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Command-line interface: ``pyrovae train | demo | datasets``."""

@@ -1,0 +1,26 @@
+"""The ``pyrovae`` command: a thin typer app over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from pyrovae.cli.datasets import datasets_app
+from pyrovae.cli.demo import demo_command
+from pyrovae.cli.train import train_command
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name="pyrovae",
+    help="Understand and fix the ways VAEs fail: models, inference and evidence as Pyro programs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("train")(train_command)
+app.command("demo")(demo_command)
+app.add_typer(datasets_app, name="datasets")
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,93 @@
+"""``pyrovae train``: one run, or ``--reps`` runs in parallel, from flags and/or a config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pyrovae.api import train, train_reps
+from pyrovae.cli.common import cli_errors, console, fail
+from pyrovae.config import RunConfig, load_config
+
+__all__ = ["train_command", "report_run", "run_from_config"]
+
+
+def report_run(result, out: Path, title: str) -> None:
+    m = result.metrics
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in ("status", "σ", "true σ", "KL", "−ELBO / point", "calibrations", "steps", "wall time"):
+        table.add_column(col, justify="right")
+    true = m.get("true_sigma")
+    table.add_row(
+        m["status"], f"{m['sigma']:.4f}", "—" if true is None else f"{true:g}", f"{m['kl']:.3f}",
+        f"{m['neg_elbo']:.4f}", str(m["calibrations"]), str(m["steps"]), f"{m['wall_time']:.1f} s",
+    )
+    console.print(table)
+    console.print(f"run directory: [bold]{out}[/] (plots in {out / 'plots'})")
+    if result.status == "nan":
+        fail(f"training diverged (NaN or infinite loss); the last good checkpoint is kept in {out / 'checkpoint'}", 1)
+
+
+def _report_reps(summary: dict, out: Path) -> None:
+    table = Table(title=f"{summary['reps']} repetitions (mean ± sd)", header_style="bold")
+    table.add_column("metric")
+    table.add_column("mean ± sd", justify="right")
+    for key, v in summary["summary"].items():
+        table.add_row(key, f"{v['mean']:.4g} ± {v['sd']:.2g}")
+    console.print(table)
+    console.print(f"summary: [bold]{out / 'summary.md'}[/], per-run directories {out}/rep-XX")
+
+
+def run_from_config(cfg: RunConfig, out: Path, reps: int, jobs: int, quiet: bool, title: str) -> None:
+    if reps == 1:
+        result = train(cfg, out=out, progress=not quiet)
+        report_run(result, out, title)
+        return
+    columns = (TextColumn("[bold]repetitions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=quiet, console=console) as bar:
+        task = bar.add_task("reps", total=reps)
+        summary = train_reps(cfg, reps, jobs, out, on_done=lambda i, row: bar.advance(task))
+    _report_reps(summary, out)
+
+
+@cli_errors
+def train_command(
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file of settings; flags override it."),
+    dataset: Optional[str] = typer.Option(None, help="Registered data set (see `pyrovae datasets list`)."),
+    data_file: Optional[str] = typer.Option(None, help="CSV with columns x1..xp,y1..yq instead of a generator."),
+    n: Optional[int] = typer.Option(None, help="Number of generated points."),
+    tau: Optional[float] = typer.Option(None, help="Noise level of the generator (two-moon: the true σ)."),
+    data_seed: Optional[int] = typer.Option(None, help="Seed of the data generator."),
+    algorithm: Optional[str] = typer.Option(None, help="vanilla | analytic | calibrated | monotonic | cyclical | fixed"),
+    k: Optional[int] = typer.Option(None, "-K", "--inner-steps", help="Gradient steps per block (K)."),
+    c: Optional[float] = typer.Option(None, "-C", "--tolerance", help="Calibration tolerance C on the mean KL."),
+    calibration: Optional[str] = typer.Option(None, help="paper (φ ~ N(0, S), S grows) | code (φ = 0.5 N(0,1))"),
+    sigma0: Optional[float] = typer.Option(None, help="Initial decoder σ."),
+    elbo: Optional[str] = typer.Option(None, help="trace | meanfield | iwae"),
+    particles: Optional[int] = typer.Option(None, help="ELBO particles (IWAE's S)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
+    max_steps: Optional[int] = typer.Option(None, help="Hard cap on gradient steps."),
+    tol: Optional[float] = typer.Option(None, help="Convergence threshold on the mean loss change per block."),
+    batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: full batch)."),
+    latent_dim: Optional[int] = typer.Option(None, help="Latent dimension d."),
+    seed: Optional[int] = typer.Option(None, help="Root seed of the run (and of the repetitions)."),
+    device: Optional[str] = typer.Option(None, help="cpu | cuda"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default 1)."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<algorithm>-<dataset>-s<seed>)."),
+    reps: int = typer.Option(1, help="Repetitions with seeds derived from --seed."),
+    jobs: int = typer.Option(1, help="Parallel processes for --reps."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+) -> None:
+    """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings."""
+    cfg = load_config(
+        config, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed, algorithm=algorithm, K=k,
+        C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr, max_steps=max_steps,
+        tol=tol, batch_size=batch_size, latent_dim=latent_dim, seed=seed, device=device,
+        threads=threads,
+    )
+    out = out or Path("runs") / f"{cfg.algorithm}-{Path(cfg.data_file).stem if cfg.data_file else cfg.dataset}-s{cfg.seed}"
+    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} σ-CVAE (K = {cfg.K})")

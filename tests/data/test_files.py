@@ -1,0 +1,105 @@
+"""Dataset validation and the CSV loader (small fixture files written to tmp_path)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyrovae.data import Dataset, load_csv, two_moon
+from pyrovae.errors import DataError
+
+
+# -- Dataset ----------------------------------------------------------------------
+def test_dataset_basic():
+    d = Dataset("d", torch.zeros(5, 3), torch.ones(5))  # a vector y becomes one column
+    assert len(d) == 5 and d.x_dim == 3 and d.y_dim == 1 and d.y.shape == (5, 1)
+    assert d.x.dtype == torch.get_default_dtype()
+
+
+def test_dataset_unconditional_has_zero_x_columns():
+    d = Dataset("d", torch.zeros(4, 0), torch.randn(4, 2))
+    assert d.x_dim == 0 and d.y_dim == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("where", ["x", "y"])
+def test_dataset_rejects_non_finite(bad, where):
+    x, y = torch.zeros(4, 1), torch.zeros(4, 2)
+    (x if where == "x" else y)[2, 0] = bad
+    with pytest.raises(DataError):
+        Dataset("d", x, y)
+
+
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        (torch.zeros(4, 1), torch.zeros(5, 2)),  # row counts differ
+        (torch.zeros(4, 1, 1), torch.zeros(4, 2)),  # x is 3-D
+        (torch.zeros(4, 1), torch.zeros(4, 2, 2)),  # y is 3-D
+        (torch.zeros(1, 1), torch.zeros(1, 2)),  # fewer than 2 rows
+        (torch.zeros(4, 1), torch.zeros(4, 0)),  # no response column
+    ],
+)
+def test_dataset_rejects_wrong_shapes(x, y):
+    with pytest.raises(DataError):
+        Dataset("d", x, y)
+
+
+# -- load_csv ---------------------------------------------------------------------
+def test_csv_round_trip(tmp_path):
+    d = two_moon(n=60, tau=0.1, seed=0)
+    path = d.to_csv(tmp_path / "moons.csv")
+    assert path.read_text().splitlines()[0] == "x1,y1,y2"
+    back = load_csv(path)
+    assert back.name == "moons" and back.x_dim == 1 and back.y_dim == 2
+    torch.testing.assert_close(back.x, d.x, rtol=0, atol=0)
+    torch.testing.assert_close(back.y, d.y, rtol=0, atol=0)
+
+
+def test_csv_round_trip_unconditional(tmp_path):
+    d = Dataset("u", torch.zeros(6, 0), torch.randn(6, 3))
+    back = load_csv(d.to_csv(tmp_path / "u.csv"))
+    assert back.x.shape == (6, 0)
+    torch.testing.assert_close(back.y, d.y, rtol=0, atol=0)
+
+
+def test_csv_without_y_names_uses_last_columns(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5,6\n7,8,9\n")
+    d = load_csv(path)
+    assert d.x.tolist() == [[1, 2], [4, 5], [7, 8]] and d.y.tolist() == [[3], [6], [9]]
+    d2 = load_csv(path, y_columns=2)
+    assert d2.x.tolist() == [[1], [4], [7]] and d2.y.tolist() == [[2, 3], [5, 6], [8, 9]]
+
+
+def test_csv_missing_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_csv(tmp_path / "nope.csv")
+
+
+def test_csv_nan(tmp_path):
+    path = tmp_path / "nan.csv"
+    path.write_text("x1,y1\n1,2\n3,nan\n5,6\n")
+    with pytest.raises(DataError, match="NaN"):
+        load_csv(path)
+
+
+def test_csv_ragged_rows(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("x1,y1\n1,2\n3\n5,6\n")
+    with pytest.raises(DataError):
+        load_csv(path)
+
+
+def test_csv_header_width_mismatch(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text("x1,y1\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError):
+        load_csv(path)
+
+
+def test_csv_non_numeric(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_text("x1,y1\n1,2\n3,abc\n")
+    with pytest.raises(DataError):
+        load_csv(path)

@@ -1,0 +1,169 @@
+"""SigmaCVAE: networks, the Pyro program's structure, and ``terms`` against closed forms.
+
+The ELBO of the Pyro program itself is checked against hand-written formulas in
+``tests/inference/test_objectives.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+
+from pyrovae.errors import ConfigError
+from pyrovae.models import CalibratedNoise, FixedNoise, LearnedNoise, SigmaCVAE
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def make(x_dim=1, y_dim=2, noise=None, seed=0):
+    pyro.set_rng_seed(seed)
+    return SigmaCVAE(x_dim, y_dim, noise=noise).double()
+
+
+def data(n=50, x_dim=1, y_dim=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, x_dim, generator=g, dtype=torch.float64), torch.randn(n, y_dim, generator=g, dtype=torch.float64)
+
+
+def test_default_architecture_is_appendix_f():
+    m = SigmaCVAE(1, 2)
+    assert m.latent_dim == 2
+    linears = [mod for mod in m.decoder if isinstance(mod, torch.nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(3, 2), (2, 4), (4, 16), (16, 4), (4, 2)]
+    assert all(isinstance(mod, (torch.nn.Linear, torch.nn.Tanh)) for mod in m.decoder)
+    enc_linears = [mod for mod in m.encoder.modules() if isinstance(mod, torch.nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in enc_linears] == [(3, 16), (16, 8), (8, 4), (4, 2), (2, 2), (2, 2)]
+    assert isinstance(m.noise, LearnedNoise) and m.sigma == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("args", [(-1, 2, 2), (1, 0, 2), (1, 2, 0)])
+def test_bad_dimensions(args):
+    with pytest.raises(ConfigError):
+        SigmaCVAE(*args)
+
+
+def test_bad_widths_and_activation():
+    with pytest.raises(ConfigError):
+        SigmaCVAE(1, 2, encoder_widths=())
+    with pytest.raises(ConfigError):
+        SigmaCVAE(1, 2, decoder_widths=(4, 0))
+    with pytest.raises(ConfigError):
+        SigmaCVAE(1, 2, activation="swish-ish")
+
+
+def test_encode_decode_shapes_and_particle_broadcast():
+    m = make()
+    x, y = data(10)
+    loc, scale = m.encode(x, y)
+    assert loc.shape == scale.shape == (10, 2) and torch.all(scale > 0)
+    z = torch.randn(4, 10, 2, dtype=torch.float64)
+    mu = m.decode(x, z)
+    assert mu.shape == (4, 10, 2)
+    # each particle decodes exactly as it would on its own
+    torch.testing.assert_close(mu[2], m.decode(x, z[2]))
+
+
+def test_program_structure():
+    m = make(noise=FixedNoise(0.3).double())
+    x, y = data(12)
+    guide_tr = poutine.trace(m.guide).get_trace(x, y)
+    model_tr = poutine.trace(poutine.replay(m.model, trace=guide_tr)).get_trace(x, y)
+    zg, zm, ys = guide_tr.nodes["z"], model_tr.nodes["z"], model_tr.nodes["y"]
+    assert torch.equal(zg["value"], zm["value"])
+    assert zg["fn"].event_shape == (2,) and zg["fn"].batch_shape == (12,)
+    assert zm["fn"].event_shape == (2,) and zm["fn"].batch_shape == (12,)
+    assert ys["is_observed"] and torch.equal(ys["value"], y)
+    # prior N(0, I); likelihood N(mu(x, z), sigma^2 I)
+    torch.testing.assert_close(zm["fn"].base_dist.loc.expand(12, 2), torch.zeros(12, 2, dtype=torch.float64))
+    torch.testing.assert_close(zm["fn"].base_dist.scale.expand(12, 2), torch.ones(12, 2, dtype=torch.float64))
+    mu = m.decode(x, zg["value"])
+    torch.testing.assert_close(ys["fn"].base_dist.loc, mu)
+    torch.testing.assert_close(ys["fn"].base_dist.scale.expand(12, 2), torch.full((12, 2), 0.3, dtype=torch.float64))
+    loc, scale = m.encode(x, y)
+    torch.testing.assert_close(zg["fn"].base_dist.loc, loc)
+    torch.testing.assert_close(zg["fn"].base_dist.scale, scale)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.25])
+def test_beta_scales_the_latent_site_in_model_and_guide(beta):
+    m = make()
+    x, y = data(8)
+    guide_tr = poutine.trace(m.guide).get_trace(x, y, beta)
+    model_tr = poutine.trace(poutine.replay(m.model, trace=guide_tr)).get_trace(x, y, beta)
+    assert float(guide_tr.nodes["z"]["scale"]) == beta
+    assert float(model_tr.nodes["z"]["scale"]) == beta
+    assert float(model_tr.nodes["y"]["scale"]) == 1.0
+
+
+@pytest.mark.parametrize("noise", [FixedNoise(0.4), CalibratedNoise(0.7), LearnedNoise(1.3)])
+def test_terms_match_closed_forms(noise):
+    m = make(noise=noise.double())
+    x, y = data(40)
+    torch.manual_seed(5)
+    t = m.terms(x, y)
+    sigma, q = m.sigma, y.shape[1]
+    # recon is -log N(y | mu, sigma^2 I) for the same mu that gives sq_err
+    expected_recon = 0.5 * t["sq_err"] / sigma**2 + q * math.log(sigma) + 0.5 * q * LOG_2PI
+    torch.testing.assert_close(t["recon"], expected_recon, rtol=1e-10, atol=1e-10)
+    # analytic KL[N(loc, scale^2) || N(0, I)]
+    loc, scale = m.encode(x, y)
+    kl = 0.5 * (loc**2 + scale**2 - 1 - torch.log(scale**2)).sum(-1)
+    torch.testing.assert_close(t["kl"], kl.detach(), rtol=1e-10, atol=1e-12)
+    assert torch.all(t["kl"] >= 0) and torch.all(t["sq_err"] >= 0)
+    # one reparameterised z per point: z = loc + scale * eps with torch's global RNG
+    torch.manual_seed(5)
+    with torch.no_grad():
+        z = loc + scale * torch.randn_like(loc)
+        sq = (y - m.decode(x, z)).pow(2).sum(-1)
+    torch.testing.assert_close(t["sq_err"], sq, rtol=1e-10, atol=1e-12)
+
+
+def test_terms_kl_is_zero_when_posterior_equals_prior():
+    m = make()
+    x, y = data(6)
+    with torch.no_grad():
+        for head in (m.encoder.loc, m.encoder.log_var):
+            head.weight.zero_()
+            head.bias.zero_()
+    torch.testing.assert_close(m.terms(x, y)["kl"], torch.zeros(6, dtype=torch.float64), rtol=0, atol=1e-14)
+
+
+def test_sample_and_reconstruct_moments():
+    # a decoder whose mean is exactly 0: y ~ N(0, sigma^2 I)
+    m = make(noise=FixedNoise(0.5).double())
+    with torch.no_grad():
+        last = m.decoder[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+    x = torch.zeros(400, 1, dtype=torch.float64)
+    draws = m.sample(x, num_samples=10)
+    assert draws.shape == (10, 400, 2)
+    assert draws.mean().item() == pytest.approx(0.0, abs=0.02)
+    assert draws.std().item() == pytest.approx(0.5, rel=0.03)
+    assert m.sample(x).shape == (400, 2)
+    assert m.reconstruct(x, torch.zeros(400, 2, dtype=torch.float64)).std().item() == pytest.approx(0.5, rel=0.05)
+
+
+def test_unconditional_model_runs():
+    pyro.set_rng_seed(0)
+    m = SigmaCVAE(0, 3).double()
+    x, y = torch.zeros(20, 0, dtype=torch.float64), torch.randn(20, 3, dtype=torch.float64)
+    loss = pyro.infer.Trace_ELBO(max_plate_nesting=1).differentiable_loss(m.model, m.guide, x, y)
+    assert torch.isfinite(loss)
+    assert m.sample(x, num_samples=2).shape == (2, 20, 3)
+
+
+def test_state_dict_round_trip():
+    a, b = make(seed=0), make(seed=1)
+    x, y = data(9)
+    assert not torch.equal(a.decode(x, torch.zeros(9, 2, dtype=torch.float64)), b.decode(x, torch.zeros(9, 2, dtype=torch.float64)))
+    b.load_state_dict(a.state_dict())
+    z = torch.randn(9, 2, dtype=torch.float64)
+    assert torch.equal(a.decode(x, z), b.decode(x, z))
+    for u, v in zip(a.encode(x, y), b.encode(x, y)):
+        assert torch.equal(u, v)
+    assert a.sigma == b.sigma
