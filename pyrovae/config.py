@@ -18,6 +18,7 @@ from pyrovae.errors import ConfigError, DataError, UnknownNameError
 from pyrovae.inference.algorithms import ALGORITHMS
 from pyrovae.inference.calibration import VARIANTS
 from pyrovae.inference.objectives import ELBOS
+from pyrovae.inference.trainer import CONVERGENCE
 
 __all__ = ["RunConfig", "load_config"]
 
@@ -51,6 +52,7 @@ class RunConfig:
     lr: float = 0.005
     max_steps: int = 100_000
     tol: float = 1e-3
+    convergence: str = "block-mean"
     batch_size: int | None = None
     checkpoint_every: int = 100
     # run
@@ -89,6 +91,8 @@ class RunConfig:
             raise ConfigError(f"the learning rate must be > 0, got {self.lr}")
         if not (math.isfinite(self.tol) and self.tol >= 0):
             raise ConfigError(f"the convergence tolerance must be >= 0, got {self.tol}")
+        if self.convergence not in CONVERGENCE:
+            raise UnknownNameError(f"unknown convergence rule {self.convergence!r}; known: {', '.join(CONVERGENCE)}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.elbo == "iwae" and self.algorithm in ("monotonic", "cyclical"):

@@ -1,1 +1,1 @@
-"""Command-line interface: ``pyrovae train | demo | datasets``."""
+"""Command-line interface: ``pyrovae train | demo | datasets | posterior``."""

@@ -6,6 +6,7 @@ import typer
 
 from pyrovae.cli.datasets import datasets_app
 from pyrovae.cli.demo import demo_command
+from pyrovae.cli.posterior import posterior_command
 from pyrovae.cli.train import train_command
 
 __all__ = ["app", "run"]
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.command("train")(train_command)
 app.command("demo")(demo_command)
+app.command("posterior")(posterior_command)
 app.add_typer(datasets_app, name="datasets")
 
 

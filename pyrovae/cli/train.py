@@ -72,6 +72,9 @@ def train_command(
     lr: Optional[float] = typer.Option(None, help="Adam learning rate."),
     max_steps: Optional[int] = typer.Option(None, help="Hard cap on gradient steps."),
     tol: Optional[float] = typer.Option(None, help="Convergence threshold on the mean loss change per block."),
+    convergence: Optional[str] = typer.Option(
+        None, help="block-mean (loss averaged over the K-block) | last-step (the public code's rule)."
+    ),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: full batch)."),
     latent_dim: Optional[int] = typer.Option(None, help="Latent dimension d."),
     seed: Optional[int] = typer.Option(None, help="Root seed of the run (and of the repetitions)."),
@@ -86,7 +89,7 @@ def train_command(
     cfg = load_config(
         config, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed, algorithm=algorithm, K=k,
         C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr, max_steps=max_steps,
-        tol=tol, batch_size=batch_size, latent_dim=latent_dim, seed=seed, device=device,
+        tol=tol, convergence=convergence, batch_size=batch_size, latent_dim=latent_dim, seed=seed, device=device,
         threads=threads,
     )
     out = out or Path("runs") / f"{cfg.algorithm}-{Path(cfg.data_file).stem if cfg.data_file else cfg.dataset}-s{cfg.seed}"

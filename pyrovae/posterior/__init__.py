@@ -1,0 +1,47 @@
+r"""Ground-truth posteriors of a fixed decoder: exact, grid and HMC, with ArviZ diagnostics.
+
+* :mod:`~pyrovae.posterior.target` — the per-point decoder likelihood every method works on;
+* :mod:`~pyrovae.posterior.exact` — linear-Gaussian closed forms (seed 002 App. C);
+* :mod:`~pyrovae.posterior.grid` — quadrature for 1-D and 2-D latents, any decoder;
+* :mod:`~pyrovae.posterior.hmc` — Pyro NUTS (chains in sequence) and a batched torch HMC;
+* :mod:`~pyrovae.posterior.crosscheck` — draws against a grid (catches a wrong mode);
+* :mod:`~pyrovae.posterior.arviz_adapter` — ArviZ objects, netCDF, diagnostics table;
+* :mod:`~pyrovae.posterior.compare` — KL(q‖p) per point (seed 001 Eq. 3), aggregate MMD, figures;
+* :mod:`~pyrovae.posterior.report` — one call from a trained model to files and diagnostics.
+"""
+
+from pyrovae.posterior.arviz_adapter import (
+    diagnostics_summary,
+    diagnostics_table,
+    from_arviz,
+    load_netcdf,
+    save_netcdf,
+    to_arviz,
+)
+from pyrovae.posterior.compare import (
+    aggregate_posterior_mmd,
+    elbo_per_point,
+    log_evidence_from_samples,
+    mmd2_unbiased,
+    plot_q_vs_posterior,
+    posterior_kl,
+)
+from pyrovae.posterior.crosscheck import CrossCheck, effective_sample_size, grid_crosscheck
+from pyrovae.posterior.exact import LinearGaussian, gaussian_kl, linearize, pedagogical_case1, pedagogical_case2
+from pyrovae.posterior.grid import GridPosterior, GridWarning, grid_posterior
+from pyrovae.posterior.hmc import batched_hmc, initial_latents, nuts_posterior
+from pyrovae.posterior.report import METHODS, PosteriorReport, posterior_report
+from pyrovae.posterior.samples import PosteriorSamples
+from pyrovae.posterior.target import LatentTarget, model_target, select_points
+
+__all__ = [
+    "LatentTarget", "model_target", "select_points",
+    "LinearGaussian", "gaussian_kl", "linearize", "pedagogical_case1", "pedagogical_case2",
+    "GridPosterior", "GridWarning", "grid_posterior",
+    "PosteriorSamples", "batched_hmc", "initial_latents", "nuts_posterior",
+    "CrossCheck", "effective_sample_size", "grid_crosscheck",
+    "to_arviz", "from_arviz", "save_netcdf", "load_netcdf", "diagnostics_table", "diagnostics_summary",
+    "elbo_per_point", "log_evidence_from_samples", "posterior_kl", "mmd2_unbiased", "aggregate_posterior_mmd",
+    "plot_q_vs_posterior",
+    "METHODS", "PosteriorReport", "posterior_report",
+]

@@ -1,0 +1,222 @@
+r"""One call from a trained model to ground-truth posteriors, diagnostics, files and figures.
+
+:func:`posterior_report` runs the chosen method on chosen data points of a trained model,
+then writes into ``out_dir``:
+
+* ``samples.nc`` — the draws as an ArviZ object (netCDF; i.i.d. draws for exact and grid);
+* ``diagnostics.csv`` — one row per point and latent: mean, sd, r̂, bulk/tail ESS,
+  divergences, :math:`KL[q_\phi \| p_\theta]` (seed 001 Eq. 3), the grid cross-check for
+  samplers with 1-D/2-D latents, and flags;
+* ``diagnostics.json`` — the settings, a summary (worst r̂ and ESS, divergences, flagged
+  points, mean KL, aggregate-posterior MMD² against the prior) and per-point KL;
+* ``plots/q_vs_posterior.png`` — :math:`q_\phi` beside the true posterior.
+
+References:
+    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (seed 001), Eq. 3.
+    Yacoby, Pan & Doshi-Velez, *Learning Deep Bayesian Latent Variable Regression Models
+    that Generalize* (seed 002), App. C (the exact linear-Gaussian posterior).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+
+from pyrovae.errors import ConfigError, DataError
+from pyrovae.posterior.arviz_adapter import diagnostics_summary, diagnostics_table, save_netcdf
+from pyrovae.posterior.compare import aggregate_posterior_mmd, plot_q_vs_posterior, posterior_kl
+from pyrovae.posterior.crosscheck import grid_crosscheck
+from pyrovae.posterior.exact import linearize
+from pyrovae.posterior.grid import grid_posterior
+from pyrovae.posterior.hmc import batched_hmc, nuts_posterior
+from pyrovae.posterior.samples import PosteriorSamples
+from pyrovae.posterior.target import model_target, resolve_device
+
+__all__ = ["METHODS", "PosteriorReport", "posterior_report"]
+
+METHODS = ("exact", "grid", "nuts", "hmc")
+
+
+@dataclass
+class PosteriorReport:
+    """What :func:`posterior_report` returns: the per-latent table, the summary and the files."""
+
+    method: str
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+    samples: PosteriorSamples | None = None
+
+
+def _xy(data) -> tuple[torch.Tensor, torch.Tensor]:
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return data.x, data.y
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return torch.as_tensor(data[0]), torch.as_tensor(data[1])
+    raise DataError("data must be a pyrovae Dataset or a pair (x, y)")
+
+
+def _gaussian_draws(mean: torch.Tensor, cov: torch.Tensor, chains: int, draws: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator(device=mean.device).manual_seed(int(seed))
+    eps = torch.randn(chains, draws, *mean.shape, 1, generator=gen, dtype=mean.dtype, device=mean.device)
+    return mean + (torch.linalg.cholesky(cov) @ eps).squeeze(-1)
+
+
+def posterior_report(
+    model,
+    data,
+    method: str = "grid",
+    points: int | Sequence[int] | str | None = 20,
+    chains: int = 2,
+    samples: int = 500,
+    device: str = "cpu",
+    out_dir: str | Path | None = None,
+    warmup: int | None = None,
+    seed: int = 0,
+    init: str = "encoder",
+    num_steps: int = 10,
+    grid_limit: float = 9.0,
+    grid_resolution: int | None = None,
+    crosscheck: bool = True,
+    kl_samples: int = 1000,
+    plot_points: int = 6,
+    dtype: torch.dtype | None = None,
+    sampler_options: dict[str, Any] | None = None,
+) -> PosteriorReport:
+    r"""Ground-truth posteriors of ``model``'s fixed decoder for chosen points of ``data``.
+
+    Args:
+        model: a trained Gaussian-decoder model (:class:`~pyrovae.models.cvae.SigmaCVAE`).
+        data: a :class:`~pyrovae.data.base.Dataset` or a pair ``(x, y)``.
+        method: ``"exact"`` (linear decoders only, else :class:`~pyrovae.errors.ConfigError`),
+            ``"grid"`` (1-D/2-D latents), ``"nuts"`` (Pyro NUTS, chains one after another) or
+            ``"hmc"`` (batched torch HMC).
+        points: a count (the first ``k`` points), indices, ``"0,1,2"`` or ``None`` (all).
+        chains, samples, warmup: chains and draws per chain (i.i.d. draws for exact/grid);
+            ``warmup`` defaults to ``samples``.
+        device: ``"cpu"`` or ``"cuda"``.
+        out_dir: where to write ``samples.nc``, ``diagnostics.csv/.json`` and ``plots/``;
+            nothing is written when ``None``.
+        crosscheck: for ``nuts``/``hmc`` with 1-D or 2-D latents, compare the draws with a grid.
+        dtype: float64 on cpu and float32 on cuda by default.
+        sampler_options: extra keyword arguments of :func:`~pyrovae.posterior.hmc.nuts_posterior`
+            or :func:`~pyrovae.posterior.hmc.batched_hmc` (``max_tree_depth``, ``target_accept_prob``, ...).
+
+    Returns:
+        a :class:`PosteriorReport`: the per-latent ``table`` (also ``diagnostics.csv``), the
+        ``summary`` (also in ``diagnostics.json``), the ``files`` written and the ``samples``.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if chains < 1 or samples < 1 or (warmup is not None and warmup < 0):
+        raise ConfigError(f"need chains >= 1, samples >= 1, warmup >= 0; got {chains}, {samples}, {warmup}")
+    warmup = samples if warmup is None else int(warmup)
+    dev = resolve_device(device)
+    dtype = dtype or (torch.float32 if dev.type == "cuda" else torch.float64)
+    x, y = _xy(data)
+    target = model_target(model, x, y, points=points, device=dev, dtype=dtype)
+    d = target.latent_dim
+    if method == "grid" and d > 2:
+        raise ConfigError(f"--method grid needs a 1-D or 2-D latent, this model has {d}; use nuts or hmc")
+    t0 = time.perf_counter()
+    grid = None
+    if method == "exact":
+        reference = linearize(target)
+        mean, cov = reference.posterior(target.y)
+        draws = _gaussian_draws(mean, cov, chains, samples, seed)
+        post = PosteriorSamples({"z": draws}, {}, "exact", list(target.points), {"iid": True})
+    elif method == "grid":
+        grid = reference = grid_posterior(target, grid_limit, grid_resolution, on_flag="ignore")
+        post = grid.sample(chains, samples, seed)
+    elif method == "nuts":
+        post = reference = nuts_posterior(target, samples, warmup, chains, init=init, seed=seed, **(sampler_options or {}))
+    else:
+        post = reference = batched_hmc(
+            target, samples, warmup, chains, num_steps=num_steps, init=init, seed=seed, **(sampler_options or {})
+        )
+    wall = time.perf_counter() - t0
+    post = post.cpu()
+
+    table = diagnostics_table(post)
+    if method in ("exact", "grid"):  # i.i.d. draws: r̂ and ESS describe the draws, not a sampler
+        table["flag_rhat"] = False
+        table["flag_ess"] = False
+        table["flagged"] = table["flag_divergent"]
+    summary = diagnostics_summary(table)
+
+    # grid checks: the grid's own, or the samplers' draws against a grid
+    if grid is not None:
+        checks = pd.DataFrame(
+            {
+                "point": grid.points,
+                "grid_border_mass": grid.border_mass.cpu().numpy(),
+                "grid_resolution_error": grid.resolution_error.cpu().numpy(),
+                "flag_grid": grid.flagged().numpy(),
+            }
+        )
+        table = table.merge(checks, on="point", how="left")
+    elif method in ("nuts", "hmc") and crosscheck and d <= 2:
+        grid = grid_posterior(target, grid_limit, grid_resolution, on_flag="ignore")
+        cc = grid_crosscheck(post, grid)
+        cols = cc.table[["point", "latent", "grid_mean", "grid_var", "mean_z", "log_var_ratio", "flagged"]]
+        table = table.merge(cols.rename(columns={"flagged": "flag_grid"}), on=["point", "latent"], how="left")
+        summary["grid_crosscheck_flagged_points"] = cc.flagged_points
+        summary["grid_flagged_points"] = [grid.points[i] for i in torch.nonzero(grid.flagged()).flatten().tolist()]
+    if "flag_grid" in table:
+        table["flagged"] = table["flagged"] | table["flag_grid"].fillna(False).astype(bool)
+        summary["flagged_points"] = sorted({int(p) for p in table.loc[table["flagged"], "point"]})
+
+    # the encoder against the true posterior (seed 001 Eq. 3) and the aggregate posterior vs the prior
+    enc = target.encoder()
+    kl = None
+    if enc is not None:
+        kl = posterior_kl(target, reference, *enc, num_samples=kl_samples, seed=seed)
+        table = table.merge(
+            kl[["point", "kl", "kl_se"]].rename(columns={"kl": "kl_q_p", "kl_se": "kl_q_p_se"}), on="point", how="left"
+        )
+        summary["mean_kl_q_p"] = float(kl["kl"].mean())
+        summary["kl_source"] = str(kl["source"].iloc[0])
+        if hasattr(model, "encode"):
+            with torch.no_grad():
+                summary["aggregate_posterior"] = aggregate_posterior_mmd(target.model, x.to(dev, dtype), y.to(dev, dtype), seed=seed)
+    summary.update(
+        {
+            "method": method,
+            "points": list(target.points),
+            "latent_dim": d,
+            "chains": chains,
+            "samples": samples,
+            "warmup": warmup if method in ("nuts", "hmc") else 0,
+            "device": str(dev),
+            "seed": seed,
+            "wall_s": wall,
+        }
+    )
+
+    files: dict[str, Path] = {}
+    if out_dir is not None:
+        from pyrovae.runs import prepare_run_dir, write_json, write_text
+
+        out = prepare_run_dir(out_dir)
+        files["samples"] = save_netcdf(post, out / "samples.nc")
+        write_text(out / "diagnostics.csv", table.to_csv(index=False))
+        files["diagnostics_csv"] = out / "diagnostics.csv"
+        payload = {"summary": summary, "sampler": post.info}
+        if kl is not None:
+            payload["kl_q_p"] = kl.to_dict(orient="records")
+        write_json(out / "diagnostics.json", payload)
+        files["diagnostics_json"] = out / "diagnostics.json"
+        if enc is not None:
+            import matplotlib.pyplot as plt
+
+            which = list(range(min(plot_points, target.num_points)))
+            ref = grid if grid is not None else reference
+            fig = plot_q_vs_posterior(*enc, ref, y=target.y, which=which, path=out / "plots" / "q_vs_posterior.png")
+            plt.close(fig)
+            files["plot"] = out / "plots" / "q_vs_posterior.png"
+    return PosteriorReport(method, table, summary, files, post)
