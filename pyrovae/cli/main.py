@@ -6,6 +6,7 @@ import typer
 
 from pyrovae.cli.datasets import datasets_app
 from pyrovae.cli.demo import demo_command
+from pyrovae.cli.experiment import experiment_app
 from pyrovae.cli.posterior import posterior_command
 from pyrovae.cli.train import train_command
 
@@ -22,6 +23,7 @@ app.command("train")(train_command)
 app.command("demo")(demo_command)
 app.command("posterior")(posterior_command)
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(experiment_app, name="experiment")
 
 
 def run() -> None:

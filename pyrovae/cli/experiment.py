@@ -1,0 +1,53 @@
+"""``pyrovae experiment``: list the paper-table experiments; run one and print it beside the paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markdown import Markdown
+from rich.table import Table
+
+from pyrovae.cli.common import cli_errors, console
+from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions, _load_all, get_experiment
+from pyrovae.runs import prepare_run_dir
+
+__all__ = ["experiment_app"]
+
+experiment_app = typer.Typer(help="Reproduce the papers' tables.", no_args_is_help=True)
+
+
+@experiment_app.command("list")
+@cli_errors
+def list_command() -> None:
+    """The experiments, one per paper table or figure."""
+    _load_all()
+    table = Table(header_style="bold")
+    for col in ("name", "what", "reproduces"):
+        table.add_column(col)
+    for exp in sorted(EXPERIMENTS.values(), key=lambda e: e.name):
+        table.add_row(exp.name, exp.title, exp.source)
+    console.print(table)
+
+
+@experiment_app.command("run")
+@cli_errors
+def run_command(
+    name: str = typer.Argument(..., help="Experiment name (see `pyrovae experiment list`)."),
+    quick: bool = typer.Option(False, "--quick", help="A reduced setting that finishes in minutes."),
+    reps: Optional[int] = typer.Option(None, help="Repetitions (default: the paper's, or fewer with --quick)."),
+    jobs: int = typer.Option(1, help="Parallel processes."),
+    seed: int = typer.Option(0, help="Root seed; repetition seeds derive from it."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (default runs/experiments/NAME[-quick])."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Run an experiment; write its tables (CSV, Markdown) beside the paper's numbers."""
+    experiment = get_experiment(name)
+    out = out or Path("runs") / "experiments" / (name + ("-quick" if quick else ""))
+    options = ExperimentOptions(out=out, quick=quick, reps=reps, jobs=jobs, seed=seed, progress=not quiet)
+    prepare_run_dir(out)
+    report = experiment.run(options)
+    report.write(out)
+    console.print(Markdown(report.to_markdown()))
+    console.print(f"written: [bold]{out / 'report.md'}[/] (and CSV per table, report.json)")

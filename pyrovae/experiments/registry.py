@@ -1,0 +1,67 @@
+"""Named experiments, one per paper table or figure: ``pyrovae experiment list | run NAME``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pyrovae.errors import ConfigError, UnknownNameError
+
+__all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "get_experiment"]
+
+
+@dataclass
+class ExperimentOptions:
+    """What every experiment accepts. ``reps=None`` takes the experiment's own default
+    (small with ``quick``, the paper's count otherwise)."""
+
+    out: Path
+    quick: bool = False
+    reps: int | None = None
+    jobs: int = 1
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reps is not None and self.reps < 1:
+            raise ConfigError(f"--reps must be >= 1, got {self.reps}")
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
+
+    def repetitions(self, quick: int, full: int) -> int:
+        return self.reps if self.reps is not None else (quick if self.quick else full)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    source: str  # the paper and table it reproduces
+    run: Callable[[ExperimentOptions], "object"]  # returns an ExperimentReport
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(name: str, title: str, source: str):
+    """Decorator registering ``fn(options) -> ExperimentReport`` under ``name``."""
+
+    def wrap(fn):
+        EXPERIMENTS[name] = Experiment(name, title, source, fn)
+        return fn
+
+    return wrap
+
+
+def get_experiment(name: str) -> Experiment:
+    _load_all()
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}") from None
+
+
+def _load_all() -> None:
+    """Import the modules that register experiments."""
+    from pyrovae.experiments import liu2025  # noqa: F401

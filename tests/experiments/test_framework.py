@@ -1,0 +1,66 @@
+"""Experiment framework: summaries, tables beside the paper, paired runs, the CLI."""
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from pyrovae.cli.main import app
+from pyrovae.config import RunConfig
+from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.experiments import ExperimentOptions, ExperimentReport, ResultTable, get_experiment, summarize_values
+from pyrovae.experiments.liu2025 import _performance_goal, _success
+from pyrovae.experiments.runner import run_grid
+
+
+def test_summaries_are_mean_and_sample_sd_of_finite_values():
+    s = summarize_values([1.0, 2.0, 4.0, float("nan"), None])
+    assert s.n == 3 and s.mean == pytest.approx(7 / 3)
+    assert s.sd == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    assert summarize_values([]).format() == "NA"
+    assert summarize_values([0.5]).format() == "0.5"
+    assert summarize_values([1e-5, 3e-5]).format() == "2.00e-05 ± 1.4e-05"
+
+
+def test_table_puts_the_paper_beside_ours(tmp_path):
+    table = ResultTable("t", "A table", ["A", "B"], ["c1", "c2"])
+    table.set("A", "c1", summarize_values([1.0, 3.0]), "2.5")
+    table.set("B", "c2", "NA [0/2]", "NA")
+    md = table.to_markdown()
+    assert "| A | 2 ± 1.4 (paper 2.5) | — |" in md
+    assert "| B | — | NA [0/2] (paper NA) |" in md
+    report = ExperimentReport("x", "X", "paper, Table 9", {"reps": 2}, [table], wall_time=1.0, conclusion="holds")
+    written = report.write(tmp_path)
+    assert (tmp_path / "t.csv").is_file() and (tmp_path / "report.md").read_text().count("paper 2.5") == 1
+    assert json.loads((tmp_path / "report.json").read_text())["tables"]["t"][0]["mean"] == 2.0
+    assert len(written) == 3
+
+
+def test_run_grid_pairs_seeds_across_configurations(tmp_path):
+    base = RunConfig(n=100, max_steps=6, K=3, algorithm="analytic")
+    results = run_grid({"a": base, "b": base.replace(K=2)}, reps=2, jobs=1, out=tmp_path, root_seed=5)
+    assert [r["seed"] for r in results["a"]] == [r["seed"] for r in results["b"]]
+    assert results["a"][0]["seed"] != results["a"][1]["seed"]
+    assert results["a"][0]["steps"] == 6 and (tmp_path / "a" / "rep-01" / "metrics.json").is_file()
+
+
+def test_success_and_performance_goal():
+    assert _success({"status": "converged", "sigma": 0.1029})
+    assert not _success({"status": "converged", "sigma": 0.1031})
+    assert not _success({"status": "max_steps", "sigma": 0.1})
+    text = _performance_goal({("Calibrated C=0.05", 25): 10.0, ("Monotonic", 25): 25.0, ("Uncalibrated", 100): 30.0})
+    assert "= 0.40 (goal ≤ 0.5: met)" in text and "= 0.33 (goal ≤ 0.3: not met)" in text
+    assert "not measurable" in _performance_goal({("Monotonic", 25): 25.0})
+
+
+def test_unknown_experiment_and_bad_options():
+    with pytest.raises(UnknownNameError):
+        get_experiment("nope")
+    with pytest.raises(ConfigError):
+        ExperimentOptions(out=".", reps=0)
+    runner = CliRunner()
+    result = runner.invoke(app, ["experiment", "run", "nope"])
+    assert result.exit_code == 2 and "unknown experiment" in result.output
+    result = runner.invoke(app, ["experiment", "list"])
+    assert result.exit_code == 0 and "liu-table1" in result.output and "liu-table2" in result.output
