@@ -63,7 +63,8 @@ def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = Non
     algorithm = algorithm or build_algorithm(cfg)
     model = SigmaCVAE(
         data.x_dim, data.y_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
-        noise=make_noise(algorithm.noise, cfg.sigma0), activation=cfg.activation,
+        noise=make_noise("learned" if algorithm.noise == "any" else algorithm.noise, cfg.sigma0),
+        activation=cfg.activation,
     )
     return model.to(_device(cfg.device))
 

@@ -15,6 +15,7 @@ name                      σ              after each block
 ``monotonic``             analytic      as ``analytic`` with β from one ramp (Eq. 12, App. G.1)
 ``cyclical``              analytic      as ``analytic`` with β from 5 cycles (Eq. 12, App. G.1)
 ``fixed``                 fixed         stop at convergence
+``lagging``               any           aggressive encoder steps until I(x; z) stops rising (He et al. 2019)
 ========================  =============  ==========================================
 """
 
@@ -85,10 +86,32 @@ class Algorithm:
         if self.noise == "fixed" and model.noise.learned:
             raise ConfigError(f"algorithm {self.name!r} keeps sigma fixed; the model's noise is {kind}")
 
+    def setup(self, trainer) -> None:
+        """Called once by the trainer before training (e.g. to build extra optimisers)."""
+
+    def run_block(self, trainer, beta: float) -> list[float]:
+        """The block's gradient steps: ``K`` joint steps by default; stops early at a NaN loss.
+        Returns the per-step mean losses and advances ``trainer.state.step``."""
+        losses: list[float] = []
+        for _ in range(trainer.settings.K):
+            losses.append(trainer.step(*trainer.batch(), beta))
+            trainer.state.step += 1
+            if not math.isfinite(losses[-1]):
+                break
+        return losses
+
     def state_dict(self) -> dict:
+        """JSON-able state for checkpoints."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def tensor_state_dict(self) -> dict:
+        """Tensor state (e.g. optimiser state dicts) for checkpoints; loaded with ``weights_only=True``."""
+        return {}
+
+    def load_tensor_state_dict(self, state: dict) -> None:
         pass
 
 
@@ -159,7 +182,7 @@ class AnnealedSigma(AnalyticSigma):
         return self.schedule.finished(block)
 
 
-ALGORITHMS = ("vanilla", "analytic", "calibrated", "monotonic", "cyclical", "fixed")
+ALGORITHMS = ("vanilla", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging")
 
 
 def make_algorithm(
@@ -182,4 +205,8 @@ def make_algorithm(
         return AnnealedSigma(cyclical(anneal_blocks, cycles), "cyclical")
     if name == "fixed":
         return FixedSigma()
+    if name == "lagging":
+        from pyrovae.inference.lagging import LaggingInference  # it builds on this module
+
+        return LaggingInference()
     raise UnknownNameError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")

@@ -129,42 +129,52 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.state = _LoopState()
+        algorithm.setup(self)
         # Pyro's validation (argument and support checks, NaN/Inf hooks on every log-prob
         # sum) costs ~10% of a step; step() runs without it unless this is set to True.
         self.validate = False
 
     # -- one gradient step --------------------------------------------------------
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full data, or a random mini-batch of ``batch_size`` points."""
         n, b = len(self.data), self.settings.batch_size
         if b is None or b >= n:
             return self.data.x, self.data.y
         idx = torch.randperm(n, device=self.data.y.device)[:b]
         return self.data.x[idx], self.data.y[idx]
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> float:
+    def step(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0,
+             optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> float:
         """One optimiser step; returns the mean per-sample loss (NaN steps are not applied).
+
+        ``optimizer`` defaults to the joint Adam; an algorithm may pass its own over a subset
+        of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
+        ``clip_norm`` overrides the settings' gradient clipping for this step.
 
         Pyro's validation is off inside the step (``pyro.validation_enabled(False)``, which
         also turns off torch's distribution argument checks) unless ``self.validate`` is
         True: it changes no value or gradient, and a NaN loss is caught here anyway.
         """
-        self.optim.zero_grad(set_to_none=True)
+        optimizer = optimizer or self.optim
+        self.model.zero_grad(set_to_none=True)
         with contextlib.nullcontext() if self.validate else pyro.validation_enabled(False):
             loss_t = self.elbo.differentiable_loss(self.model.model, self.model.guide, x, y, beta)
         loss = float(loss_t.detach()) / x.shape[0]
         if not math.isfinite(loss):
             return loss
         loss_t.backward()
-        if self.settings.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
-        self.optim.step()
+        clip_norm = clip_norm if clip_norm is not None else self.settings.clip_norm
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip_norm)
+        optimizer.step()
         return loss
 
     # -- checkpoints --------------------------------------------------------------
     def _save(self) -> None:
         if self.run_dir is None:
             return
-        tensors = {"model": self.model.state_dict(), "optim": self.optim.state_dict(), "rng": torch.get_rng_state()}
+        tensors = {"model": self.model.state_dict(), "optim": self.optim.state_dict(), "rng": torch.get_rng_state(),
+                   "algorithm": self.algorithm.tensor_state_dict()}
         if torch.cuda.is_available():
             tensors["cuda_rng"] = torch.cuda.get_rng_state_all()
         s = self.state
@@ -181,6 +191,7 @@ class Trainer:
         if "cuda_rng" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(tensors["cuda_rng"])
         self.algorithm.load_state_dict(meta["algorithm"])
+        self.algorithm.load_tensor_state_dict(tensors.get("algorithm", {}))
         rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in meta["rows"]]
         self.state = _LoopState(meta["block"], meta["step"], meta["prev_loss"], meta["elapsed"], rows,
                                 meta.get("status", "running"))
@@ -200,12 +211,7 @@ class Trainer:
         with bar:
             while s.step < cfg.max_steps:
                 beta = alg.beta(s.block)
-                losses = []
-                for _ in range(cfg.K):
-                    losses.append(self.step(*self._batch(), beta))
-                    s.step += 1
-                    if not math.isfinite(losses[-1]):
-                        break
+                losses = alg.run_block(self, beta)
                 loss = losses[-1] if cfg.convergence == "last-step" else sum(losses) / len(losses)
                 terms = self.model.terms(self.data.x, self.data.y)
                 recon, kl = float(terms["recon"].mean()), float(terms["kl"].mean())
