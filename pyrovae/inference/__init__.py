@@ -6,6 +6,7 @@ from pyrovae.inference.algorithms import (
     AnnealedSigma,
     CalibratedSigma,
     FixedSigma,
+    ReplaySigma,
     JointSVI,
     make_algorithm,
 )
@@ -15,7 +16,7 @@ from pyrovae.inference.schedules import BetaSchedule, cyclical, eq12_beta, frang
 from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 
 __all__ = [
-    "ALGORITHMS", "AnalyticSigma", "AnnealedSigma", "CalibratedSigma", "FixedSigma", "JointSVI", "make_algorithm",
+    "ALGORITHMS", "AnalyticSigma", "AnnealedSigma", "CalibratedSigma", "FixedSigma", "JointSVI", "ReplaySigma", "make_algorithm",
     "CalibrationRule", "ELBOS", "make_elbo", "BetaSchedule", "cyclical", "eq12_beta", "frange_cycle_linear",
     "monotonic", "Trainer", "TrainResult", "TrainSettings",
 ]

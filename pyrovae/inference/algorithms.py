@@ -38,6 +38,7 @@ __all__ = [
     "CalibratedSigma",
     "AnnealedSigma",
     "FixedSigma",
+    "ReplaySigma",
     "ALGORITHMS",
     "make_algorithm",
 ]
@@ -180,6 +181,30 @@ class AnnealedSigma(AnalyticSigma):
 
     def may_stop(self, block: int) -> bool:
         return self.schedule.finished(block)
+
+
+
+class ReplaySigma(Algorithm):
+    r"""An F-VAE whose σ follows a recorded per-block schedule (Berger & Sebag, seed 004, App. A.2).
+
+    Needs a :class:`~pyrovae.models.noise.ScheduledNoise` (built from an LS-VAE history with
+    ``ScheduledNoise.from_history``). σ is fixed during each block; after block ``b`` it is set
+    to ``schedule[b + 1]``, so block ``b`` trains with the recorded run's σ at the start of its
+    own block ``b`` and this run's history repeats the recorded σ column. Stops at convergence
+    only once the schedule has been played to its end.
+    """
+
+    name = "replay"
+    noise = "scheduled"
+
+    def check_model(self, model: SigmaCVAE) -> None:
+        if not callable(getattr(model.noise, "at_block", None)):
+            raise ConfigError(f"algorithm 'replay' needs a ScheduledNoise; the model's noise is {type(model.noise).__name__}")
+
+    def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
+        model.noise.at_block(stats.block + 1)
+        played = stats.block + 2 >= len(model.noise)  # the schedule is [sigma0, one value per recorded block]
+        return Decision(stop=stats.converged and played, event="converged" if stats.converged else "")
 
 
 ALGORITHMS = ("vanilla", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging")

@@ -136,8 +136,13 @@ class Trainer:
 
     # -- one gradient step --------------------------------------------------------
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The full data, or a random mini-batch of ``batch_size`` points."""
+        """The full data, or a random mini-batch of ``batch_size`` points; a data set with a
+        ``resample(n)`` method (a stream, e.g. :class:`~pyrovae.data.base.StreamDataset`) gives a
+        fresh draw of ``batch_size`` (or ``len(data)``) points instead, every step."""
         n, b = len(self.data), self.settings.batch_size
+        resample = getattr(self.data, "resample", None)
+        if resample is not None:
+            return resample(n if b is None else b)
         if b is None or b >= n:
             return self.data.x, self.data.y
         idx = torch.randperm(n, device=self.data.y.device)[:b]

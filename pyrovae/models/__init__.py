@@ -2,7 +2,10 @@
 
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.nets import MLP, GaussianEncoder
-from pyrovae.models.noise import CalibratedNoise, FixedNoise, LearnedNoise, ObservationNoise, make_noise
+from pyrovae.models.noise import (
+    CalibratedNoise, FixedNoise, LearnedNoise, LearnedVectorNoise, NetworkNoise, ObservationNoise, ScheduledNoise,
+    fstar_noise, make_noise,
+)
 
 __all__ = [
     "SigmaCVAE",
@@ -12,5 +15,9 @@ __all__ = [
     "FixedNoise",
     "CalibratedNoise",
     "LearnedNoise",
+    "LearnedVectorNoise",
+    "NetworkNoise",
+    "ScheduledNoise",
+    "fstar_noise",
     "make_noise",
 ]

@@ -191,10 +191,20 @@ class SigmaCVAE(nn.Module):
         """Location and scale of ``q(z | x, y)``."""
         return self.encoder(torch.cat([x, y], dim=-1))
 
+    def decoder_input(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``[x, z]``, what the decoder (and a σ(x, z) observation model) reads; ``z`` may carry
+        leading particle dimensions."""
+        x = x.expand(z.shape[:-1] + x.shape[-1:])
+        return torch.cat([x, z], dim=-1)
+
     def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean ``mu(x, z)``; ``z`` may carry leading particle dimensions."""
-        x = x.expand(z.shape[:-1] + x.shape[-1:])
-        return self.decoder(torch.cat([x, z], dim=-1))
+        return self.decoder(self.decoder_input(x, z))
+
+    def _mean_and_scale(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = self.decoder_input(x, z)
+        mean = self.decoder(inputs)
+        return mean, self.noise.scale(mean, inputs)
 
     @property
     def sigma(self) -> float:
@@ -208,8 +218,7 @@ class SigmaCVAE(nn.Module):
         with _data_plate(n):
             with _scaled(beta):
                 z = pyro.sample("z", prior)
-            mean = self.decode(x, z)
-            scale = self.noise.scale(mean)
+            mean, scale = self._mean_and_scale(x, z)
             scalar = torch.is_tensor(scale) and scale.dim() == 0
             likelihood = _ScalarScaleNormal(mean, scale) if scalar else dist.Normal(mean, scale)
             return pyro.sample("y", _Independent(likelihood, 1), obs=y)
@@ -231,8 +240,8 @@ class SigmaCVAE(nn.Module):
         """
         loc, scale = self.encode(x, y)
         z = loc + scale * torch.randn_like(loc)
-        mean = self.decode(x, z)
-        recon = -dist.Normal(mean, self.noise.scale(mean)).log_prob(y).sum(-1)
+        mean, sigma = self._mean_and_scale(x, z)
+        recon = -dist.Normal(mean, sigma).log_prob(y).sum(-1)
         kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
         return {"recon": recon, "kl": kl, "sq_err": (y - mean).pow(2).sum(-1)}
 
@@ -241,12 +250,12 @@ class SigmaCVAE(nn.Module):
         """Draws of ``y ~ p(y | x)``: one per row of ``x``, or ``(num_samples, n, q)``."""
         z_shape = (x.shape[0], self.latent_dim) if num_samples is None else (num_samples, x.shape[0], self.latent_dim)
         z = torch.randn(z_shape, dtype=x.dtype, device=x.device)
-        mean = self.decode(x, z)
-        return mean + self.noise.scale(mean) * torch.randn_like(mean)
+        mean, sigma = self._mean_and_scale(x, z)
+        return mean + sigma * torch.randn_like(mean)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``y' ~ p(y | x, z)`` with ``z ~ q(z | x, y)``: the "estimated training data" of Fig. 4."""
         loc, scale = self.encode(x, y)
-        mean = self.decode(x, loc + scale * torch.randn_like(loc))
-        return mean + self.noise.scale(mean) * torch.randn_like(mean)
+        mean, sigma = self._mean_and_scale(x, loc + scale * torch.randn_like(loc))
+        return mean + sigma * torch.randn_like(mean)

@@ -1,0 +1,50 @@
+"""A data set drawn afresh for every training batch (the large-sample regime).
+
+:class:`StreamDataset` is a :class:`~pyrovae.data.base.Dataset` whose ``x``/``y`` are a fixed
+evaluation sample (what the trainer evaluates after each block and what final metrics use),
+plus a ``sampler`` that draws new points. The trainer calls :meth:`StreamDataset.resample`
+instead of sub-sampling ``x``/``y`` at every step. Draws use torch's global generator, so a
+seeded run is reproducible and a resumed run (which restores the RNG state) continues the same
+stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from pyrovae.data.base import Dataset
+from pyrovae.errors import ConfigError, DataError
+
+__all__ = ["StreamDataset"]
+
+Sampler = Callable[[int], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+@dataclass
+class StreamDataset(Dataset):
+    """``x``, ``y``: a fixed evaluation sample; ``sampler(n) -> (x, y)``: ``n`` fresh points."""
+
+    sampler: Sampler | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not callable(self.sampler):
+            raise DataError(f"{self.name}: a stream data set needs a sampler(n) -> (x, y)")
+
+    def resample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` fresh points, on the device and in the dtype of the evaluation sample."""
+        if isinstance(n, bool) or int(n) != n or int(n) < 1:
+            raise ConfigError(f"a batch needs n >= 1 points, got {n!r}")
+        x, y = self.sampler(int(n))
+        x = torch.as_tensor(x).reshape(int(n), self.x_dim).to(self.y)
+        y = torch.as_tensor(y).to(self.y)
+        if y.shape != (int(n), self.y_dim):
+            raise DataError(f"{self.name}: the sampler returned y of shape {tuple(y.shape)}, expected {(int(n), self.y_dim)}")
+        return x, y
+
+    def to(self, device: str | torch.device) -> "StreamDataset":
+        return StreamDataset(self.name, self.x.to(device), self.y.to(device), dict(self.truth), dict(self.params),
+                             self.sampler)

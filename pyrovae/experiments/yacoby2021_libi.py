@@ -1,0 +1,351 @@
+r"""Seed 002 (Yacoby, Pan & Doshi-Velez): Figure 1 and Table 1.
+
+* ``libi-figure1`` — Figure 1. Panels A/B: over a grid of diagonal ``B`` in :math:`[0, \sigma_\varepsilon^2)^2`
+  with ``A`` fixed, :math:`\min_\phi L(\theta, \phi)` (the best mean-field posterior-matching gap, the
+  MLE term being 0 for every B) and :math:`I(X; Z)` (Eq. 22), in closed form, checked by SVI (a linear
+  mean-field encoder fitted by the ELBO with the decoder fixed) at a few grid points. Panels C-F:
+  with ``B`` fixed and ``A`` learned, the minimiser of :math:`L(\theta, \phi^*)` (closed form, LBFGS),
+  the true and learned data distributions and aggregated posteriors;
+  :math:`L(\theta_{GT}, \phi_{GT}) = 0.532` and :math:`L(\theta^*, \phi^*) = 0.196` in the paper.
+* ``libi-table1`` — Table 1: VAE, β-VAE, β-VAE + annealing, Lagging Inference and LiBI on the four
+  App. E data sets; importance-sampled Test-LL (Eq. 48) and the smooth kNN statistic (:func:`table1_report`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from pyrovae.errors import ConfigError
+from pyrovae.experiments.registry import ExperimentOptions, register
+from pyrovae.experiments.results import ExperimentReport, ResultTable
+from pyrovae.inference.objectives import make_elbo
+from pyrovae.models.linear import (
+    CholeskyDecoder, cholesky_mutual_information, exact, linear_vae, posterior_matching_gap, vae_objective_gap,
+)
+from pyrovae.posterior.exact import gaussian_kl
+
+__all__ = ["A_GT", "B_GT", "SIGMA_EPS", "landscape", "learn_a", "svi_gap", "figure1"]
+
+A_GT = torch.tensor([[0.75, 0.25], [1.5, -1.0]], dtype=torch.float64)
+B_GT = torch.tensor([0.006, 0.006], dtype=torch.float64)
+SIGMA_EPS = 0.1  # sigma_eps^2 = 0.01
+PAPER_L_GT, PAPER_L_STAR = 0.532, 0.196
+
+
+def landscape(resolution: int = 40, a: torch.Tensor = A_GT, sigma_eps: float = SIGMA_EPS):
+    """``(b_values, gap (R, R), mi (R, R))`` with ``gap[i, j]`` at ``B = diag(b[i], b[j])``;
+    ``b`` spans the open interval ``(0, σ²)`` at cell centres."""
+    s2 = sigma_eps**2
+    b = (torch.arange(resolution, dtype=torch.float64) + 0.5) / resolution * s2
+    gap = torch.empty(resolution, resolution, dtype=torch.float64)
+    mi = torch.empty_like(gap)
+    for i in range(resolution):
+        for j in range(resolution):
+            bd = torch.stack([b[i], b[j]])
+            dec = CholeskyDecoder(a, bd, sigma_eps, learn="none")
+            gap[i, j] = posterior_matching_gap(dec.weight(), dec.noise_var())
+            mi[i, j] = cholesky_mutual_information(a, bd, sigma_eps)
+    return b, gap, mi
+
+
+def learn_a(a0: torch.Tensor = A_GT, b_diag: torch.Tensor = B_GT, sigma_eps: float = SIGMA_EPS,
+            data_cov: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    r""":math:`\operatorname{argmin}_A L(A, \phi^*)` by LBFGS from ``a0``; returns ``(A*, L*)``."""
+    if data_cov is None:
+        data_cov = A_GT @ A_GT.T + sigma_eps**2 * torch.eye(2, dtype=torch.float64)
+    dec = CholeskyDecoder(a0, b_diag, sigma_eps, learn="A")
+    opt = torch.optim.LBFGS(dec.parameters(), max_iter=500, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad()
+        loss = vae_objective_gap(dec.weight(), dec.noise_var(), data_cov)
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    with torch.no_grad():
+        value = float(vae_objective_gap(dec.weight(), dec.noise_var(), data_cov))
+    return dec.a.detach().clone(), value
+
+
+def svi_gap(b_diag: torch.Tensor, a: torch.Tensor = A_GT, sigma_eps: float = SIGMA_EPS, n: int = 200,
+            steps: int = 800, lr: float = 0.05, seed: int = 0) -> float:
+    r"""Fit a linear mean-field encoder by the ELBO (Pyro ``TraceMeanField_ELBO``) with the decoder
+    fixed at ``B = diag(b_diag)`` (the encoder's log-variance starts at log σ_ε², a data-free guess of the
+    posterior's scale); return :math:`\frac1N\sum_n KL[q_\phi(z|x_n) \| p(z|x_n)]` (exact)."""
+    import pyro
+
+    torch.manual_seed(seed)
+    pyro.set_rng_seed(seed)
+    dec = CholeskyDecoder(a, b_diag, sigma_eps, learn="none")
+    lg = exact(dec)
+    _, x = lg.sample(n, torch.Generator().manual_seed(seed))
+    model = linear_vae(dec)
+    with torch.no_grad():
+        model.encoder.log_var.bias.fill_(2.0 * math.log(sigma_eps))
+    elbo = make_elbo("trace")
+    opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
+    empty = torch.zeros(n, 0, dtype=torch.float64)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = elbo.differentiable_loss(model.model, model.guide, empty, x) / n
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        loc, scale = model.encode(empty, x)
+        mean, cov = lg.posterior(x)
+        return float(gaussian_kl(loc, torch.diag_embed(scale**2), mean, cov).mean())
+
+
+def _figure(path, b, gap, mi, a_star, out_samples: int = 1000, seed: int = 0):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gen = torch.Generator().manual_seed(seed)
+    true = exact(CholeskyDecoder(A_GT, B_GT, SIGMA_EPS, learn="none"))
+    learned = exact(CholeskyDecoder(a_star, B_GT, SIGMA_EPS, learn="none"))
+    _, x_true = true.sample(out_samples, gen)
+    _, x_learned = learned.sample(out_samples, gen)
+    # aggregated posteriors over the true data: E_x p_GT(z|x) and E_x q*(z|x) (best mean-field of the learned model)
+    m_true, c_true = true.posterior(x_true)
+    z_true = m_true + (torch.linalg.cholesky(c_true) @ torch.randn(out_samples, 2, 1, generator=gen, dtype=torch.float64)).squeeze(-1)
+    m_q, v_q = learned.mean_field(x_true)
+    z_q = m_q + v_q.sqrt() * torch.randn(out_samples, 2, generator=gen, dtype=torch.float64)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 8))
+    extent = [0, float(b[-1] + b[0]), float(b[-1] + b[0]), 0]
+    for ax, img, title in ((axes[0, 0], gap, "A: min_φ L(θ, φ) vs B"), (axes[1, 0], mi, "B: I(X; Z) vs B")):
+        im = ax.imshow(img.numpy(), extent=extent, cmap="viridis")
+        ax.set_xlabel("B22")
+        ax.set_ylabel("B11")
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax)
+    for ax, xs, title in ((axes[0, 1], x_true, "C: true p(x)"), (axes[0, 2], x_learned, "D: learned p_θ*(x)"),
+                          (axes[1, 1], z_true, "E: true aggregated posterior"),
+                          (axes[1, 2], z_q, "F: learned aggregated posterior q_φ*(z)")):
+        ax.scatter(xs[:, 0], xs[:, 1], s=3, alpha=0.5)
+        ax.set_title(title)
+        ax.set_aspect("equal", "datalim")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@register("libi-figure1", "Seed 002 Figure 1: the ELBO's preferred optima of the Cholesky model", "seed 002, Figure 1")
+def figure1(options: ExperimentOptions) -> ExperimentReport:
+    start = time.perf_counter()
+    resolution = 20 if options.quick else 50
+    b, gap, mi = landscape(resolution)
+    i, j = divmod(int(gap.argmin()), resolution)
+    k, m = divmod(int(mi.argmax()), resolution)
+    grid = ResultTable("landscape", "Closed-form landscape over B = diag(B11, B22), A fixed (panels A-B)",
+                       ["argmin L", "argmax I(X;Z)", "B = 0.006 I (truth)"], ["B11", "B22", "min_φ L", "I(X; Z)"])
+    gt = CholeskyDecoder(A_GT, B_GT, SIGMA_EPS, learn="none")
+    for row, (bi, bj) in (("argmin L", (b[i], b[j])), ("argmax I(X;Z)", (b[k], b[m])),
+                          ("B = 0.006 I (truth)", (B_GT[0], B_GT[1]))):
+        bd = torch.stack([bi, bj])
+        dec = CholeskyDecoder(A_GT, bd, SIGMA_EPS, learn="none")
+        grid.set(row, "B11", f"{float(bi):.5f}")
+        grid.set(row, "B22", f"{float(bj):.5f}")
+        grid.set(row, "min_φ L", f"{float(posterior_matching_gap(dec.weight(), dec.noise_var())):.4f}")
+        grid.set(row, "I(X; Z)", f"{float(cholesky_mutual_information(A_GT, bd, SIGMA_EPS)):.4f}")
+    # SVI check at a few grid points
+    checks = ResultTable("svi_check", "SVI (linear mean-field encoder, decoder fixed) against the closed form",
+                         [], ["closed form", "SVI", "|difference|"])
+    points = [(b[i], b[j]), (b[resolution // 2], b[resolution // 2]), (b[0], b[-1])]
+    steps = 800 if options.quick else 3000
+    for bi, bj in points:
+        bd = torch.stack([bi, bj])
+        dec = CholeskyDecoder(A_GT, bd, SIGMA_EPS, learn="none")
+        cf = float(posterior_matching_gap(dec.weight(), dec.noise_var()))
+        sv = svi_gap(bd, steps=steps, seed=options.seed)
+        row = f"B=({float(bi):.4f}, {float(bj):.4f})"
+        checks.rows.append(row)
+        checks.set(row, "closed form", f"{cf:.4f}")
+        checks.set(row, "SVI", f"{sv:.4f}")
+        checks.set(row, "|difference|", f"{abs(sv - cf):.4f}")
+    a_star, l_star = learn_a()
+    l_gt = float(posterior_matching_gap(gt.weight(), gt.noise_var()))
+    values = ResultTable("L_values", "L(θ, φ) = KL[p(x) || p_θ(x)] + min_φ E KL[q_φ || p_θ(z|x)], A learned (panels C-F)",
+                         ["L(θ_GT, φ_GT)", "L(θ*, φ*)"], ["ours", "A"])
+    values.set("L(θ_GT, φ_GT)", "ours", f"{l_gt:.4f}", PAPER_L_GT)
+    values.set("L(θ_GT, φ_GT)", "A", str(A_GT.tolist()))
+    values.set("L(θ*, φ*)", "ours", f"{l_star:.4f}", PAPER_L_STAR)
+    values.set("L(θ*, φ*)", "A", str([[round(v, 4) for v in r] for r in a_star.tolist()]))
+    fig = _figure(options.out / "figure1.png", b, gap, mi, a_star, seed=options.seed)
+    conclusion = (f"The posterior-matching gap is smallest at B = diag({float(b[i]):.4f}, {float(b[j]):.4f}) "
+                  f"(high B11, low B22, as the paper's panel A), where I(X; Z) = {float(mi[i, j]):.3f} against "
+                  f"{float(mi.min()):.3f}..{float(mi.max()):.3f} over the grid. L(θ_GT) = {l_gt:.3f} "
+                  f"(paper 0.532), L(θ*) = {l_star:.3f} (paper 0.196).")
+    return ExperimentReport("libi-figure1", "Seed 002 Figure 1", "Yacoby et al., Figure 1 (Eq. 3, σ_ε² = 0.01)",
+                            {"resolution": resolution, "svi_steps": steps, "seed": options.seed},
+                            [grid, checks, values], figures=[fig], wall_time=time.perf_counter() - start,
+                            conclusion=conclusion)
+
+
+# -- Table 1 --------------------------------------------------------------------------------
+TABLE1_KINDS = ("linear-jtex", "cubic-jtex", "gaussian-2to4", "mobius")
+TABLE1_METHODS = ("VAE", "β-VAE", "β-VAE+Anneal", "Lagging", "LiBI")
+PAPER_TABLE1 = {  # (Test-LL, S-kNN) per data set, transcribed from Table 1 of seed 002
+    "VAE": [("-3.15 ± 0.04", "1.62 ± 0.12"), ("-5.85 ± 0.63", "4.86 ± 1.82"), ("6.73 ± 0.23", "15.28 ± 7.98"), ("1.88 ± 0.05", "0.38 ± 0.20")],
+    "β-VAE": [("-3.15 ± 0.04", "1.62 ± 0.12"), ("-5.47 ± 0.14", "2.99 ± 1.48"), ("7.65 ± 0.09", "4.10 ± 1.22"), ("1.92 ± 0.06", "0.27 ± 0.14")],
+    "β-VAE+Anneal": [("-3.15 ± 0.04", "1.63 ± 0.12"), ("-12.91 ± 11.51", "2.86 ± 1.01"), ("7.54 ± 0.14", "5.86 ± 1.66"), ("1.88 ± 0.05", "0.37 ± 0.19")],
+    "Lagging": [("-3.15 ± 0.04", "1.62 ± 0.11"), ("-30.64 ± 39.17", "7.07 ± 1.24"), ("6.94 ± 0.53", "15.61 ± 8.26"), ("1.90 ± 0.08", "0.72 ± 0.78")],
+    "LiBI": [("-2.99 ± 0.03", "0.06 ± 0.05"), ("-8.90 ± 3.98", "1.75 ± 2.75"), ("7.85 ± 0.05", "0.10 ± 0.08"), ("1.91 ± 0.05", "0.17 ± 0.06")],
+}
+
+
+def build_model(kind: str, seed: int):
+    """The learned model of App. E for data set ``kind``: the true likelihood's architecture with the noise
+    fixed at the truth, a linear encoder (LinearJTEx, Gaussian) or a ReLU one (50 units: Mobius; 20: CubicJTEx,
+    a simplification of the paper's sigmoid/cube-root layer). float32, initialised from ``seed``."""
+    from torch import nn
+
+    from pyrovae.data.libi import B_JTEX, SIGMA2_GAUSSIAN, SIGMA2_MOBIUS, MobiusNet
+    from pyrovae.models.cvae import SigmaCVAE
+    from pyrovae.models.linear import LinearEncoder
+    from pyrovae.models.noise import FixedNoise
+
+    torch.manual_seed(seed)
+    if kind in ("linear-jtex", "cubic-jtex"):
+        dec = CholeskyDecoder(torch.randn(2, 2, dtype=torch.float64), B_JTEX, SIGMA_EPS, learn="A",
+                              cube=kind == "cubic-jtex")
+        return linear_vae(dec, widths=(20,) if kind == "cubic-jtex" else ()).float()
+    if kind == "gaussian-2to4":
+        model = SigmaCVAE(0, 4, 2, encoder_widths=(2,), decoder_widths=(2,), noise=FixedNoise(SIGMA2_GAUSSIAN**0.5))
+        model.decoder = nn.Linear(2, 4, bias=False)
+        model.encoder = LinearEncoder(4, 2)
+        return model.float()
+    if kind == "mobius":
+        model = SigmaCVAE(0, 2, 2, encoder_widths=(50,), decoder_widths=(2,), activation="relu",
+                          noise=FixedNoise(SIGMA2_MOBIUS**0.5))
+        model.decoder = MobiusNet()
+        return model.float()
+    raise ConfigError(f"unknown data set {kind!r}")
+
+
+class _BetaFixed:
+    """FixedSigma with a β on the KL, optionally annealed linearly from 0 over ``anneal_blocks`` blocks."""
+
+    @staticmethod
+    def make(beta: float, anneal_blocks: int = 0):
+        from pyrovae.inference.algorithms import FixedSigma
+
+        class BetaFixed(FixedSigma):
+            def beta(self, block: int) -> float:
+                if anneal_blocks <= 0:
+                    return beta
+                return beta * min(1.0, block / anneal_blocks)
+
+            def may_stop(self, block: int) -> bool:
+                return block >= anneal_blocks
+
+        return BetaFixed()
+
+
+def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict):
+    from pyrovae.inference.algorithms import FixedSigma
+    from pyrovae.inference.lagging import LaggingInference
+    from pyrovae.inference.libi import LiBI, LiBISettings
+    from pyrovae.inference.trainer import Trainer, TrainSettings
+
+    model = build_model(kind, seed)
+    if method == "LiBI":
+        half = max(1, cfg["steps"] // (2 * cfg["rounds"]))
+        st = LiBISettings(rounds=cfg["rounds"], step1_steps=half, step2_steps=half, lr=cfg["lr"],
+                          eps_hz=cfg["eps_hz"], eps_sigma=0.5, eps_mu=0.5, val_samples=cfg["val_samples"], seed=seed)
+        return LiBI(model, st).fit(data["train"], data["validation"]).model
+    blocks = max(1, cfg["steps"] // cfg["K"])
+    alg = {"VAE": lambda: FixedSigma(),
+           "β-VAE": lambda: _BetaFixed.make(cfg["beta"]),
+           "β-VAE+Anneal": lambda: _BetaFixed.make(cfg["beta"], max(1, blocks // 2)),
+           "Lagging": lambda: LaggingInference(validation=data["validation"])}[method]()
+    torch.manual_seed(seed)
+    Trainer(model, data["train"], alg, TrainSettings(K=cfg["K"], lr=cfg["lr"], max_steps=cfg["steps"], tol=0.0)).run()
+    return model
+
+
+def _evaluate(model, test, cfg: dict, seed: int) -> tuple[float, float]:
+    from pyrovae.metrics.likelihood import vae_log_likelihood
+    from pyrovae.metrics.two_sample import smooth_knn_repeated
+
+    y = test.y
+    x = y.new_zeros(y.shape[0], 0)
+    with torch.no_grad():
+        ll = float(vae_log_likelihood(model, x, y, num_samples=cfg["S"], inflation=2.0, seed=seed).mean())
+        torch.manual_seed(seed)
+        gen = model.sample(x)
+        knn = float(smooth_knn_repeated(y, gen, n=min(cfg["knn_n"], y.shape[0]), repeats=cfg["knn_repeats"],
+                                        alpha=cfg["alpha"], seed=seed).value)
+    return ll, knn
+
+
+def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: int = 1, seed: int = 0,
+                  progress=None) -> ExperimentReport:
+    """Table 1 with settings ``cfg`` (n, steps, K, lr, beta, rounds, eps_hz, S, knn_n, knn_repeats, alpha,
+    val_samples); repetition ``r`` uses data set index ``r`` and model seed ``seed + r``."""
+    from pyrovae.data.libi import libi_splits
+    from pyrovae.experiments.results import summarize_values
+
+    start = time.perf_counter()
+    cols = [f"{k} {m}" for k in kinds for m in ("Test-LL", "S-kNN")]
+    table = ResultTable("table1", "Test log-likelihood (higher is better) and smooth kNN statistic (lower is better)",
+                        list(methods), cols,
+                        note=f"S-kNN: k = 1, n = {cfg['knn_n']} per side, α = {cfg['alpha']}, averaged over "
+                             f"{cfg['knn_repeats']} subsamples of the test set vs {cfg['n']} model draws; "
+                             f"Test-LL: importance sampling (Eq. 48), encoder proposal, variance × 2, S = {cfg['S']}.")
+    raw = {}
+    for kind in kinds:
+        sets = [libi_splits(kind, index=r, n=cfg["n"], seed=seed) for r in range(reps)]
+        for method in methods:
+            lls, knns = [], []
+            for r in range(reps):
+                try:
+                    model = _train_one(method, kind, sets[r], seed + r, cfg)
+                    ll, knn = _evaluate(model, sets[r]["test"], cfg, seed + r)
+                except Exception as err:  # a diverged run counts as missing, as NA in the table
+                    ll, knn = float("nan"), float("nan")
+                    raw.setdefault("errors", []).append(f"{kind}/{method}/{r}: {type(err).__name__}: {err}")
+                lls.append(ll)
+                knns.append(knn)
+                if progress is not None:
+                    progress(kind, method, r)
+            raw[(kind, method)] = (lls, knns)
+            i = TABLE1_KINDS.index(kind)
+            paper_method = method
+            table.set(method, f"{kind} Test-LL", summarize_values(lls), PAPER_TABLE1[paper_method][i][0])
+            table.set(method, f"{kind} S-kNN", summarize_values(knns), PAPER_TABLE1[paper_method][i][1])
+    conclusion = ""
+    if "linear-jtex" in kinds and {"VAE", "LiBI"} <= set(methods):
+        v, l = raw[("linear-jtex", "VAE")], raw[("linear-jtex", "LiBI")]
+        mean = lambda a: summarize_values(a).mean  # noqa: E731
+        better_ll, better_knn = mean(l[0]) > mean(v[0]), mean(l[1]) < mean(v[1])
+        conclusion = (f"LinearJTEx: LiBI Test-LL {mean(l[0]):.3f} vs VAE {mean(v[0]):.3f} "
+                      f"({'better' if better_ll else 'not better'}); S-kNN {mean(l[1]):.3f} vs {mean(v[1]):.3f} "
+                      f"({'better' if better_knn else 'not better'}).")
+    if raw.get("errors"):
+        conclusion += " Failed runs: " + "; ".join(raw["errors"][:5])
+    return ExperimentReport("libi-table1", "Seed 002 Table 1", "Yacoby et al., Table 1 (App. E data sets)",
+                            {"reps": reps, "seed": seed, **cfg}, [table], wall_time=time.perf_counter() - start,
+                            conclusion=conclusion)
+
+
+TABLE1_FULL = dict(n=500, steps=30_000, K=100, lr=0.01, beta=2.0, rounds=6, eps_hz=1.0, S=5000, knn_n=100,
+                   knn_repeats=20_000, alpha=1.0, val_samples=500)
+TABLE1_QUICK = dict(n=500, steps=3000, K=100, lr=0.01, beta=2.0, rounds=2, eps_hz=1.0, S=1000, knn_n=100,
+                    knn_repeats=200, alpha=1.0, val_samples=200)
+
+
+@register("libi-table1", "Seed 002 Table 1: VAE baselines against LiBI on four synthetic data sets", "seed 002, Table 1")
+def table1(options: ExperimentOptions) -> ExperimentReport:
+    reps = options.repetitions(quick=2, full=5)
+    cfg = TABLE1_QUICK if options.quick else TABLE1_FULL
+    return table1_report(dict(cfg), reps=reps, seed=options.seed)

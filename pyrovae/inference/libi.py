@@ -1,0 +1,198 @@
+r"""Likelihood Before Inference (LiBI; seed 002, Sec. 2 and App. D).
+
+Repeat ``R`` rounds:
+
+1. **Generative model.** With amortised codes :math:`z_n = h(x_n; \varphi)`, minimise over θ and φ
+   (Eq. 44)
+
+   .. math::
+      -\frac1N\sum_n \log p_\theta(x_n \mid h(x_n)) + \epsilon_{HZ} e^{HZ(\{h\})}
+      + e^{\|\Sigma(\{h\}) - I\|^2 / \epsilon_\Sigma} + e^{\|\mu(\{h\})\|^2 / \epsilon_\mu},
+
+   with HZ the differentiable Henze-Zirkler statistic (:func:`pyrovae.metrics.henze_zirkler`),
+   :math:`\Sigma` the biased empirical covariance and :math:`\|\cdot\|` the Frobenius / Euclidean norm.
+   :func:`libi_penalty` subtracts the constant :math:`\epsilon_{HZ} + 2` so that the penalties vanish at
+   codes with zero mean, identity covariance and HZ = 0 (the same minimiser).
+2. **Inference model.** With θ fixed, fit :math:`q_\phi` by the ELBO (Eq. 45-46).
+3. **Re-initialise** ``h`` at the encoder mean :math:`\mu(x; \phi_t)` (``h`` has the encoder's
+   architecture, so its weights are copied) and go back to 1.
+
+The round whose θ gives the highest importance-sampled validation log-likelihood
+(:func:`pyrovae.metrics.vae_log_likelihood`) is kept, with its φ ("return the best θ_t", App. D).
+
+The model is any :class:`~pyrovae.models.cvae.SigmaCVAE` (``x_dim = 0``) whose σ is not learned
+(seed 002 fixes the noise at the truth); the data are :class:`~pyrovae.data.base.Dataset`\ s.
+
+References:
+    Yacoby, Pan & Doshi-Velez (seed 002), Sec. 2, Eq. 7 and 44-46, App. D.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from pyrovae.data.base import Dataset
+from pyrovae.errors import ConfigError, TrainingDiverged
+from pyrovae.metrics.likelihood import vae_log_likelihood
+from pyrovae.metrics.normality import henze_zirkler
+
+__all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI"]
+
+
+@dataclass
+class LiBISettings:
+    """``rounds`` = R; ``step1_steps`` / ``step2_steps`` full-batch Adam steps per round (lr 0.01, App. E);
+    ``eps_hz``, ``eps_sigma``, ``eps_mu`` the penalty weights of Eq. 44; ``val_samples`` the importance
+    samples of the validation log-likelihood used to pick the best round."""
+
+    rounds: int = 1
+    step1_steps: int = 2000
+    step2_steps: int = 2000
+    lr: float = 0.01
+    eps_hz: float = 1.0
+    eps_sigma: float = 0.5
+    eps_mu: float = 0.5
+    val_samples: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "step1_steps", "step2_steps", "val_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise ConfigError(f"LiBI {name} must be a positive integer, got {v!r}")
+        for name in ("lr", "eps_sigma", "eps_mu"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"LiBI {name} must be positive, got {v!r}")
+        if not (math.isfinite(self.eps_hz) and self.eps_hz >= 0):
+            raise ConfigError(f"LiBI eps_hz must be >= 0, got {self.eps_hz!r}")
+
+
+@dataclass
+class LiBIResult:
+    model: object
+    best_round: int
+    val_log_lik: float
+    history: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+
+_EXP_CAP = 30.0
+
+
+def _expm1_capped(t: torch.Tensor) -> torch.Tensor:
+    """``expm1(t)`` up to ``t = 30``, continued linearly with the same slope beyond (no overflow
+    from a badly initialised code network; the minimiser is unchanged)."""
+    capped = t.clamp(max=_EXP_CAP)
+    return torch.expm1(capped) + math.exp(_EXP_CAP) * (t - capped)
+
+
+def libi_penalty(codes: torch.Tensor, eps_hz: float = 1.0, eps_sigma: float = 0.5, eps_mu: float = 0.5,
+                 parts: bool = False):
+    r"""The smooth penalties of Eq. 44 minus their floor :math:`\epsilon_{HZ} + 2`: differentiable in ``codes`` (n, d).
+
+    With ``parts=True`` returns ``{"hz", "cov", "mean", "total"}`` (HZ statistic, :math:`\|\Sigma - I\|_F^2`,
+    :math:`\|\mu\|^2` and the penalty)."""
+    if codes.dim() != 2 or codes.shape[0] < 3:
+        raise ConfigError(f"codes must be (n, d) with n >= 3, got {tuple(codes.shape)}")
+    mu = codes.mean(0)
+    centred = codes - mu
+    cov = centred.T @ centred / codes.shape[0]
+    eye = torch.eye(codes.shape[1], dtype=codes.dtype, device=codes.device)
+    cov_err = (cov - eye).pow(2).sum()
+    mean_err = mu.pow(2).sum()
+    hz = henze_zirkler(codes) if eps_hz > 0 else torch.zeros((), dtype=codes.dtype)
+    total = eps_hz * _expm1_capped(hz) + _expm1_capped(cov_err / eps_sigma) + _expm1_capped(mean_err / eps_mu)
+    if parts:
+        return {"hz": hz, "cov": cov_err, "mean": mean_err, "total": total}
+    return total
+
+
+def code_log_likelihood(model, y: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    r""":math:`\frac1N\sum_n \log p_\theta(y_n \mid z_n)` under the model's Gaussian decoder and noise."""
+    x = y.new_zeros(y.shape[0], 0)
+    mean = model.decode(x, codes)
+    sigma = model.noise.scale(mean, model.decoder_input(x, codes))
+    return torch.distributions.Normal(mean, sigma).log_prob(y).sum(-1).mean()
+
+
+class LiBI:
+    """Run LiBI on ``model`` (a :class:`SigmaCVAE` with ``x_dim = 0`` and a fixed or tied σ)."""
+
+    def __init__(self, model, settings: LiBISettings | None = None):
+        if getattr(model, "x_dim", 0) != 0:
+            raise ConfigError("LiBI is written for unconditional models (x_dim = 0)")
+        if getattr(model.noise, "learned", False):
+            raise ConfigError("LiBI keeps the decoder noise at its given value; the model's σ is learned")
+        self.model = model
+        self.settings = settings or LiBISettings()
+        self.code_net = copy.deepcopy(model.encoder)  # h(x; varphi): the inference model's architecture
+
+    def _codes(self, y: torch.Tensor) -> torch.Tensor:
+        return self.code_net(y)[0]
+
+    def step1(self, y: torch.Tensor) -> dict:
+        s, model = self.settings, self.model
+        enc_ids = {id(p) for p in model.encoder.parameters()}
+        theta = [p for p in model.parameters() if id(p) not in enc_ids and p.requires_grad]
+        opt = torch.optim.Adam(theta + list(self.code_net.parameters()), lr=s.lr)
+        for _ in range(s.step1_steps):
+            opt.zero_grad(set_to_none=True)
+            codes = self._codes(y)
+            nll = -code_log_likelihood(model, y, codes)
+            loss = nll + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            codes = self._codes(y)
+            parts = libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu, parts=True)
+            return {"code_nll": float(-code_log_likelihood(model, y, codes)),
+                    **{f"penalty_{k}": float(v) for k, v in parts.items()}}
+
+    def step2(self, y: torch.Tensor) -> dict:
+        from pyrovae.inference.objectives import make_elbo
+
+        model, s = self.model, self.settings
+        x = y.new_zeros(y.shape[0], 0)
+        elbo = make_elbo("trace")
+        opt = torch.optim.Adam(model.encoder.parameters(), lr=s.lr)
+        loss = torch.tensor(math.nan)
+        for _ in range(s.step2_steps):
+            opt.zero_grad(set_to_none=True)
+            loss = elbo.differentiable_loss(model.model, model.guide, x, y) / y.shape[0]
+            if not torch.isfinite(loss):
+                raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
+            loss.backward()
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        return {"neg_elbo": float(loss.detach())}
+
+    def step3(self) -> None:
+        self.code_net.load_state_dict(self.model.encoder.state_dict())
+
+    def fit(self, train: Dataset, validation: Dataset | None = None) -> LiBIResult:
+        s = self.settings
+        dtype = next(self.model.parameters()).dtype
+        y = train.y.to(dtype)
+        val = (validation or train).y.to(dtype)
+        torch.manual_seed(s.seed)
+        best = (-math.inf, -1, None)
+        history = []
+        for r in range(s.rounds):
+            row = {"round": r, **self.step1(y), **self.step2(y)}
+            with torch.no_grad():
+                ll = float(vae_log_likelihood(self.model, val.new_zeros(val.shape[0], 0), val,
+                                              num_samples=s.val_samples, seed=s.seed + r).mean())
+            row["val_log_lik"] = ll
+            history.append(row)
+            if ll > best[0] or best[2] is None:
+                best = (ll, r, copy.deepcopy(self.model.state_dict()))
+            self.step3()
+        self.model.load_state_dict(best[2])
+        return LiBIResult(self.model, best[1], best[0], history, asdict(s))

@@ -1,0 +1,35 @@
+"""Ready-made :class:`~pyrovae.models.cvae.SigmaCVAE`\\ s with other networks than Appendix F's MLPs.
+
+``resnet_vae`` gives Berger & Sebag's 2-D architecture (seed 004, §4.1): encoder and decoder are
+residual MLPs with 4 blocks of 200 units. The Pyro program is the same class; only its
+``encoder`` and ``decoder`` modules differ.
+"""
+
+from __future__ import annotations
+
+from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.models.nets import ResGaussianEncoder, ResMLP
+from pyrovae.models.noise import ObservationNoise
+
+__all__ = ["resnet_vae"]
+
+
+def resnet_vae(
+    x_dim: int,
+    y_dim: int,
+    latent_dim: int = 2,
+    width: int = 200,
+    blocks: int = 4,
+    noise: ObservationNoise | None = None,
+    activation: str = "relu",
+) -> SigmaCVAE:
+    """A σ-CVAE (VAE for ``x_dim = 0``) whose encoder and decoder are residual MLPs.
+
+    References:
+        Berger & Sebag (2020), seed 004, §4.1: "a ResNet with 4 residual blocks of 200 neurons".
+    """
+    model = SigmaCVAE(x_dim, y_dim, latent_dim, encoder_widths=(2,), decoder_widths=(2,), noise=noise,
+                      activation=activation)
+    model.encoder = ResGaussianEncoder(x_dim + y_dim, width, blocks, latent_dim, activation)
+    model.decoder = ResMLP(x_dim + latent_dim, width, blocks, y_dim, activation)
+    return model

@@ -1,0 +1,343 @@
+r"""The semi-supervised "M2" VAE of Kingma et al. (2014) as a Pyro program (seed 001, Sec. 3, App. B).
+
+Generative model (seed 001, Eq. 4 / 10):
+
+.. math::
+    z \sim N(0, I_d), \qquad y \sim p(y), \qquad x \mid z, y \sim N(f_\theta(z, y), \sigma_\epsilon^2 I),
+
+with the guide :math:`q_\phi(y \mid x)\, q_\phi(z \mid x, y)`. Three kinds of label ``y``:
+
+* ``"discrete"`` — :math:`y \in \{0..K-1\}`, :math:`p(y)` categorical; in unlabelled points the guide
+  marks ``y`` for parallel enumeration, so :class:`pyro.infer.TraceEnum_ELBO` sums over it
+  exactly: :math:`\mathcal U(x) = \sum_y q(y|x)\,[\log p(x|z_y,y) + \log p(y) + \log p(z_y)
+  - \log q(z_y|x,y) - \log q(y|x)]` with one :math:`z_y \sim q(z|x,y)` per value (Eq. 13).
+* ``"relaxed"`` — the same networks, ``y`` drawn from a relaxed one-hot (Concrete / Gumbel-softmax)
+  :math:`q(y|x)` at ``temperature`` (2.2 in App. D), reparameterised. The site's log density is,
+  by default (``relaxed_density="onehot"``), the categorical one evaluated at the soft one-hot,
+  :math:`\sum_k y_k \log \pi_k`, in model (prior π) and guide (π = q(·|x)); as the temperature
+  falls the draws become one-hot and the objective tends to the enumerated one.
+  ``relaxed_density="concrete"`` uses the Concrete densities of both sides instead (a relaxed KL
+  that does not converge to the categorical one).
+* ``"continuous"`` — :math:`y \in \mathbb R^q`, :math:`p(y) = N(0, I)` and a Gaussian
+  :math:`q(y|x)` (App. H.2).
+
+The objective (Eq. 5) :math:`J = \sum_n \mathcal U(x_n) + \gamma \sum_m \mathcal L(x_m, y_m) +
+\alpha \sum_m \log q(y_m|x_m)` is assembled from two calls of the same program: the unlabelled
+batch (``y=None``) and the labelled batch (``y`` given, ``gamma``, ``alpha``). γ is a
+``poutine.scale`` around every site of the labelled call, in model and guide. **The α term is an
+extra observed site ``y_aux`` in the model**, :math:`y_m \sim q_\phi(y | x_m)`, under
+``poutine.scale(alpha)`` and outside the γ scale. A model site's log density enters the ELBO with
+a plus sign and has no guide partner, so this adds exactly :math:`+\alpha \log q(y_m|x_m)` under
+every estimator (``Trace_ELBO``, ``TraceEnum_ELBO``, the IWAE bound below, where it sits outside
+the log-sum-exp); a factor in the *guide* would need the opposite sign and Pyro's ELBOs treat
+observed guide sites differently from one another. This is how Pyro's own SS-VAE example adds
+its auxiliary classification loss.
+
+The IWAE objective (Eq. 14-15) is :meth:`M2.iwae_bound`, a differentiable torch function:
+Pyro's ``RenyiELBO`` refuses enumerated sites, so for discrete ``y`` the sum over ``y`` is written
+out. Per particle :math:`s`, :math:`\hat p_s(x) = \sum_y p(x, z_{s,y}, y) / q(z_{s,y}|x,y)` with
+:math:`z_{s,y} \sim q(z|x,y)` is an unbiased estimate of :math:`p(x)` (Eq. 15 with the expectation
+over :math:`y \sim q(y|x)` taken exactly — :math:`q(y|x)` cancels from the weights), and
+:math:`\mathcal U_{IW} = \log \frac1S \sum_s \hat p_s(x)`. Consequence worth knowing: in the IWAE
+objective with discrete ``y``, :math:`q(y|x)` is trained only by the α term.
+
+References:
+    Kingma, Rezende, Mohamed & Welling, *Semi-supervised Learning with Deep Generative Models*, 2014.
+    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 3, 7; App. B (Eq. 10-15), D.
+    Maddison et al. / Jang et al., 2016 (the Concrete / Gumbel-softmax relaxation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from torch import nn
+
+from pyrovae.errors import ConfigError, DataError
+from pyrovae.models.nets import MLP, GaussianEncoder
+
+__all__ = ["M2", "Y_KINDS", "OneHotDensityRelaxed", "m2_elbo_loss"]
+
+Y_KINDS = ("discrete", "relaxed", "continuous")
+
+
+def _scaled(scale: float):
+    if scale == 1.0:
+        return contextlib.nullcontext()
+    if scale == 0.0:  # poutine.scale refuses 0
+        return poutine.mask(mask=False)
+    return poutine.scale(scale=scale)
+
+
+class OneHotDensityRelaxed(dist.RelaxedOneHotCategorical):
+    r"""Relaxed one-hot categorical whose ``log_prob(y)`` is :math:`\sum_k y_k \log \pi_k`.
+
+    Sampling is the Concrete distribution's (reparameterised); the density is the categorical
+    log-probability extended linearly to the simplex, exact at one-hot values. Used by the
+    ``"relaxed"`` M2 so that its objective tends to the enumerated one as the temperature falls.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return (value * torch.log_softmax(self.logits, -1)).sum(-1)
+
+
+def m2_elbo_loss(model: "M2", x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0,
+                 alpha: float = 0.0, particles: int = 1) -> torch.Tensor:
+    """Minus one batch's share of Eq. 5 with ELBO bounds, differentiable in ``model``'s parameters:
+    ``-Σ U(x)`` for ``y=None``, ``-(γ Σ L(x, y) + α Σ log q(y|x))`` otherwise. Unlabelled discrete
+    batches go through ``TraceEnum_ELBO`` (exact sum over ``y``), everything else through
+    ``Trace_ELBO`` (nothing to enumerate there)."""
+    enum = model.y_kind == "discrete" and y is None
+    key = (enum, int(particles))
+    elbo = _ELBO_CACHE.get(key)
+    if elbo is None:
+        if int(particles) != particles or particles < 1:
+            raise ConfigError(f"the number of particles must be a positive integer, got {particles}")
+        common = dict(num_particles=int(particles), vectorize_particles=particles > 1, max_plate_nesting=1)
+        elbo = _ELBO_CACHE[key] = (pyro.infer.TraceEnum_ELBO if enum else pyro.infer.Trace_ELBO)(**common)
+    return elbo.differentiable_loss(model.model, model.guide, x, y, gamma, alpha)
+
+
+_ELBO_CACHE: dict[tuple[bool, int], pyro.infer.ELBO] = {}
+
+
+class M2(nn.Module):
+    r"""Kingma et al.'s M2 model with a fixed observation noise :math:`\sigma_\epsilon`.
+
+    Args:
+        x_dim: dimension of the data ``x``.
+        y_kind: ``"discrete"``, ``"relaxed"`` or ``"continuous"`` (module docstring).
+        num_classes: ``K`` for discrete / relaxed labels.
+        y_dim: label dimension for continuous labels.
+        latent_dim: ``d``.
+        widths: hidden widths of every network (App. D: three layers of 50, leaky ReLU).
+        sigma: the fixed observation standard deviation :math:`\sigma_\epsilon` (App. D fixes it to
+            the truth's; 0.1 for the semi-circles).
+        prior_probs: :math:`p(y)` for discrete labels (uniform by default).
+        temperature: of the relaxed variant (2.2 as App. D).
+        relaxed_density: ``"onehot"`` or ``"concrete"`` (module docstring).
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        y_kind: str = "discrete",
+        num_classes: int = 2,
+        y_dim: int = 1,
+        latent_dim: int = 1,
+        widths: Sequence[int] = (50, 50, 50),
+        sigma: float = 0.1,
+        prior_probs: Sequence[float] | None = None,
+        temperature: float = 2.2,
+        relaxed_density: str = "onehot",
+        activation: str = "leaky_relu",
+    ):
+        super().__init__()
+        if y_kind not in Y_KINDS:
+            raise ConfigError(f"unknown label kind {y_kind!r}; known: {', '.join(Y_KINDS)}")
+        if x_dim < 1 or latent_dim < 1 or num_classes < 2 or y_dim < 1:
+            raise ConfigError(f"need x_dim, latent_dim, y_dim >= 1 and num_classes >= 2; got "
+                              f"{x_dim}, {latent_dim}, {y_dim}, {num_classes}")
+        if not sigma > 0 or not math.isfinite(sigma):
+            raise ConfigError(f"sigma must be positive and finite, got {sigma}")
+        if not temperature > 0:
+            raise ConfigError(f"the temperature must be positive, got {temperature}")
+        if relaxed_density not in ("onehot", "concrete"):
+            raise ConfigError(f"relaxed_density must be 'onehot' or 'concrete', got {relaxed_density!r}")
+        self.x_dim, self.latent_dim, self.y_kind = int(x_dim), int(latent_dim), y_kind
+        self.num_classes = int(num_classes)
+        self.y_dim = int(y_dim) if y_kind == "continuous" else self.num_classes  # width of the y input
+        self.temperature, self.relaxed_density = float(temperature), relaxed_density
+        widths = list(widths)
+        self.decoder = MLP(self.latent_dim + self.y_dim, widths, self.x_dim, activation)
+        self.z_encoder = GaussianEncoder(self.x_dim + self.y_dim, widths, self.latent_dim, activation)
+        if y_kind == "continuous":
+            self.y_encoder: nn.Module = GaussianEncoder(self.x_dim, widths, self.y_dim, activation)
+        else:
+            self.y_encoder = MLP(self.x_dim, widths, self.num_classes, activation)
+        self.register_buffer("sigma", torch.tensor(float(sigma)))
+        if prior_probs is None:
+            probs = torch.full((self.num_classes,), 1.0 / self.num_classes)
+        else:
+            probs = torch.as_tensor(prior_probs, dtype=torch.get_default_dtype())
+            if probs.shape != (self.num_classes,) or (probs <= 0).any() or abs(float(probs.sum()) - 1) > 1e-6:
+                raise ConfigError(f"prior_probs must be {self.num_classes} positive numbers summing to 1")
+        self.register_buffer("prior_probs", probs)
+
+    # -- networks -----------------------------------------------------------------
+    @property
+    def discrete(self) -> bool:
+        return self.y_kind != "continuous"
+
+    def y_features(self, y: torch.Tensor) -> torch.Tensor:
+        """What the networks read for ``y``: one-hot for class indices (long), the value itself
+        for one-hots / relaxed draws / continuous labels."""
+        if self.discrete and not torch.is_floating_point(y):
+            return F.one_hot(y, self.num_classes).to(self.sigma.dtype)
+        return y
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r""":math:`f_\theta(z, y)`; ``z`` (..., d) and ``y`` features broadcast against each other."""
+        yf = self.y_features(y)
+        shape = torch.broadcast_shapes(z.shape[:-1], yf.shape[:-1])
+        return self.decoder(torch.cat([z.expand(shape + z.shape[-1:]), yf.expand(shape + yf.shape[-1:])], -1))
+
+    def encode_z(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Location and scale of ``q(z | x, y)``."""
+        yf = self.y_features(y)
+        shape = torch.broadcast_shapes(x.shape[:-1], yf.shape[:-1])
+        return self.z_encoder(torch.cat([x.expand(shape + x.shape[-1:]), yf.expand(shape + yf.shape[-1:])], -1))
+
+    def y_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``q(y | x)`` (discrete kinds)."""
+        return self.y_encoder(x)
+
+    def q_y(self, x: torch.Tensor) -> dist.Distribution:
+        """``q(y | x)`` as a distribution over class indices (discrete) or ``R^q`` (continuous)."""
+        if self.discrete:
+            return dist.Categorical(logits=self.y_logits(x))
+        loc, scale = self.y_encoder(x)
+        return dist.Normal(loc, scale).to_event(1)
+
+    def p_y(self) -> dist.Distribution:
+        if self.discrete:
+            return dist.Categorical(probs=self.prior_probs)
+        zero = self.sigma.new_zeros(self.y_dim)
+        return dist.Normal(zero, torch.ones_like(zero)).to_event(1)
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
+        if x.dim() != 2 or x.shape[-1] != self.x_dim:
+            raise DataError(f"x must have shape (n, {self.x_dim}), got {tuple(x.shape)}")
+        if y is None:
+            return None
+        if self.discrete:
+            y = y.reshape(-1) if y.dim() == 2 and y.shape[-1] == 1 else y
+            if y.shape != x.shape[:1]:
+                raise DataError(f"discrete labels must have shape (n,) or (n, 1), got {tuple(y.shape)}")
+            if torch.is_floating_point(y):
+                if not torch.equal(y, y.round()):
+                    raise DataError("discrete labels must be integers")
+                y = y.long()
+            if (y < 0).any() or (y >= self.num_classes).any():
+                raise DataError(f"discrete labels must lie in 0..{self.num_classes - 1}")
+            return y
+        y = y.reshape(-1, 1) if y.dim() == 1 else y
+        if y.shape != (x.shape[0], self.y_dim):
+            raise DataError(f"continuous labels must have shape (n, {self.y_dim}), got {tuple(y.shape)}")
+        return y
+
+    # -- Pyro program -------------------------------------------------------------
+    def _prior_site(self, labelled: bool):
+        """The distribution of the model's ``y`` site."""
+        if self.y_kind == "relaxed" and not labelled:
+            cls = OneHotDensityRelaxed if self.relaxed_density == "onehot" else dist.RelaxedOneHotCategorical
+            return cls(torch.tensor(self.temperature, dtype=self.sigma.dtype), probs=self.prior_probs)
+        if self.y_kind == "relaxed":  # labelled relaxed points carry exact one-hots
+            return dist.OneHotCategorical(probs=self.prior_probs)
+        return self.p_y()
+
+    def model(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
+        y = self._check(x, y)
+        labelled = y is not None
+        if self.y_kind == "relaxed" and labelled:
+            y = F.one_hot(y, self.num_classes).to(x.dtype)
+        n = x.shape[0]
+        zero = x.new_zeros(n, self.latent_dim)
+        with pyro.plate("data", n, dim=-1):
+            with _scaled(gamma if labelled else 1.0):
+                z = pyro.sample("z", dist.Normal(zero, torch.ones_like(zero)).to_event(1))
+                y_site = pyro.sample("y", self._prior_site(labelled).expand([n]), obs=y)
+                loc = self.decode(z, y_site)
+                pyro.sample("x", dist.Normal(loc, self.sigma).to_event(1), obs=x)
+            if labelled and alpha != 0.0:  # the discriminative term of Eq. 5 (module docstring)
+                with _scaled(alpha):
+                    q = self.q_y(x)
+                    if self.y_kind == "relaxed":
+                        q = dist.OneHotCategorical(logits=self.y_logits(x))
+                    pyro.sample("y_aux", q, obs=y)
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
+        y = self._check(x, y)
+        labelled = y is not None
+        if self.y_kind == "relaxed" and labelled:
+            y = F.one_hot(y, self.num_classes).to(x.dtype)
+        with pyro.plate("data", x.shape[0], dim=-1):
+            with _scaled(gamma if labelled else 1.0):
+                if not labelled:
+                    if self.y_kind == "discrete":
+                        y = pyro.sample("y", self.q_y(x), infer={"enumerate": "parallel"})
+                    elif self.y_kind == "relaxed":
+                        cls = OneHotDensityRelaxed if self.relaxed_density == "onehot" else dist.RelaxedOneHotCategorical
+                        t = torch.tensor(self.temperature, dtype=x.dtype)
+                        y = pyro.sample("y", cls(t, logits=self.y_logits(x)))
+                    else:
+                        y = pyro.sample("y", self.q_y(x))
+                loc, scale = self.encode_z(x, y)
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # -- IWAE (Eq. 14-15), written out ----------------------------------------------
+    def log_joint_terms(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(x|z,y) + \log p(y) + \log p(z)` for class indices / continuous ``y`` (broadcast)."""
+        log_px = dist.Normal(self.decode(z, y), self.sigma).log_prob(x).sum(-1)
+        log_pz = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        return log_px + self.p_y().log_prob(y) + log_pz
+
+    def iwae_bound(self, x: torch.Tensor, y: torch.Tensor | None = None, particles: int = 10) -> torch.Tensor:
+        r"""Per-point IWAE bound with ``S = particles``: Eq. 14 (labelled) or Eq. 15 (unlabelled;
+        discrete ``y`` summed exactly, continuous ``y`` drawn from ``q(y|x)``). Differentiable;
+        reparameterised draws."""
+        if int(particles) != particles or particles < 1:
+            raise ConfigError(f"the number of particles must be a positive integer, got {particles}")
+        S = int(particles)
+        y = self._check(x, y)
+        if y is not None:  # Eq. 14
+            loc, scale = self.encode_z(x, y)
+            z = loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)
+            log_w = self.log_joint_terms(x, y, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)
+            return torch.logsumexp(log_w, 0) - math.log(S)
+        if self.discrete:  # Eq. 15, the expectation over y taken exactly
+            ys = torch.arange(self.num_classes).view(-1, 1)  # (K, 1) against (n,)
+            loc, scale = self.encode_z(x, ys)  # (K, n, d)
+            z = loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)  # (S, K, n, d)
+            log_w = self.log_joint_terms(x, ys, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)  # (S, K, n)
+            return torch.logsumexp(log_w.reshape(-1, x.shape[0]), 0) - math.log(S)
+        qy = self.q_y(x)  # Eq. 15, continuous y
+        yv = qy.rsample((S,))  # (S, n, q)
+        loc, scale = self.encode_z(x, yv)
+        z = loc + scale * torch.randn_like(loc)
+        log_w = self.log_joint_terms(x, yv, z) - dist.Normal(loc, scale).log_prob(z).sum(-1) - qy.log_prob(yv)
+        return torch.logsumexp(log_w, 0) - math.log(S)
+
+    def iwae_loss(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0,
+                  particles: int = 10) -> torch.Tensor:
+        """Minus the batch's share of Eq. 5 with IWAE bounds: ``-Σ bound`` (unlabelled) or
+        ``-(γ Σ bound + α Σ log q(y|x))`` (labelled)."""
+        bound = self.iwae_bound(x, y, particles).sum()
+        if y is None:
+            return -bound
+        loss = -gamma * bound
+        if alpha != 0.0:
+            loss = loss - alpha * self.q_y(x).log_prob(self._check(x, y)).sum()
+        return loss
+
+    # -- inspection -----------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, num_samples: int, y: torch.Tensor | float | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` draws from the model: ``y ~ p(y)``, or fixed to ``y`` (a class index or a value)
+        for draws of ``p_θ(x | y)``."""
+        if y is None:
+            yv = self.p_y().sample((num_samples,))
+        elif self.discrete:
+            yv = torch.full((num_samples,), int(y), dtype=torch.long)
+        else:
+            yv = torch.as_tensor(y, dtype=self.sigma.dtype).expand(num_samples, self.y_dim).clone()
+        z = torch.randn(num_samples, self.latent_dim, dtype=self.sigma.dtype)
+        mean = self.decode(z, yv)
+        return mean + self.sigma * torch.randn_like(mean), yv

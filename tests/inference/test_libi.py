@@ -1,0 +1,64 @@
+"""LiBI (seed 002, Sec. 2, App. D) on a tiny LinearJTEx."""
+
+import pytest
+import torch
+
+from pyrovae.data.libi import A_JTEX, B_JTEX, libi_splits
+from pyrovae.errors import ConfigError
+from pyrovae.inference.algorithms import FixedSigma
+from pyrovae.inference.libi import LiBI, LiBISettings, libi_penalty
+from pyrovae.inference.trainer import Trainer, TrainSettings
+from pyrovae.models.linear import CholeskyDecoder, exact, linear_vae
+
+TRUE_COV = A_JTEX @ A_JTEX.T + 0.01 * torch.eye(2, dtype=torch.float64)
+
+
+def _whitened(n=300, seed=0):
+    z = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = z - z.mean(0)
+    chol = torch.linalg.cholesky(z.T @ z / n)
+    return torch.linalg.solve_triangular(chol, z.T, upper=False).T
+
+
+def test_penalties_vanish_at_standard_normal_codes():
+    parts = libi_penalty(_whitened(), parts=True)
+    assert float(parts["mean"]) < 1e-20 and float(parts["cov"]) < 1e-20
+    assert float(parts["hz"]) < 1.5  # a normal sample: HZ near its null mean (about 1)
+    assert float(libi_penalty(_whitened(), eps_hz=0.0)) == pytest.approx(0.0, abs=1e-12)
+    shifted = libi_penalty(_whitened() * 0.3 + 1.0, parts=True)
+    assert float(shifted["total"]) > 10 * float(parts["total"])
+    with pytest.raises(ConfigError):
+        LiBISettings(rounds=0)
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return linear_vae(CholeskyDecoder(torch.randn(2, 2, dtype=torch.float64), B_JTEX, 0.1, learn="A")).float()
+
+
+def _cov_error(model):
+    return float((exact(model.decoder).marginal_cov() - TRUE_COV).norm())
+
+
+def test_libi_loop_runs_and_keeps_the_best_round():
+    data = libi_splits("linear-jtex", n=100, seed=3)
+    model = _model(0)
+    start = _cov_error(model)
+    result = LiBI(model, LiBISettings(rounds=2, step1_steps=100, step2_steps=30, lr=0.03, val_samples=20)).fit(
+        data["train"], data["validation"])
+    assert len(result.history) == 2 and result.best_round in (0, 1)
+    assert result.val_log_lik == max(h["val_log_lik"] for h in result.history)
+    assert _cov_error(result.model) < start
+
+
+@pytest.mark.slow
+def test_libi_recovers_the_marginal_at_least_as_well_as_the_vae():
+    data = libi_splits("linear-jtex", n=200, seed=3)
+    train = data["train"]
+    libi = LiBI(_model(0), LiBISettings(rounds=2, step1_steps=3000, step2_steps=1000, lr=0.01, val_samples=50))
+    result = libi.fit(train, data["validation"])
+    vae = _model(0)
+    Trainer(vae, train, FixedSigma(), TrainSettings(K=100, lr=0.01, max_steps=8000, tol=0.0)).run()
+    libi_err, vae_err = _cov_error(result.model), _cov_error(vae)
+    assert libi_err <= vae_err + 0.05, (libi_err, vae_err)
+    assert libi_err < 0.5
