@@ -12,10 +12,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["plot_sigma", "plot_kl", "plot_pairs", "write_run_plots"]
+__all__ = ["save_figure", "plot_sigma", "plot_kl", "plot_pairs", "write_run_plots"]
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write (dpi 120, parents created) and close ``fig``; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -37,7 +38,7 @@ def plot_sigma(history: pd.DataFrame, path: Path, true_sigma: float | None = Non
     ax.set_ylabel("decoder σ")
     ax.set_title(title or "σ trajectory")
     ax.legend(frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_kl(history: pd.DataFrame, path: Path, title: str = "") -> Path:
@@ -54,7 +55,7 @@ def plot_kl(history: pd.DataFrame, path: Path, title: str = "") -> Path:
         ax2 = ax.twinx()
         ax2.plot(history["step"], history["beta"], color="tab:gray", lw=1, ls=":")
         ax2.set_ylabel("β")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _scatter(ax, y: np.ndarray, labels: np.ndarray, title: str) -> None:
@@ -79,7 +80,7 @@ def plot_pairs(data_y: torch.Tensor, other_y: torch.Tensor, x: torch.Tensor, pat
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
     _scatter(axes[0], data_y.cpu().numpy(), labels, "training data")
     _scatter(axes[1], other_y.cpu().numpy(), labels, other_title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_run_plots(result, data, out_dir: str | Path) -> list[Path]:

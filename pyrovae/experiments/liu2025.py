@@ -18,7 +18,7 @@ import time
 from pyrovae.config import RunConfig
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import run_grid
+from pyrovae.experiments.runner import progress_bar, run_grid
 
 __all__ = ["table1", "table2"]
 
@@ -58,29 +58,6 @@ def _base(max_steps: int) -> RunConfig:
     return RunConfig(dataset="two-moon", n=5000, tau=TRUE_SIGMA, data_seed=0, K=25, max_steps=max_steps)
 
 
-def _progress(options: ExperimentOptions, total: int):
-    if not options.progress:
-        return _Silent()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar.task = bar.add_task("runs", total=total)
-    return bar
-
-
-class _Silent:
-    task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def advance(self, task) -> None:
-        pass
-
-
 @register("liu-table1", "Seed 000 Table 1: annealing against calibration across σ₀", "seed 000, Table 1")
 def table1(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=20)
@@ -89,7 +66,7 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
     configs = {f"{m} s0={s0}": _base(max_steps).replace(sigma0=s0, **kw)
                for m, kw in TABLE1_METHODS.items() for s0 in sigma0s}
     start = time.perf_counter()
-    with _progress(options, len(configs) * reps) as bar:
+    with progress_bar(options.progress, len(configs) * reps) as bar:
         results = run_grid(configs, reps, options.jobs, options.out / "runs", options.seed,
                            on_done=lambda *_: bar.advance(bar.task))
     columns = [f"σ₀={s0} {what}" for s0 in sigma0s for what in ("MSE", "KLD")]
@@ -121,7 +98,7 @@ def table2(options: ExperimentOptions) -> ExperimentReport:
     max_steps = 30_000 if options.quick else 100_000
     configs = {f"{m} K={k}": _base(max_steps).replace(K=k, **kw) for m, kw in TABLE2_METHODS.items() for k in ks}
     start = time.perf_counter()
-    with _progress(options, len(configs) * reps) as bar:
+    with progress_bar(options.progress, len(configs) * reps) as bar:
         results = run_grid(configs, reps, options.jobs, options.out / "runs", options.seed,
                            on_done=lambda *_: bar.advance(bar.task))
     columns = [f"K={k}" for k in ks]

@@ -30,7 +30,8 @@ from pyrovae.data.simulations import SIMULATIONS
 from pyrovae.data.transforms import Standardizer
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.tasks import CVAESettings, fit_cvae, map_tasks
+from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.tasks import CVAESettings, fit_cvae
 from pyrovae.metrics.conditional import MomentErrors, moment_errors
 from pyrovae.runs import derive_seeds
 

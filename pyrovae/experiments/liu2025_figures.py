@@ -31,7 +31,8 @@ import pandas as pd  # noqa: E402
 from pyrovae.config import RunConfig  # noqa: E402
 from pyrovae.experiments.registry import ExperimentOptions, register  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values  # noqa: E402
-from pyrovae.experiments.runner import _slug, run_grid  # noqa: E402
+from pyrovae.experiments.runner import run_grid, slug  # noqa: E402
+from pyrovae.plots import save_figure  # noqa: E402
 
 __all__ = ["figure1", "figure3", "figure5", "read_histories"]
 
@@ -46,35 +47,13 @@ def read_histories(out: Path, label: str, reps: int) -> list[pd.DataFrame]:
     """The ``history.csv`` of each repetition of ``label`` written by :func:`run_grid` under ``out``."""
     frames = []
     for i in range(reps):
-        path = out / _slug(label) / f"rep-{i:02d}" / "history.csv"
+        path = out / slug(label) / f"rep-{i:02d}" / "history.csv"
         frames.append(pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["step", "sigma", "kl", "event"]))
     return frames
 
 
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def _grid(options: ExperimentOptions, configs: dict[str, RunConfig], reps: int) -> dict[str, list[dict]]:
-    """:func:`run_grid` (parallel processes); with one job, the same runs, seeds and directories in
-    this process (no process start-up: the smoke tests stay fast)."""
-    out = options.out / "runs"
-    if options.jobs > 1:
-        return run_grid(configs, reps, options.jobs, out, options.seed)
-    from pyrovae.api import train
-    from pyrovae.runs import derive_seeds
-
-    seeds = derive_seeds(options.seed, reps)
-    results: dict[str, list[dict]] = {label: [] for label in configs}
-    for i in range(reps):
-        for label, cfg in configs.items():
-            metrics = train(cfg.replace(seed=seeds[i]), out=out / _slug(label) / f"rep-{i:02d}", plots=False).metrics
-            results[label].append({"rep": i, "seed": seeds[i], **metrics})
-    return results
+    return run_grid(configs, reps, options.jobs, options.out / "runs", options.seed)
 
 
 def _metric_table(name: str, title: str, results: dict[str, list[dict]], rows: list[str], note: str = "",
@@ -125,7 +104,7 @@ def figure1(options: ExperimentOptions) -> ExperimentReport:
     ax_s.set_title("σ trajectories (stars: calibrations)")
     ax_k.set_title("KL trajectories")
     ax_s.legend(frameon=False, fontsize=7)
-    figure = _save(fig, options.out / "figure1_sigma_trajectories.png")
+    figure = save_figure(fig, options.out / "figure1_sigma_trajectories.png")
     paper = {f"uncalibrated K={k}": "≈ 0 (collapse; σ ≈ 0.55 in the code's stored runs)" for k in (1, 5, 25, 50, 100)}
     paper.update({"uncalibrated K=500": "> 0 (σ ≈ 0.099)", "uncalibrated K=2500": "> 0 (σ ≈ 0.099)",
                   "calibrated K=25": "≈ 2.08 (σ = 0.104, 4 calibrations)"})
@@ -212,7 +191,7 @@ def _three_panels(results: dict[str, list[dict]], series: dict[str, list[tuple[f
         if title == "MSE of σ":
             ax.set_yscale("log")
     axes[0].legend(frameon=False, fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- Figure 5 (a, d) --------------------------------------------------------------------

@@ -36,7 +36,8 @@ from pyrovae.data.base import Dataset  # noqa: E402
 from pyrovae.errors import DataError  # noqa: E402
 from pyrovae.experiments.registry import ExperimentOptions, register  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values  # noqa: E402
-from pyrovae.experiments.tasks import CVAESettings, fit_cvae, map_tasks  # noqa: E402
+from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.tasks import CVAESettings, fit_cvae  # noqa: E402
 from pyrovae.runs import derive_seeds  # noqa: E402
 
 __all__ = ["mnist_imputation", "observed_mask", "load_mnist", "impute", "SPLITS"]

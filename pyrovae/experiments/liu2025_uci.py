@@ -26,7 +26,8 @@ from pyrovae.data.uci import UCI_DATASETS, load_uci
 from pyrovae.errors import DataError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.tasks import CVAESettings, fit_cvae, map_tasks
+from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.tasks import CVAESettings, fit_cvae
 from pyrovae.metrics.likelihood import vae_log_likelihood
 from pyrovae.runs import derive_seeds
 

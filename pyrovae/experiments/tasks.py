@@ -1,12 +1,9 @@
 """Helpers shared by the experiments that train a σ-CVAE in process on a data set they built
-(seed 000's Tables 3 and 4 and its MNIST appendix): one training call, one parallel map."""
+(seed 000's Tables 3 and 4 and its MNIST appendix): one training call."""
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from typing import Any, Callable, Sequence
 
 import pyro
 import torch
@@ -17,7 +14,7 @@ from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 
-__all__ = ["CVAESettings", "fit_cvae", "map_tasks"]
+__all__ = ["CVAESettings", "fit_cvae"]
 
 
 @dataclass
@@ -52,29 +49,3 @@ def fit_cvae(data: Dataset, settings: CVAESettings, seed: int) -> TrainResult:
                       noise=make_noise(algorithm.noise, settings.sigma0), activation=settings.activation)
     with pyro.validation_enabled(False):
         return Trainer(model, data, algorithm, settings.settings()).run()
-
-
-def _call(fn: Callable[..., Any], kwargs: dict) -> Any:
-    torch.set_num_threads(1)
-    return fn(**kwargs)
-
-
-def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], jobs: int = 1,
-              on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
-    """``[fn(**t) for t in tasks]``, in ``jobs`` spawned processes when ``jobs > 1`` (``fn`` must
-    be importable at module level), in this process otherwise; results in task order."""
-    results: list[Any] = [None] * len(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = fn(**task)
-            if on_done is not None:
-                on_done(i, results[i])
-        return results
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_call, fn, dict(task)): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if on_done is not None:
-                on_done(i, results[i])
-    return results

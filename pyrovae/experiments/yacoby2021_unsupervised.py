@@ -37,7 +37,7 @@ from pyrovae.data.yacoby_unsupervised import NOISE_VAR, yacoby_splits
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.tasks import map_tasks
+from pyrovae.experiments.runner import map_tasks
 from pyrovae.inference.algorithms import make_algorithm
 from pyrovae.inference.init import init_at_ground_truth
 from pyrovae.inference.objectives import make_elbo

@@ -56,6 +56,7 @@ import numpy as np
 from scipy import optimize, special
 
 from pyrovae.errors import ConfigError
+from pyrovae.plots import save_figure
 
 __all__ = [
     "log_angular_mgf",
@@ -442,7 +443,7 @@ def plot_likelihood_heatmap(path, *, D: int = 2, max_R_over_sigma: float = 4.0,
     ax.set_ylabel(r"$r/\sigma$")
     ax.set_title(f"Berger & Sebag Eq. (8), D = {D}")
     ax.legend(loc="upper left", fontsize=7, frameon=False, labelcolor="w")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_collapse_diagram(path, *, dims=tuple(range(2, 51)), max_R_over_sigma: float = 10.0,
@@ -477,14 +478,4 @@ def plot_collapse_diagram(path, *, dims=tuple(range(2, 51)), max_R_over_sigma: f
     ax.set_ylabel("D")
     ax.set_title("Optimal decoder radius (0: collapsed)")
     ax.legend(loc="lower right", fontsize=7, frameon=False, labelcolor="w")
-    return _save(fig, Path(path))
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path))
