@@ -62,7 +62,7 @@ def _base(max_steps: int) -> RunConfig:
 def table1(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=20)
     sigma0s = (0.2, 0.6, 1.0) if options.quick else SIGMA0
-    max_steps = 15_000 if options.quick else 40_000
+    max_steps = 10_000 if options.quick else 40_000
     configs = {f"{m} s0={s0}": _base(max_steps).replace(sigma0=s0, **kw)
                for m, kw in TABLE1_METHODS.items() for s0 in sigma0s}
     start = time.perf_counter()
@@ -95,7 +95,7 @@ def _success(run: dict) -> bool:
 def table2(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=2, full=5)
     ks = (25, 100) if options.quick else K_VALUES
-    max_steps = 30_000 if options.quick else 100_000
+    max_steps = 10_000 if options.quick else 100_000
     configs = {f"{m} K={k}": _base(max_steps).replace(K=k, **kw) for m, kw in TABLE2_METHODS.items() for k in ks}
     start = time.perf_counter()
     with progress_bar(options.progress, len(configs) * reps) as bar:

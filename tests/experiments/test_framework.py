@@ -64,3 +64,17 @@ def test_unknown_experiment_and_bad_options():
     assert result.exit_code == 2 and "unknown experiment" in result.output
     result = runner.invoke(app, ["experiment", "list"])
     assert result.exit_code == 0 and "liu-table1" in result.output and "liu-table2" in result.output
+
+
+@pytest.mark.parametrize("name, rows", [("liu-table1", 5), ("liu-table2", 4)])
+def test_liu_tables_smoke(name, rows, tmp_path, monkeypatch):
+    """The two-moon tables end to end on a tiny problem (the quick setting takes minutes)."""
+    from pyrovae.experiments import liu2025
+
+    monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=8))
+    report = get_experiment(name).run(ExperimentOptions(out=tmp_path, quick=True, reps=1))
+    report.write(tmp_path)
+    table = report.tables[0]
+    assert len(table.rows) == rows and (tmp_path / "report.md").is_file()
+    assert all((row, col) in table.cells for row in table.rows for col in table.columns)
+    assert "(paper" in table.to_markdown()
