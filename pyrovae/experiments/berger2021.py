@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
+from pyrovae.experiments.runner import map_tasks, progress_bar, slug
+from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds
 
-__all__ = ["table1", "sphere_experiment", "run_tasks", "TABLE1_SIGMAS", "PAPER_TABLE1"]
+__all__ = ["table1", "sphere_experiment", "table1_tasks", "second_phase_tasks", "TABLE1_SIGMAS", "PAPER_TABLE1"]
 
 TABLE1_SIGMAS = (1.0, 0.3, 0.1, 0.043, 0.03, 0.01)
 PAPER_TABLE1 = {
@@ -43,30 +43,8 @@ PAPER_TABLE1 = {
 PAPER_SIGMA = {"LS-VAE": "0.043"}
 
 
-# -- running tasks in processes ---------------------------------------------------------------
-
-
-def run_tasks(fn: Callable[[dict], dict], tasks: list[dict], jobs: int, on_done=None) -> list[dict]:
-    """``[fn(t) for t in tasks]``, in ``jobs`` spawned processes (in this process when ``jobs == 1``)."""
-    results: list[dict] = [{} for _ in tasks]
-    if jobs == 1:
-        for i, task in enumerate(tasks):
-            results[i] = fn(task)
-            if on_done is not None:
-                on_done(i, results[i])
-        return results
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
-        for future in futures:
-            i = futures[future]
-            results[i] = future.result()
-            if on_done is not None:
-                on_done(i, results[i])
-    return results
-
-
 def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-._" else "_" for c in label.replace("σ", "s").replace("*", "star"))
+    return slug(label.replace("σ", "s").replace("*", "star"))
 
 
 # -- Table 1 ----------------------------------------------------------------------------------
@@ -91,7 +69,7 @@ def _build_berger_model(task: dict):
     return resnet_vae(0, 2, latent, width=task["width"], blocks=task["blocks"], noise=noise)
 
 
-def _train_berger(task: dict) -> dict:
+def _train_berger(**task) -> dict:
     """One Table 1 run: train, then the ELBO on fresh test points and the figure's point clouds."""
     import pyro
     import torch
@@ -100,7 +78,6 @@ def _train_berger(task: dict) -> dict:
     from pyrovae.inference.algorithms import FixedSigma, JointSVI, ReplaySigma
     from pyrovae.inference.trainer import Trainer, TrainSettings
 
-    torch.set_num_threads(1)
     pyro.set_rng_seed(task["seed"])
     data = berger_manifold(n=task["n_eval"], seed=task["data_seed"])
     model = _build_berger_model(task)
@@ -144,7 +121,7 @@ def _train_berger(task: dict) -> dict:
 def _table1_settings(options: ExperimentOptions) -> dict:
     if options.quick:
         return dict(width=64, blocks=2, latent_dim=2, steps=6000, K=100, lr=2e-3, batch=100, n_eval=1000, n_test=2000)
-    return dict(width=200, blocks=4, latent_dim=2, steps=50_000, K=250, lr=1e-3, batch=100, n_eval=2000, n_test=10_000)
+    return dict(width=200, blocks=4, latent_dim=2, steps=30_000, K=250, lr=1e-3, batch=100, n_eval=2000, n_test=10_000)
 
 
 def table1_tasks(settings: dict, reps: int, root_seed: int, out: Path | None) -> list[dict]:
@@ -181,12 +158,11 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
     settings = _table1_settings(options)
     start = time.perf_counter()
     runs_dir = options.out / "runs"
-    bar = _progress(options, reps * 10)
-    with bar:
-        first = run_tasks(_train_berger, table1_tasks(settings, reps, options.seed, runs_dir), options.jobs,
+    with progress_bar(options.progress, reps * 10) as bar:
+        first = map_tasks(_train_berger, table1_tasks(settings, reps, options.seed, runs_dir), options.jobs,
                           on_done=lambda *_: bar.advance(bar.task))
         ls_runs = [r for r in first if r["label"] == "LS-VAE"]
-        second = run_tasks(_train_berger, second_phase_tasks(settings, ls_runs, options.seed, runs_dir), options.jobs,
+        second = map_tasks(_train_berger, second_phase_tasks(settings, ls_runs, options.seed, runs_dir), options.jobs,
                            on_done=lambda *_: bar.advance(bar.task))
     runs = first + second
     rows = [f"F-VAE σ={s:g}" for s in TABLE1_SIGMAS] + ["LS-VAE", "LV-VAE", "F*-VAE", "F-VAE, replayed LS σ (App. A.2)"]
@@ -261,7 +237,7 @@ def _table1_figures(runs: list[dict], rows: list[str], out: Path) -> list[Path]:
         axes[0][1].set_title("generation (Fig. 4, right)", fontsize=9)
         axes[0][0].legend(fontsize=6, markerscale=3, loc="lower right")
         axes[0][1].legend(fontsize=6, markerscale=3, loc="lower right")
-        paths.append(_save(fig, out / "fig4_reconstruction_generation.png"))
+        paths.append(save_figure(fig, out / "fig4_reconstruction_generation.png"))
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     styles = {"LS-VAE": ("tab:blue", "-"), "F-VAE, replayed LS σ (App. A.2)": ("tab:red", "--"),
               "LV-VAE": ("tab:green", "-")}
@@ -274,48 +250,14 @@ def _table1_figures(runs: list[dict], rows: list[str], out: Path) -> list[Path]:
     ax.set_ylabel("σ")
     ax.set_title("σ along training (Fig. 10)")
     ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "fig10_sigma_trajectory.png"))
+    paths.append(save_figure(fig, out / "fig10_sigma_trajectory.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-class _Silent:
-    task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def advance(self, task) -> None:
-        pass
-
-
-def _progress(options: ExperimentOptions, total: int):
-    """A rich progress bar over runs (silent unless ``options.progress``)."""
-    if not options.progress:
-        return _Silent()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar.task = bar.add_task("runs", total=total)
-    return bar
 
 
 # -- Theorem 1 --------------------------------------------------------------------------------
 
 
-def _train_sphere(task: dict) -> dict:
+def _train_sphere(**task) -> dict:
     """A fixed-σ VAE on sphere data; the decoder radius: mean ‖μ(z) − E μ‖ over z ~ N(0, I)."""
     import pyro
     import torch
@@ -326,7 +268,6 @@ def _train_sphere(task: dict) -> dict:
     from pyrovae.models import FixedNoise, SigmaCVAE
     from pyrovae.theory.hypersphere import optimal_radius
 
-    torch.set_num_threads(1)
     pyro.set_rng_seed(task["seed"])
     D, R, sigma = task["D"], task["R"], task["sigma"]
     data = sphere(n=500, D=D, R=R, seed=task["seed"])
@@ -392,9 +333,8 @@ def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:
             for i in range(reps):
                 tasks.append(dict(D=D, R=R, sigma=sigma, rep=i, seed=seeds[i], steps=st["steps"], width=st["width"],
                                   depth=st["depth"], lr=st["lr"]))
-    bar = _progress(options, len(tasks))
-    with bar:
-        trained = run_tasks(_train_sphere, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    with progress_bar(options.progress, len(tasks)) as bar:
+        trained = map_tasks(_train_sphere, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
     keys = sorted({(t["D"], t["sigma"]) for t in trained})
     rows = [f"D={D} σ={s:.3f} (σ·√D/R={s * math.sqrt(D) / R:.2f})" for D, s in keys]
     vae = ResultTable("trained", "Fixed-σ VAEs on S_{D−1}(1): decoder radius (mean ‖μ(z) − E μ‖, z ~ N(0, I))",

