@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from pyrovae.api import train, train_reps
@@ -19,13 +20,14 @@ __all__ = ["train_command", "report_run", "run_from_config"]
 def report_run(result, out: Path, title: str) -> None:
     m = result.metrics
     table = Table(title=title, show_header=True, header_style="bold")
-    for col in ("status", "σ", "true σ", "KL", "−ELBO / point", "calibrations", "steps", "wall time"):
-        table.add_column(col, justify="right")
+    for col in ("status", "σ", "true σ", "KL", "−ELBO", "cal.", "steps", "time"):
+        table.add_column(col, justify="right", no_wrap=True)
     true = m.get("true_sigma")
     table.add_row(
         m["status"], f"{m['sigma']:.4f}", "—" if true is None else f"{true:g}", f"{m['kl']:.3f}",
-        f"{m['neg_elbo']:.4f}", str(m["calibrations"]), str(m["steps"]), f"{m['wall_time']:.1f} s",
+        f"{m['neg_elbo']:.3f}", str(m["calibrations"]), str(m["steps"]), f"{m['wall_time']:.0f} s",
     )
+    table.caption = escape("σ: decoder scale; KL: mean KL[q(z|x,y) ‖ p(z)]; −ELBO: per point; cal.: calibrations")
     console.print(table)
     console.print(f"run directory: [bold]{out}[/] (plots in {out / 'plots'})")
     if result.status == "nan":
