@@ -23,7 +23,7 @@ the paper's labels are ``labels`` (n, 1) and ``labelled`` (n,) says which are ob
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch

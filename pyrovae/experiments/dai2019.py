@@ -95,7 +95,6 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
 @register("dai-local-minimum", "Seed 003 Proposition 1: the soft-threshold decoder's collapsed local minimum",
           "seed 003, Proposition 1, Eqs. (5)-(7), App. B")
 def local_minimum(options: ExperimentOptions) -> ExperimentReport:
-    import torch
 
     from pyrovae.theory import soft_threshold as st
 

@@ -435,7 +435,7 @@ def plot_likelihood_heatmap(path, *, D: int = 2, max_R_over_sigma: float = 4.0,
     fig.colorbar(im, ax=ax, label=r"$\log p_\theta(x) - \max_r \log p_\theta(x)$")
     ax.plot(Rs, rs[np.argmax(rel, axis=0)], color="tab:cyan", lw=1.5, label="argmax r")
     ax.plot(Rs, np.minimum(Rs, max_r_over_sigma), color="w", ls=":", lw=1, label="r = R")
-    ax.axvline(np.sqrt(D), color="tab:green", ls="--", lw=1, label=rf"$R/\sigma=\sqrt{{D}}$ (exact)")
+    ax.axvline(np.sqrt(D), color="tab:green", ls="--", lw=1, label=r"$R/\sigma=\sqrt{D}$ (exact)")
     ax.axvline(np.sqrt(D - 1), color="tab:red", ls="--", lw=1, label=r"$R/\sigma=\sqrt{D-1}$ (Thm 1)")
     ax.set_xlim(Rs[0], Rs[-1])
     ax.set_ylim(rs[0], rs[-1])

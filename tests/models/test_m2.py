@@ -157,7 +157,7 @@ def test_alpha_zero_and_gamma_scale():
 
 
 def test_sample_and_bad_input():
-    m, (x, y) = _model(), _data()
+    m, (x, _) = _model(), _data()
     xs, ys = m.sample(7, y=1)
     assert xs.shape == (7, D) and (ys == 1).all()
     with pytest.raises(DataError):

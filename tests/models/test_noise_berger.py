@@ -143,7 +143,7 @@ def test_checkpoint_round_trip(kind, tmp_path):
     other = build()
     tensors, _ = load_checkpoint(tmp_path)  # weights_only=True
     other.load_state_dict(tensors["model"])
-    x, inputs = torch.randn(6, 1), torch.randn(6, 3)
+    inputs = torch.randn(6, 3)
     mean = torch.randn(6, 2)
     torch.testing.assert_close(other.noise.scale(mean, inputs), model.noise.scale(mean, inputs))
     assert other.sigma == pytest.approx(model.sigma)
