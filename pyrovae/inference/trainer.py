@@ -150,7 +150,8 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0,
              optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> float:
-        """One optimiser step; returns the mean per-sample loss (NaN steps are not applied).
+        """One optimiser step; returns the mean per-sample loss, or NaN — and applies nothing —
+        when the loss or the gradient is not finite.
 
         ``optimizer`` defaults to the joint Adam; an algorithm may pass its own over a subset
         of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
@@ -168,6 +169,9 @@ class Trainer:
         if not math.isfinite(loss):
             return loss
         loss_t.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            return math.nan  # a finite loss with an overflowing gradient: not applied either
         clip_norm = clip_norm if clip_norm is not None else self.settings.clip_norm
         if clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip_norm)

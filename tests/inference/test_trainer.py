@@ -217,3 +217,15 @@ def test_nan_without_run_dir_reports_status(data):
     with pyro.validation_enabled(False):
         result = Trainer(model, data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=10)).run()
     assert result.status == "nan" and len(result.history) == 0
+
+
+def test_overflowing_gradient_with_a_finite_loss_is_not_applied(data):
+    """A finite loss whose gradient overflows stops the run without touching the weights."""
+    model = build("learned")
+    trainer = Trainer(model, data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=10))
+    before = copy.deepcopy(model.state_dict())
+    model.decoder.register_full_backward_hook(lambda m, gin, gout: tuple(g * float("inf") for g in gin))
+    assert math.isnan(trainer.step(data.x, data.y))
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert trainer.run().status == "nan"
