@@ -184,12 +184,13 @@ def vae_log_likelihood(
     r"""Importance-sampled test log-likelihood :math:`\log p_\theta(y_n \mid x_n)` of a Gaussian VAE/CVAE.
 
     Model: :math:`z \sim N(0, I_d)`, :math:`y \mid x, z \sim N(\mu_\theta(x, z), \sigma^2)` with
-    :math:`\sigma` from ``model.noise.scale(mean)`` (a scalar or per-output scale).
+    :math:`\sigma` from ``model.noise.scale(mean, inputs)`` (a scalar, per-output or, given the
+    decoder input ``model.decoder_input(x, z)`` where the model has one, a per-point scale).
     Proposal: the encoder's :math:`N(\mathrm{loc}_\phi(x, y), \text{inflation}\cdot\mathrm{scale}_\phi(x,y)^2)`,
     with ``inflation = 2`` and ``S = 5000`` by default (seed 002, App. E, Eq. 48).
 
     Works for any model exposing ``encode(x, y) -> (loc, scale)``, ``decode(x, z) -> mean``
-    (``z`` with a leading sample dimension) and ``noise.scale(mean)``, such as
+    (``z`` with a leading sample dimension) and ``noise.scale(mean, inputs)``, such as
     :class:`~pyrovae.models.cvae.SigmaCVAE`; ``x`` may have zero columns (an unconditional VAE).
 
     Args:
@@ -214,7 +215,8 @@ def vae_log_likelihood(
 
     def log_joint(z: torch.Tensor) -> torch.Tensor:
         mean = model.decode(x, z)
-        sigma = model.noise.scale(mean)
+        inputs = model.decoder_input(x, z) if hasattr(model, "decoder_input") else None
+        sigma = model.noise.scale(mean, inputs)
         r = (y - mean) / sigma
         log_lik = -(0.5 * r.pow(2) + torch.log(sigma).expand_as(r) + 0.5 * _LOG_2PI).sum(-1)
         log_prior = -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * _LOG_2PI)

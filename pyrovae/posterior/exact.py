@@ -247,7 +247,7 @@ def linearize(target: LatentTarget, rtol: float = 1e-4, probe_scale: float = 3.0
             )
         if target.decoder_scale is None:
             raise ConfigError("the exact posterior needs the decoder scale")
-        scales = target.decoder_scale(torch.cat([f, got]))  # broadcastable to (P, N, q)
+        scales = target.decoder_scale(torch.cat([basis[:, None, :].expand(d + 1, n, d), probes]))  # broadcastable to (P, N, q)
         scales = torch.as_tensor(scales, **kw).expand(f.shape[0] + num_probes, n, f.shape[-1])
         if float((scales - scales[:1]).abs().amax()) > rtol * float(scales.abs().amax()):
             raise ConfigError("the decoder scale depends on z; the exact posterior needs a constant noise scale")

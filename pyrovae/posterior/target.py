@@ -53,7 +53,8 @@ class LatentTarget:
         num_points: ``N``.
         decoder_mean: optional ``z -> (..., N, q)``, the decoder mean; with ``decoder_scale``
             it lets :func:`pyrovae.posterior.exact.linearize` test whether the decoder is linear.
-        decoder_scale: optional ``mean -> scale`` broadcastable to the mean (standard deviations).
+        decoder_scale: optional ``z -> scale`` broadcastable to the decoder mean (standard
+            deviations); it takes ``z`` because a learned :math:`\sigma(x, z)` depends on it.
         y: optional responses ``(N, q)`` the likelihood conditions on.
         points: indices of the points in the original data set (for labels and tables).
         model, x: the frozen model and conditioning rows, when built by :func:`model_target`;
@@ -152,8 +153,9 @@ def model_target(
     r"""The fixed decoder of a trained model as a :class:`LatentTarget`.
 
     ``model`` needs ``decode(x, z)`` (the decoder mean, broadcasting over leading
-    dimensions of ``z``), ``noise.scale(mean)`` (the decoder standard deviation) and
-    ``latent_dim`` — the interface of :class:`~pyrovae.models.cvae.SigmaCVAE`. The model is
+    dimensions of ``z``), ``noise.scale(mean, inputs)`` (the decoder standard deviation, given
+    the mean and ``decoder_input(x, z)`` when the model has one) and ``latent_dim`` — the
+    interface of :class:`~pyrovae.models.cvae.SigmaCVAE`. The model is
     copied (parameters frozen, moved to ``device``/``dtype``); the caller's model is untouched.
     """
     for attr in ("decode", "noise", "latent_dim"):
@@ -185,14 +187,18 @@ def model_target(
     def decoder_mean(z: torch.Tensor) -> torch.Tensor:
         return decode(xs, z)
 
-    def decoder_scale(mean: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(frozen.noise.scale(mean), dtype=mean.dtype, device=mean.device)
+    def scale_of(mean: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        inputs = frozen.decoder_input(xs, z) if hasattr(frozen, "decoder_input") else None
+        return torch.as_tensor(frozen.noise.scale(mean, inputs), dtype=mean.dtype, device=mean.device)
+
+    def decoder_scale(z: torch.Tensor) -> torch.Tensor:
+        return scale_of(decoder_mean(z), z)
 
     q = ys.shape[-1]
 
     def log_lik(z: torch.Tensor) -> torch.Tensor:
         mean = decoder_mean(z)
-        scale = decoder_scale(mean)
+        scale = scale_of(mean, z)
         if scale.numel() == 1:  # one σ for every output: fewer operations on (..., N, q) tensors
             sq = (ys - mean).pow(2).sum(-1)
             return -0.5 * sq / scale.pow(2) - q * (scale.log() + 0.5 * _LOG_2PI)
