@@ -205,20 +205,21 @@ PAPER_TABLE1 = {  # (Test-LL, S-kNN) per data set, transcribed from Table 1 of s
 
 def build_model(kind: str, seed: int):
     """The learned model of App. E for data set ``kind``: the true likelihood's architecture with the noise
-    fixed at the truth, a linear encoder (LinearJTEx, Gaussian) or a ReLU one (50 units: Mobius; 20: CubicJTEx,
-    a simplification of the paper's sigmoid/cube-root layer). float32, initialised from ``seed``."""
+    fixed at the truth, a linear encoder (LinearJTEx, Gaussian), a ReLU one (50 units: Mobius) or the
+    sigmoid/cube-root network of :class:`~pyrovae.models.linear.CubeRootEncoder` (CubicJTEx).
+    float32, initialised from ``seed``."""
     from torch import nn
 
     from pyrovae.data.libi import B_JTEX, SIGMA2_GAUSSIAN, SIGMA2_MOBIUS, MobiusNet
     from pyrovae.models.cvae import SigmaCVAE
-    from pyrovae.models.linear import LinearEncoder
+    from pyrovae.models.linear import CubeRootEncoder, LinearEncoder
     from pyrovae.models.noise import FixedNoise
 
     torch.manual_seed(seed)
     if kind in ("linear-jtex", "cubic-jtex"):
         dec = CholeskyDecoder(torch.randn(2, 2, dtype=torch.float64), B_JTEX, SIGMA_EPS, learn="A",
                               cube=kind == "cubic-jtex")
-        return linear_vae(dec, widths=(20,) if kind == "cubic-jtex" else ()).float()
+        return linear_vae(dec, encoder=CubeRootEncoder(2, 2) if kind == "cubic-jtex" else None).float()
     if kind == "gaussian-2to4":
         model = SigmaCVAE(0, 4, 2, encoder_widths=(2,), decoder_widths=(2,), noise=FixedNoise(SIGMA2_GAUSSIAN**0.5))
         model.decoder = nn.Linear(2, 4, bias=False)
@@ -288,41 +289,51 @@ def _evaluate(model, test, cfg: dict, seed: int) -> tuple[float, float]:
     return ll, knn
 
 
-def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: int = 1, seed: int = 0,
-                  progress=None) -> ExperimentReport:
-    """Table 1 with settings ``cfg`` (n, steps, K, lr, beta, rounds, eps_hz, S, knn_n, knn_repeats, alpha,
-    val_samples); repetition ``r`` uses data set index ``r`` and model seed ``seed + r``."""
+def _table1_cell(method: str, kind: str, index: int, seed: int, cfg: dict) -> tuple[float, float, str]:
+    """One (method, data set, repetition) cell: ``(Test-LL, S-kNN, error)``; a run that fails counts as
+    missing (NA in the paper's table) and its error is reported."""
     from pyrovae.data.libi import libi_splits
+
+    data = libi_splits(kind, index=index, n=cfg["n"], seed=cfg["data_seed"])
+    try:
+        model = _train_one(method, kind, data, seed, cfg)
+        ll, knn = _evaluate(model, data["test"], cfg, seed)
+    except Exception as err:  # noqa: BLE001 — reported in the table's conclusion
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return math.nan, math.nan, f"{kind}/{method}/{index}: {type(err).__name__}: {first_line}"
+    return ll, knn, ""
+
+
+def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: int = 1, seed: int = 0,
+                  progress=None, jobs: int = 1) -> ExperimentReport:
+    """Table 1 with settings ``cfg`` (n, steps, K, lr, beta, rounds, eps_hz, S, knn_n, knn_repeats, alpha,
+    val_samples); repetition ``r`` uses data set index ``r`` and model seed ``seed + r``; cells run in
+    ``jobs`` processes."""
     from pyrovae.experiments.results import summarize_values
+    from pyrovae.experiments.runner import map_tasks
 
     start = time.perf_counter()
+    cfg = {**cfg, "data_seed": seed}
     cols = [f"{k} {m}" for k in kinds for m in ("Test-LL", "S-kNN")]
     table = ResultTable("table1", "Test log-likelihood (higher is better) and smooth kNN statistic (lower is better)",
                         list(methods), cols,
                         note=f"S-kNN: k = 1, n = {cfg['knn_n']} per side, α = {cfg['alpha']}, averaged over "
                              f"{cfg['knn_repeats']} subsamples of the test set vs {cfg['n']} model draws; "
                              f"Test-LL: importance sampling (Eq. 48), encoder proposal, variance × 2, S = {cfg['S']}.")
+    keys = [(kind, method, r) for kind in kinds for method in methods for r in range(reps)]
+    tasks = [{"method": m, "kind": k, "index": r, "seed": seed + r, "cfg": cfg} for k, m, r in keys]
+    done = (lambda i, _res: progress(*keys[i])) if progress is not None else None
+    cells = dict(zip(keys, map_tasks(_table1_cell, tasks, jobs, on_done=done)))
+    errors = [cells[key][2] for key in keys if cells[key][2]]
     raw = {}
     for kind in kinds:
-        sets = [libi_splits(kind, index=r, n=cfg["n"], seed=seed) for r in range(reps)]
+        i = TABLE1_KINDS.index(kind)
         for method in methods:
-            lls, knns = [], []
-            for r in range(reps):
-                try:
-                    model = _train_one(method, kind, sets[r], seed + r, cfg)
-                    ll, knn = _evaluate(model, sets[r]["test"], cfg, seed + r)
-                except Exception as err:  # a diverged run counts as missing, as NA in the table
-                    ll, knn = float("nan"), float("nan")
-                    raw.setdefault("errors", []).append(f"{kind}/{method}/{r}: {type(err).__name__}: {err}")
-                lls.append(ll)
-                knns.append(knn)
-                if progress is not None:
-                    progress(kind, method, r)
+            lls = [cells[(kind, method, r)][0] for r in range(reps)]
+            knns = [cells[(kind, method, r)][1] for r in range(reps)]
             raw[(kind, method)] = (lls, knns)
-            i = TABLE1_KINDS.index(kind)
-            paper_method = method
-            table.set(method, f"{kind} Test-LL", summarize_values(lls), PAPER_TABLE1[paper_method][i][0])
-            table.set(method, f"{kind} S-kNN", summarize_values(knns), PAPER_TABLE1[paper_method][i][1])
+            table.set(method, f"{kind} Test-LL", summarize_values(lls), PAPER_TABLE1[method][i][0])
+            table.set(method, f"{kind} S-kNN", summarize_values(knns), PAPER_TABLE1[method][i][1])
     conclusion = ""
     if "linear-jtex" in kinds and {"VAE", "LiBI"} <= set(methods):
         v, l = raw[("linear-jtex", "VAE")], raw[("linear-jtex", "LiBI")]
@@ -331,8 +342,8 @@ def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: i
         conclusion = (f"LinearJTEx: LiBI Test-LL {mean(l[0]):.3f} vs VAE {mean(v[0]):.3f} "
                       f"({'better' if better_ll else 'not better'}); S-kNN {mean(l[1]):.3f} vs {mean(v[1]):.3f} "
                       f"({'better' if better_knn else 'not better'}).")
-    if raw.get("errors"):
-        conclusion += " Failed runs: " + "; ".join(raw["errors"][:5])
+    if errors:
+        conclusion += " Failed runs: " + "; ".join(errors)
     return ExperimentReport("libi-table1", "Seed 002 Table 1", "Yacoby et al., Table 1 (App. E data sets)",
                             {"reps": reps, "seed": seed, **cfg}, [table], wall_time=time.perf_counter() - start,
                             conclusion=conclusion)
@@ -348,4 +359,4 @@ TABLE1_QUICK = dict(n=500, steps=3000, K=100, lr=0.01, beta=2.0, rounds=2, eps_h
 def table1(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=2, full=5)
     cfg = TABLE1_QUICK if options.quick else TABLE1_FULL
-    return table1_report(dict(cfg), reps=reps, seed=options.seed)
+    return table1_report(dict(cfg), reps=reps, seed=options.seed, jobs=options.jobs)

@@ -86,9 +86,12 @@ _EXP_CAP = 30.0
 
 def _expm1_capped(t: torch.Tensor) -> torch.Tensor:
     """``expm1(t)`` up to ``t = 30``, continued linearly with the same slope beyond (no overflow
-    from a badly initialised code network; the minimiser is unchanged)."""
-    capped = t.clamp(max=_EXP_CAP)
-    return torch.expm1(capped) + math.exp(_EXP_CAP) * (t - capped)
+    from a badly initialised code network; the minimiser is unchanged).
+
+    The linear part is ``e³⁰ · relu(t − 30)``, whose gradient is exactly 0 below the cap. (Writing it
+    as ``e³⁰ · (t − clamp(t))`` gives the same values but, in float32, gradients ``e³⁰ − e³⁰ + eᵗ`` that
+    round to 0: the penalties then never acted on the codes.)"""
+    return torch.expm1(t.clamp(max=_EXP_CAP)) + math.exp(_EXP_CAP) * torch.relu(t - _EXP_CAP)
 
 
 def libi_penalty(codes: torch.Tensor, eps_hz: float = 1.0, eps_sigma: float = 0.5, eps_mu: float = 0.5,

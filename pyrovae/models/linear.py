@@ -44,6 +44,8 @@ __all__ = [
     "CholeskyDecoder",
     "TiedNoise",
     "LinearEncoder",
+    "CubeRootEncoder",
+    "cube_root",
     "linear_vae",
     "exact",
     "posterior_matching_gap",
@@ -182,6 +184,44 @@ class LinearEncoder(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.loc(inputs), torch.exp(0.5 * self.log_var(inputs))
+
+
+_CBRT_DELTA = 1e-3
+
+
+def cube_root(u: torch.Tensor) -> torch.Tensor:
+    r"""Odd cube root :math:`\operatorname{sign}(u)\,[(|u| + \delta)^{1/3} - \delta^{1/3}]`, :math:`\delta = 10^{-3}`.
+
+    Equal to :math:`\sqrt[3]{u}` up to :math:`\delta^{1/3} = 0.1` in absolute terms for large ``|u|``, but with
+    a finite slope :math:`\tfrac13\delta^{-2/3} \approx 33` at 0 (the exact cube root's is infinite)."""
+    return torch.sign(u) * ((u.abs() + _CBRT_DELTA).pow(1.0 / 3.0) - _CBRT_DELTA ** (1.0 / 3.0))
+
+
+class CubeRootEncoder(nn.Module):
+    r"""The CubicJTEx inference network of App. E: a hidden layer of 4 units, half sigmoid and half
+    cube root (:func:`cube_root`), then 20 ReLU units, then mean-field Gaussian location and log-variance heads.
+
+    The cube root undoes the decoder's element-wise cube, so the hidden layer sees inputs of order
+    :math:`\sqrt[3]{x}` instead of ``x`` (CubicJTEx's second coordinate reaches ±200). With a plain ReLU
+    network on the raw data the initial log-variance head reaches ~28, the sampled codes ~10⁶, their
+    cube ~10¹⁸ and the float32 gradient overflows at the first step (the "Cholesky error" of the
+    first Table-1 runs: the overflowing step turned ``A`` into NaN)."""
+
+    def __init__(self, in_dim: int, latent_dim: int, hidden: int = 4, width: int = 20):
+        super().__init__()
+        if hidden < 2 or hidden % 2:
+            raise ConfigError(f"hidden must be an even number >= 2, got {hidden}")
+        self.first = nn.Linear(in_dim, hidden)
+        self.second = nn.Linear(hidden, width)
+        self.loc = nn.Linear(width, latent_dim)
+        self.log_var = nn.Linear(width, latent_dim)
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self.first(inputs)
+        half = u.shape[-1] // 2
+        h = torch.cat([torch.sigmoid(u[..., :half]), cube_root(u[..., half:])], dim=-1)
+        h = torch.relu(self.second(h))
+        return self.loc(h), torch.exp(0.5 * self.log_var(h))
 
 
 def linear_vae(decoder: nn.Module, encoder: nn.Module | None = None, widths: Sequence[int] = ()) -> SigmaCVAE:

@@ -8,6 +8,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.inference.algorithms import FixedSigma
 from pyrovae.inference.libi import LiBI, LiBISettings, libi_penalty
 from pyrovae.inference.trainer import Trainer, TrainSettings
+from pyrovae.metrics.normality import henze_zirkler
 from pyrovae.models.linear import CholeskyDecoder, exact, linear_vae
 
 TRUE_COV = A_JTEX @ A_JTEX.T + 0.01 * torch.eye(2, dtype=torch.float64)
@@ -62,3 +63,25 @@ def test_libi_recovers_the_marginal_at_least_as_well_as_the_vae():
     libi_err, vae_err = _cov_error(result.model), _cov_error(vae)
     assert libi_err <= vae_err + 0.05, (libi_err, vae_err)
     assert libi_err < 0.5
+
+
+def test_penalty_gradients_match_the_plain_formula_in_float32():
+    """Regression: the overflow-capped exp once had float32 gradients that rounded to 0 below the
+    cap (e³⁰ − e³⁰ + eᵗ), so the Eq. 44 penalties never acted on the codes."""
+    torch.manual_seed(0)
+    codes64 = (torch.randn(200, 2, dtype=torch.float64) @ torch.tensor([[1.5, 0.3], [0.0, 0.8]], dtype=torch.float64)
+               + 0.4)
+    grads = []
+    for dtype, plain in ((torch.float32, False), (torch.float64, True)):
+        c = codes64.to(dtype).requires_grad_(True)
+        if plain:  # Eq. 44 written directly, no cap, in float64
+            mu = c.mean(0)
+            cov = (c - mu).T @ (c - mu) / c.shape[0]
+            pen = (torch.exp(henze_zirkler(c)) + torch.exp((cov - torch.eye(2, dtype=dtype)).pow(2).sum() / 0.5)
+                   + torch.exp(mu.pow(2).sum() / 0.5))
+        else:
+            pen = libi_penalty(c, 1.0, 0.5, 0.5)
+        pen.backward()
+        grads.append(c.grad.double())
+    assert float(grads[1].abs().max()) > 1e-2
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-5)

@@ -9,8 +9,17 @@ from pyro import poutine
 
 from pyrovae.errors import ConfigError
 from pyrovae.models.linear import (
-    CholeskyDecoder, ScalarDecoder, cholesky_mutual_information, cholesky_posterior, exact, linear_vae,
-    posterior_matching_gap, scalar_mutual_information, vae_objective_gap,
+    CholeskyDecoder,
+    CubeRootEncoder,
+    ScalarDecoder,
+    cholesky_mutual_information,
+    cholesky_posterior,
+    cube_root,
+    exact,
+    linear_vae,
+    posterior_matching_gap,
+    scalar_mutual_information,
+    vae_objective_gap,
 )
 from pyrovae.posterior.exact import gaussian_kl, pedagogical_case1, pedagogical_case2
 from pyrovae.posterior.grid import grid_posterior
@@ -124,3 +133,28 @@ def test_elbo_gradients_reach_a_and_encoder():
     loss.backward()
     assert model.decoder.a.grad is not None and model.encoder.loc.weight.grad is not None
     assert math.isfinite(float(loss.detach()))
+
+
+def test_cube_root_inverts_the_cube_with_a_finite_slope_at_zero():
+    u = torch.linspace(-200.0, 200.0, 401, dtype=torch.float64)
+    exact_root = torch.sign(u) * u.abs().pow(1.0 / 3.0)
+    assert float((cube_root(u) - exact_root).abs().max()) <= 0.1 + 1e-12  # δ^(1/3) = 0.1
+    torch.testing.assert_close(cube_root(-u), -cube_root(u))
+    assert float(cube_root(torch.tensor(27.0, dtype=torch.float64))) == pytest.approx(3.0, abs=0.1)
+    z = torch.tensor([0.0, 1e-7, -1e-7], dtype=torch.float64, requires_grad=True)
+    cube_root(z).sum().backward()
+    assert torch.isfinite(z.grad).all()
+    torch.testing.assert_close(z.grad[1:], torch.full((2,), 1e-3 ** (-2.0 / 3.0) / 3.0, dtype=torch.float64), rtol=1e-3, atol=0)
+
+
+def test_cube_root_encoder_halves_sigmoid_and_cube_root():
+    torch.manual_seed(0)
+    enc = CubeRootEncoder(2, 2)
+    x = torch.randn(5, 2) * 100.0
+    u = enc.first(x)
+    h = torch.relu(enc.second(torch.cat([torch.sigmoid(u[:, :2]), cube_root(u[:, 2:])], -1)))
+    loc, scale = enc(x)
+    torch.testing.assert_close(loc, enc.loc(h))
+    torch.testing.assert_close(scale, torch.exp(0.5 * enc.log_var(h)))
+    with pytest.raises(ConfigError):
+        CubeRootEncoder(2, 2, hidden=3)
