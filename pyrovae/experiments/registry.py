@@ -69,4 +69,4 @@ def _load_all() -> None:
     from pyrovae.experiments import liu2025_appendix_e, liu2025_cde, liu2025_figures, liu2025_mnist, liu2025_uci  # noqa: F401
     from pyrovae.experiments import yacoby2021_libi  # noqa: F401
     from pyrovae.experiments import yacoby2021_unsupervised  # noqa: F401
-    from pyrovae.experiments import yacoby2021_m2  # noqa: F401
+    from pyrovae.experiments import yacoby2021_m2, yacoby2021_m2_real, yacoby2021_m2_sweep  # noqa: F401

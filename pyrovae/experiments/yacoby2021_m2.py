@@ -1,104 +1,212 @@
 r"""Seed 001, Sec. 7 / App. E.3, Tables 3 and 4: the semi-supervised M2 model on the semi-circles.
 
-For each data set (Discrete / Continuous Semi-Circle, App. H) and each objective (MFG ELBO — the
-"VAE" column — and IWAE), train M2 (:mod:`pyrovae.models.m2`) and report the smooth kNN statistic
-of :math:`p_\theta(x)` against held-out data (Table 3), of :math:`p_\theta(x|y)` against the true
-cohorts (Table 4: y = 0, 1 or y = -3.5, 3.5), the functional-collapse score
-(:func:`pyrovae.metrics.semisupervised.functional_collapse`, ~0 = the decoder ignores y) and the
-predictive quality of :math:`q(y|x)` on the unlabelled training points.
+For each data set (Discrete / Continuous Semi-Circle, App. H) and method, M2
+(:mod:`pyrovae.models.m2`) starts at the ground truth (:mod:`pyrovae.inference.m2_init`: decoder by
+regression on the true :math:`f(z, y)`, guide by Eq. 5 with the decoder frozen, best restart on
+validation data) and is then trained jointly. Reported:
 
-Simplifications against App. D: random initialisation (not the ground truth), one restart per
-repetition, γ = 1 and α = 1 fixed (no hyper-parameter search), discrete y summed exactly (not the
-relaxed family), latent dimension 1, S = 10 importance samples, smooth kNN with α = 1 on
-``knn_n`` points a side. LIN is not run here.
+* Table 3 — smooth kNN statistic of :math:`p_\theta(x)` against held-out data;
+* Table 4 — smooth kNN of :math:`p_\theta(x|y)` against the true cohorts (y = 0, 1; y = -3.5, 3.5);
+* diagnostics — the functional-collapse score (:func:`pyrovae.metrics.semisupervised.functional_collapse`:
+  learned :math:`E_z\|f(z,y_1) - f(z,y_2)\|` over the truth's; ~0 = the decoder ignores y), q(y|x)
+  on the test points, and the validation :math:`-J`.
+
+Methods: ``vae`` — the MFG ELBO with the paper's factorised unlabelled guide :math:`q(y|x)q(z|x)`
+(Eq. 13), y summed exactly; ``iwae`` — Eq. 14-15 with S importance samples (same guide; ``iwae-s20``:
+S = 20, the largest of App. D's grid); ``vae-cond``
+— Kingma et al.'s guide :math:`q(y|x)q(z|x,y)`, whose enumerated ``y`` makes it a two-component
+mixture over z (not in the paper; it shows why the guide matters).
+
+Figures (like Fig. 6, 17, 20): learned :math:`f_\theta(z, y)` per y and samples of
+:math:`p_\theta(x|y)` against the true cohorts, for the first version of every data set × method
+(:mod:`pyrovae.experiments.yacoby2021_m2_figures`).
+
+Deviations from App. D: no hyper-parameter grid (γ, α fixed, see ``yacoby-m2-sweep`` for their
+effect), LIN not run, the data come from the analytic f (App. H fits a network to it), ``--quick``
+uses fewer points, epochs and restarts.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
-from pyrovae.data.yacoby_m2 import continuous_semicircle, discrete_semicircle, sample_semicircle_cohort, semicircle_f
+from pyrovae.data.yacoby_m2 import (
+    continuous_semicircle,
+    discrete_semicircle,
+    sample_semicircle_cohort,
+    semicircle_f,
+)
+from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.inference.m2_training import train_m2
-from pyrovae.metrics.semisupervised import cohort_knn, functional_collapse, label_accuracy
+from pyrovae.experiments.runner import map_tasks
+from pyrovae.inference.m2_init import init_m2_at_ground_truth
+from pyrovae.inference.m2_training import m2_objective, train_m2
+from pyrovae.metrics.semisupervised import (
+    cohort_knn,
+    functional_collapse,
+    label_accuracy,
+)
 from pyrovae.metrics.two_sample import smooth_knn_statistic
 from pyrovae.models.m2 import M2
+from pyrovae.runs import write_json
 
-__all__ = ["run_m2_cell", "PAPER_TABLE3", "PAPER_TABLE4"]
+__all__ = ["COHORTS", "METHODS", "PAPER_TABLE3", "PAPER_TABLE4", "fit_m2_semicircle", "m2_settings"]
 
-PAPER_TABLE3 = {("discrete", "iwae"): "0.694 ± 0.096", ("discrete", "elbo"): "0.196 ± 0.078",
-                ("continuous", "iwae"): "0.015 ± 0.011", ("continuous", "elbo"): "0.024 ± 0.014"}
+PAPER_TABLE3 = {("discrete", "iwae"): "0.694 ± 0.096", ("discrete", "vae"): "0.196 ± 0.078",
+                ("continuous", "iwae"): "0.015 ± 0.011", ("continuous", "vae"): "0.024 ± 0.014"}
 PAPER_TABLE4 = {("discrete", "iwae"): ("1.426 ± 1.261", "1.698 ± 0.636"),
-                ("discrete", "elbo"): ("15.206 ± 1.200", "11.501 ± 1.300"),
+                ("discrete", "vae"): ("15.206 ± 1.200", "11.501 ± 1.300"),
                 ("continuous", "iwae"): ("15.951 ± 3.566", "14.416 ± 1.402"),
-                ("continuous", "elbo"): ("13.128 ± 0.825", "16.046 ± 1.019")}
+                ("continuous", "vae"): ("13.128 ± 0.825", "16.046 ± 1.019")}
 COHORTS = {"discrete": (0, 1), "continuous": (-3.5, 3.5)}
+# method -> (objective, unlabelled z guide, importance samples; None = the run's ``particles``)
+METHODS = {"vae": ("elbo", "factorised", None), "iwae": ("iwae", "factorised", None),
+           "iwae-s20": ("iwae", "factorised", 20), "vae-cond": ("elbo", "conditional", None)}
+WIDTHS = (50, 50, 50)
 
 
-def run_m2_cell(kind: str, objective: str, seed: int, settings: dict) -> dict[str, float]:
-    """One training run and its metrics."""
+def _data(kind: str, version: int, n_train: int, n_eval: int):
     make = discrete_semicircle if kind == "discrete" else continuous_semicircle
-    data = make(n=settings["n"], seed=seed)
-    test = make(n=settings["knn_n"], seed=seed + 10_000)
+    base = 1000 * int(version)
+    return make(n=n_train, seed=base), make(n=n_eval, seed=base + 1), make(n=n_eval, seed=base + 2)
+
+
+def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, n_train: int = 5000,
+                      n_eval: int = 2000, epochs: int = 100, gamma: float = 1.0, alpha: float = 1.0,
+                      particles: int = 10, restarts: int = 10, encoder_epochs: int = 20,
+                      decoder_steps: int = 20_000, knn_alpha: float = 1.0, curves: bool = False) -> dict[str, Any]:
+    """One ground-truth-initialised M2 run on a semi-circle and its metrics (a flat dict; with
+    ``curves`` also the learned f(z, y) on a z grid and draws of p(x | y) for the figures)."""
+    if kind not in COHORTS:
+        raise ConfigError(f"unknown semi-circle kind {kind!r}; known: {', '.join(COHORTS)}")
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    torch.set_num_threads(1)
+    objective, z_guide, s = METHODS[method]
+    particles = particles if s is None else s
+    train, val, test = _data(kind, version, n_train, n_eval)
+    true_f = lambda z, y: semicircle_f(z, y, kind)
     torch.manual_seed(seed)
-    model = M2(2, kind, widths=settings["widths"], latent_dim=1, sigma=0.1)
-    res = train_m2(model, data, objective, epochs=settings["epochs"], batch_size=settings["batch_size"],
-                   lr=settings["lr"], gamma=settings["gamma"], alpha=settings["alpha"],
-                   particles=settings["particles"], seed=seed)
-    torch.manual_seed(seed + 1)
-    xs, _ = model.sample(settings["knn_n"])
-    out = {"knn_px": smooth_knn_statistic(xs, test.points).value.item(), "final_loss": res.history[-1]["loss"]}
-    for i, y in enumerate(COHORTS[kind]):
-        ref = sample_semicircle_cohort(kind, y, settings["knn_n"], seed=seed + 20_000 + i)
-        out[f"knn_cohort{i + 1}"] = cohort_knn(model, y, ref, seed=seed + 2)
+    model = M2(2, kind, widths=WIDTHS, latent_dim=1, sigma=float(train.truth["sigma"]), z_guide=z_guide)
+    start = time.perf_counter()
+    # the guide is fitted by the ELBO (App. D); IWAE runs then continue with their own bound
+    init = init_m2_at_ground_truth(model, train, true_f, val, restarts=restarts, gamma=gamma, alpha=alpha,
+                                   decoder_steps=decoder_steps, encoder_epochs=encoder_epochs, seed=seed)
     y1, y2 = COHORTS[kind]
-    out["collapse"] = functional_collapse(model, lambda z, y: semicircle_f(z, y, kind), y1, y2).score
-    unl = ~data.labelled
-    acc = label_accuracy(model, data.points[unl], data.labels[unl] if kind == "discrete" else data.labels[unl])
+    at_init = functional_collapse(model, true_f, y1, y2).score
+    res = train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles, seed=seed)
+    out: dict[str, Any] = {"kind": kind, "method": method, "version": version, "decoder_mse": init.decoder_mse,
+                           "collapse_init": at_init, "final_loss": res.history[-1]["loss"],
+                           "val_objective": m2_objective(model, val, objective, gamma, alpha, particles),
+                           # every method's model (with its own guide) scored by the ELBO objective
+                           "val_elbo": m2_objective(model, val, "elbo", gamma, alpha)}
+    torch.manual_seed(seed + 1)
+    xs, _ = model.sample(n_eval)
+    out["knn_px"] = float(smooth_knn_statistic(xs, test.points, alpha=knn_alpha))
+    refs = []
+    for i, y in enumerate((y1, y2)):
+        ref = sample_semicircle_cohort(kind, y, n_eval, seed=1000 * version + 20 + i)
+        refs.append(ref)
+        out[f"knn_cohort{i + 1}"] = cohort_knn(model, y, ref, alpha=knn_alpha, seed=seed + 2 + i)
+    score = functional_collapse(model, true_f, y1, y2)
+    out.update(collapse=score.score, spread=score.learned, spread_true=score.truth)
+    acc = label_accuracy(model, test.points, test.labels)
     out["q_y"] = acc["accuracy"] if kind == "discrete" else acc["rmse"]
+    out["seconds"] = time.perf_counter() - start
+    if curves:
+        zg = torch.linspace(-3, 3, 200).reshape(-1, 1)
+        with torch.no_grad():
+            out["curves"] = {
+                "z": zg.reshape(-1).tolist(),
+                "learned": [model.decode(zg, torch.full((200,), y) if kind == "discrete"
+                                         else torch.full((200, 1), float(y))).tolist() for y in (y1, y2)],
+                "true": [true_f(zg.reshape(-1), torch.full((200,), float(y))).tolist() for y in (y1, y2)],
+                "samples": [model.sample(500, y=y)[0].tolist() for y in (y1, y2)],
+                "reference": [r[:500].tolist() for r in refs],
+                "labels": [y1, y2],
+            }
     return out
+
+
+def m2_settings(options: ExperimentOptions | None, tiny: bool = False) -> dict:
+    """Quick / full settings (``tiny``: for the smoke test, seconds)."""
+    if tiny:
+        return dict(n_train=200, n_eval=100, epochs=1, restarts=1, encoder_epochs=1, decoder_steps=200, particles=3)
+    if options.quick:
+        return dict(n_train=2000, n_eval=1000, epochs=30, restarts=1, encoder_epochs=10, decoder_steps=5000,
+                    particles=10)
+    return dict(n_train=5000, n_eval=2000, epochs=100, restarts=10, encoder_epochs=20, decoder_steps=20_000,
+                particles=10)
+
+
+def _seeds(root: int, n: int) -> list[int]:
+    return [int(s.generate_state(1)[0] % 2**31) for s in np.random.SeedSequence(root).spawn(n)]
+
+
+def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae", "vae-cond"),
+               gamma: float = 1.0, alpha: float = 1.0, kinds=("discrete", "continuous")) -> ExperimentReport:
+    """Tables 3 and 4 (and the diagnostics) for ``methods`` on the semi-circles ``kinds``."""
+    start = time.perf_counter()
+    reps = options.repetitions(3, 5)
+    seeds = _seeds(options.seed, reps)
+    tasks = [dict(kind=k, method=m, version=v, seed=seeds[v], gamma=gamma, alpha=alpha, curves=(v == 0), **settings)
+             for k in kinds for m in methods for v in range(reps)]
+    results = map_tasks(fit_m2_semicircle, tasks, jobs=options.jobs)
+    by = {(k, m): [r for r in results if r["kind"] == k and r["method"] == m] for k in kinds for m in methods}
+    rows = [f"{k} / {m}" for k in kinds for m in methods]
+    t3 = ResultTable("table3", "Table 3: smooth kNN of p_θ(x) against test data (lower is better)", rows,
+                     ["S-kNN p(x)"], note=f"smooth kNN with α = 1 on {settings['n_eval']} points a side.")
+    t4 = ResultTable("table4", "Table 4: smooth kNN of p_θ(x|y) against the true cohorts (lower is better)", rows,
+                     ["cohort 1", "cohort 2"], note="cohorts: y = 0, 1 (discrete), y = -3.5, 3.5 (continuous).")
+    diag = ResultTable("m2_diagnostics", "Functional collapse and q(y|x)", rows,
+                       ["collapse score at init", "collapse score", "q(y|x) acc. / RMSE", "validation -J",
+                        "validation -J (ELBO)", "decoder MSE"],
+                       note=("collapse score = E_z‖f_θ(z,y₁) − f_θ(z,y₂)‖ over the truth's (0: f ignores y); "
+                             "q(y|x): accuracy (discrete) / RMSE of its mean (continuous) on test points; "
+                             "-J: the method's own objective, -J (ELBO): Eq. 5 with ELBO bounds for every method (with the "
+                             "method's own guide, not re-fitted: an IWAE guide is a proposal, so this is large)."))
+    for (k, m), rs in by.items():
+        row = f"{k} / {m}"
+        t3.set(row, "S-kNN p(x)", summarize_values([r["knn_px"] for r in rs]), PAPER_TABLE3.get((k, m)))
+        for i in (1, 2):
+            paper = PAPER_TABLE4.get((k, m))
+            t4.set(row, f"cohort {i}", summarize_values([r[f"knn_cohort{i}"] for r in rs]),
+                   paper[i - 1] if paper else None)
+        for col, key in (("collapse score at init", "collapse_init"), ("collapse score", "collapse"),
+                         ("q(y|x) acc. / RMSE", "q_y"), ("validation -J", "val_objective"),
+                         ("validation -J (ELBO)", "val_elbo"), ("decoder MSE", "decoder_mse")):
+            diag.set(row, col, summarize_values([r[key] for r in rs]))
+    figures = []
+    from pyrovae.experiments.yacoby2021_m2_figures import plot_m2_panels
+
+    options.out.mkdir(parents=True, exist_ok=True)
+    write_json(options.out / "runs.json", [{k: v for k, v in r.items() if k != "curves"} for r in results])
+    for k in kinds:
+        panels = {m: next(r["curves"] for r in by[(k, m)] if r["version"] == 0) for m in methods}
+        write_json(options.out / f"curves_{k}.json", panels)  # the figure's data, to re-plot without training
+        figures.append(plot_m2_panels(panels, options.out / f"figure_m2_{k}.png", title=f"{k} semi-circle"))
+    k = kinds[0]
+    c = {m: diag.cells[(f"{k} / {m}", "collapse score")].mean for m in methods}
+    k4 = {m: t4.cells[(f"{k} / {m}", "cohort 1")].mean for m in methods}
+    conclusion = (f"{k} semi-circle: collapse score " + ", ".join(f"{m} {v:.2f}" for m, v in c.items())
+                  + "; cohort-1 S-kNN " + ", ".join(f"{m} {v:.2f}" for m, v in k4.items())
+                  + ". Paper (discrete): the MFG VAE collapses (f(·,0) ≈ f(·,1), cohort S-kNN ≈ 15) while IWAE "
+                  "keeps the cohorts apart (≈ 1.4).")
+    if options.quick:
+        conclusion += " --quick: fewer points, epochs and restarts than App. D."
+    report_settings = {**settings, "gamma": gamma, "alpha": alpha, "reps": reps, "root_seed": options.seed,
+                       "widths": list(WIDTHS), "methods": list(methods)}
+    return ExperimentReport("yacoby-m2", "Seed 001 Tables 3-4: semi-supervised M2 on the semi-circles",
+                            "Yacoby et al., Sec. 7, App. E.3, Tables 3-4", report_settings, [t3, t4, diag],
+                            figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion)
 
 
 @register("yacoby-m2", "Seed 001 Tables 3-4: semi-supervised M2 on the semi-circles (functional collapse)",
           "seed 001, Sec. 7, App. E.3, Tables 3-4")
 def m2_tables(options: ExperimentOptions) -> ExperimentReport:
-    start = time.perf_counter()
-    quick = options.quick
-    st = dict(n=300 if quick else 5000, epochs=3 if quick else 100, batch_size=100, lr=1e-3 if not quick else 1e-2,
-              widths=(16, 16) if quick else (50, 50, 50), gamma=1.0, alpha=1.0, particles=10,
-              knn_n=100 if quick else 1000)
-    reps = options.repetitions(1, 5)
-    seeds = [int(s.generate_state(1)[0] % 2**31) for s in np.random.SeedSequence(options.seed).spawn(reps)]
-    rows = [f"{k} / {o}" for k in ("discrete", "continuous") for o in ("elbo", "iwae")]
-    cols = ["S-kNN p(x)", "S-kNN cohort 1", "S-kNN cohort 2", "collapse score", "q(y|x) acc. / RMSE", "final loss"]
-    table = ResultTable(
-        "m2_semicircles", "M2 on the semi-circles: smooth kNN (lower is better), collapse score (0 = f ignores y)",
-        rows, cols,
-        note=("'elbo' is the MFG VAE (y summed exactly by TraceEnum_ELBO), 'iwae' the IWAE bound of Eq. 14-15 "
-              "with the sum over y written out; cohorts: y = 0, 1 (discrete), y = -3.5, 3.5 (continuous); "
-              "q(y|x): accuracy (discrete) / RMSE of its mean (continuous) on the unlabelled points."))
-    keys = ["knn_px", "knn_cohort1", "knn_cohort2", "collapse", "q_y", "final_loss"]
-    for kind in ("discrete", "continuous"):
-        for objective in ("elbo", "iwae"):
-            results = [run_m2_cell(kind, objective, s, st) for s in seeds]
-            row = f"{kind} / {objective}"
-            for key, col in zip(keys, cols):
-                paper = None
-                if key == "knn_px":
-                    paper = PAPER_TABLE3[(kind, objective)]
-                elif key.startswith("knn_cohort"):
-                    paper = PAPER_TABLE4[(kind, objective)][int(key[-1]) - 1]
-                table.set(row, col, summarize_values([r[key] for r in results]), paper)
-    d_elbo, d_iwae = (table.cells[(f"discrete / {o}", "collapse score")].mean for o in ("elbo", "iwae"))
-    conclusion = (f"Collapse score on Discrete Semi-Circle: ELBO {d_elbo:.3f}, IWAE {d_iwae:.3f} "
-                  "(the paper: the MFG VAE collapses, f(., 0) ≈ f(., 1); IWAE keeps them apart).")
-    if quick:
-        conclusion += " --quick: tiny data and few epochs, a smoke run, not a reproduction."
-    return ExperimentReport("yacoby-m2", "Seed 001 Tables 3-4: semi-supervised M2 (Yacoby, Pan & Doshi-Velez)",
-                            "Yacoby et al., Sec. 7, App. E.3, Tables 3-4", {**st, "widths": list(st["widths"]),
-                            "reps": reps, "root_seed": options.seed},
-                            [table], wall_time=time.perf_counter() - start, conclusion=conclusion)
+    return run_tables(options, m2_settings(options))

@@ -21,6 +21,17 @@ with the guide :math:`q_\phi(y \mid x)\, q_\phi(z \mid x, y)`. Three kinds of la
 * ``"continuous"`` — :math:`y \in \mathbb R^q`, :math:`p(y) = N(0, I)` and a Gaussian
   :math:`q(y|x)` (App. H.2).
 
+Two guides for the **unlabelled** points (``z_guide``):
+
+* ``"factorised"`` (default; seed 001, Eq. 13 and 15 as printed): :math:`q(y|x)\,q(z|x)` — the
+  code ``z`` of an unlabelled point does not depend on ``y``, so :math:`q(z|x)` is one Gaussian
+  even though the true :math:`p(z|x) = \sum_y p(z, y|x)` has one mode per branch. This mean-field
+  family is what makes functional collapse a better ELBO optimum (Sec. 7). Labelled points use
+  :math:`q(z|x, y)` (Eq. 12), a separate network.
+* ``"conditional"`` (Kingma et al.'s M2): :math:`q(y|x)\,q(z|x, y)`, one network for both kinds
+  of point. With ``y`` enumerated this is a mixture of ``K`` Gaussians over ``z``, expressive
+  enough to fit the bimodal posterior (the "sufficiently expressive" family of Sec. 7).
+
 The objective (Eq. 5) :math:`J = \sum_n \mathcal U(x_n) + \gamma \sum_m \mathcal L(x_m, y_m) +
 \alpha \sum_m \log q(y_m|x_m)` is assembled from two calls of the same program: the unlabelled
 batch (``y=None``) and the labelled batch (``y`` given, ``gamma``, ``alpha``). γ is a
@@ -36,7 +47,8 @@ its auxiliary classification loss.
 The IWAE objective (Eq. 14-15) is :meth:`M2.iwae_bound`, a differentiable torch function:
 Pyro's ``RenyiELBO`` refuses enumerated sites, so for discrete ``y`` the sum over ``y`` is written
 out. Per particle :math:`s`, :math:`\hat p_s(x) = \sum_y p(x, z_{s,y}, y) / q(z_{s,y}|x,y)` with
-:math:`z_{s,y} \sim q(z|x,y)` is an unbiased estimate of :math:`p(x)` (Eq. 15 with the expectation
+:math:`z_{s,y} \sim q(z|x,y)` (conditional guide; factorised: one :math:`z_s \sim q(z|x)` for every
+:math:`y`, :math:`\hat p_s(x) = \sum_y p(x, z_s, y) / q(z_s|x)`) is an unbiased estimate of :math:`p(x)` (Eq. 15 with the expectation
 over :math:`y \sim q(y|x)` taken exactly — :math:`q(y|x)` cancels from the weights), and
 :math:`\mathcal U_{IW} = \log \frac1S \sum_s \hat p_s(x)`. Consequence worth knowing: in the IWAE
 objective with discrete ``y``, :math:`q(y|x)` is trained only by the α term.
@@ -63,9 +75,10 @@ from torch import nn
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.models.nets import MLP, GaussianEncoder
 
-__all__ = ["M2", "Y_KINDS", "OneHotDensityRelaxed", "m2_elbo_loss"]
+__all__ = ["M2", "Y_KINDS", "Z_GUIDES", "OneHotDensityRelaxed", "m2_elbo_loss"]
 
 Y_KINDS = ("discrete", "relaxed", "continuous")
+Z_GUIDES = ("factorised", "conditional")
 
 
 def _scaled(scale: float):
@@ -123,6 +136,8 @@ class M2(nn.Module):
         prior_probs: :math:`p(y)` for discrete labels (uniform by default).
         temperature: of the relaxed variant (2.2 as App. D).
         relaxed_density: ``"onehot"`` or ``"concrete"`` (module docstring).
+        z_guide: ``"factorised"`` (paper, Eq. 13: :math:`q(z|x)` for unlabelled points) or
+            ``"conditional"`` (Kingma et al.: :math:`q(z|x, y)` everywhere); module docstring.
     """
 
     def __init__(
@@ -138,6 +153,7 @@ class M2(nn.Module):
         temperature: float = 2.2,
         relaxed_density: str = "onehot",
         activation: str = "leaky_relu",
+        z_guide: str = "factorised",
     ):
         super().__init__()
         if y_kind not in Y_KINDS:
@@ -149,15 +165,20 @@ class M2(nn.Module):
             raise ConfigError(f"sigma must be positive and finite, got {sigma}")
         if not temperature > 0:
             raise ConfigError(f"the temperature must be positive, got {temperature}")
+        if z_guide not in Z_GUIDES:
+            raise ConfigError(f"unknown z guide {z_guide!r}; known: {', '.join(Z_GUIDES)}")
         if relaxed_density not in ("onehot", "concrete"):
             raise ConfigError(f"relaxed_density must be 'onehot' or 'concrete', got {relaxed_density!r}")
         self.x_dim, self.latent_dim, self.y_kind = int(x_dim), int(latent_dim), y_kind
         self.num_classes = int(num_classes)
         self.y_dim = int(y_dim) if y_kind == "continuous" else self.num_classes  # width of the y input
         self.temperature, self.relaxed_density = float(temperature), relaxed_density
+        self.z_guide = z_guide
         widths = list(widths)
         self.decoder = MLP(self.latent_dim + self.y_dim, widths, self.x_dim, activation)
         self.z_encoder = GaussianEncoder(self.x_dim + self.y_dim, widths, self.latent_dim, activation)
+        if z_guide == "factorised":  # q(z | x) of the unlabelled points (Eq. 13)
+            self.z_encoder_x = GaussianEncoder(self.x_dim, widths, self.latent_dim, activation)
         if y_kind == "continuous":
             self.y_encoder: nn.Module = GaussianEncoder(self.x_dim, widths, self.y_dim, activation)
         else:
@@ -194,6 +215,13 @@ class M2(nn.Module):
         yf = self.y_features(y)
         shape = torch.broadcast_shapes(x.shape[:-1], yf.shape[:-1])
         return self.z_encoder(torch.cat([x.expand(shape + x.shape[-1:]), yf.expand(shape + yf.shape[-1:])], -1))
+
+    def encode_z_unlabelled(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Location and scale of the unlabelled guide's ``z``: ``q(z | x)`` (factorised; ``y`` unused)
+        or ``q(z | x, y)`` (conditional)."""
+        if self.z_guide == "factorised":
+            return self.z_encoder_x(x)
+        return self.encode_z(x, y)
 
     def y_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``q(y | x)`` (discrete kinds)."""
@@ -279,7 +307,9 @@ class M2(nn.Module):
                         y = pyro.sample("y", cls(t, logits=self.y_logits(x)))
                     else:
                         y = pyro.sample("y", self.q_y(x))
-                loc, scale = self.encode_z(x, y)
+                    loc, scale = self.encode_z_unlabelled(x, y)
+                else:
+                    loc, scale = self.encode_z(x, y)
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # -- IWAE (Eq. 14-15), written out ----------------------------------------------
@@ -304,14 +334,19 @@ class M2(nn.Module):
             return torch.logsumexp(log_w, 0) - math.log(S)
         if self.discrete:  # Eq. 15, the expectation over y taken exactly
             ys = torch.arange(self.num_classes).view(-1, 1)  # (K, 1) against (n,)
+            if self.z_guide == "factorised":  # one z_s ~ q(z|x) shared by every y
+                loc, scale = self.encode_z_unlabelled(x, ys)  # (n, d)
+                z = (loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)).unsqueeze(1)  # (S, 1, n, d)
+                log_w = self.log_joint_terms(x, ys, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)  # (S, K, n)
+                return torch.logsumexp(torch.logsumexp(log_w, 1), 0) - math.log(S)
             loc, scale = self.encode_z(x, ys)  # (K, n, d)
             z = loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)  # (S, K, n, d)
             log_w = self.log_joint_terms(x, ys, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)  # (S, K, n)
             return torch.logsumexp(log_w.reshape(-1, x.shape[0]), 0) - math.log(S)
         qy = self.q_y(x)  # Eq. 15, continuous y
         yv = qy.rsample((S,))  # (S, n, q)
-        loc, scale = self.encode_z(x, yv)
-        z = loc + scale * torch.randn_like(loc)
+        loc, scale = self.encode_z_unlabelled(x, yv)  # (S, n, d) or, factorised, (n, d)
+        z = loc + scale * torch.randn(yv.shape[:-1] + loc.shape[-1:], dtype=loc.dtype)  # (S, n, d)
         log_w = self.log_joint_terms(x, yv, z) - dist.Normal(loc, scale).log_prob(z).sum(-1) - qy.log_prob(yv)
         return torch.logsumexp(log_w, 0) - math.log(S)
 

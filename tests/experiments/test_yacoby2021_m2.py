@@ -1,19 +1,78 @@
-"""SMOKE: the yacoby-m2 experiment runs end to end with --quick (seconds)."""
+"""SMOKE: the M2 experiments of seed 001 (Tables 3-6, the α / γ sweep) run end to end on tiny settings
+and write their tables and figures (seconds)."""
 
 from __future__ import annotations
 
 import math
 
-from pyrovae.experiments.registry import ExperimentOptions, get_experiment
+import pytest
+
+from pyrovae.errors import ConfigError, DataError
+from pyrovae.experiments.registry import ExperimentOptions
+from pyrovae.experiments.yacoby2021_m2 import fit_m2_semicircle, m2_settings, run_tables
+from pyrovae.experiments.yacoby2021_m2_figures import plot_m2_panels
 
 
-def test_yacoby_m2_quick_smoke(tmp_path):
-    report = get_experiment("yacoby-m2").run(ExperimentOptions(out=tmp_path, quick=True))
-    (table,) = report.tables
-    assert len(table.rows) == 4
-    for row in table.rows:
-        assert math.isfinite(table.cells[(row, "S-kNN p(x)")].mean)
-        assert table.cells[(row, "collapse score")].mean >= 0
-    assert "paper" in table.to_markdown()
+def test_tables_3_4_tiny_smoke(tmp_path):
+    options = ExperimentOptions(out=tmp_path, quick=True, reps=1)
+    report = run_tables(options, m2_settings(options, tiny=True), methods=("iwae",))
+    t3, t4, diag = report.tables
+    assert t3.rows == ["discrete / iwae", "continuous / iwae"]
+    for row in t3.rows:
+        assert math.isfinite(t3.cells[(row, "S-kNN p(x)")].mean)
+        assert math.isfinite(t4.cells[(row, "cohort 2")].mean)
+        assert diag.cells[(row, "collapse score")].mean >= 0
+    assert "paper 0.694" in t3.to_markdown() and "paper 1.426" in t4.to_markdown()
+    assert [p.name for p in report.figures] == ["figure_m2_discrete.png", "figure_m2_continuous.png"]
+    assert all(p.stat().st_size > 10_000 for p in report.figures)
     report.write(tmp_path)
-    assert (tmp_path / "report.md").exists()
+    assert (tmp_path / "table4.csv").exists() and (tmp_path / "curves_discrete.json").exists()
+
+
+def test_run_curves_and_bad_names(tmp_path):
+    out = fit_m2_semicircle("discrete", "vae", **m2_settings(None, tiny=True), curves=True)
+    c = out["curves"]
+    assert len(c["learned"]) == 2 and len(c["learned"][0]) == 200 and len(c["samples"][1]) == 500
+    path = plot_m2_panels({"vae": c}, tmp_path / "f.png")
+    assert path.exists() and path.stat().st_size > 10_000
+    with pytest.raises(ConfigError):
+        fit_m2_semicircle("ordinal", "vae")
+    with pytest.raises(ConfigError):
+        fit_m2_semicircle("discrete", "lin")
+    with pytest.raises(DataError):
+        plot_m2_panels({}, tmp_path / "g.png")
+
+
+def test_sweep_tiny_smoke(tmp_path):
+    from pyrovae.experiments.yacoby2021_m2_sweep import run_sweep, sweep_grid
+
+    assert len(sweep_grid(quick=False)) == 24 and len(sweep_grid(quick=True)) == 7
+    options = ExperimentOptions(out=tmp_path, quick=True, reps=1)
+    report = run_sweep(options, m2_settings(options, tiny=True), [("discrete", 2.0, 0.1)])
+    (table,) = report.tables
+    assert table.rows == ["discrete / γ=2 / α=0.1"]
+    assert math.isfinite(table.cells[("discrete / γ=2 / α=0.1", "collapse score")].mean)
+    assert (tmp_path / "runs.json").exists()
+
+
+def test_real_tables_tiny_smoke_on_a_user_file(tmp_path, monkeypatch):
+    """Tables 5-6 from a user's cmc.data (synthetic rows in the UCI format), no package needed."""
+    import numpy as np
+
+    from pyrovae.experiments.yacoby2021_m2_real import (
+        _settings,
+        available_sets,
+        run_real,
+    )
+
+    rng = np.random.default_rng(0)
+    rows = np.c_[rng.integers(16, 50, 90), rng.integers(1, 5, (90, 7)), rng.integers(0, 2, 90), np.arange(90) % 3 + 1]
+    np.savetxt(tmp_path / "cmc.data", rows, fmt="%d", delimiter=",")
+    monkeypatch.setenv("PYROVAE_UCI_DIR", str(tmp_path))
+    assert "contraceptive" in available_sets()
+    options = ExperimentOptions(out=tmp_path / "out", quick=True)
+    report = run_real(options, _settings(options, tiny=True), sets=["contraceptive"])
+    t5, t6 = report.tables
+    assert math.isfinite(t5.cells[("contraceptive / vae", "S-kNN p(x)")].mean)
+    assert math.isfinite(t6.cells[("contraceptive / iwae", "cohort 3")].mean)
+    assert t6.cells[("titanic / vae", "cohort 1")] == "NA" and "no file" in t5.cells[("retinopathy / vae", "S-kNN p(x)")]

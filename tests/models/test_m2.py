@@ -48,20 +48,39 @@ def _log_normal(v, loc, scale):
     return Normal(loc, scale).log_prob(v).sum(-1)
 
 
-def test_enumerated_unlabelled_elbo_equals_hand_sum_over_y():
-    m, (x, _) = _model(), _data()
+@pytest.mark.parametrize("z_guide", ["factorised", "conditional"])
+def test_enumerated_unlabelled_elbo_equals_hand_sum_over_y(z_guide):
+    m, (x, _) = _model(z_guide=z_guide), _data()
     loss, tr = _loss_and_guide_trace(m, x)
-    z = tr.nodes["z"]["value"]  # (K, n, d): one z per enumerated value of y
-    assert z.shape == (2, N, 1)
+    z = tr.nodes["z"]["value"]
+    # conditional: one z per enumerated value of y (K, n, d); factorised (Eq. 13): one z ~ q(z|x) for all y
+    assert z.shape == ((2, N, 1) if z_guide == "conditional" else (N, 1))
     log_q_y = torch.log_softmax(m.y_logits(x), -1)
     total = 0.0
     for k in range(2):
         yk = torch.full((N,), k)
-        loc, scale = m.encode_z(x, yk)
-        term = (_log_normal(x, m.decode(z[k], yk), m.sigma) + math.log(0.5) + _log_normal(z[k], 0.0, 1.0)
-                - _log_normal(z[k], loc, scale) - log_q_y[:, k])
+        zk = z[k] if z_guide == "conditional" else z
+        loc, scale = m.encode_z(x, yk) if z_guide == "conditional" else m.z_encoder_x(x)
+        term = (_log_normal(x, m.decode(zk, yk), m.sigma) + math.log(0.5) + _log_normal(zk, 0.0, 1.0)
+                - _log_normal(zk, loc, scale) - log_q_y[:, k])
         total = total + (log_q_y[:, k].exp() * term).sum()
     torch.testing.assert_close(loss, -total, rtol=1e-10, atol=1e-10)
+
+
+def test_factorised_iwae_bound_equals_hand_formula():
+    """Eq. 15 with q(y|x) q(z|x) and the expectation over y exact: log (1/S) Σ_s Σ_y p(x, z_s, y) / q(z_s|x)."""
+    m, (x, _) = _model(), _data()
+    S = 5
+    torch.manual_seed(3)
+    bound = m.iwae_bound(x, None, S)
+    torch.manual_seed(3)
+    eps = torch.randn(S, N, 1, dtype=x.dtype)
+    loc, scale = m.z_encoder_x(x)
+    z = loc + scale * eps
+    log_w = torch.stack([_log_normal(x, m.decode(z, torch.full((N,), k)), m.sigma) + math.log(0.5)
+                         + _log_normal(z, 0.0, 1.0) - _log_normal(z, loc, scale) for k in range(2)], 1)  # (S, K, n)
+    hand = torch.logsumexp(log_w.reshape(-1, N), 0) - math.log(S)
+    torch.testing.assert_close(bound, hand, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["discrete", "relaxed", "continuous"])
@@ -83,7 +102,7 @@ def test_continuous_unlabelled_elbo_equals_hand_formula():
     m, (x, _) = _model("continuous"), _data("continuous")
     loss, tr = _loss_and_guide_trace(m, x)
     y, z = tr.nodes["y"]["value"], tr.nodes["z"]["value"]
-    loc, scale = m.encode_z(x, y)
+    loc, scale = m.z_encoder_x(x)  # factorised guide (Eq. 13): q(z | x)
     elbo = (_log_normal(x, m.decode(z, y), m.sigma) + _log_normal(y, 0.0, 1.0) + _log_normal(z, 0.0, 1.0)
             - _log_normal(z, loc, scale) - m.q_y(x).log_prob(y))
     torch.testing.assert_close(loss, -elbo.sum(), rtol=1e-10, atol=1e-10)
@@ -105,10 +124,11 @@ def test_relaxed_objective_approaches_enumerated_as_temperature_falls():
     assert gaps[0.02] < 0.05 * abs(enum) and gaps[0.02] < gaps[2.2] / 3, gaps
 
 
+@pytest.mark.parametrize("z_guide", ["factorised", "conditional"])
 @pytest.mark.parametrize("kind", ["discrete", "continuous"])
-def test_iwae_bound_above_elbo_and_tightens_with_S(kind):
+def test_iwae_bound_above_elbo_and_tightens_with_S(kind, z_guide):
     torch.manual_seed(0)
-    m, (x, _) = _model(kind), _data(kind)
+    m, (x, _) = _model(kind, z_guide=z_guide), _data(kind)
     elbo = -_mc_loss(m, x, 2000)  # TraceEnum_ELBO refuses to run under no_grad
     with torch.no_grad():
         means = [m.iwae_bound(x.expand(reps, N, D).reshape(-1, D), None, s).sum().item() / reps
@@ -130,12 +150,12 @@ def test_labelled_iwae_with_one_particle_is_the_elbo_and_tightens():
     assert abs(one - elbo) < 0.03 * abs(elbo) and many > elbo
 
 
-@pytest.mark.parametrize("kind", ["discrete", "relaxed", "continuous"])
-@pytest.mark.parametrize("objective", ["elbo", "iwae"])
-def test_gradients_reach_every_parameter(kind, objective):
-    if kind == "relaxed" and objective == "iwae":
-        pytest.skip("the relaxed variant's IWAE is the discrete one")
-    m, (x, y) = _model(kind), _data(kind)
+@pytest.mark.parametrize("z_guide", ["factorised", "conditional"])
+@pytest.mark.parametrize(  # the relaxed variant's IWAE is the discrete one
+    "kind, objective", [("discrete", "elbo"), ("relaxed", "elbo"), ("continuous", "elbo"),
+                        ("discrete", "iwae"), ("continuous", "iwae")])
+def test_gradients_reach_every_parameter(kind, objective, z_guide):
+    m, (x, y) = _model(kind, z_guide=z_guide), _data(kind)
     if objective == "elbo":
         loss = m2_elbo_loss(m, x) + m2_elbo_loss(m, x, y, 0.5, 1.0)
     else:
@@ -168,6 +188,8 @@ def test_sample_and_bad_input():
         M2(2, "ordinal")
     with pytest.raises(ConfigError):
         M2(2, sigma=0.0)
+    with pytest.raises(ConfigError):
+        M2(2, z_guide="mixture")
     with pytest.raises(ConfigError):
         m.iwae_bound(x, particles=0)
     assert F.one_hot(torch.tensor([1]), 2).shape == (1, 2)
