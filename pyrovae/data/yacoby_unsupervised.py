@@ -26,9 +26,10 @@ Every example draws :math:`z \sim N(0, 1)` and :math:`x = f(z) + \varepsilon`,
 does not say where the noise enters; adding it after the map keeps the data non-degenerate.
 
 Splits: 5,000 / 2,000 / 2,000 train / validation / test points; ``index`` 0-4 picks one of the
-paper's five versions, drawn from ``SeedSequence([seed, index, kind])``. The data are generated
-from the analytic :math:`f` (the paper generates them from a network fitted to :math:`f` to
-MSE < 1e-4, App. G; :func:`pyrovae.inference.init.fit_decoder` fits such a network). Each
+paper's five versions, drawn from ``SeedSequence([seed, index, kind])``. By default the data are
+generated from the analytic :math:`f`; ``mean=`` substitutes another mean function, e.g. the network
+fitted to :math:`f` from which the paper generates its data (App. G;
+:mod:`pyrovae.data.yacoby_networks`), which the seed-001 experiments use. Each
 :class:`~pyrovae.data.base.Dataset` has zero conditioning columns; ``truth`` holds the true codes
 ``z``, ``fz`` = :math:`f(z)` and ``noise_var``.
 
@@ -116,12 +117,16 @@ def ground_truth(kind: str, embed: bool = False):
     if not embed:
         return base, NOISE_VAR[kind]
 
+    return _embedded(base), NOISE_VAR[kind]
+
+
+def _embedded(base):
     def f(z: torch.Tensor) -> torch.Tensor:
         out = base(z)
         return out @ A_EMBED.to(out.dtype)
 
-    f.__name__ = f"{kind}_embedded_f"
-    return f, NOISE_VAR[kind]
+    f.__name__ = f"{base.__name__}_embedded"
+    return f
 
 
 def _check_count(name: str, v) -> int:
@@ -131,8 +136,11 @@ def _check_count(name: str, v) -> int:
 
 
 def yacoby_splits(kind: str, index: int = 0, seed: int = 0, embed: bool = False,
-                  sizes: dict[str, int] | None = None) -> dict[str, Dataset]:
-    """``train``/``validation``/``test`` of version ``index`` of ``kind`` (sizes default 5000/2000/2000)."""
+                  sizes: dict[str, int] | None = None, mean=None) -> dict[str, Dataset]:
+    """``train``/``validation``/``test`` of version ``index`` of ``kind`` (sizes default 5000/2000/2000).
+
+    ``mean`` replaces the analytic 2-D :math:`f` (``(n, 1)`` z → ``(n, 2)``), e.g. the fitted generating
+    network of App. G (:func:`pyrovae.data.yacoby_networks.network_mean`); ``embed`` still applies A after it."""
     _check_kind(kind)
     if isinstance(index, bool) or int(index) != index or index < 0:
         raise ConfigError(f"index must be a non-negative integer, got {index!r}")
@@ -142,6 +150,8 @@ def yacoby_splits(kind: str, index: int = 0, seed: int = 0, embed: bool = False,
         raise ConfigError(f"unknown split(s) {sorted(unknown)}; known: {', '.join(SPLITS)}")
     counts = [_check_count(f"the {s} size", sizes[s]) for s in SPLITS]
     f, noise_var = ground_truth(kind, embed)
+    if mean is not None:
+        f = _embedded(mean) if embed else mean
     ss = np.random.SeedSequence([int(seed), int(index), KINDS.index(kind), int(bool(embed))])
     gen = torch.Generator().manual_seed(int(ss.generate_state(1)[0]))
     total = sum(counts)
@@ -156,7 +166,7 @@ def yacoby_splits(kind: str, index: int = 0, seed: int = 0, embed: bool = False,
         out[split] = Dataset(name, torch.zeros(n, 0), x[sl],
                              truth={"z": z[sl].float(), "fz": fz[sl].float(), "noise_var": noise_var},
                              params={"kind": kind, "index": int(index), "seed": int(seed), "embed": bool(embed),
-                                     "split": split})
+                                     "split": split, "mean": "analytic" if mean is None else "network"})
     return out
 
 

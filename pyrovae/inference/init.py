@@ -24,7 +24,7 @@ from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.objectives import make_elbo
 from pyrovae.models.cvae import SigmaCVAE
 
-__all__ = ["GroundTruthInit", "fit_decoder", "fit_encoder", "init_at_ground_truth"]
+__all__ = ["GroundTruthInit", "fit_decoder", "fit_encoder", "init_at_ground_truth", "regress_encoder"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,10 @@ def fit_decoder(decoder: nn.Module, z: torch.Tensor, fz: torch.Tensor, target_ms
                 max_steps: int = 20_000, lr: float = 1e-3, check_every: int = 100, require: bool = False) -> tuple[float, int]:
     """Full-batch Adam on ``mean((decoder(z) - fz)^2)`` until it is below ``target_mse``.
 
-    The learning rate is halved whenever the MSE stops falling between checks. Returns
-    ``(mse, steps)``; with ``require=True`` a miss raises :class:`~pyrovae.errors.ConfigError`.
+    The learning rate is halved whenever the MSE stops falling between checks. A decoder already
+    below the target (e.g. loaded from the generating network, App. G) is returned untouched
+    (``steps = 0``): Adam's first steps would move it away. Returns ``(mse, steps)``; with
+    ``require=True`` a miss raises :class:`~pyrovae.errors.ConfigError`.
     """
     if z.dim() != 2 or fz.dim() != 2 or z.shape[0] != fz.shape[0]:
         raise DataError(f"need z (n, d) and f(z) (n, q) with the same n, got {tuple(z.shape)} and {tuple(fz.shape)}")
@@ -50,9 +52,11 @@ def fit_decoder(decoder: nn.Module, z: torch.Tensor, fz: torch.Tensor, target_ms
         raise ConfigError("target_mse and lr must be positive and max_steps >= 1")
     dtype = next(decoder.parameters()).dtype
     z, fz = z.to(dtype), fz.to(dtype)
+    with torch.no_grad():
+        mse = float((decoder(z) - fz).pow(2).mean())
     opt = torch.optim.Adam(decoder.parameters(), lr=lr)
-    best, mse, step = math.inf, math.inf, 0
-    while step < max_steps:
+    best, step = math.inf, 0
+    while step < max_steps and not mse < target_mse:
         opt.zero_grad(set_to_none=True)
         loss = (decoder(z) - fz).pow(2).mean()
         loss.backward()
@@ -72,14 +76,45 @@ def fit_decoder(decoder: nn.Module, z: torch.Tensor, fz: torch.Tensor, target_ms
     return mse, step
 
 
+def regress_encoder(model: SigmaCVAE, data: Dataset, z: torch.Tensor, steps: int = 1000, lr: float = 3e-3,
+                    scale: float = 0.01) -> float:
+    """Warm start: full-batch Adam (one-cycle schedule) on ``mean((loc(x) - z)^2) + mean((log_var(x) -
+    log scale^2)^2)``: the encoder mean goes to the true codes and q's standard deviation to the small
+    ``scale`` (a broad random-init q makes the first ELBO gradients huge and undoes the warm start);
+    returns the final MSE of the mean."""
+    if steps < 0 or not lr > 0 or not scale > 0:
+        raise ConfigError("steps must be >= 0, lr and scale positive")
+    target_log_var = 2.0 * math.log(scale)
+    z = z.to(data.y.dtype)
+    z = z if z.dim() == 2 else z[:, None]
+    opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(int(steps), 1))
+    for _ in range(int(steps)):
+        opt.zero_grad(set_to_none=True)
+        loc, q_scale = model.encode(data.x, data.y)
+        loss = (loc - z).pow(2).mean() + (2.0 * q_scale.log() - target_log_var).pow(2).mean()
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        return float((model.encode(data.x, data.y)[0] - z).pow(2).mean())
+
+
 def fit_encoder(model: SigmaCVAE, data: Dataset, steps: int = 2000, lr: float = 1e-3, batch_size: int | None = 100,
-                seed: int | None = None) -> float:
+                seed: int | None = None, z: torch.Tensor | None = None, warm_steps: int = 0) -> float:
     """Maximise the ELBO over the encoder only (decoder and noise frozen); returns the final −ELBO per
-    point on the full data (one reparameterised z per point)."""
-    if steps < 0 or not lr > 0:
-        raise ConfigError("steps must be >= 0 and lr positive")
+    point on the full data (one reparameterised z per point).
+
+    With ``z`` (the true codes) and ``warm_steps > 0`` the encoder mean is first regressed on ``z``
+    (:func:`regress_encoder`): from a random start, ELBO gradients through a folded decoder (Spiral Dots,
+    Figure-8) leave the encoder in a poor local optimum within a few thousand steps, so without the warm
+    start the "ground-truth" initialisation is not at the ground truth."""
+    if steps < 0 or not lr > 0 or warm_steps < 0:
+        raise ConfigError("steps and warm_steps must be >= 0 and lr positive")
     if seed is not None:
         pyro.set_rng_seed(seed)
+    if z is not None and warm_steps > 0:
+        regress_encoder(model, data, z, warm_steps)
     frozen = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
     was = [p.requires_grad for p in frozen]
     for p in frozen:
@@ -111,10 +146,12 @@ def fit_encoder(model: SigmaCVAE, data: Dataset, steps: int = 2000, lr: float = 
 
 def init_at_ground_truth(model: SigmaCVAE, data: Dataset, z: torch.Tensor | None = None, fz: torch.Tensor | None = None,
                          target_mse: float = 1e-4, decoder_steps: int = 20_000, encoder_steps: int = 2000,
-                         lr: float = 1e-3, seed: int | None = None, require: bool = False) -> GroundTruthInit:
+                         lr: float = 1e-3, seed: int | None = None, require: bool = False,
+                         encoder_warm_steps: int = 0) -> GroundTruthInit:
     """Decoder by regression on the true ``(z, f(z))`` (default ``data.truth['z']``, ``['fz']``), then the
-    encoder by the ELBO with the decoder fixed. The model must be unconditional with ``latent_dim`` equal
-    to the true codes' dimension."""
+    encoder by the ELBO with the decoder fixed (after ``encoder_warm_steps`` of regression of its mean on
+    the true z, :func:`fit_encoder`). The model must be unconditional with ``latent_dim`` equal to the true
+    codes' dimension."""
     z = data.truth.get("z") if z is None else z
     fz = data.truth.get("fz") if fz is None else fz
     if z is None or fz is None:
@@ -126,5 +163,5 @@ def init_at_ground_truth(model: SigmaCVAE, data: Dataset, z: torch.Tensor | None
     if seed is not None:
         torch.manual_seed(seed)
     mse, dsteps = fit_decoder(model.decoder, z, fz, target_mse, decoder_steps, lr, require=require)
-    loss = fit_encoder(model, data, encoder_steps, lr, seed=seed)
+    loss = fit_encoder(model, data, encoder_steps, lr, seed=seed, z=z, warm_steps=encoder_warm_steps)
     return GroundTruthInit(mse, dsteps, loss, encoder_steps)

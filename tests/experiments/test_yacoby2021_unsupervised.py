@@ -6,28 +6,47 @@ import pytest
 
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, get_experiment
-from pyrovae.experiments.yacoby2021_unsupervised import fit_one, spiral_noise, table1, table2
+from pyrovae.experiments.yacoby2021_unsupervised import (
+    appendix_e2,
+    fit_one,
+    spiral_noise,
+    table1,
+    table2,
+)
 
 
 def test_registered():
-    for name in ("yacoby-table2", "yacoby-spiral-noise", "yacoby-table1"):
+    for name in ("yacoby-table2", "yacoby-spiral-noise", "yacoby-table1", "yacoby-appendix-e2"):
         assert get_experiment(name).name == name
 
 
 def test_table2_smoke(tmp_path):
-    rep = table2(ExperimentOptions(out=tmp_path), tiny=True, kinds=("clusters",), iwae_s=(3,), lag_windows=(5,))
+    rep = table2(ExperimentOptions(out=tmp_path), tiny=True, kinds=("clusters",), iwae_s=(3,), lag_grid=((0.05, 5),))
     cell = rep.tables[0].cells[("Clusters", "IWAE")]
     assert math.isfinite(cell.mean) and rep.tables[0].paper[("Clusters", "VAE")] == "0.361 ± 0.083"
+    assert math.isfinite(rep.tables[0].cells[("Clusters", "true p(x) (floor)")].mean)
     assert "alpha = 1.0" in rep.tables[0].note
+    assert "normal" in rep.tables[1].cells[("Clusters LIN T=0.05 R=5", "residuals normal (HZ)")]
+    assert [p.name for p in rep.figures] == ["fig5_table2_density.png"] and rep.figures[0].stat().st_size > 10_000
     rep.write(tmp_path)
     assert (tmp_path / "report.md").exists()
+
+
+def test_appendix_e2_smoke(tmp_path):
+    rep = appendix_e2(ExperimentOptions(out=tmp_path), tiny=True)
+    t = rep.tables[0]
+    assert math.isfinite(t.cells[("Circle", "VAE from random")].mean)
+    assert {p.name for p in rep.figures} == {"fig5cd_appendix_e2_density.png", "fig7_projection.png"}
+    assert all(p.stat().st_size > 10_000 for p in rep.figures)
+    assert "App. F check" in t.note
 
 
 def test_spiral_smoke(tmp_path):
     rep = spiral_noise(ExperimentOptions(out=tmp_path), tiny=True)
     t = rep.tables[0]
-    assert all(math.isfinite(v.mean) and v.mean > 0 for v in t.cells.values())
+    assert all(math.isfinite(v.mean) and v.mean > 0 for k, v in t.cells.items() if k[1] == "sigma^2_eps")
     assert "0.014" in t.to_markdown()
+    assert rep.figures and rep.figures[0].exists()
 
 
 def test_table1_smoke(tmp_path):
@@ -41,3 +60,5 @@ def test_bad_input():
         fit_one("circle", "gan")
     with pytest.raises(ConfigError):
         fit_one("circle", "vae", latent_dim=2, init="gt", n_train=20, n_eval=10)
+    with pytest.raises(ConfigError):
+        fit_one("circle", "vae", sigma_factor=0.0)

@@ -54,3 +54,28 @@ def test_mismatched_model_is_refused():
     d = _tiny(20)
     with pytest.raises(ConfigError):
         init_at_ground_truth(SigmaCVAE(0, 2, 2, [4], [4]), d, decoder_steps=1, encoder_steps=1)
+
+
+def test_decoder_already_at_the_target_is_left_untouched():
+    d = _tiny()
+    net = torch.nn.Linear(1, 2, bias=False)
+    net.weight.data = torch.tensor([[1.0], [0.5]])
+    before = net.weight.detach().clone()
+    mse, steps = fit_decoder(net, d.truth["z"], d.truth["fz"], target_mse=1e-4)
+    assert steps == 0 and mse < 1e-12 and torch.equal(before, net.weight)
+
+
+def test_encoder_warm_start_regresses_the_mean_on_the_true_codes():
+    from pyrovae.inference.init import regress_encoder
+
+    torch.manual_seed(0)
+    d = _tiny(400)
+    model = SigmaCVAE(0, 2, 1, [20, 20], [20, 20], noise=FixedNoise(0.1), activation="leaky_relu")
+    with torch.no_grad():
+        start = float((model.encode(d.x, d.y)[0] - d.truth["z"]).pow(2).mean())
+    mse = regress_encoder(model, d, d.truth["z"], steps=300, scale=0.05)
+    assert mse < 0.02 < start
+    with torch.no_grad():
+        assert torch.allclose(model.encode(d.x, d.y)[1].median(), torch.tensor(0.05), rtol=0.2)
+    with pytest.raises(ConfigError):
+        regress_encoder(model, d, d.truth["z"], steps=1, scale=0.0)

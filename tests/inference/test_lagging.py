@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pyrovae.data import two_moon
+from pyrovae.errors import ConfigError
 from pyrovae.inference import Trainer, TrainSettings
 from pyrovae.inference.algorithms import BlockStats
 from pyrovae.inference.lagging import LaggingInference
@@ -55,6 +56,23 @@ def test_inner_loop_stops_when_the_window_average_stops_falling(monkeypatch):
     monkeypatch.setattr(trainer2, "step", lambda *a, **k: 1.0)
     alg2._encoder_phase(trainer2, *trainer2.batch(), 1.0)
     assert alg2.inner_steps == 7  # the cap
+
+
+def test_threshold_t_stops_the_inner_loop_when_the_fall_is_at_most_t(monkeypatch):
+    # seed 001 App. D: T is the threshold on the fall of the R-step window average
+    scripted = [5.0, 4.0, 3.0, 2.0, 2.5, 1.9, 9.0, 9.0]  # windows: 4.5, 2.5 (falls 2.0), 2.2 (falls 0.3)
+    trainer, alg = _trainer(window=2, max_inner=100, threshold=0.5)
+    it = iter(scripted)
+    monkeypatch.setattr(trainer, "step", lambda *a, **k: next(it))
+    alg._encoder_phase(trainer, *trainer.batch(), 1.0)
+    assert alg.inner_steps == 6
+    trainer2, alg2 = _trainer(window=2, max_inner=100, threshold=0.29)
+    it2 = iter(scripted)
+    monkeypatch.setattr(trainer2, "step", lambda *a, **k: next(it2))
+    alg2._encoder_phase(trainer2, *trainer2.batch(), 1.0)
+    assert alg2.inner_steps == 8  # 0.3 > 0.29: goes on to the 9.0 window
+    with pytest.raises(ConfigError):
+        LaggingInference(threshold=-0.1)
 
 
 def test_aggressive_mode_ends_when_mutual_information_drops(monkeypatch):
