@@ -15,14 +15,17 @@ Methods: ``vae`` — the MFG ELBO with the paper's factorised unlabelled guide :
 (Eq. 13), y summed exactly; ``iwae`` — Eq. 14-15 with S importance samples (same guide; ``iwae-s20``:
 S = 20, the largest of App. D's grid); ``vae-cond``
 — Kingma et al.'s guide :math:`q(y|x)q(z|x,y)`, whose enumerated ``y`` makes it a two-component
-mixture over z (not in the paper; it shows why the guide matters).
+mixture over z (not in the paper; it shows why the guide matters); ``lin`` — the ``vae`` objective and
+guide trained by Lagging Inference Networks (He et al. 2019, Alg. 1; ``train_m2(lagging=True)``:
+aggressive encoder-only updates until I(x; z) of q(z|x) stops rising), the paper's third column.
 
 Figures (like Fig. 6, 17, 20): learned :math:`f_\theta(z, y)` per y and samples of
 :math:`p_\theta(x|y)` against the true cohorts, for the first version of every data set × method
 (:mod:`pyrovae.experiments.yacoby2021_m2_figures`).
 
 Deviations from App. D: no hyper-parameter grid (γ, α fixed, see ``yacoby-m2-sweep`` for their
-effect), LIN not run, the data come from the analytic f (App. H fits a network to it), ``--quick``
+effect), LIN with T = 0 and R = 10 (quick: R = 5, at most 20 inner steps; App. D
+grid-searches T, R), the data come from the analytic f (App. H fits a network to it), ``--quick``
 uses fewer points, epochs and restarts.
 """
 
@@ -58,15 +61,20 @@ from pyrovae.runs import write_json
 __all__ = ["COHORTS", "METHODS", "PAPER_TABLE3", "PAPER_TABLE4", "fit_m2_semicircle", "m2_settings"]
 
 PAPER_TABLE3 = {("discrete", "iwae"): "0.694 ± 0.096", ("discrete", "vae"): "0.196 ± 0.078",
-                ("continuous", "iwae"): "0.015 ± 0.011", ("continuous", "vae"): "0.024 ± 0.014"}
+                ("discrete", "lin"): "0.703 ± 0.315",
+                ("continuous", "iwae"): "0.015 ± 0.011", ("continuous", "vae"): "0.024 ± 0.014",
+                ("continuous", "lin"): "0.128 ± 0.094"}
 PAPER_TABLE4 = {("discrete", "iwae"): ("1.426 ± 1.261", "1.698 ± 0.636"),
                 ("discrete", "vae"): ("15.206 ± 1.200", "11.501 ± 1.300"),
+                ("discrete", "lin"): ("18.420 ± 1.220", "10.118 ± 0.996"),
                 ("continuous", "iwae"): ("15.951 ± 3.566", "14.416 ± 1.402"),
-                ("continuous", "vae"): ("13.128 ± 0.825", "16.046 ± 1.019")}
+                ("continuous", "vae"): ("13.128 ± 0.825", "16.046 ± 1.019"),
+                ("continuous", "lin"): ("15.321 ± 1.507", "17.530 ± 1.509")}
 COHORTS = {"discrete": (0, 1), "continuous": (-3.5, 3.5)}
-# method -> (objective, unlabelled z guide, importance samples; None = the run's ``particles``)
-METHODS = {"vae": ("elbo", "factorised", None), "iwae": ("iwae", "factorised", None),
-           "iwae-s20": ("iwae", "factorised", 20), "vae-cond": ("elbo", "conditional", None)}
+# method -> (objective, unlabelled z guide, importance samples (None = the run's ``particles``), LIN)
+METHODS = {"vae": ("elbo", "factorised", None, False), "iwae": ("iwae", "factorised", None, False),
+           "iwae-s20": ("iwae", "factorised", 20, False), "vae-cond": ("elbo", "conditional", None, False),
+           "lin": ("elbo", "factorised", None, True)}
 WIDTHS = (50, 50, 50)
 
 
@@ -79,15 +87,17 @@ def _data(kind: str, version: int, n_train: int, n_eval: int):
 def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, n_train: int = 5000,
                       n_eval: int = 2000, epochs: int = 100, gamma: float = 1.0, alpha: float = 1.0,
                       particles: int = 10, restarts: int = 10, encoder_epochs: int = 20,
-                      decoder_steps: int = 20_000, knn_alpha: float = 1.0, curves: bool = False) -> dict[str, Any]:
+                      decoder_steps: int = 20_000, knn_alpha: float = 1.0, curves: bool = False,
+                      aggressive_inner: int = 100, lagging_window: int = 10) -> dict[str, Any]:
     """One ground-truth-initialised M2 run on a semi-circle and its metrics (a flat dict; with
-    ``curves`` also the learned f(z, y) on a z grid and draws of p(x | y) for the figures)."""
+    ``curves`` also the learned f(z, y) on a z grid and draws of p(x | y) for the figures).
+    ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``)."""
     if kind not in COHORTS:
         raise ConfigError(f"unknown semi-circle kind {kind!r}; known: {', '.join(COHORTS)}")
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     torch.set_num_threads(1)
-    objective, z_guide, s = METHODS[method]
+    objective, z_guide, s, lagging = METHODS[method]
     particles = particles if s is None else s
     train, val, test = _data(kind, version, n_train, n_eval)
     true_f = lambda z, y: semicircle_f(z, y, kind)
@@ -99,12 +109,16 @@ def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, n
                                    decoder_steps=decoder_steps, encoder_epochs=encoder_epochs, seed=seed)
     y1, y2 = COHORTS[kind]
     at_init = functional_collapse(model, true_f, y1, y2).score
-    res = train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles, seed=seed)
+    res = train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles, seed=seed,
+                   lagging=lagging, aggressive_inner=aggressive_inner, lagging_window=lagging_window)
     out: dict[str, Any] = {"kind": kind, "method": method, "version": version, "decoder_mse": init.decoder_mse,
                            "collapse_init": at_init, "final_loss": res.history[-1]["loss"],
                            "val_objective": m2_objective(model, val, objective, gamma, alpha, particles),
                            # every method's model (with its own guide) scored by the ELBO objective
                            "val_elbo": m2_objective(model, val, "elbo", gamma, alpha)}
+    if lagging:  # epochs spent in aggressive mode and encoder-only steps taken
+        out["aggressive_epochs"] = sum(r["aggressive"] for r in res.history)
+        out["inner_steps"] = sum(r["inner_steps"] for r in res.history)
     torch.manual_seed(seed + 1)
     xs, _ = model.sample(n_eval)
     out["knn_px"] = float(smooth_knn_statistic(xs, test.points, alpha=knn_alpha))
@@ -136,19 +150,20 @@ def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, n
 def m2_settings(options: ExperimentOptions | None, tiny: bool = False) -> dict:
     """Quick / full settings (``tiny``: for the smoke test, seconds)."""
     if tiny:
-        return dict(n_train=200, n_eval=100, epochs=1, restarts=1, encoder_epochs=1, decoder_steps=200, particles=3)
+        return dict(n_train=200, n_eval=100, epochs=1, restarts=1, encoder_epochs=1, decoder_steps=200, particles=3,
+                    aggressive_inner=4, lagging_window=2)
     if options.quick:
         return dict(n_train=2000, n_eval=1000, epochs=30, restarts=1, encoder_epochs=10, decoder_steps=5000,
-                    particles=10)
+                    particles=10, aggressive_inner=20, lagging_window=5)
     return dict(n_train=5000, n_eval=2000, epochs=100, restarts=10, encoder_epochs=20, decoder_steps=20_000,
-                particles=10)
+                particles=10, aggressive_inner=100, lagging_window=10)
 
 
 def _seeds(root: int, n: int) -> list[int]:
     return [int(s.generate_state(1)[0] % 2**31) for s in np.random.SeedSequence(root).spawn(n)]
 
 
-def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae", "vae-cond"),
+def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae", "lin", "vae-cond"),
                gamma: float = 1.0, alpha: float = 1.0, kinds=("discrete", "continuous")) -> ExperimentReport:
     """Tables 3 and 4 (and the diagnostics) for ``methods`` on the semi-circles ``kinds``."""
     start = time.perf_counter()

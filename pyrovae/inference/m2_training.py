@@ -13,20 +13,45 @@ labelled batches are drawn at random (the labelled set is ten times smaller).
 ``train_m2(..., parameters="encoder")`` freezes the decoder (the encoder fit of the ground-truth
 initialisation, App. D); :func:`m2_objective` is the full-data per-point :math:`-J/(N+M)` used to
 choose between restarts on validation data.
+
+``train_m2(..., lagging=True)`` is Lagging Inference Networks (He et al., ICLR 2019, Algorithm 1; a
+baseline of seed 001, Sec. 7, App. D, Fig. 18, Tables 3-4) for the M2 model, written out here for the
+M2 trainer (:mod:`pyrovae.inference.lagging` is the same algorithm for the SigmaCVAE trainer):
+
+* *aggressive mode*, for every batch: encoder-only Adam steps on the guide's parameters
+  (:func:`encoder_parameters`: ``q(y|x)`` and the ``z`` encoders) — the first on the current batch,
+  the rest on fresh random unlabelled + labelled batches — until the mean loss of a window of
+  ``lagging_window`` steps (App. D's R) no longer falls below the previous window's (their public
+  code's T = 0) or ``aggressive_inner`` steps are taken (:func:`encoder_phase`); then one
+  decoder-only step on the batch;
+* after each epoch in aggressive mode, the mutual information :math:`I_q(x; z)`
+  (:func:`pyrovae.metrics.information.aggregate_posterior_mutual_information`, He et al.'s
+  estimator) of the unlabelled guide :math:`q(z|x)` (factorised guide, Eq. 13) on up to
+  ``mi_points`` fixed unlabelled training points, with fixed draws; aggressive mode ends the first
+  epoch it does not exceed its best value (their text model's rule);
+* afterwards, ordinary joint steps (the two Adam optimisers both step, so their moments carry over).
+
+Unlike He et al.'s code, gradients are not clipped (nor are they in the plain M2 trainer, so the
+``lin`` and ``vae`` rows differ only in the schedule).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from pyrovae.data.yacoby_m2 import SemiSupervisedDataset
 from pyrovae.errors import ConfigError, DataError, TrainingDiverged
+from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
 
-__all__ = ["M2TrainResult", "m2_step_loss", "m2_objective", "train_m2", "M2_OBJECTIVES", "encoder_parameters"]
+__all__ = ["M2_OBJECTIVES", "M2TrainResult", "encoder_parameters", "encoder_phase", "m2_objective", "m2_step_loss",
+           "train_m2", "unlabelled_mutual_information"]
 
 M2_OBJECTIVES = ("elbo", "iwae")
 
@@ -34,7 +59,9 @@ M2_OBJECTIVES = ("elbo", "iwae")
 @dataclass
 class M2TrainResult:
     model: M2
-    history: list[dict] = field(default_factory=list)  # one row per epoch: epoch, loss, seconds
+    # one row per epoch: epoch, loss, seconds; with ``lagging`` also aggressive (during the epoch),
+    # inner_steps (encoder-only steps in the epoch) and mi (measured after an aggressive epoch, else None)
+    history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -75,21 +102,35 @@ def m2_objective(model: M2, data: SemiSupervisedDataset, objective: str = "elbo"
 
 def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", epochs: int = 100,
              batch_size: int = 100, lr: float = 1e-3, gamma: float = 1.0, alpha: float = 0.0,
-             particles: int = 10, seed: int = 0, parameters: str = "all") -> M2TrainResult:
+             particles: int = 10, seed: int = 0, parameters: str = "all", lagging: bool = False,
+             aggressive_inner: int = 100, lagging_window: int = 10, mi_points: int = 1000) -> M2TrainResult:
     """Train ``model`` in place on ``data`` (App. D: Adam, lr 0.001, batches of 100, 100 epochs);
-    ``parameters="encoder"`` keeps the decoder fixed."""
+    ``parameters="encoder"`` keeps the decoder fixed; ``lagging=True`` trains with Lagging Inference
+    Networks (He et al. 2019, Alg. 1; module docstring) with at most ``aggressive_inner`` encoder-only
+    steps per batch, windows of ``lagging_window`` steps and I(x; z) on ``mi_points`` unlabelled points."""
     if objective not in M2_OBJECTIVES:
         raise ConfigError(f"unknown M2 objective {objective!r}; known: {', '.join(M2_OBJECTIVES)}")
-    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles),
+                    ("aggressive_inner", aggressive_inner), ("lagging_window", lagging_window)):
         if isinstance(v, bool) or int(v) != v or v < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(mi_points, bool) or int(mi_points) != mi_points or mi_points < 2:
+        raise ConfigError(f"mi_points must be an integer >= 2, got {mi_points!r}")
     if not lr > 0 or gamma < 0 or alpha < 0:
         raise ConfigError(f"need lr > 0, gamma >= 0, alpha >= 0; got {lr}, {gamma}, {alpha}")
     if parameters not in ("all", "encoder"):
         raise ConfigError(f"parameters must be 'all' or 'encoder', got {parameters!r}")
+    if lagging and parameters != "all":
+        raise ConfigError("Lagging Inference trains encoder and decoder; it needs parameters='all'")
+    if lagging and model.z_guide != "factorised":
+        raise ConfigError("Lagging Inference's I(x; z) is measured on the factorised q(z|x); "
+                          f"this model's unlabelled guide is {model.z_guide!r}")
     x_l, y_l, x_u = _split(model, data)
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
+    if lagging:
+        return _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
+                             int(aggressive_inner), int(lagging_window), int(mi_points))
     params = list(model.parameters()) if parameters == "all" else encoder_parameters(model)
     frozen = [] if parameters == "all" else list(model.decoder.parameters())
     for p in frozen:
@@ -99,6 +140,89 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
     finally:
         for p in frozen:
             p.requires_grad_(True)
+
+
+def encoder_phase(step: Callable[[int], float], max_inner: int, window: int) -> int:
+    """He et al. (2019)'s inner loop (Alg. 1, lines 4-8): call ``step(k)`` — one encoder-only update,
+    ``k = 0`` on the current batch, later ones on fresh batches, returning its loss — at most
+    ``max_inner`` times; after every ``window`` calls compare the window's mean loss with the previous
+    window's and stop as soon as it no longer falls. Returns the number of steps taken."""
+    previous, losses = math.inf, []
+    for k in range(int(max_inner)):
+        losses.append(step(k))
+        if len(losses) == window:
+            current = sum(losses) / window
+            if current >= previous:
+                return k + 1
+            previous, losses = current, []
+    return int(max_inner)
+
+
+def unlabelled_mutual_information(model: M2, x: torch.Tensor, seed: int = 0) -> float:
+    """He et al.'s aggregate-posterior :math:`I_q(x; z)` of the factorised unlabelled guide
+    :math:`q(z|x)` (seed 001, Eq. 13) on the points ``x``, one draw per point with a fixed ``seed``."""
+    if model.z_guide != "factorised":
+        raise ConfigError(f"I(x; z) needs the factorised q(z|x); the model's guide is {model.z_guide!r}")
+    with torch.no_grad():
+        loc, scale = model.encode_z_unlabelled(x, None)
+        return float(aggregate_posterior_mutual_information(loc, scale, seed=seed))
+
+
+def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
+                  aggressive_inner, window, mi_points) -> M2TrainResult:
+    """Lagging Inference Networks for M2 (module docstring)."""
+    encoder = encoder_parameters(model)
+    encoder_ids = {id(p) for p in encoder}
+    enc_opt = torch.optim.Adam(encoder, lr=lr)
+    dec_opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in encoder_ids], lr=lr)
+    n_u, n_l, bs = len(x_u), len(x_l), int(batch_size)
+    b_l = min(bs, n_l)
+    x_mi = x_u[:mi_points]
+
+    def step(iu, il, optimizers, epoch) -> float:
+        loss = m2_step_loss(model, x_u[iu], x_l[il], y_l[il], n_u, n_l, objective, gamma, alpha, particles)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"M2 loss became {loss.item()} in epoch {epoch}")
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        return loss.item()
+
+    def encoder_step(k: int, first: tuple, epoch: int) -> float:
+        """Encoder-only step ``k`` of a batch: on the current batch ``first`` (k = 0), then on fresh ones."""
+        if k == 0:
+            return step(*first, [enc_opt], epoch)
+        iu, il = torch.randint(n_u, (bs,), generator=gen), torch.randint(n_l, (b_l,), generator=gen)
+        return step(iu, il, [enc_opt], epoch)
+
+    result = M2TrainResult(model)
+    aggressive, best_mi = True, -math.inf
+    start = time.perf_counter()
+    for epoch in range(int(epochs)):
+        order = torch.randperm(n_u, generator=gen)
+        total, steps, inner = 0.0, 0, 0
+        was_aggressive = aggressive
+        for i in range(0, n_u, bs):
+            iu, il = order[i:i + bs], torch.randint(n_l, (b_l,), generator=gen)
+            if aggressive:
+                inner += encoder_phase(functools.partial(encoder_step, first=(iu, il), epoch=epoch),
+                                       aggressive_inner, window)
+                total += step(iu, il, [dec_opt], epoch)
+            else:
+                total += step(iu, il, [enc_opt, dec_opt], epoch)
+            steps += 1
+        mi = None
+        if aggressive:
+            mi = unlabelled_mutual_information(model, x_mi)
+            if mi > best_mi:
+                best_mi = mi
+            else:
+                aggressive = False
+        result.history.append({"epoch": epoch + 1, "loss": total / steps, "seconds": time.perf_counter() - start,
+                               "aggressive": was_aggressive, "inner_steps": inner, "mi": mi})
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def _loop(model, params, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen) -> M2TrainResult:

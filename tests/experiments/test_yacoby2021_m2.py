@@ -15,14 +15,15 @@ from pyrovae.experiments.yacoby2021_m2_figures import plot_m2_panels
 
 def test_tables_3_4_tiny_smoke(tmp_path):
     options = ExperimentOptions(out=tmp_path, quick=True, reps=1)
-    report = run_tables(options, m2_settings(options, tiny=True), methods=("iwae",))
+    report = run_tables(options, m2_settings(options, tiny=True), methods=("iwae", "lin"))
     t3, t4, diag = report.tables
-    assert t3.rows == ["discrete / iwae", "continuous / iwae"]
+    assert t3.rows == ["discrete / iwae", "discrete / lin", "continuous / iwae", "continuous / lin"]
     for row in t3.rows:
         assert math.isfinite(t3.cells[(row, "S-kNN p(x)")].mean)
         assert math.isfinite(t4.cells[(row, "cohort 2")].mean)
         assert diag.cells[(row, "collapse score")].mean >= 0
     assert "paper 0.694" in t3.to_markdown() and "paper 1.426" in t4.to_markdown()
+    assert "paper 0.703" in t3.to_markdown() and "paper 17.530" in t4.to_markdown()  # the LIN column
     assert [p.name for p in report.figures] == ["figure_m2_discrete.png", "figure_m2_continuous.png"]
     assert all(p.stat().st_size > 10_000 for p in report.figures)
     report.write(tmp_path)
@@ -38,9 +39,20 @@ def test_run_curves_and_bad_names(tmp_path):
     with pytest.raises(ConfigError):
         fit_m2_semicircle("ordinal", "vae")
     with pytest.raises(ConfigError):
-        fit_m2_semicircle("discrete", "lin")
+        fit_m2_semicircle("discrete", "lagging")
     with pytest.raises(DataError):
         plot_m2_panels({}, tmp_path / "g.png")
+
+
+def test_lin_run_trains_aggressively_then_reports():
+    """Method ``lin``: Lagging Inference (He et al. 2019) on the factorised guide; the run records its
+    aggressive epochs and encoder-only steps (tiny: 2 batches an epoch, at most 4 inner steps each)."""
+    settings = {**m2_settings(None, tiny=True), "epochs": 2}
+    out = fit_m2_semicircle("discrete", "lin", **settings)
+    assert 1 <= out["aggressive_epochs"] <= 2
+    assert 2 * out["aggressive_epochs"] * 2 <= out["inner_steps"] <= 2 * out["aggressive_epochs"] * 4
+    assert math.isfinite(out["knn_cohort1"]) and 0.0 <= out["q_y"] <= 1.0
+    assert "aggressive_epochs" not in fit_m2_semicircle("discrete", "vae", **settings)
 
 
 def test_sweep_tiny_smoke(tmp_path):

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from pyrovae.data.yacoby_m2 import continuous_semicircle, discrete_semicircle, semicircle_f
+import pyrovae.inference.m2_training as m2t
+from pyrovae.data.yacoby_m2 import (
+    continuous_semicircle,
+    discrete_semicircle,
+    semicircle_f,
+)
 from pyrovae.errors import ConfigError
-from pyrovae.inference.m2_training import train_m2
-from pyrovae.metrics.semisupervised import cohort_knn, decoder_spread, functional_collapse, label_accuracy
+from pyrovae.inference.m2_training import (
+    encoder_parameters,
+    encoder_phase,
+    train_m2,
+    unlabelled_mutual_information,
+)
+from pyrovae.metrics.information import aggregate_posterior_mutual_information
+from pyrovae.metrics.semisupervised import (
+    cohort_knn,
+    decoder_spread,
+    functional_collapse,
+    label_accuracy,
+)
 from pyrovae.models.m2 import M2
 
 
@@ -54,3 +72,94 @@ def test_label_accuracy_and_cohort_knn():
     assert set(out) == {"rmse", "sign_accuracy"}
     ref = data.points[:40]
     assert cohort_knn(model, 0, ref) > cohort_knn(model, 0, ref) - 1e-9  # deterministic given the seed
+
+
+# -- Lagging Inference Networks (He et al. 2019, Alg. 1) for M2 ----------------------------------------
+def test_encoder_phase_stops_when_the_window_mean_stops_falling():
+    calls = []
+
+    def step(k):
+        calls.append(k)
+        return [5.0, 4.0, 3.0, 2.0, 2.5, 1.0, 0.5, 0.1][k]
+
+    # windows of 2: means 4.5, 2.5, 1.75, 0.3 — always falling, so the cap ends it
+    assert encoder_phase(step, max_inner=8, window=2) == 8 and calls == list(range(8))
+    calls.clear()
+    # windows of 1: 5 > 4 > 3 > 2, then 2.5 >= 2 -> stop after the fifth step
+    assert encoder_phase(step, max_inner=8, window=1) == 5 and calls == [0, 1, 2, 3, 4]
+    calls.clear()
+    assert encoder_phase(step, max_inner=3, window=5) == 3  # the cap, before a window is complete
+
+
+def test_aggressive_phase_changes_only_the_guide(monkeypatch):
+    """In aggressive mode (I(x; z) scripted to rise) each batch gets encoder-only inner steps, then one
+    decoder-only step: right after the first inner loop the decoder must be bit-identical while the
+    guide has moved; after the next one (which follows a decoder step) the decoder has moved."""
+    data = discrete_semicircle(n=200, seed=0)
+    torch.manual_seed(0)
+    model = M2(2, "discrete", widths=(16, 16))
+    dec_before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    enc_before = [p.detach().clone() for p in encoder_parameters(model)]
+    rising = iter(range(100))
+    monkeypatch.setattr(m2t, "unlabelled_mutual_information", lambda model, x: float(next(rising)))
+    # the step that touches the decoder: the first optimiser stepped after each encoder phase
+    real_phase = m2t.encoder_phase
+    checked, moved = [], []
+
+    def phase_then_check(step, max_inner, window):
+        n = real_phase(step, max_inner, window)
+        checked.append(all(torch.equal(dec_before[k], v) for k, v in model.decoder.state_dict().items()))
+        moved.append(any(not torch.equal(a, b) for a, b in zip(enc_before, encoder_parameters(model))))
+        return n
+
+    monkeypatch.setattr(m2t, "encoder_phase", phase_then_check)
+    res = train_m2(model, data, epochs=1, batch_size=100, lr=1e-2, alpha=1.0, lagging=True, aggressive_inner=6,
+                   lagging_window=2)
+    # the first encoder phase runs before any decoder step: the decoder is untouched by it
+    assert checked[0] is True and moved[0] is True and len(checked) == 2  # 180 unlabelled points, batches of 100
+    assert 2 <= res.history[0]["inner_steps"] <= 12 and res.history[0]["aggressive"]
+    # the decoder-only step did move the decoder (the first check after it fails)
+    assert checked[1] is False
+
+
+def test_aggressive_mode_ends_when_mutual_information_stops_rising(monkeypatch):
+    data = discrete_semicircle(n=200, seed=1)
+    torch.manual_seed(0)
+    model = M2(2, "discrete", widths=(8,))
+    mis = iter([0.1, 0.3, 0.2, 0.9, 1.0])  # rises, rises, falls -> off after the third epoch
+    seen = []
+
+    def scripted(model, x):
+        seen.append(x.shape[0])
+        return next(mis)
+
+    monkeypatch.setattr(m2t, "unlabelled_mutual_information", scripted)
+    res = train_m2(model, data, epochs=5, batch_size=100, lr=1e-2, alpha=1.0, lagging=True, aggressive_inner=3,
+                   lagging_window=1, mi_points=50)
+    assert [r["aggressive"] for r in res.history] == [True, True, True, False, False]
+    assert [r["mi"] for r in res.history] == [0.1, 0.3, 0.2, None, None]
+    assert all(r["inner_steps"] >= 2 for r in res.history[:3]) and all(r["inner_steps"] == 0 for r in res.history[3:])
+    assert seen == [50, 50, 50]
+
+
+def test_unlabelled_mutual_information_matches_the_estimator():
+    torch.manual_seed(0)
+    model = M2(2, "discrete", widths=(8,))
+    x = discrete_semicircle(n=100, seed=2).points
+    with torch.no_grad():
+        loc, scale = model.z_encoder_x(x)
+    expected = float(aggregate_posterior_mutual_information(loc, scale, seed=0))
+    assert unlabelled_mutual_information(model, x) == pytest.approx(expected, abs=1e-7)
+    assert 0.0 <= unlabelled_mutual_information(model, x) <= math.log(100) + 1e-6
+
+
+def test_lagging_rejects_bad_options():
+    data = discrete_semicircle(n=50)
+    with pytest.raises(ConfigError):
+        train_m2(M2(2, z_guide="conditional"), data, lagging=True)
+    with pytest.raises(ConfigError):
+        train_m2(M2(2), data, lagging=True, parameters="encoder")
+    with pytest.raises(ConfigError):
+        train_m2(M2(2), data, lagging=True, aggressive_inner=0)
+    with pytest.raises(ConfigError):
+        train_m2(M2(2), data, lagging=True, mi_points=1)
