@@ -261,12 +261,17 @@ class M2(nn.Module):
             raise DataError(f"continuous labels must have shape (n, {self.y_dim}), got {tuple(y.shape)}")
         return y
 
+    def _relaxed(self, probs: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> dist.Distribution:
+        """The relaxed one-hot distribution of the ``"relaxed"`` variant at the model's temperature,
+        with the log density ``relaxed_density`` names (module docstring)."""
+        cls = OneHotDensityRelaxed if self.relaxed_density == "onehot" else dist.RelaxedOneHotCategorical
+        return cls(torch.tensor(self.temperature, dtype=self.sigma.dtype), probs=probs, logits=logits)
+
     # -- Pyro program -------------------------------------------------------------
     def _prior_site(self, labelled: bool):
         """The distribution of the model's ``y`` site."""
         if self.y_kind == "relaxed" and not labelled:
-            cls = OneHotDensityRelaxed if self.relaxed_density == "onehot" else dist.RelaxedOneHotCategorical
-            return cls(torch.tensor(self.temperature, dtype=self.sigma.dtype), probs=self.prior_probs)
+            return self._relaxed(probs=self.prior_probs)
         if self.y_kind == "relaxed":  # labelled relaxed points carry exact one-hots
             return dist.OneHotCategorical(probs=self.prior_probs)
         return self.p_y()
@@ -302,9 +307,7 @@ class M2(nn.Module):
                     if self.y_kind == "discrete":
                         y = pyro.sample("y", self.q_y(x), infer={"enumerate": "parallel"})
                     elif self.y_kind == "relaxed":
-                        cls = OneHotDensityRelaxed if self.relaxed_density == "onehot" else dist.RelaxedOneHotCategorical
-                        t = torch.tensor(self.temperature, dtype=x.dtype)
-                        y = pyro.sample("y", cls(t, logits=self.y_logits(x)))
+                        y = pyro.sample("y", self._relaxed(logits=self.y_logits(x)))
                     else:
                         y = pyro.sample("y", self.q_y(x))
                     loc, scale = self.encode_z_unlabelled(x, y)
@@ -320,9 +323,15 @@ class M2(nn.Module):
         return log_px + self.p_y().log_prob(y) + log_pz
 
     def iwae_bound(self, x: torch.Tensor, y: torch.Tensor | None = None, particles: int = 10) -> torch.Tensor:
-        r"""Per-point IWAE bound with ``S = particles``: Eq. 14 (labelled) or Eq. 15 (unlabelled;
-        discrete ``y`` summed exactly, continuous ``y`` drawn from ``q(y|x)``). Differentiable;
-        reparameterised draws."""
+        r"""Per-point IWAE bound with ``S = particles``: Eq. 14 (labelled) or Eq. 15 (unlabelled).
+
+        Unlabelled, ``y`` is handled three ways. Discrete: each weight is replaced by its expectation
+        over :math:`y_s \sim q(y|x)`, the exact sum :math:`\sum_y p(x, z_s, y) / q(z_s|x)` (tighter by
+        Jensen, and free of :math:`q(y|x)`). Relaxed: Eq. 15 as printed, with :math:`y_s` drawn from the
+        relaxed :math:`q(y|x)` at the model's temperature and the weight
+        :math:`p(x|z_s,y_s)\,p(y_s)\,p(z_s) / (q(y_s|x)\,q(z_s|x))` under the relaxed densities of the
+        ELBO (module docstring), so :math:`q(y|x)` is trained by the bound. Continuous: :math:`y_s`
+        drawn from :math:`q(y|x)`. Differentiable; reparameterised draws."""
         if int(particles) != particles or particles < 1:
             raise ConfigError(f"the number of particles must be a positive integer, got {particles}")
         S = int(particles)
@@ -331,6 +340,16 @@ class M2(nn.Module):
             loc, scale = self.encode_z(x, y)
             z = loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)
             log_w = self.log_joint_terms(x, y, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)
+            return torch.logsumexp(log_w, 0) - math.log(S)
+        if self.y_kind == "relaxed":  # Eq. 15 as printed, y_s from the relaxed q(y|x)
+            q_y = self._relaxed(logits=self.y_logits(x))
+            yv = q_y.rsample((S,))  # (S, n, K)
+            loc, scale = self.encode_z_unlabelled(x, yv)
+            z = loc + scale * torch.randn(yv.shape[:-1] + loc.shape[-1:], dtype=loc.dtype)  # (S, n, d)
+            log_px = dist.Normal(self.decode(z, yv), self.sigma).log_prob(x).sum(-1)
+            log_pz = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+            log_py = self._relaxed(probs=self.prior_probs).log_prob(yv)
+            log_w = log_px + log_pz + log_py - q_y.log_prob(yv) - dist.Normal(loc, scale).log_prob(z).sum(-1)
             return torch.logsumexp(log_w, 0) - math.log(S)
         if self.discrete:  # Eq. 15, the expectation over y taken exactly
             ys = torch.arange(self.num_classes).view(-1, 1)  # (K, 1) against (n,)

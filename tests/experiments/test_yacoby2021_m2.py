@@ -88,3 +88,12 @@ def test_real_tables_tiny_smoke_on_a_user_file(tmp_path, monkeypatch):
     assert math.isfinite(t5.cells[("contraceptive / vae", "S-kNN p(x)")].mean)
     assert math.isfinite(t6.cells[("contraceptive / iwae", "cohort 3")].mean)
     assert t6.cells[("titanic / vae", "cohort 1")] == "NA" and "no file" in t5.cells[("retinopathy / vae", "S-kNN p(x)")]
+
+
+def test_relaxed_iwae_run_is_discrete_only():
+    """Method ``iwae-relaxed`` (Eq. 15 with y_s drawn from the relaxed q(y|x)) runs on the discrete
+    semi-circle and refuses the continuous one, whose label has nothing to relax."""
+    out = fit_m2_semicircle("discrete", "iwae-relaxed", **m2_settings(None, tiny=True))
+    assert math.isfinite(out["knn_px"]) and 0.0 <= out["q_y"] <= 1.0
+    with pytest.raises(ConfigError, match="continuous"):
+        fit_m2_semicircle("continuous", "iwae-relaxed", **m2_settings(None, tiny=True))
