@@ -32,6 +32,7 @@ import torch
 
 from pyrovae.data.stream import StreamDataset
 from pyrovae.errors import ConfigError
+from pyrovae.validation import integer_at_least
 
 __all__ = [
     "BERGER_NOISE",
@@ -49,12 +50,6 @@ BERGER_NOISE = {"moderate": 0.05, "small": 0.01, "large": 0.1}
 _BREAKS = (-2.0 / 3.0, 2.0 / 3.0)
 
 
-def _check_n(n, minimum: int = 2) -> int:
-    if isinstance(n, bool) or int(n) != n or int(n) < minimum:
-        raise ConfigError(f"n must be an integer >= {minimum}, got {n!r}")
-    return int(n)
-
-
 def berger_curve(s: torch.Tensor) -> torch.Tensor:
     """The manifold :math:`c(s) = (s, \\sin \\pi s)`, shape ``s.shape + (2,)``."""
     return torch.stack([s, torch.sin(math.pi * s)], dim=-1)
@@ -69,7 +64,7 @@ def berger_noise_sd(s: torch.Tensor) -> torch.Tensor:
 
 def berger_sample(n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points ``(y, s)`` of the artificial data (torch's global generator unless one is given)."""
-    n = _check_n(n, minimum=1)
+    n = integer_at_least("n", n)
     lo, hi = S_RANGE
     s = lo + (hi - lo) * torch.rand(n, generator=generator)
     eps = torch.randn(n, 2, generator=generator)
@@ -79,7 +74,7 @@ def berger_sample(n: int, generator: torch.Generator | None = None) -> tuple[tor
 def berger_manifold(n: int = 2000, seed: int = 0) -> StreamDataset:
     """Berger & Sebag's 2-D data as a stream: ``n`` evaluation points from ``seed``; every training
     batch is drawn afresh. Unconditional (``x`` has no columns)."""
-    n = _check_n(n)
+    n = integer_at_least("n", n, 2)
     y, s = berger_sample(n, torch.Generator().manual_seed(int(seed)))
     truth = {"noise_sd": dict(BERGER_NOISE), "s": s}  # the evaluation points' positions on the curve
 
@@ -126,18 +121,16 @@ def berger_log_density(y: torch.Tensor, resolution: float = 8.0, chunk: int = 51
 
 def sphere_sample(n: int, D: int, R: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` points uniform on the sphere :math:`S_{D-1}(R)` of :math:`\\mathbb R^D` (no noise)."""
-    g = torch.randn(_check_n(n, minimum=1), int(D), generator=generator)
+    g = torch.randn(integer_at_least("n", n), int(D), generator=generator)
     return float(R) * g / g.norm(dim=1, keepdim=True)
 
 
 def sphere(n: int = 2000, D: int = 3, R: float = 1.0, seed: int = 0) -> StreamDataset:
     """Points on :math:`S_{D-1}(R)` as a stream (fresh every batch): the data of Theorem 1."""
-    n = _check_n(n)
-    if isinstance(D, bool) or int(D) != D or int(D) < 2:
-        raise ConfigError(f"D must be an integer >= 2, got {D!r}")
+    n = integer_at_least("n", n, 2)
+    D = integer_at_least("D", D, 2)
     if not (math.isfinite(float(R)) and float(R) > 0):
         raise ConfigError(f"R must be finite and > 0, got {R!r}")
-    D = int(D)
     y = sphere_sample(n, D, R, torch.Generator().manual_seed(int(seed)))
 
     def sampler(m: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,7 +44,8 @@ from typing import Callable
 import torch
 
 from pyrovae.data.base import Dataset
-from pyrovae.errors import ConfigError, DataError
+from pyrovae.errors import DataError
+from pyrovae.validation import integer_at_least
 
 __all__ = ["m1", "m2", "m3", "m1_moments", "m2_moments", "m3_moments", "SIMULATIONS", "M2_MEAN_FACTOR", "M2_SD_FACTOR"]
 
@@ -86,12 +87,6 @@ def m3_moments(x: torch.Tensor) -> Moments:
     return (0.4 * m).unsqueeze(1), torch.sqrt(0.775 + 0.84 * m**2).unsqueeze(1)
 
 
-def _check(n: int, name: str) -> int:
-    if isinstance(n, bool) or int(n) != n or n < 2:
-        raise ConfigError(f"{name} needs n >= 2 points, got {n}")
-    return int(n)
-
-
 def _dataset(name: str, x: torch.Tensor, y: torch.Tensor, moments: Callable[[torch.Tensor], Moments],
              n: int, seed: int) -> Dataset:
     dtype = torch.get_default_dtype()
@@ -105,7 +100,7 @@ def _dataset(name: str, x: torch.Tensor, y: torch.Tensor, moments: Callable[[tor
 
 def m1(n: int = 5000, seed: int = 0) -> Dataset:
     r"""M1: :math:`y = x_1^2 + e^{x_2 + x_3/3} + \sin(x_4 + x_5) + N(0, 1)`, :math:`x \sim N(0, I_5)`."""
-    n = _check(n, "M1")
+    n = integer_at_least("M1's n", n, 2)
     g = torch.Generator().manual_seed(int(seed))
     x = torch.randn(n, 5, generator=g, dtype=torch.float64)
     mean, _ = m1_moments(x)
@@ -115,7 +110,7 @@ def m1(n: int = 5000, seed: int = 0) -> Dataset:
 
 def m2(n: int = 5000, seed: int = 0) -> Dataset:
     r"""M2: :math:`y = g(x)\, e^{\varepsilon/2}`, :math:`\varepsilon \sim \frac12 N(-2,1) + \frac12 N(2,1)`, :math:`x \sim N(0, I_5)`."""
-    n = _check(n, "M2")
+    n = integer_at_least("M2's n", n, 2)
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn(n, 5, generator=gen, dtype=torch.float64)
     sign = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < 0.5, -1.0, 1.0)
@@ -126,7 +121,7 @@ def m2(n: int = 5000, seed: int = 0) -> Dataset:
 
 def m3(n: int = 5000, seed: int = 0) -> Dataset:
     r"""M3: :math:`y \sim N(-m, 0.5^2)` w.p. 0.3, :math:`N(m, 1)` w.p. 0.7, :math:`m = 1 + x_1 + x_2/2`, :math:`x \sim N(0, I_2)`."""
-    n = _check(n, "M3")
+    n = integer_at_least("M3's n", n, 2)
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn(n, 2, generator=gen, dtype=torch.float64)
     m = 1 + x[:, 0] + 0.5 * x[:, 1]

@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 
 from pyrovae.data.base import Dataset
-from pyrovae.errors import ConfigError, DataError
+from pyrovae.errors import DataError
+from pyrovae.validation import integer_at_least
 
 __all__ = ["StreamDataset"]
 
@@ -36,13 +37,12 @@ class StreamDataset(Dataset):
 
     def resample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` fresh points, on the device and in the dtype of the evaluation sample."""
-        if isinstance(n, bool) or int(n) != n or int(n) < 1:
-            raise ConfigError(f"a batch needs n >= 1 points, got {n!r}")
-        x, y = self.sampler(int(n))
-        x = torch.as_tensor(x).reshape(int(n), self.x_dim).to(self.y)
+        n = integer_at_least("a batch's n", n)
+        x, y = self.sampler(n)
+        x = torch.as_tensor(x).reshape(n, self.x_dim).to(self.y)
         y = torch.as_tensor(y).to(self.y)
-        if y.shape != (int(n), self.y_dim):
-            raise DataError(f"{self.name}: the sampler returned y of shape {tuple(y.shape)}, expected {(int(n), self.y_dim)}")
+        if y.shape != (n, self.y_dim):
+            raise DataError(f"{self.name}: the sampler returned y of shape {tuple(y.shape)}, expected {(n, self.y_dim)}")
         return x, y
 
     def to(self, device: str | torch.device) -> "StreamDataset":

@@ -31,6 +31,7 @@ from scipy import special, stats
 
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, DataError
+from pyrovae.validation import integer_at_least
 
 __all__ = [
     "SemiSupervisedDataset", "semicircle_f", "discrete_semicircle", "continuous_semicircle",
@@ -96,8 +97,7 @@ def semicircle_f(z, y, kind: str = "discrete") -> torch.Tensor:
 
 
 def _check(n: int, labelled_fraction: float, sigma: float) -> None:
-    if isinstance(n, bool) or int(n) != n or n < 2:
-        raise ConfigError(f"n must be an integer >= 2, got {n!r}")
+    integer_at_least("n", n, 2)
     if not 0.0 < labelled_fraction < 1.0:
         raise ConfigError(f"the labelled fraction must lie strictly between 0 and 1, got {labelled_fraction}")
     if not sigma >= 0.0 or not math.isfinite(sigma):

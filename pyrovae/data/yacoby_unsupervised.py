@@ -47,6 +47,7 @@ import torch
 
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.validation import integer_at_least
 
 __all__ = ["KINDS", "NOISE_VAR", "A_EMBED", "CLUSTER_ANGLES", "SPLIT_SIZES", "ground_truth", "figure8_f", "circle_f",
            "absolute_f", "clusters_f", "spiral_f", "yacoby_splits", "yacoby_dataset"]
@@ -129,12 +130,6 @@ def _embedded(base):
     return f
 
 
-def _check_count(name: str, v) -> int:
-    if isinstance(v, bool) or int(v) != v or int(v) < 2:
-        raise ConfigError(f"{name} must be an integer >= 2, got {v!r}")
-    return int(v)
-
-
 def yacoby_splits(kind: str, index: int = 0, seed: int = 0, embed: bool = False,
                   sizes: dict[str, int] | None = None, mean=None) -> dict[str, Dataset]:
     """``train``/``validation``/``test`` of version ``index`` of ``kind`` (sizes default 5000/2000/2000).
@@ -142,13 +137,12 @@ def yacoby_splits(kind: str, index: int = 0, seed: int = 0, embed: bool = False,
     ``mean`` replaces the analytic 2-D :math:`f` (``(n, 1)`` z → ``(n, 2)``), e.g. the fitted generating
     network of App. G (:func:`pyrovae.data.yacoby_networks.network_mean`); ``embed`` still applies A after it."""
     _check_kind(kind)
-    if isinstance(index, bool) or int(index) != index or index < 0:
-        raise ConfigError(f"index must be a non-negative integer, got {index!r}")
+    integer_at_least("index", index, 0)
     sizes = dict(SPLIT_SIZES, **(sizes or {}))
     unknown = set(sizes) - set(SPLITS)
     if unknown:
         raise ConfigError(f"unknown split(s) {sorted(unknown)}; known: {', '.join(SPLITS)}")
-    counts = [_check_count(f"the {s} size", sizes[s]) for s in SPLITS]
+    counts = [integer_at_least(f"the {s} size", sizes[s], 2) for s in SPLITS]
     f, noise_var = ground_truth(kind, embed)
     if mean is not None:
         f = _embedded(mean) if embed else mean

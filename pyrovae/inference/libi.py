@@ -39,6 +39,7 @@ from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.metrics.likelihood import vae_log_likelihood
 from pyrovae.metrics.normality import henze_zirkler
+from pyrovae.validation import integer_at_least
 
 __all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI"]
 
@@ -62,8 +63,7 @@ class LiBISettings:
     def __post_init__(self) -> None:
         for name in ("rounds", "step1_steps", "step2_steps", "val_samples"):
             v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ConfigError(f"LiBI {name} must be a positive integer, got {v!r}")
+            integer_at_least(f"LiBI {name}", v)
         for name in ("lr", "eps_sigma", "eps_mu"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):

@@ -30,6 +30,7 @@ from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.init import fit_decoder
 from pyrovae.inference.m2_training import m2_objective, train_m2
 from pyrovae.models.m2 import M2
+from pyrovae.validation import integer_at_least
 
 __all__ = ["M2Init", "fit_m2_decoder", "init_m2_at_ground_truth"]
 
@@ -77,8 +78,7 @@ def init_m2_at_ground_truth(model: M2, data: SemiSupervisedDataset, true_f: Call
     """Decoder by regression on ``true_f(z, y)`` at ``data.truth['z']`` and ``data.labels``, then the
     guide by Eq. 5 with the decoder frozen, best of ``restarts`` on ``validation`` (App. D).
     ``model`` is left at the best restart."""
-    if isinstance(restarts, bool) or int(restarts) != restarts or restarts < 1:
-        raise ConfigError(f"restarts must be a positive integer, got {restarts!r}")
+    integer_at_least("restarts", restarts)
     z = data.truth.get("z")
     if z is None:
         raise DataError(f"{data.name}: initialisation at the ground truth needs the true z")

@@ -49,6 +49,7 @@ from pyrovae.data.yacoby_m2 import SemiSupervisedDataset
 from pyrovae.errors import ConfigError, DataError, TrainingDiverged
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
+from pyrovae.validation import integer_at_least
 
 __all__ = ["M2_OBJECTIVES", "M2TrainResult", "encoder_parameters", "encoder_phase", "m2_objective", "m2_step_loss",
            "train_m2", "unlabelled_mutual_information"]
@@ -112,10 +113,8 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
         raise ConfigError(f"unknown M2 objective {objective!r}; known: {', '.join(M2_OBJECTIVES)}")
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles),
                     ("aggressive_inner", aggressive_inner), ("lagging_window", lagging_window)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(mi_points, bool) or int(mi_points) != mi_points or mi_points < 2:
-        raise ConfigError(f"mi_points must be an integer >= 2, got {mi_points!r}")
+        integer_at_least(name, v)
+    integer_at_least("mi_points", mi_points, 2)
     if not lr > 0 or gamma < 0 or alpha < 0:
         raise ConfigError(f"need lr > 0, gamma >= 0, alpha >= 0; got {lr}, {gamma}, {alpha}")
     if parameters not in ("all", "encoder"):

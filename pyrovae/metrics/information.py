@@ -40,6 +40,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma
 
 from pyrovae.errors import ConfigError, DataError
+from pyrovae.validation import integer_at_least
 
 __all__ = [
     "ksg_mutual_information",
@@ -86,9 +87,7 @@ def ksg_mutual_information(x, z, k: int = 3, standardise: bool = True, jitter: f
     Returns:
         The estimate (may be slightly negative when :math:`I \approx 0`).
     """
-    if isinstance(k, bool) or int(k) != k or int(k) < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
-    k = int(k)
+    k = integer_at_least("k", k)
     xa, za = _as_matrix(x, "x"), _as_matrix(z, "z")
     n = xa.shape[0]
     if za.shape[0] != n:
@@ -160,8 +159,7 @@ def aggregate_posterior_mutual_information(
     n = loc.shape[0]
     if batch_size is None:
         batch_size = n
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = integer_at_least("batch_size", batch_size)
     gen = None if seed is None else torch.Generator(device=loc.device).manual_seed(int(seed))
     total = loc.new_zeros(())
     for start in range(0, n, int(batch_size)):

@@ -34,6 +34,7 @@ from typing import Callable, Protocol
 import torch
 
 from pyrovae.errors import ConfigError, DataError
+from pyrovae.validation import integer_at_least
 
 __all__ = [
     "ImportanceDiagnostics",
@@ -71,12 +72,6 @@ class ImportanceDiagnostics:
     ess: torch.Tensor
     std_error: torch.Tensor
     num_samples: int
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def gaussian_proposal(
@@ -134,9 +129,9 @@ def importance_log_marginal(
     Returns:
         ``(n,)`` float64 estimates (and the diagnostics).
     """
-    num_samples = _check_count("num_samples", num_samples)
+    num_samples = integer_at_least("num_samples", num_samples)
     if chunk_size is not None:
-        chunk_size = _check_count("chunk_size", chunk_size)
+        chunk_size = integer_at_least("chunk_size", chunk_size)
     lse = lse2 = None
     done = 0
     while done < num_samples:

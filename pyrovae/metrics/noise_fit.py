@@ -27,6 +27,7 @@ import torch
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.metrics.normality import HZResult, henze_zirkler_test
+from pyrovae.validation import integer_at_least
 
 __all__ = [
     "ResidualCheck",
@@ -54,8 +55,7 @@ def elbo_optimal_noise_variance(model, x: torch.Tensor, y: torch.Tensor, draws: 
     ``model`` needs ``encode(x, y)`` and ``decode(x, z)`` (a :class:`~pyrovae.models.cvae.SigmaCVAE`;
     ``x`` has zero columns for an unconditional VAE).
     """
-    if isinstance(draws, bool) or int(draws) != draws or draws < 1:
-        raise ConfigError(f"draws must be a positive integer, got {draws!r}")
+    integer_at_least("draws", draws)
     _check(model, x, y)
     gen = torch.Generator(device=y.device).manual_seed(seed) if seed is not None else None
     loc, scale = model.encode(x, y)

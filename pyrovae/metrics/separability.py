@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from pyrovae.errors import ConfigError, DataError
+from pyrovae.errors import DataError
+from pyrovae.validation import integer_at_least
 
 __all__ = ["Separability", "separability"]
 
@@ -62,8 +63,7 @@ def separability(x, labels, folds: int = 5, seed: int = 0) -> Separability:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if isinstance(folds, bool) or int(folds) != folds or folds < 2:
-        raise ConfigError(f"folds must be an integer >= 2, got {folds!r}")
+    folds = integer_at_least("folds", folds, 2)
     x, y = _as_array(x, "x"), _as_array(labels, "labels")
     if x.ndim == 1:
         x = x[:, None]

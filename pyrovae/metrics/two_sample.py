@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from pyrovae.errors import ConfigError, DataError
+from pyrovae.validation import integer_at_least
 
 __all__ = ["SmoothKNNResult", "smooth_knn_statistic", "smooth_knn_repeated", "mmd2_unbiased"]
 
@@ -159,10 +160,9 @@ def smooth_knn_repeated(
     s1, s2 = _as_samples(sample_1, "sample_1"), _as_samples(sample_2, "sample_2")
     if s1.dim() != 2 or s2.dim() != 2 or s1.shape[1] != s2.shape[1]:
         raise ConfigError(f"samples must be (n1, d) and (n2, d), got {tuple(s1.shape)} and {tuple(s2.shape)}")
-    for name, v in (("n", n), ("repeats", repeats), ("batch", batch)):
-        if isinstance(v, bool) or int(v) != v or int(v) < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-    n, repeats, batch = int(n), int(repeats), int(batch)
+    n = integer_at_least("n", n)
+    repeats = integer_at_least("repeats", repeats)
+    batch = integer_at_least("batch", batch)
     if n > s1.shape[0] or n > s2.shape[0]:
         raise ConfigError(f"cannot draw n = {n} points from samples of {s1.shape[0]} and {s2.shape[0]}")
     gen = torch.Generator().manual_seed(int(seed))

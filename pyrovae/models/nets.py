@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pyrovae.errors import ConfigError
+from pyrovae.validation import integer_at_least
 
 __all__ = ["ACTIVATIONS", "MLP", "GaussianEncoder", "ResidualBlock", "ResMLP", "ResGaussianEncoder"]
 
@@ -71,11 +72,8 @@ class ResidualBlock(nn.Module):
 
 
 def _residual_trunk(in_dim: int, width: int, blocks: int, activation: str) -> list[nn.Module]:
-    if isinstance(width, bool) or int(width) != width or int(width) < 1:
-        raise ConfigError(f"the residual width must be a positive integer, got {width!r}")
-    if isinstance(blocks, bool) or int(blocks) != blocks or int(blocks) < 1:
-        raise ConfigError(f"the number of residual blocks must be a positive integer, got {blocks!r}")
-    width, blocks = int(width), int(blocks)
+    width = integer_at_least("the residual width", width)
+    blocks = integer_at_least("the number of residual blocks", blocks)
     return [nn.Linear(in_dim, width), *[ResidualBlock(width, activation) for _ in range(blocks)], _activation(activation)()]
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from pyrovae.errors import ConfigError, DataError, UnknownNameError
+from pyrovae.validation import integer_at_least
 
 __all__ = [
     "ObservationNoise",
@@ -119,9 +120,8 @@ class LearnedVectorNoise(ObservationNoise):
 
     def __init__(self, sigma: float, dim: int):
         super().__init__()
-        if isinstance(dim, bool) or int(dim) != dim or int(dim) < 1:
-            raise ConfigError(f"the output dimension must be an integer >= 1, got {dim!r}")
-        self.log_sigma = nn.Parameter(torch.full((int(dim),), math.log(_check_sigma(sigma))))
+        dim = integer_at_least("the output dimension", dim)
+        self.log_sigma = nn.Parameter(torch.full((dim,), math.log(_check_sigma(sigma))))
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         if mean.shape[-1] != self.log_sigma.shape[0]:
@@ -166,10 +166,8 @@ class NetworkNoise(ObservationNoise):
         sigma_min = float(sigma_min)
         if not (math.isfinite(sigma_min) and 0 <= sigma_min < sigma):
             raise ConfigError(f"sigma_min must be in [0, sigma0 = {sigma}), got {sigma_min}")
-        for name, d in (("in_dim", in_dim), ("out_dim", out_dim)):
-            if isinstance(d, bool) or int(d) != d or int(d) < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {d!r}")
-        self.in_dim, self.out_dim, self.sigma_min = int(in_dim), int(out_dim), sigma_min
+        self.in_dim, self.out_dim = integer_at_least("in_dim", in_dim), integer_at_least("out_dim", out_dim)
+        self.sigma_min = sigma_min
         self.net = MLP(self.in_dim, list(widths), self.out_dim, activation)
         last = self.net[-1]
         with torch.no_grad():
