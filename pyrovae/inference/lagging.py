@@ -27,6 +27,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -36,7 +37,26 @@ from pyrovae.inference.algorithms import Algorithm, BlockStats, Decision
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.cvae import SigmaCVAE
 
-__all__ = ["LaggingInference"]
+__all__ = ["LaggingInference", "encoder_phase"]
+
+
+def encoder_phase(step: Callable[[int], float], max_inner: int, window: int, threshold: float = 0.0) -> int:
+    """He et al. (2019)'s inner loop (Alg. 1, lines 4-8): call ``step(k)`` — one encoder-only update,
+    ``k = 0`` on the current batch, later ones on fresh batches, returning its loss — at most
+    ``max_inner`` times; after every ``window`` calls compare the window's mean loss with the previous
+    window's and stop as soon as it has fallen by ``threshold`` (seed 001 App. D's T) or less, or at
+    a non-finite loss. Returns the number of steps taken."""
+    previous, losses = math.inf, []
+    for k in range(int(max_inner)):
+        losses.append(step(k))
+        if not math.isfinite(losses[-1]):
+            return k + 1
+        if len(losses) == window:
+            current = sum(losses) / window
+            if current >= previous - threshold:  # converged: fell by T or less
+                return k + 1
+            previous, losses = current, []
+    return int(max_inner)
 
 
 class LaggingInference(Algorithm):
@@ -82,19 +102,11 @@ class LaggingInference(Algorithm):
         return losses
 
     def _encoder_phase(self, trainer, x: torch.Tensor, y: torch.Tensor, beta: float) -> None:
-        previous, window = math.inf, []
-        for i in range(self.max_inner):
-            if i > 0:
-                x, y = trainer.batch()
-            window.append(trainer.step(x, y, beta, optimizer=self.encoder_optim, clip_norm=self.clip_norm))
-            self.inner_steps += 1
-            if not math.isfinite(window[-1]):
-                return
-            if len(window) == self.window:
-                current = sum(window) / len(window)
-                if current >= previous - self.threshold:  # converged: fell by T or less
-                    return
-                previous, window = current, []
+        def step(k: int) -> float:
+            xb, yb = (x, y) if k == 0 else trainer.batch()
+            return trainer.step(xb, yb, beta, optimizer=self.encoder_optim, clip_norm=self.clip_norm)
+
+        self.inner_steps += encoder_phase(step, self.max_inner, self.window, self.threshold)
 
     # -- between blocks -------------------------------------------------------------
     def mutual_information(self, model: SigmaCVAE) -> float:

@@ -22,7 +22,7 @@ M2 trainer (:mod:`pyrovae.inference.lagging` is the same algorithm for the Sigma
   (:func:`encoder_parameters`: ``q(y|x)`` and the ``z`` encoders) — the first on the current batch,
   the rest on fresh random unlabelled + labelled batches — until the mean loss of a window of
   ``lagging_window`` steps (App. D's R) no longer falls below the previous window's (their public
-  code's T = 0) or ``aggressive_inner`` steps are taken (:func:`encoder_phase`); then one
+  code's T = 0) or ``aggressive_inner`` steps are taken (:func:`pyrovae.inference.lagging.encoder_phase`, shared with the σ-CVAE's LIN); then one
   decoder-only step on the batch;
 * after each epoch in aggressive mode, the mutual information :math:`I_q(x; z)`
   (:func:`pyrovae.metrics.information.aggregate_posterior_mutual_information`, He et al.'s
@@ -40,18 +40,18 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from pyrovae.data.yacoby_m2 import SemiSupervisedDataset
 from pyrovae.errors import ConfigError, DataError, TrainingDiverged
+from pyrovae.inference.lagging import encoder_phase
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
 from pyrovae.validation import integer_at_least
 
-__all__ = ["M2_OBJECTIVES", "M2TrainResult", "encoder_parameters", "encoder_phase", "m2_objective", "m2_step_loss",
+__all__ = ["M2_OBJECTIVES", "M2TrainResult", "encoder_parameters", "m2_objective", "m2_step_loss",
            "train_m2", "unlabelled_mutual_information"]
 
 M2_OBJECTIVES = ("elbo", "iwae")
@@ -139,22 +139,6 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
     finally:
         for p in frozen:
             p.requires_grad_(True)
-
-
-def encoder_phase(step: Callable[[int], float], max_inner: int, window: int) -> int:
-    """He et al. (2019)'s inner loop (Alg. 1, lines 4-8): call ``step(k)`` — one encoder-only update,
-    ``k = 0`` on the current batch, later ones on fresh batches, returning its loss — at most
-    ``max_inner`` times; after every ``window`` calls compare the window's mean loss with the previous
-    window's and stop as soon as it no longer falls. Returns the number of steps taken."""
-    previous, losses = math.inf, []
-    for k in range(int(max_inner)):
-        losses.append(step(k))
-        if len(losses) == window:
-            current = sum(losses) / window
-            if current >= previous:
-                return k + 1
-            previous, losses = current, []
-    return int(max_inner)
 
 
 def unlabelled_mutual_information(model: M2, x: torch.Tensor, seed: int = 0) -> float:

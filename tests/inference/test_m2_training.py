@@ -14,9 +14,9 @@ from pyrovae.data.yacoby_m2 import (
     semicircle_f,
 )
 from pyrovae.errors import ConfigError
+from pyrovae.inference.lagging import encoder_phase
 from pyrovae.inference.m2_training import (
     encoder_parameters,
-    encoder_phase,
     train_m2,
     unlabelled_mutual_information,
 )
