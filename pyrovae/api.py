@@ -31,7 +31,8 @@ from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 from pyrovae.plots import write_run_plots
-from pyrovae.runs import derive_seeds, load_checkpoint, prepare_run_dir, read_json, write_json, write_text
+from pyrovae.runs import (derive_seeds, load_checkpoint, prepare_run_dir, read_json, save_checkpoint, write_json,
+                          write_text)
 
 __all__ = ["build_data", "build_model", "build_algorithm", "train", "train_reps", "load_run", "summarize"]
 
@@ -89,7 +90,8 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
     algorithm = build_algorithm(cfg)
     model = build_model(cfg, data, algorithm)
     with pyro.validation_enabled(False):
-        result = Trainer(model, data, algorithm, settings_from(cfg), run_dir=run_dir, progress=progress).run()
+        result = Trainer(model, data, algorithm, settings_from(cfg), run_dir=run_dir, progress=progress,
+                         seeds=[cfg.seed]).run()
     result.metrics["seed"] = cfg.seed
     if run_dir is not None:
         write_json(run_dir / "metrics.json", result.metrics)
@@ -117,7 +119,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Datas
     data = build_data(cfg)
     model = build_model(cfg, data)
     tensors, _ = load_checkpoint(run_dir, map_location=_device(device))
-    model.load_state_dict(tensors["model"])
+    model.load_state_dict(tensors["models"]["0"])
     return model, data.to(_device(device)), cfg
 
 
@@ -137,31 +139,75 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def train_reps(
-    cfg: RunConfig, reps: int, jobs: int, out: str | Path, on_done: Callable[[int, dict], None] | None = None
+    cfg: RunConfig, reps: int, jobs: int, out: str | Path, on_done: Callable[[int, dict], None] | None = None,
+    vectorize: bool = True, progress: bool = False,
 ) -> dict[str, Any]:
-    """``reps`` runs with seeds derived from ``cfg.seed``, ``jobs`` processes at a time, under ``out/rep-XX``.
-    Writes ``summary.json`` and ``summary.md`` (mean ± sd) and returns the summary."""
+    """``reps`` runs with seeds derived from ``cfg.seed``, under ``out/rep-XX``.
+
+    ``vectorize`` (default) trains them as one batched program in this process (replicate ``i``
+    equals ``train(cfg.replace(seed=seeds[i]))``; the batch's checkpoint in ``out/checkpoint``
+    makes a rerun resume); otherwise one process per run, ``jobs`` at a time. Writes
+    ``summary.json`` and ``summary.md`` (mean ± sd over the runs that did not diverge; the
+    diverged ones are listed under ``diverged``) and returns the summary."""
     cfg.validate()
     if reps < 1 or jobs < 1:
         raise ConfigError(f"--reps and --jobs must be >= 1, got {reps} and {jobs}")
     out = prepare_run_dir(out)
     seeds = derive_seeds(cfg.seed, reps)
-    rows: list[dict] = [{} for _ in range(reps)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {
-            pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}")): i
-            for i, s in enumerate(seeds)
-        }
-        for future in as_completed(futures):
-            i = futures[future]
-            rows[i] = {"rep": i, "seed": seeds[i], **future.result()}
-            if on_done is not None:
-                on_done(i, rows[i])
-    summary = {"config": cfg.to_dict(), "reps": reps, "seeds": seeds, "summary": summarize(rows),
+    if vectorize and not build_algorithm(cfg).batched:
+        vectorize = False  # Lagging Inference Networks: each replicate's aggressive phase is its own
+    if vectorize:
+        rows = _train_vectorized(cfg, seeds, out, on_done, progress)
+    else:
+        rows = [{} for _ in range(reps)]
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures = {
+                pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}")): i
+                for i, s in enumerate(seeds)
+            }
+            for future in as_completed(futures):
+                i = futures[future]
+                rows[i] = {"rep": i, "seed": seeds[i], **future.result()}
+                if on_done is not None:
+                    on_done(i, rows[i])
+    healthy = [r for r in rows if r.get("status") != "nan"]
+    summary = {"config": cfg.to_dict(), "reps": reps, "seeds": seeds, "vectorized": vectorize,
+               "summary": summarize(healthy), "diverged": [r["rep"] for r in rows if r.get("status") == "nan"],
                "runs": [{k: v for k, v in r.items() if k != "settings"} for r in rows]}
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", summary_markdown(summary))
     return summary
+
+
+def _train_vectorized(cfg: RunConfig, seeds: list[int], out: Path, on_done, progress: bool) -> list[dict]:
+    """Every seed as one replicate of one batched run; each replicate's results in ``out/rep-XX``."""
+    if out.joinpath("checkpoint").is_dir():
+        _check_same_config(out, cfg)
+    write_json(out / "config.json", cfg.to_dict())
+    torch.set_num_threads(cfg.threads)
+    data = build_data(cfg)
+    models, algorithms = [], []
+    for seed in seeds:
+        pyro.set_rng_seed(seed)  # each replicate starts from the weights its single run would start from
+        algorithms.append(build_algorithm(cfg))
+        models.append(build_model(cfg, data, algorithms[-1]))
+    with pyro.validation_enabled(False):
+        results = Trainer(models, data, algorithms, settings_from(cfg), run_dir=out, progress=progress,
+                          seeds=seeds).run()
+    rows = []
+    for i, (seed, result) in enumerate(zip(seeds, results)):
+        rep_dir = prepare_run_dir(out / f"rep-{i:02d}")
+        result.metrics["seed"] = seed
+        write_json(rep_dir / "config.json", cfg.replace(seed=seed).to_dict())
+        write_json(rep_dir / "metrics.json", result.metrics)
+        write_text(rep_dir / "history.csv", result.history.to_csv(index=False))
+        save_checkpoint(rep_dir, {"models": {"0": result.model.state_dict()}},
+                        {"status": result.status, "batch": str(out), "replicate": i})
+        write_run_plots(result, data, rep_dir)
+        rows.append({"rep": i, "seed": seed, **result.metrics})
+        if on_done is not None:
+            on_done(i, rows[-1])
+    return rows
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""``pyrovae train``: one run, or ``--reps`` runs in parallel, from flags and/or a config file."""
+"""``pyrovae train``: one run, or ``--reps`` runs as one batched program, from flags and/or a config file."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def report_run(result, out: Path, title: str) -> None:
 
 
 def _report_reps(summary: dict, out: Path) -> None:
+    if len(summary["diverged"]) == summary["reps"]:
+        fail(f"every repetition diverged (NaN or infinite loss); see {out / 'summary.md'}", 1)
     table = Table(title=f"{summary['reps']} repetitions (mean ± sd)", header_style="bold")
     table.add_column("metric")
     table.add_column("mean ± sd", justify="right")
@@ -42,17 +44,25 @@ def _report_reps(summary: dict, out: Path) -> None:
         table.add_row(key, f"{v['mean']:.4g} ± {v['sd']:.2g}")
     console.print(table)
     console.print(f"summary: [bold]{out / 'summary.md'}[/], per-run directories {out}/rep-XX")
+    if summary["diverged"]:
+        names = ", ".join(f"rep-{i:02d}" for i in summary["diverged"])
+        fail(f"{len(summary['diverged'])} of {summary['reps']} repetitions diverged and are left out of the summary: "
+             f"{names}", 1)
 
 
-def run_from_config(cfg: RunConfig, out: Path, reps: int, jobs: int, quiet: bool, title: str) -> None:
+def run_from_config(cfg: RunConfig, out: Path, reps: int, jobs: int, quiet: bool, title: str,
+                    vectorize: bool = True) -> None:
     if reps == 1:
         result = train(cfg, out=out, progress=not quiet)
         report_run(result, out, title)
         return
+    if vectorize:
+        _report_reps(train_reps(cfg, reps, jobs, out, vectorize=True, progress=not quiet), out)
+        return
     columns = (TextColumn("[bold]repetitions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=quiet, console=console) as bar:
         task = bar.add_task("reps", total=reps)
-        summary = train_reps(cfg, reps, jobs, out, on_done=lambda i, row: bar.advance(task))
+        summary = train_reps(cfg, reps, jobs, out, on_done=lambda i, row: bar.advance(task), vectorize=False)
     _report_reps(summary, out)
 
 
@@ -84,7 +94,9 @@ def train_command(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default 1)."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<algorithm>-<dataset>-s<seed>)."),
     reps: int = typer.Option(1, help="Repetitions with seeds derived from --seed."),
-    jobs: int = typer.Option(1, help="Parallel processes for --reps."),
+    jobs: int = typer.Option(1, help="Parallel processes for --reps with --no-vectorize."),
+    vectorize: bool = typer.Option(True, help="Train the --reps seeds as one batched program (--no-vectorize: "
+                                   "one process per run)."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
     """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings."""
@@ -95,4 +107,4 @@ def train_command(
         threads=threads,
     )
     out = out or Path("runs") / f"{cfg.algorithm}-{Path(cfg.data_file).stem if cfg.data_file else cfg.dataset}-s{cfg.seed}"
-    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} σ-CVAE (K = {cfg.K})")
+    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} σ-CVAE (K = {cfg.K})", vectorize)

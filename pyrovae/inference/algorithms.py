@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from pyrovae.errors import ConfigError, UnknownNameError
 from pyrovae.inference.calibration import CalibrationRule
 from pyrovae.inference.schedules import BetaSchedule, cyclical, monotonic
@@ -54,6 +56,7 @@ class BlockStats:
     kl: float  # mean analytic KL[q(z|x,y) || p(z)]
     mse: float  # mean ||y - mu(x, z)||^2 / q, the analytic sigma^2 of Eq. 10
     converged: bool
+    rng: torch.Generator | None = None  # the replicate's own stream, for the algorithm's random moves
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Algorithm:
 
     name = "base"
     noise = "learned"  # the observation model this algorithm needs
+    batched = True  # may train as one of several replicates in a batch
 
     def beta(self, block: int) -> float:
         return 1.0
@@ -91,13 +95,14 @@ class Algorithm:
         """Called once by the trainer before training (e.g. to build extra optimisers)."""
 
     def run_block(self, trainer, beta: float) -> list[float]:
-        """The block's gradient steps: ``K`` joint steps by default; stops early at a NaN loss.
-        Returns the per-step mean losses and advances ``trainer.state.step``."""
-        losses: list[float] = []
-        for _ in range(trainer.settings.K):
+        """The block's gradient steps: ``trainer.block_steps()`` joint steps by default; stops early
+        when every replicate's loss is NaN. Returns the per-step losses (one ``(R,)`` tensor per
+        step) and advances ``trainer.state.step``."""
+        losses = []
+        for _ in range(trainer.block_steps()):
             losses.append(trainer.step(*trainer.batch(), beta))
             trainer.state.step += 1
-            if not math.isfinite(losses[-1]):
+            if not bool(torch.isfinite(losses[-1]).any()):
                 break
         return losses
 
@@ -157,7 +162,7 @@ class CalibratedSigma(AnalyticSigma):
             return Decision()
         if not self.rule.should_calibrate(stats.kl):
             return Decision(stop=True, event="converged")
-        sigma, phi = self.rule.calibrate(model.sigma)
+        sigma, phi = self.rule.calibrate(model.sigma, generator=stats.rng)
         model.noise.set_sigma(sigma)
         return Decision(event="calibrate", phi=phi)
 

@@ -64,6 +64,7 @@ class LaggingInference(Algorithm):
 
     name = "lagging"
     noise = "any"  # fixed, learned scalar or per-output σ
+    batched = False  # each replicate's aggressive phase has its own length: one replicate at a time
 
     def __init__(self, max_inner: int = 100, window: int = 10, patience: int = 1, clip_norm: float = 5.0,
                  validation: Dataset | None = None, mi_points: int = 1000, threshold: float = 0.0):
@@ -81,18 +82,16 @@ class LaggingInference(Algorithm):
         self.inner_steps = 0
 
     def setup(self, trainer) -> None:
-        model, lr = trainer.model, trainer.settings.lr
-        encoder_ids = {id(p) for p in model.encoder.parameters()}
-        self.encoder_optim = torch.optim.Adam(model.encoder.parameters(), lr=lr)
-        self.decoder_optim = torch.optim.Adam([p for p in model.parameters() if id(p) not in encoder_ids], lr=lr)
+        self.encoder_optim = trainer.optimizer(trainer.parameters("encoder"))
+        self.decoder_optim = trainer.optimizer(trainer.parameters("decoder") + trainer.parameters("noise"))
         self.data = (self.validation or trainer.data).to(trainer.data.y.device)
 
     # -- the block ------------------------------------------------------------------
     def run_block(self, trainer, beta: float) -> list[float]:
         if not self.aggressive:
             return super().run_block(trainer, beta)
-        losses: list[float] = []
-        for _ in range(trainer.settings.K):
+        losses = []
+        for _ in range(trainer.block_steps()):
             x, y = trainer.batch()
             self._encoder_phase(trainer, x, y, beta)
             losses.append(trainer.step(x, y, beta, optimizer=self.decoder_optim, clip_norm=self.clip_norm))
@@ -104,15 +103,15 @@ class LaggingInference(Algorithm):
     def _encoder_phase(self, trainer, x: torch.Tensor, y: torch.Tensor, beta: float) -> None:
         def step(k: int) -> float:
             xb, yb = (x, y) if k == 0 else trainer.batch()
-            return trainer.step(xb, yb, beta, optimizer=self.encoder_optim, clip_norm=self.clip_norm)
+            return float(trainer.step(xb, yb, beta, optimizer=self.encoder_optim, clip_norm=self.clip_norm))
 
         self.inner_steps += encoder_phase(step, self.max_inner, self.window, self.threshold)
 
     # -- between blocks -------------------------------------------------------------
-    def mutual_information(self, model: SigmaCVAE) -> float:
+    def mutual_information(self, model: SigmaCVAE, generator: torch.Generator | None = None) -> float:
         data = self.data
         if len(data) > self.mi_points:
-            idx = torch.randperm(len(data), device=data.y.device)[: self.mi_points]
+            idx = torch.randperm(len(data), generator=generator, device=data.y.device)[: self.mi_points]
             x, y = data.x[idx], data.y[idx]
         else:
             x, y = data.x, data.y
@@ -123,7 +122,7 @@ class LaggingInference(Algorithm):
     def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
         event = ""
         if self.aggressive:
-            self.last_mi = self.mutual_information(model)
+            self.last_mi = self.mutual_information(model, stats.rng)
             if self.last_mi > self.best_mi:
                 self.best_mi, self.below_best = self.last_mi, 0
             else:

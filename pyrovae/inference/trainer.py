@@ -2,28 +2,30 @@
 
 The trainer owns the loop, the optimiser (Adam, seed 000's lr = 0.005), the history,
 checkpoints and NaN handling; an :class:`~pyrovae.inference.algorithms.Algorithm`
-decides what happens between blocks. Models are used through their Pyro ``model`` and
-``guide`` with a Pyro ELBO and a plain torch optimiser over ``model.parameters()``: no
-global parameter store.
+decides what happens between blocks. It trains ``R`` replicates (seeds, grid cells) of one
+architecture as one batched Pyro program (:mod:`pyrovae.inference.replicates`); a single run
+is R = 1. No global parameter store: a plain torch optimiser over the stacked weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import pyro
 import torch
 
 from pyrovae.data.base import Dataset
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import Algorithm, BlockStats
 from pyrovae.inference.objectives import check_objective, make_elbo
+from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
 
@@ -91,182 +93,359 @@ class TrainResult:
 
 @dataclass
 class _LoopState:
+    """Counters shared by every replicate (they train in lock-step)."""
+
     block: int = 0
     step: int = 0
-    prev_loss: float | None = None
     elapsed: float = 0.0
+
+
+@dataclass
+class _Replica:
+    """What is decided per replicate: its convergence, history, status and final metrics."""
+
+    prev_loss: float | None = None
     rows: list[dict] = field(default_factory=list)
-    status: str = "running"  # running | converged | max_steps
+    status: str = "running"  # running | converged | max_steps | nan
+    metrics: dict[str, Any] | None = None
 
 
 class Trainer:
-    """Train ``model`` on ``data`` with ``algorithm``; checkpoint into ``run_dir`` if given.
+    """Train one model — or ``R`` replicates of one architecture as one batched program.
 
-    If ``run_dir`` already holds a checkpoint, :meth:`run` resumes from it and ends in
-    the same state as an uninterrupted run with the same seed (CPU).
+    ``model`` is a :class:`~pyrovae.models.cvae.SigmaCVAE` or a sequence of them (the
+    replicates); ``data`` one :class:`~pyrovae.data.base.Dataset` shared by all, or one per
+    replicate (same size); ``algorithm`` one object (copied per replicate) or one per replicate.
+    Replicate ``r`` draws all its noise from a generator seeded with ``seeds[r]`` (default: seeds
+    drawn from torch's global generator, so ``pyro.set_rng_seed`` fixes a run), and its result
+    does not depend on which other replicates share the batch (:mod:`.replicates`).
+
+    Everything decided per run is decided per replicate: convergence (a finished replicate leaves
+    the batch, the others go on), the algorithm's moves (analytic σ, calibration, β schedule),
+    NaN (a diverged replicate stops with its last good block's weights; the others finish),
+    history and final metrics. :meth:`run` returns a :class:`TrainResult`, or a list of them
+    when ``model`` was a sequence.
+
+    If ``run_dir`` already holds a checkpoint, :meth:`run` resumes from it and ends in the same
+    state as an uninterrupted run (CPU).
     """
 
     def __init__(
         self,
-        model: SigmaCVAE,
-        data: Dataset,
-        algorithm: Algorithm,
+        model: SigmaCVAE | Sequence[SigmaCVAE],
+        data: Dataset | Sequence[Dataset],
+        algorithm: Algorithm | Sequence[Algorithm],
         settings: TrainSettings | None = None,
         run_dir: str | Path | None = None,
         progress: bool = False,
+        seeds: Sequence[int] | None = None,
     ):
         self.settings = settings or TrainSettings()
-        algorithm.check_model(model)
-        check_objective(self.settings.elbo, anneals=algorithm.name in ("monotonic", "cyclical", "annealed"))
-        if data.x_dim != model.x_dim or data.y_dim != model.y_dim:
-            raise ConfigError(
-                f"model expects {model.x_dim} input and {model.y_dim} response columns; data has {data.x_dim} and {data.y_dim}"
-            )
-        device = next(model.parameters()).device
-        self.model, self.data, self.algorithm = model, data.to(device), algorithm
-        self.elbo = make_elbo(self.settings.elbo, self.settings.particles)
-        self.optim = torch.optim.Adam(model.parameters(), lr=self.settings.lr)
+        self.single = isinstance(model, SigmaCVAE)
+        self.models = [model] if self.single else list(model)
+        R = len(self.models)
+        if R < 1:
+            raise ConfigError("need at least one model to train")
+        self.algorithms = _per_replicate(algorithm, R, "algorithm")
+        datas = [data] if isinstance(data, Dataset) else list(data)
+        if len(datas) not in (1, R):
+            raise ConfigError(f"{len(datas)} data sets for {R} replicates: give one shared data set or one per replicate")
+        for m, alg in zip(self.models, self.algorithms):
+            alg.check_model(m)
+            check_objective(self.settings.elbo, anneals=alg.name in ("monotonic", "cyclical", "annealed"))
+        if R > 1 and not all(alg.batched for alg in self.algorithms):
+            raise ConfigError(f"algorithm {self.algorithms[0].name!r} trains one replicate at a time; use R = 1")
+        for d in datas:
+            if d.x_dim != self.models[0].x_dim or d.y_dim != self.models[0].y_dim:
+                raise ConfigError(f"model expects {self.models[0].x_dim} input and {self.models[0].y_dim} response "
+                                  f"columns; data has {d.x_dim} and {d.y_dim}")
+        if len({len(d) for d in datas}) > 1:
+            raise ConfigError("per-replicate data sets must have the same number of points")
+        if R > 1 and any(getattr(d, "resample", None) is not None for d in datas):
+            raise ConfigError("a stream data set (fresh points every step) trains one replicate at a time")
+        device = next(self.models[0].parameters()).device
+        self.datas = [d.to(device) for d in datas]
+        self.data = self.datas[0]
+        if seeds is None:
+            seeds = [int(torch.randint(0, 2**62, ())) for _ in range(R)]
+        if len(seeds) != R:
+            raise ConfigError(f"{len(seeds)} seeds for {R} replicates")
+        self.seeds = [int(s) for s in seeds]
+        self.streams = ReplicaStreams(self.seeds, device)
+        self.elbo = make_elbo(self.settings.elbo, self.settings.particles)  # validates the name and particles
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.state = _LoopState()
-        algorithm.setup(self)
+        self.replicas = [_Replica() for _ in range(R)]
+        self._activate(list(range(R)), ReplicatedCVAE.stack(self.models, self.streams))
         # Pyro's validation (argument and support checks, NaN/Inf hooks on every log-prob
         # sum) costs ~10% of a step; step() runs without it unless this is set to True.
         self.validate = False
 
+    # -- the batch of replicates still training ------------------------------------
+    def _activate(self, active: list[int], stack: ReplicatedCVAE, optim_state: dict | None = None) -> None:
+        self.active, self.stack = active, stack
+        if len(self.datas) == 1:
+            self.x, self.y = self.data.x, self.data.y
+        else:
+            self.x = torch.stack([self.datas[r].x for r in active])
+            self.y = torch.stack([self.datas[r].y for r in active])
+        self.optim = self.optimizer(stack.parameters())
+        if optim_state is not None:
+            self.optim.load_state_dict(optim_state)
+        self._diverged = torch.zeros(len(active), dtype=torch.bool, device=stack.device)
+        for r in active:  # algorithms that build optimisers build them over the new stack
+            self.algorithms[r].setup(self)
+
+    def optimizer(self, params) -> torch.optim.Optimizer:
+        """The engine's optimiser (Adam, ``settings.lr``) over ``params``; algorithms that step a
+        subset of the parameters (Lagging Inference Networks) build theirs here."""
+        return torch.optim.Adam(params, lr=self.settings.lr)
+
+    def parameters(self, part: str) -> list[torch.nn.Parameter]:
+        """The stacked parameters of ``part`` (``encoder``, ``decoder`` or ``noise``)."""
+        return self.stack.parameters_of(part)
+
+    @property
+    def model(self) -> SigmaCVAE:
+        """The first replicate still training (synced with the weights being trained), or, once
+        all have stopped, the first replicate's final model."""
+        if not self.active:
+            return self.models[0]
+        self.stack.write_to(0, self.models[self.active[0]])
+        return self.models[self.active[0]]
+
     # -- one gradient step --------------------------------------------------------
+    def block_steps(self) -> int:
+        """Steps in the next block: ``K``, or fewer where ``max_steps`` ends the run."""
+        return min(self.settings.K, self.settings.max_steps - self.state.step)
+
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The full data, or a random mini-batch of ``batch_size`` points; a data set with a
-        ``resample(n)`` method (a stream, e.g. :class:`~pyrovae.data.base.StreamDataset`) gives a
-        fresh draw of ``batch_size`` (or ``len(data)``) points instead, every step."""
+        """The full data, or a random mini-batch of ``batch_size`` points per replicate (from its
+        own stream); a data set with a ``resample(n)`` method (a stream, e.g.
+        :class:`~pyrovae.data.stream.StreamDataset`) gives a fresh draw every step instead."""
         n, b = len(self.data), self.settings.batch_size
         resample = getattr(self.data, "resample", None)
         if resample is not None:
             return resample(n if b is None else b)
         if b is None or b >= n:
-            return self.data.x, self.data.y
-        idx = torch.randperm(n, device=self.data.y.device)[:b]
-        return self.data.x[idx], self.data.y[idx]
+            return self.x, self.y
+        idx = self.streams_active.batch_indices(n, b)
+        if self.y.dim() == 2:
+            return self.x[idx], self.y[idx]
+        rows = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
+        return self.x[rows, idx], self.y[rows, idx]
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0,
-             optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> float:
-        """One optimiser step; returns the mean per-sample loss, or NaN — and applies nothing —
-        when the loss or the gradient is not finite.
+    @property
+    def streams_active(self) -> ReplicaStreams:
+        return self.stack.streams
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | float | None = None,
+             optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> torch.Tensor:
+        """One optimiser step of every replicate still training; returns their mean per-sample
+        losses ``(R,)``, NaN for a replicate whose loss or gradient is not finite (its step is
+        not applied, and it is stopped at the end of the block).
 
         ``optimizer`` defaults to the joint Adam; an algorithm may pass its own over a subset
         of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
-        ``clip_norm`` overrides the settings' gradient clipping for this step.
-
-        Pyro's validation is off inside the step (``pyro.validation_enabled(False)``, which
-        also turns off torch's distribution argument checks) unless ``self.validate`` is
-        True: it changes no value or gradient, and a NaN loss is caught here anyway.
+        ``clip_norm`` overrides the settings' gradient clipping (each replicate's own norm).
+        Pyro's validation is off inside the step unless ``self.validate`` is True.
         """
         optimizer = optimizer or self.optim
-        self.model.zero_grad(set_to_none=True)
+        beta = _beta_tensor(beta, len(self.active), self.stack.device)
+        self.stack.zero_grad(set_to_none=True)
         with contextlib.nullcontext() if self.validate else pyro.validation_enabled(False):
-            loss_t = self.elbo.differentiable_loss(self.model.model, self.model.guide, x, y, beta)
-        loss = float(loss_t.detach()) / x.shape[0]
-        if not math.isfinite(loss):
-            return loss
-        loss_t.backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            return math.nan  # a finite loss with an overflowing gradient: not applied either
+            losses = replicate_loss(self.stack, x, y, beta, self.settings.elbo, self.settings.particles)
+        per_point = losses.detach() / x.shape[-2]
+        ok = torch.isfinite(per_point)
+        if not bool(ok.any()):
+            self._diverged |= ~ok
+            return per_point
+        losses.where(ok, torch.zeros_like(losses)).sum().backward()
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.stack([p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params]).sum(0).sqrt()
+        ok &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
+        self._diverged |= ~ok
+        if not bool(ok.any()):
+            return torch.where(ok, per_point, torch.full_like(per_point, math.nan))
         clip_norm = clip_norm if clip_norm is not None else self.settings.clip_norm
-        if clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip_norm)
+        factor = ok.to(norm.dtype)
+        if clip_norm is not None:  # as torch.nn.utils.clip_grad_norm_, per replicate
+            factor = factor * (clip_norm / (norm.nan_to_num(0.0) + 1e-6)).clamp(max=1.0)
+        if not bool(ok.all()) or clip_norm is not None:
+            for p in params:
+                p.grad.nan_to_num_(0.0).mul_(factor.reshape((-1,) + (1,) * (p.dim() - 1)))
         optimizer.step()
-        return loss
+        return torch.where(ok, per_point, torch.full_like(per_point, math.nan))
 
     # -- checkpoints --------------------------------------------------------------
     def _save(self) -> None:
         if self.run_dir is None:
             return
-        tensors = {"model": self.model.state_dict(), "optim": self.optim.state_dict(), "rng": torch.get_rng_state(),
-                   "algorithm": self.algorithm.tensor_state_dict()}
-        if torch.cuda.is_available():
-            tensors["cuda_rng"] = torch.cuda.get_rng_state_all()
+        tensors = {
+            "stack": self.stack.state_dict(), "optim": self.optim.state_dict(),
+            "streams": self.stack.streams.state(),
+            "models": {str(r): m.state_dict() for r, m in enumerate(self.models)},
+            "algorithm": {str(r): alg.tensor_state_dict() for r, alg in enumerate(self.algorithms)},
+        }
         s = self.state
-        meta = {"block": s.block, "step": s.step, "prev_loss": s.prev_loss, "elapsed": s.elapsed,
-                "algorithm": self.algorithm.state_dict(), "rows": s.rows, "status": s.status}
+        meta = {"block": s.block, "step": s.step, "elapsed": s.elapsed, "active": self.active, "seeds": self.seeds,
+                "replicas": [{"prev_loss": rep.prev_loss, "rows": rep.rows, "status": rep.status,
+                              "metrics": rep.metrics, "algorithm": alg.state_dict()}
+                             for rep, alg in zip(self.replicas, self.algorithms)]}
         save_checkpoint(self.run_dir, tensors, meta)
 
     def _restore(self) -> None:
-        device = next(self.model.parameters()).device
+        device = self.stack.device
         tensors, meta = load_checkpoint(self.run_dir, map_location=device)
-        self.model.load_state_dict(tensors["model"])
-        self.optim.load_state_dict(tensors["optim"])
-        torch.set_rng_state(tensors["rng"].cpu())
-        if "cuda_rng" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(tensors["cuda_rng"])
-        self.algorithm.load_state_dict(meta["algorithm"])
-        self.algorithm.load_tensor_state_dict(tensors.get("algorithm", {}))
-        rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in meta["rows"]]
-        self.state = _LoopState(meta["block"], meta["step"], meta["prev_loss"], meta["elapsed"], rows,
-                                meta.get("status", "running"))
+        if "stack" not in tensors or len(meta.get("replicas", [])) != len(self.models):
+            raise DataError(f"{self.run_dir}/checkpoint was written by another version or for another number of "
+                            "replicates; train into a new directory")
+        for r, m in enumerate(self.models):
+            m.load_state_dict(tensors["models"][str(r)])
+        for rep, saved in zip(self.replicas, meta["replicas"]):
+            rep.prev_loss, rep.status, rep.metrics = saved["prev_loss"], saved["status"], saved["metrics"]
+            rep.rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in saved["rows"]]
+        active = [int(r) for r in meta["active"]]
+        for r in active:  # stopped by the step cap at save time: a larger cap trains on
+            if self.replicas[r].status == "max_steps":
+                self.replicas[r].status = "running"
+        stack = ReplicatedCVAE.stack([self.models[r] for r in active] or self.models[:1],
+                                     self.streams.select(active or [0]))
+        stack.load_state_dict(tensors["stack"])
+        stack.streams.load_state(tensors["streams"])
+        self._activate(active, stack, tensors["optim"])
+        for r, alg in enumerate(self.algorithms):
+            alg.load_state_dict(meta["replicas"][r]["algorithm"])
+            alg.load_tensor_state_dict(tensors["algorithm"].get(str(r), {}))
+        self.state = _LoopState(meta["block"], meta["step"], meta["elapsed"])
 
     # -- the loop -----------------------------------------------------------------
-    def run(self) -> TrainResult:
-        """Train until the algorithm stops, ``max_steps`` is reached, or the loss turns NaN."""
+    def run(self) -> TrainResult | list[TrainResult]:
+        """Train until every replicate has stopped (its algorithm's decision, ``max_steps``, or NaN)."""
         resumed = self.run_dir is not None and has_checkpoint(self.run_dir)
         if resumed:
             self._restore()
-            if self.state.status == "converged":
-                return self._result("converged", resumed)
-        s, cfg, alg = self.state, self.settings, self.algorithm
-        status = "max_steps"
+        s, cfg = self.state, self.settings
         bar = _ProgressBar(cfg.max_steps, s.step, self.progress)
         start = time.perf_counter() - s.elapsed
         with bar:
-            while s.step < cfg.max_steps:
-                beta = alg.beta(s.block)
-                losses = alg.run_block(self, beta)
-                loss = losses[-1] if cfg.convergence == "last-step" else sum(losses) / len(losses)
-                terms = self.model.terms(self.data.x, self.data.y)
-                recon, kl = float(terms["recon"].mean()), float(terms["kl"].mean())
-                mse = float(terms["sq_err"].mean()) / self.model.y_dim
-                if not all(math.isfinite(v) for v in (loss, recon, kl, mse)):
-                    status = "nan"
+            while self.active:
+                if s.step >= cfg.max_steps:
+                    for i in range(len(self.active)):
+                        self._finish(i, "max_steps")
                     break
-                converged = s.prev_loss is not None and abs(loss - s.prev_loss) <= cfg.tol
-                decision = alg.after_block(self.model, BlockStats(s.block, loss, recon, kl, mse, converged))
-                s.prev_loss = loss
-                s.elapsed = time.perf_counter() - start
-                s.rows.append({"block": s.block, "step": s.step, "time": s.elapsed, "beta": beta, "loss": loss,
-                               "recon": recon, "kl": kl, "neg_elbo": recon + kl, "sigma": self.model.sigma,
-                               "event": decision.event, "phi": decision.phi})
-                s.block += 1
-                bar.update(s.step, self.model.sigma, kl)
-                if decision.stop:
-                    status = "converged"
-                    break
-                if s.block % cfg.checkpoint_every == 0:
+                self._block(start)
+                bar.update(s.step, self._progress_info())
+                self._drop_finished()
+                if self.active and s.block % cfg.checkpoint_every == 0:
                     self._save()
         s.elapsed = time.perf_counter() - start
-        if status != "nan":
-            s.status = status
-            self._save()
-        elif self.run_dir is not None and has_checkpoint(self.run_dir):
-            self._restore_model_only()
-        return self._result(status, resumed)
+        if any(rep.status != "nan" for rep in self.replicas):
+            self._save()  # a run whose every replicate diverged keeps its last good checkpoint
+        self._drop_finished()
+        results = [self._result(r, resumed) for r in range(len(self.models))]
+        return results[0] if self.single else results
 
-    def _restore_model_only(self) -> None:
-        tensors, _ = load_checkpoint(self.run_dir, map_location=next(self.model.parameters()).device)
-        self.model.load_state_dict(tensors["model"])
+    def _block(self, start: float) -> None:
+        s, cfg = self.state, self.settings
+        algs = [self.algorithms[r] for r in self.active]
+        beta = torch.tensor([alg.beta(s.block) for alg in algs], dtype=self.y.dtype, device=self.stack.device)
+        losses = algs[0].run_block(self, beta)
+        losses = torch.stack([torch.as_tensor(v, dtype=self.y.dtype, device=beta.device).reshape(-1) for v in losses])
+        block_loss = losses[-1] if cfg.convergence == "last-step" else losses.mean(0)
+        terms = self.stack.terms(self.x, self.y)
+        recon, kl = terms["recon"].mean(-1), terms["kl"].mean(-1)
+        mse = terms["sq_err"].mean(-1) / self.stack.y_dim
+        good = ~self._diverged & torch.isfinite(torch.stack([block_loss, recon, kl, mse])).all(0)
+        s.elapsed = time.perf_counter() - start
+        values = torch.stack([block_loss, recon, kl, mse, terms["log_sigma"], beta]).tolist()
+        for i, r in enumerate(self.active):
+            if not bool(good[i]):
+                self._finish(i, "nan")  # the model keeps its last good block's weights (synced then)
+                continue
+            loss, rec, k, m, log_sigma, b = (v[i] for v in values)
+            rep, model, alg = self.replicas[r], self.models[r], self.algorithms[r]
+            converged = rep.prev_loss is not None and abs(loss - rep.prev_loss) <= cfg.tol
+            self.stack.write_to(i, model)
+            model.noise.remember(log_sigma)
+            decision = alg.after_block(model, BlockStats(s.block, loss, rec, k, m, converged,
+                                                         self.stack.streams.generators[i]))
+            self.stack.read_noise_from(i, model)
+            rep.prev_loss = loss
+            rep.rows.append({"block": s.block, "step": s.step, "time": s.elapsed, "beta": b, "loss": loss,
+                             "recon": rec, "kl": k, "neg_elbo": rec + k, "sigma": model.sigma,
+                             "event": decision.event, "phi": decision.phi})
+            if decision.stop:
+                self._finish(i, "converged")
+        s.block += 1
 
-    def _result(self, status: str, resumed: bool) -> TrainResult:
-        history = pd.DataFrame(self.state.rows, columns=HISTORY_COLUMNS)
-        metrics = final_metrics(self.model, self.data, history)
-        metrics.update(status=status, resumed=resumed, settings=asdict(self.settings), algorithm=self.algorithm.name)
-        if self.run_dir is not None:
+    def _finish(self, i: int, status: str) -> None:
+        """Replicate ``active[i]`` stops with ``status``; its final metrics use its own stream."""
+        r = self.active[i]
+        rep = self.replicas[r]
+        rep.status = status
+        history = pd.DataFrame(rep.rows, columns=HISTORY_COLUMNS)
+        data = self.datas[r] if len(self.datas) > 1 else self.data
+        stream = self.stack.streams.generators[i]
+        generator = torch.Generator(device=stream.device)  # a copy: evaluation never moves the training stream
+        generator.set_state(stream.get_state())
+        rep.metrics = final_metrics(self.models[r], data, history, generator=generator)
+
+    def _drop_finished(self) -> None:
+        keep = [i for i, r in enumerate(self.active) if self.replicas[r].status == "running"]
+        if len(keep) == len(self.active):
+            return
+        if not keep:
+            self.active = []
+            return
+        state = self.optim.state_dict()
+        index = torch.as_tensor(keep, device=self.stack.device)
+        for per_param in state["state"].values():
+            for key, value in per_param.items():
+                if torch.is_tensor(value) and value.dim() > 0:
+                    per_param[key] = value.index_select(0, index)
+        self._activate([self.active[i] for i in keep], self.stack.select(keep), state)
+
+    def _progress_info(self) -> str:
+        if len(self.models) == 1:
+            rows = self.replicas[0].rows
+            return f"σ={rows[-1]['sigma']:.4f} KL={rows[-1]['kl']:.3f}" if rows else ""
+        return f"{len(self.active)} of {len(self.models)} replicates training"
+
+    def _result(self, r: int, resumed: bool) -> TrainResult:
+        rep = self.replicas[r]
+        history = pd.DataFrame(rep.rows, columns=HISTORY_COLUMNS)
+        metrics = dict(rep.metrics or {})
+        metrics.update(status=rep.status, resumed=resumed, settings=asdict(self.settings),
+                       algorithm=self.algorithms[r].name, stream_seed=self.seeds[r])
+        if self.run_dir is not None and self.single:
             write_text(self.run_dir / "history.csv", history.to_csv(index=False))
-        return TrainResult(self.model, history, metrics, status, self.run_dir)
+        return TrainResult(self.models[r], history, metrics, rep.status, self.run_dir)
 
 
-def final_metrics(model: SigmaCVAE, data: Dataset, history: pd.DataFrame, draws: int = 10) -> dict[str, Any]:
-    """Mean per-sample negative ELBO, reconstruction and KL over ``draws`` z per point, σ and its error."""
+def _per_replicate(value, R: int, what: str) -> list:
+    if isinstance(value, Algorithm):
+        return [value] + [copy.deepcopy(value) for _ in range(R - 1)]
+    value = list(value)
+    if len(value) != R:
+        raise ConfigError(f"{len(value)} {what}s for {R} replicates")
+    return value
+
+
+def _beta_tensor(beta, R: int, device) -> torch.Tensor | None:
+    if beta is None:
+        return None
+    beta = torch.as_tensor(beta, device=device, dtype=torch.get_default_dtype()).reshape(-1)
+    return beta.expand(R) if beta.numel() == 1 else beta
+
+
+def final_metrics(model: SigmaCVAE, data: Dataset, history: pd.DataFrame, draws: int = 10,
+                  generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Mean per-sample negative ELBO, reconstruction and KL over ``draws`` z per point (from
+    ``generator``, else torch's global generator), σ and its error."""
     with torch.no_grad():
-        runs = [model.terms(data.x, data.y) for _ in range(draws)]
+        runs = [model.terms(data.x, data.y, generator=generator) for _ in range(draws)]
     recon = float(torch.stack([r["recon"] for r in runs]).mean())
     kl = float(torch.stack([r["kl"] for r in runs]).mean())
     out: dict[str, Any] = {
@@ -310,6 +489,6 @@ class _ProgressBar:
         if self.enabled:
             self.bar.__exit__(*exc)
 
-    def update(self, step: int, sigma: float, kl: float) -> None:
+    def update(self, step: int, info: str) -> None:
         if self.enabled:
-            self.bar.update(self.task, completed=step, info=f"σ={sigma:.4f} KL={kl:.3f}")
+            self.bar.update(self.task, completed=step, info=info)

@@ -201,6 +201,12 @@ class SigmaCVAE(nn.Module):
         """Decoder mean ``mu(x, z)``; ``z`` may carry leading particle dimensions."""
         return self.decoder(self.decoder_input(x, z))
 
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder mean and σ for decoder inputs ``[x, z]``, without side effects (what the batched
+        replicates of :mod:`pyrovae.inference.replicates` call under ``vmap``)."""
+        mean = self.decoder(inputs)
+        return mean, self.noise(mean, inputs)
+
     def _mean_and_scale(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = self.decoder_input(x, z)
         mean = self.decoder(inputs)
@@ -231,15 +237,16 @@ class SigmaCVAE(nn.Module):
 
     # -- inspection ---------------------------------------------------------------
     @torch.no_grad()
-    def terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def terms(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         r"""Per-point terms of the negative ELBO with one reparameterised ``z`` each.
 
         Returns ``recon`` :math:`= -\log N(y \mid \mu(x,z), \sigma^2 I)`, the analytic
         ``kl`` :math:`= KL[q(z|x,y) \| N(0,I)]` and ``sq_err`` :math:`= \|y - \mu(x,z)\|^2`.
-        The mean of ``sq_err / q`` is the analytic σ² of seed 000 Eq. 10.
+        The mean of ``sq_err / q`` is the analytic σ² of seed 000 Eq. 10. The draw comes from
+        ``generator`` when given (a replicate's stream), else from torch's global generator.
         """
         loc, scale = self.encode(x, y)
-        z = loc + scale * torch.randn_like(loc)
+        z = loc + scale * torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
         mean, sigma = self._mean_and_scale(x, z)
         recon = -dist.Normal(mean, sigma).log_prob(y).sum(-1)
         kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)

@@ -60,6 +60,13 @@ class ObservationNoise(nn.Module):
         """The decoder σ, broadcastable against ``mean``; ``inputs`` is the decoder's input."""
         raise NotImplementedError
 
+    def forward(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`scale` without side effects (what the batched replicates call under ``vmap``)."""
+        return self.scale(mean, inputs)
+
+    def remember(self, log_sigma: float) -> None:
+        """Record the mean log σ of an evaluation, for :attr:`sigma` of a σ that varies (no-op here)."""
+
     @property
     def sigma(self) -> float:
         """A scalar summary of the scale, for histories and tables."""
@@ -176,15 +183,21 @@ class NetworkNoise(ObservationNoise):
         self._log_summary = torch.tensor(math.log(sigma))
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        sigma = self.forward(mean, inputs)
+        self.remember(sigma.detach().log().mean())
+        return sigma
+
+    def remember(self, log_sigma) -> None:
+        self._log_summary = torch.as_tensor(log_sigma).detach()
+
+    def forward(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         if inputs is None:
             raise ConfigError("NetworkNoise computes sigma from the decoder's input: call scale(mean, inputs)")
         if inputs.shape[-1] != self.in_dim:
             raise ConfigError(f"NetworkNoise expects inputs with {self.in_dim} columns, got {inputs.shape[-1]}")
         if mean.shape[-1] != self.out_dim:
             raise ConfigError(f"NetworkNoise has {self.out_dim} outputs; the decoder mean has {mean.shape[-1]}")
-        sigma = self.net(inputs).exp() + self.sigma_min
-        self._log_summary = sigma.detach().log().mean()
-        return sigma
+        return self.net(inputs).exp() + self.sigma_min
 
     @property
     def sigma(self) -> float:

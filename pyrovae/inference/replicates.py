@@ -1,0 +1,336 @@
+r"""R copies of one σ-CVAE trained as one batched Pyro program.
+
+The papers' protocols train many small models: repetitions with other seeds, restarts, grid
+cells. Trained one after another each costs a full step of Python and tiny matrix products;
+stacked, the R copies' weights get a leading *replicate* dimension
+(:func:`torch.func.stack_module_state`), the networks run under :func:`torch.vmap`, and the
+generative model and the guide are one Pyro program with a ``replicates`` plate outside the
+``data`` plate. The summed loss gives each copy exactly its own gradient (the copies share no
+parameter), and Adam is element-wise, so each copy follows the path it would follow alone.
+
+Each replicate draws its noise — the guide's ε, mini-batch indices, the evaluation's ε, the
+calibration's φ — from its own :class:`torch.Generator` (:class:`ReplicaStreams`), so its
+numbers do not depend on R or on which other replicates share the batch.
+
+A single model is the case R = 1 (the networks are then called directly, without ``vmap``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from typing import Callable, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
+from torch import nn
+
+from pyrovae.errors import ConfigError
+from pyrovae.models.cvae import SigmaCVAE
+
+__all__ = ["ReplicaStreams", "ReplicatedCVAE", "replicate_loss"]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class ReplicaStreams:
+    """One :class:`torch.Generator` per replicate, seeded from that replicate's seed."""
+
+    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.generators: list[torch.Generator] = []
+        for seed in seeds:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(seed))
+            self.generators.append(generator)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def normal(self, shape: Sequence[int], dim: int, dtype: torch.dtype) -> torch.Tensor:
+        """Standard normal draws of ``shape``, whose dimension ``dim`` (size R) is the replicate:
+        slice ``r`` along it comes from generator ``r``."""
+        shape = list(shape)
+        dim = dim % len(shape)
+        if shape[dim] != len(self):
+            raise ConfigError(f"noise of shape {tuple(shape)} has {shape[dim]} replicates at dim {dim}, not {len(self)}")
+        per = shape[:dim] + shape[dim + 1:]
+        draws = [torch.randn(per, generator=g, dtype=dtype, device=self.device) for g in self.generators]
+        return torch.stack(draws, dim=dim)
+
+    def batch_indices(self, n: int, size: int) -> torch.Tensor:
+        """``(R, size)`` indices of a random mini-batch of ``size`` of ``n`` points per replicate."""
+        return torch.stack([torch.randperm(n, generator=g, device=self.device)[:size] for g in self.generators])
+
+    def select(self, keep: Sequence[int]) -> "ReplicaStreams":
+        """The streams of the replicates ``keep`` (the same generator objects, not copies)."""
+        out = ReplicaStreams([], self.device)
+        out.generators = [self.generators[i] for i in keep]
+        return out
+
+    def state(self) -> list[torch.Tensor]:
+        return [g.get_state() for g in self.generators]
+
+    def load_state(self, states: Sequence[torch.Tensor]) -> None:
+        if len(states) != len(self):
+            raise ConfigError(f"{len(states)} generator states for {len(self)} replicates")
+        for g, s in zip(self.generators, states):
+            g.set_state(s.cpu())
+
+
+class _StreamNormal(dist.Normal):
+    r"""The guide's ``Normal(loc, scale)`` whose ``rsample`` takes ε from the replicate streams.
+
+    At its own draw :math:`z = \mathrm{loc} + \mathrm{scale}\cdot\epsilon`, ``log_prob(z)`` is
+    :math:`-\epsilon^2/2 - \log\mathrm{scale} - \log\sqrt{2\pi}`: torch's value up to its rounding
+    and the same gradient in loc and scale, with a smaller backward graph. Any other value takes
+    torch's formula. The replicate dimension sits at ``-2`` of the batch shape (the
+    ``replicates`` plate), so at ``-3`` of a draw.
+    """
+
+    def __init__(self, loc, scale, streams: ReplicaStreams, validate_args=None):
+        super().__init__(loc, scale, validate_args=validate_args)
+        self.streams = streams
+        self._draw: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(_StreamNormal, _instance)
+        new = super().expand(batch_shape, _instance=new)
+        new.streams, new._draw = self.streams, None
+        return new
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = self._extended_shape(sample_shape)
+        eps = self.streams.normal(shape, dim=-3, dtype=self.loc.dtype)
+        value = self.loc + eps * self.scale
+        self._draw = (value, eps)
+        return value
+
+    def log_prob(self, value):
+        draw = self._draw
+        if draw is None or value is not draw[0]:
+            return super().log_prob(value)
+        return -(draw[1] ** 2) / 2 - self.scale.log() - _LOG_SQRT_2PI
+
+
+def _same_architecture(models: Sequence[SigmaCVAE]) -> None:
+    first = models[0]
+    shapes = {k: v.shape for k, v in first.state_dict().items()}
+    for m in models[1:]:
+        if type(m.noise) is not type(first.noise) or (m.x_dim, m.y_dim, m.latent_dim) != (
+            first.x_dim, first.y_dim, first.latent_dim
+        ) or {k: v.shape for k, v in m.state_dict().items()} != shapes:
+            raise ConfigError("replicates trained as one batch must share one architecture and observation model")
+
+
+class ReplicatedCVAE(nn.Module):
+    r"""``R`` σ-CVAEs of one architecture as one batched Pyro program.
+
+    Parameters and buffers are those of the replicates' models stacked along a new leading
+    dimension (:func:`torch.func.stack_module_state`, see :meth:`stack`); :meth:`write_to`
+    copies replicate ``r`` back into its own :class:`~pyrovae.models.cvae.SigmaCVAE`. Data
+    ``x`` (n, p) and ``y`` (n, q) are shared by all replicates; ``(R, n, ·)`` gives each its own.
+
+    The Pyro program (seed 000 Eq. 1 and 6, per replicate):
+    ``z ~ N(0, I)``, ``y | x, z ~ N(μ_θr(x, z), σ_r²)``; guide ``q_φr(z | x, y)``; β per
+    replicate through ``poutine.scale`` on ``z`` in both (β = 0 by masking).
+    """
+
+    def __init__(self, template: SigmaCVAE, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                 streams: ReplicaStreams):
+        super().__init__()
+        self.replicates = len(streams)
+        self.latent_dim, self.y_dim, self.x_dim = template.latent_dim, template.y_dim, template.x_dim
+        self.streams = streams
+        self._template = [template]  # a list: the architecture only, on the meta device, not a submodule
+        self._names = {"param": sorted(params), "buffer": sorted(buffers)}
+        for name in self._names["param"]:
+            self.register_parameter(_flat(name), nn.Parameter(params[name].detach().clone()))
+        for name in self._names["buffer"]:
+            self.register_buffer(_flat(name), buffers[name].detach().clone())
+
+    @classmethod
+    def stack(cls, models: Sequence[SigmaCVAE], streams: ReplicaStreams) -> "ReplicatedCVAE":
+        """Stack ``models`` (one architecture), replicate ``r`` drawing from ``streams`` ``r``."""
+        models = list(models)
+        if not models:
+            raise ConfigError("need at least one model")
+        if len(streams) != len(models):
+            raise ConfigError(f"{len(streams)} random streams for {len(models)} replicates")
+        _same_architecture(models)
+        params, buffers = torch.func.stack_module_state(models)
+        return cls(copy.deepcopy(models[0]).to("meta"), params, buffers, streams)
+
+    def select(self, keep: Sequence[int]) -> "ReplicatedCVAE":
+        """A new stack of replicates ``keep`` only (fresh leaf tensors, the same streams)."""
+        index = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
+        params = {k: v.detach().index_select(0, index) for k, v in self.stacked("param").items()}
+        buffers = {k: v.index_select(0, index) for k, v in self.stacked("buffer").items()}
+        return ReplicatedCVAE(self._template[0], params, buffers, self.streams.select(keep))
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.parameters())).device
+
+    # -- stacked state ----------------------------------------------------------------
+    def stacked(self, kind: str = "param") -> dict[str, torch.Tensor]:
+        """Module name (as in a ``SigmaCVAE`` state dict) → stacked tensor."""
+        get = self.get_parameter if kind == "param" else self.get_buffer
+        return {name: get(_flat(name)) for name in self._names[kind]}
+
+    def parameters_of(self, part: str) -> list[nn.Parameter]:
+        """The stacked parameters of ``part``: ``encoder``, ``decoder`` or ``noise``."""
+        return [p for name, p in self.stacked("param").items() if name.split(".")[0] == part]
+
+    @torch.no_grad()
+    def write_to(self, r: int, model: SigmaCVAE) -> None:
+        """Copy replicate ``r``'s parameters and buffers into ``model``."""
+        state = {name: t[r] for kind in ("param", "buffer") for name, t in self.stacked(kind).items()}
+        model.load_state_dict(state, strict=True)
+
+    @torch.no_grad()
+    def read_noise_from(self, r: int, model: SigmaCVAE) -> None:
+        """Copy ``model``'s observation-model buffers into replicate ``r`` (σ set by an algorithm)."""
+        own = dict(model.named_buffers())
+        for name, t in self.stacked("buffer").items():
+            if name.startswith("noise."):
+                t[r].copy_(own[name])
+
+    # -- batched networks -------------------------------------------------------------
+    def _call(self, part: str, *args: torch.Tensor, batched: Sequence[bool]) -> object:
+        """``part(*args)`` of every replicate (``part = ""``: the model's own ``forward``);
+        ``batched[i]`` says whether ``args[i]`` has a leading replicate dimension (else it is shared)."""
+        module = getattr(self._template[0], part) if part else self._template[0]
+        prefix = part + "." if part else ""
+        params = {k[len(prefix):]: v for k, v in self.stacked("param").items() if k.startswith(prefix)}
+        buffers = {k[len(prefix):]: v for k, v in self.stacked("buffer").items() if k.startswith(prefix)}
+
+        def call(p, b, *a):
+            return torch.func.functional_call(module, (p, b), a)
+
+        if self.replicates == 1:  # no vmap: the plain module on replicate 0's views
+            out = call({k: v[0] for k, v in params.items()}, {k: v[0] for k, v in buffers.items()},
+                       *[a[0] if is_b else a for a, is_b in zip(args, batched)])
+            return tuple(o.unsqueeze(0) for o in out) if isinstance(out, tuple) else out.unsqueeze(0)
+        in_dims = (0, 0, *[0 if is_b else None for is_b in batched])
+        return torch.vmap(call, in_dims=in_dims)(params, buffers, *args)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Location and scale of every replicate's ``q(z | x, y)``, each ``(R, n, d)``."""
+        if y.dim() == 2:  # shared data: every replicate reads the same points
+            y = y.expand((self.replicates,) + y.shape)
+        inputs = torch.cat([x.expand(y.shape[:-1] + x.shape[-1:]), y], dim=-1)
+        return self._call("encoder", inputs, batched=[True])
+
+    def mean_and_scale(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder mean and σ for ``z`` of shape ``(..., R, n, d)`` (replicate at -3); σ broadcasts
+        against the mean."""
+        zr = z.movedim(-3, 0)  # (R, ..., n, d)
+        if x.dim() == 3:  # (R, n, p): one data set per replicate, broadcast over particle dims
+            x = x.reshape(x.shape[:1] + (1,) * (zr.dim() - 3) + x.shape[1:])
+        inputs = torch.cat([x.expand(zr.shape[:-1] + x.shape[-1:]), zr], dim=-1)
+        mean, scale = self._call("", inputs, batched=[True])  # one call: an observation model may read the decoder
+        while scale.dim() < mean.dim():  # a scalar (R,) or per-output (R, q) σ
+            scale = scale.unsqueeze(1)
+        return mean.movedim(0, -3), scale.movedim(0, -3)
+
+    # -- the Pyro program ---------------------------------------------------------------
+    def _plates(self, n: int):
+        return pyro.plate("replicates", self.replicates, dim=-2), pyro.plate("data", n, dim=-1)
+
+    def model(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
+        n = y.shape[-2]
+        reps, data = self._plates(n)
+        zero = torch.zeros((), dtype=y.dtype, device=y.device)
+        with reps, data:
+            with _scaled(beta):
+                z = pyro.sample("z", dist.Normal(zero, zero + 1).expand([self.latent_dim]).to_event(1))
+            mean, scale = self.mean_and_scale(x, z)
+            return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=y)
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
+        reps, data = self._plates(y.shape[-2])
+        with reps, data:
+            loc, scale = self.encode(x, y)
+            with _scaled(beta):
+                return pyro.sample("z", _StreamNormal(loc, scale, self.streams).to_event(1))
+
+    # -- evaluation -------------------------------------------------------------------
+    @torch.no_grad()
+    def terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        r"""Per-replicate, per-point terms with one reparameterised z each (as
+        :meth:`SigmaCVAE.terms`): ``recon``, analytic ``kl`` and ``sq_err``, each ``(R, n)``, and
+        ``log_sigma`` (R,): the mean of log σ over the points and outputs (log σ itself for a
+        scalar σ)."""
+        loc, scale = self.encode(x, y)
+        eps = self.streams.normal(loc.shape, dim=-3, dtype=loc.dtype)
+        mean, sigma = self.mean_and_scale(x, loc + scale * eps)
+        yb = y if y.dim() == 3 else y.expand(mean.shape)
+        recon = -dist.Normal(mean, sigma).log_prob(yb).sum(-1)
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
+        log_sigma = sigma.log().expand(mean.shape).mean(dim=(-2, -1))
+        return {"recon": recon, "kl": kl, "sq_err": (yb - mean).pow(2).sum(-1), "log_sigma": log_sigma}
+
+
+def _flat(name: str) -> str:
+    return name.replace(".", "__")
+
+
+def _scaled(beta: torch.Tensor | None):
+    """β per replicate on the latent site: a ``(R, 1)`` scale, with β = 0 masked out."""
+    handlers = contextlib.ExitStack()
+    if beta is None or bool((beta == 1).all()):
+        return handlers
+    beta = beta.reshape(-1, 1)
+    positive = beta > 0
+    if not bool(positive.all()):  # poutine.scale refuses 0: drop those replicates' term by masking
+        handlers.enter_context(poutine.mask(mask=positive))
+        beta = torch.where(positive, beta, torch.ones_like(beta))
+    handlers.enter_context(poutine.scale(scale=beta))
+    return handlers
+
+
+def replicate_loss(stack: ReplicatedCVAE, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | None,
+                   estimator: str = "trace", particles: int = 1) -> torch.Tensor:
+    r"""The negative ELBO of each replicate, summed over its points: a ``(R,)`` tensor.
+
+    From one Pyro trace of the guide and the model replayed on it (what Pyro's ELBOs do),
+    reduced per replicate instead of over everything:
+
+    * ``trace`` — :math:`-\frac1S\sum_s [\log p(y, z_s) - \log q(z_s)]` (``Trace_ELBO``);
+    * ``meanfield`` — the same with the analytic :math:`\mathrm{KL}(q \| p)` for ``z``
+      (``TraceMeanField_ELBO``);
+    * ``iwae`` — per point :math:`-\log\frac1S\sum_s w_s` (``RenyiELBO(alpha=0)``, Burda et al. 2016).
+
+    Sites' log densities carry their β scale and mask as in Pyro's traces. ``particles`` > 1 are
+    vectorised in a plate at dim -3.
+    """
+    def run(fn: Callable, trace=None):
+        wrapped = poutine.replay(fn, trace=trace) if trace is not None else fn
+        if particles > 1:
+            with pyro.plate("particles", particles, dim=-3):
+                return poutine.trace(wrapped).get_trace(x, y, beta)
+        return poutine.trace(wrapped).get_trace(x, y, beta)
+
+    guide_trace = run(stack.guide)
+    model_trace = run(stack.model, guide_trace)
+    model_trace.compute_log_prob()
+    guide_trace.compute_log_prob()
+    z_model, z_guide = model_trace.nodes["z"], guide_trace.nodes["z"]
+    log_lik = model_trace.nodes["y"]["log_prob"]  # (S?, R, n)
+    if estimator == "meanfield":
+        kl = torch.distributions.kl_divergence(z_guide["fn"], z_model["fn"])
+        log_w = log_lik - scale_and_mask(kl, z_model["scale"], z_model["mask"])
+    else:
+        log_w = log_lik + z_model["log_prob"] - z_guide["log_prob"]
+    if estimator == "iwae":
+        if particles > 1:
+            log_w = torch.logsumexp(log_w, dim=0) - math.log(particles)
+        return -log_w.sum(-1)
+    if particles > 1:
+        log_w = log_w.mean(0)
+    return -log_w.sum(-1)

@@ -1,0 +1,200 @@
+"""Replicates as a batch dimension: the batched program's mathematics, and the contract that
+replicate r of a batched run equals the single run with the same seed and settings."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyrovae.data import Dataset, two_moon
+from pyrovae.errors import ConfigError
+from pyrovae.inference.algorithms import CalibratedSigma, make_algorithm
+from pyrovae.inference.objectives import make_elbo
+from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
+from pyrovae.inference.trainer import Trainer, TrainSettings
+from pyrovae.models import SigmaCVAE, make_noise
+
+N = 120
+SEEDS = [11, 22, 33]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return two_moon(n=N, tau=0.1, seed=0)
+
+
+def build(noise: str = "learned", seed: int = 0, sigma0: float = 1.0, x_dim: int = 1) -> SigmaCVAE:
+    pyro.set_rng_seed(seed)
+    kwargs = {"y_dim": 2, "in_dim": x_dim + 2} if noise in ("learned-vector", "network") else {}
+    return SigmaCVAE(x_dim, 2, noise=make_noise(noise, sigma0, **kwargs))
+
+
+# -- the streams and the batched program ---------------------------------------------------
+def test_stream_slices_are_the_replicates_own_draws():
+    streams = ReplicaStreams(SEEDS)
+    draws = streams.normal((4, 3, 5, 2), dim=-3, dtype=torch.float32)
+    for r, seed in enumerate(SEEDS):
+        g = torch.Generator().manual_seed(seed)
+        assert torch.equal(draws[:, r], torch.randn((4, 5, 2), generator=g))
+    assert streams.select([2]).generators[0] is streams.generators[2]
+
+
+def test_replicate_loss_is_the_hand_computed_negative_elbo(data):
+    """Trace: -[log N(z;0,I) + log N(y; mu(x,z), sigma^2) - log N(z; loc, scale)] with z = loc + scale eps,
+    eps from the replicate's own generator, summed over points; each replicate's own number."""
+    models = [build("learned", seed=s, sigma0=0.5 + s / 100) for s in SEEDS]
+    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    beta = torch.tensor([1.0, 0.3, 0.0])
+    losses = replicate_loss(stack, data.x, data.y, beta)
+    for r, (model, seed) in enumerate(zip(models, SEEDS)):
+        eps = torch.randn((N, 2), generator=torch.Generator().manual_seed(seed))
+        loc, scale = model.encode(data.x, data.y)
+        z = loc + scale * eps
+        log_prior = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_q = dist.Normal(loc, scale).log_prob(z).sum(-1)
+        log_lik = dist.Normal(model.decode(data.x, z), model.sigma).log_prob(data.y).sum(-1)
+        expected = -(log_lik + float(beta[r]) * (log_prior - log_q)).sum()
+        assert float(losses[r].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+
+
+@pytest.mark.parametrize("estimator", ["trace", "meanfield"])
+def test_replicate_loss_sums_to_pyros_elbo_on_the_batched_program(data, estimator):
+    """Pyro's own Trace_ELBO / TraceMeanField_ELBO on the same program (same draws) gives the sum."""
+    models = [build("calibrated", seed=s) for s in SEEDS]
+    ours = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, estimator)
+    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    elbo = pyro.infer.TraceMeanField_ELBO(max_plate_nesting=2) if estimator == "meanfield" else \
+        pyro.infer.Trace_ELBO(max_plate_nesting=2)
+    pyros = elbo.differentiable_loss(stack.model, stack.guide, data.x, data.y, None)
+    assert float(ours.sum().detach()) == pytest.approx(float(pyros.detach()), rel=1e-5)
+
+
+def test_iwae_with_one_particle_is_the_elbo_and_with_more_is_a_tighter_bound(data):
+    models = [build("learned", seed=s) for s in SEEDS]
+    elbo1 = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "trace")
+    iwae1 = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "iwae")
+    assert torch.allclose(elbo1, iwae1)
+    # with S particles, per point -log mean_s w_s <= -mean_s log w_s (Jensen), same draws
+    trace = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "trace", 8)
+    iwae = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "iwae", 8)
+    assert (iwae < trace).all()
+
+
+def test_unstacking_gives_back_each_model(data):
+    models = [build("network", seed=s) for s in SEEDS]
+    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    copy = build("network", seed=99)
+    stack.write_to(1, copy)
+    for (name, a), b in zip(models[1].state_dict().items(), copy.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_replicates_must_share_one_architecture(data):
+    with pytest.raises(ConfigError, match="one architecture"):
+        ReplicatedCVAE.stack([build("learned"), SigmaCVAE(1, 2, decoder_widths=(3,), noise=make_noise("learned", 1.0))],
+                             ReplicaStreams([1, 2]))
+    with pytest.raises(ConfigError, match="one replicate at a time"):
+        Trainer([build("learned"), build("learned", 1)], data, make_algorithm("lagging"))
+
+
+# -- the contract: replicate r of a batch equals the single run -------------------------------
+CASES = {
+    "vanilla-trace": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned"),
+    "vanilla-meanfield": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", elbo="meanfield"),
+    "vanilla-iwae": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", elbo="iwae", particles=3),
+    "vanilla-minibatch": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", batch_size=40),
+    "vanilla-vector": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned-vector"),
+    "vanilla-network": dict(algorithm=lambda: make_algorithm("vanilla"), noise="network"),
+    "vanilla-vae": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", x_dim=0),
+    "analytic": dict(algorithm=lambda: make_algorithm("analytic"), noise="calibrated"),
+    "calibrated-paper": dict(algorithm=lambda: CalibratedSigma(tolerance=0.5, variant="paper"), noise="calibrated"),
+    "calibrated-code": dict(algorithm=lambda: CalibratedSigma(tolerance=0.5, variant="code"), noise="calibrated"),
+    "monotonic": dict(algorithm=lambda: make_algorithm("monotonic", anneal_blocks=4), noise="calibrated"),
+    "cyclical": dict(algorithm=lambda: make_algorithm("cyclical", anneal_blocks=6, cycles=2), noise="calibrated"),
+    "fixed": dict(algorithm=lambda: make_algorithm("fixed"), noise="fixed", elbo="meanfield"),
+}
+
+
+def _data_for(case: dict, data: Dataset) -> Dataset:
+    if case.get("x_dim", 1) == 0:
+        return Dataset("moons-y", torch.zeros(N, 0), data.y)
+    return data
+
+
+def _settings(case: dict) -> TrainSettings:
+    return TrainSettings(K=5, max_steps=150, tol=0.02, elbo=case.get("elbo", "trace"),
+                         particles=case.get("particles", 1), batch_size=case.get("batch_size"))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_replicate_equals_the_single_run_with_its_seed(data, name):
+    case = CASES[name]
+    d = _data_for(case, data)
+    sigma0 = [1.0, 0.5, 2.0]  # a grid cell per replicate
+    models = [build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1)) for i, s in enumerate(sigma0)]
+    batch = Trainer(models, d, case["algorithm"](), _settings(case), seeds=SEEDS).run()
+    assert len(batch) == 3
+    for i, (s, result) in enumerate(zip(sigma0, batch)):
+        single = Trainer(build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1)), d, case["algorithm"](),
+                         _settings(case), seeds=[SEEDS[i]]).run()
+        assert result.status == single.status
+        assert len(result.history) == len(single.history) > 1
+        for column in ("loss", "sigma", "kl", "beta"):
+            assert result.history[column].to_numpy() == pytest.approx(single.history[column].to_numpy(),
+                                                                       rel=1e-4, abs=1e-6), column
+        assert list(result.history["event"]) == list(single.history["event"])
+        assert result.metrics["sigma"] == pytest.approx(single.metrics["sigma"], rel=1e-4)
+        assert result.metrics["kl"] == pytest.approx(single.metrics["kl"], rel=1e-4, abs=1e-6)
+    if name.startswith("calibrated"):
+        assert any((r.history["event"] == "calibrate").any() for r in batch)
+    if name == "vanilla-trace":  # the replicates stop at different blocks: a finished one leaves the batch
+        assert len({len(r.history) for r in batch}) > 1
+
+
+def test_per_replicate_data_and_a_diverged_replicate_leave_the_others_alone(data):
+    """Replicate 1 gets data that overflow the likelihood: it stops with status nan and keeps its
+    weights from before; replicates 0 and 2 finish exactly as alone."""
+    bad = Dataset("bad", data.x, data.y * 1e30)
+    datas = [data, bad, data]
+    models = [build("learned", seed=i) for i in range(3)]
+    settings = TrainSettings(K=5, max_steps=60, tol=0.0)
+    with pyro.validation_enabled(False):
+        batch = Trainer(models, datas, make_algorithm("vanilla"), settings, seeds=SEEDS).run()
+        single = {i: Trainer(build("learned", seed=i), data, make_algorithm("vanilla"), settings, seeds=[SEEDS[i]]).run()
+                  for i in (0, 2)}
+    assert batch[1].status == "nan" and len(batch[1].history) == 0
+    assert all(torch.isfinite(p).all() for p in batch[1].model.parameters())
+    for i in (0, 2):
+        assert batch[i].status == single[i].status == "max_steps"
+        assert batch[i].metrics["sigma"] == pytest.approx(single[i].metrics["sigma"], rel=1e-4)
+
+
+def test_max_steps_is_a_hard_cap_whatever_K(data):
+    result = Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=30, max_steps=7, tol=0.0)).run()
+    assert result.metrics["steps"] == 7 and result.status == "max_steps"
+
+
+def test_resumed_batch_equals_uninterrupted(data, tmp_path):
+    def trainer(max_steps, run_dir):
+        models = [build("calibrated", seed=i) for i in range(3)]
+        return Trainer(models, data, CalibratedSigma(tolerance=5.0), TrainSettings(K=5, max_steps=max_steps, tol=0.02,
+                       checkpoint_every=1), run_dir=run_dir, seeds=SEEDS)
+
+    full = trainer(120, tmp_path / "a").run()
+    trainer(40, tmp_path / "b").run()
+    resumed = trainer(120, tmp_path / "b").run()
+    for a, b in zip(full, resumed):
+        assert b.metrics["resumed"] and a.status == b.status
+        assert a.history["sigma"].to_numpy() == pytest.approx(b.history["sigma"].to_numpy(), rel=1e-6)
+        for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+            assert torch.allclose(x, y, rtol=1e-6, atol=1e-7), name
+    assert math.isfinite(full[0].metrics["kl"])
+
+
+def test_elbo_names_are_checked():
+    with pytest.raises(Exception):
+        make_elbo("nope")
