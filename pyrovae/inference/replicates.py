@@ -152,6 +152,9 @@ class ReplicatedCVAE(nn.Module):
             self.register_parameter(_flat(name), nn.Parameter(params[name].detach().clone()))
         for name in self._names["buffer"]:
             self.register_buffer(_flat(name), buffers[name].detach().clone())
+        # name -> tensor, looked up once: a stack never swaps its tensors (select builds a new stack)
+        self._stacked = {kind: {name: (self.get_parameter if kind == "param" else self.get_buffer)(_flat(name))
+                                for name in names} for kind, names in self._names.items()}
 
     @classmethod
     def stack(cls, models: Sequence[SigmaCVAE], streams: ReplicaStreams) -> "ReplicatedCVAE":
@@ -179,8 +182,7 @@ class ReplicatedCVAE(nn.Module):
     # -- stacked state ----------------------------------------------------------------
     def stacked(self, kind: str = "param") -> dict[str, torch.Tensor]:
         """Module name (as in a ``SigmaCVAE`` state dict) → stacked tensor."""
-        get = self.get_parameter if kind == "param" else self.get_buffer
-        return {name: get(_flat(name)) for name in self._names[kind]}
+        return self._stacked[kind]
 
     def parameters_of(self, part: str) -> list[nn.Parameter]:
         """The stacked parameters of ``part``: ``encoder``, ``decoder`` or ``noise``."""

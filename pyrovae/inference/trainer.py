@@ -200,7 +200,9 @@ class Trainer:
     def optimizer(self, params) -> torch.optim.Optimizer:
         """The engine's optimiser (Adam, ``settings.lr``) over ``params``; algorithms that step a
         subset of the parameters (Lagging Inference Networks) build theirs here."""
-        return torch.optim.Adam(params, lr=self.settings.lr)
+        params = list(params)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+        return torch.optim.Adam(params, lr=self.settings.lr, fused=fused or None)
 
     def parameters(self, part: str) -> list[torch.nn.Parameter]:
         """The stacked parameters of ``part`` (``encoder``, ``decoder`` or ``noise``)."""
