@@ -11,12 +11,13 @@ Example::
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pyro
 import torch
@@ -34,7 +35,8 @@ from pyrovae.plots import write_run_plots
 from pyrovae.runs import (derive_seeds, load_checkpoint, prepare_run_dir, read_json, save_checkpoint, write_json,
                           write_text)
 
-__all__ = ["build_data", "build_model", "build_algorithm", "train", "train_reps", "load_run", "summarize"]
+__all__ = ["build_data", "build_model", "build_algorithm", "train", "train_batch", "batch_key", "train_reps", "load_run",
+           "summarize"]
 
 SUMMARY_KEYS = ("sigma", "kl", "neg_elbo", "sigma_sq_err", "sigma_rel_err", "calibrations", "steps", "wall_time")
 
@@ -179,31 +181,66 @@ def train_reps(
     return summary
 
 
+#: Settings that may differ between the replicates of one batch (everything else is shared).
+PER_REPLICATE = ("seed", "sigma0", "C", "calibration", "anneal_blocks", "cycles")
+
+
+def batch_key(cfg: RunConfig) -> str:
+    """Configurations with the same key can train as one batch (:func:`train_batch`)."""
+    shared = {k: v for k, v in cfg.to_dict().items() if k not in PER_REPLICATE + ("threads", "checkpoint_every")}
+    return json.dumps(shared, sort_keys=True)
+
+
+def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir: str | Path | None = None,
+                progress: bool = False, plots: bool = True) -> list[TrainResult]:
+    """Train ``cfgs`` (one :func:`batch_key`) as one batched program; write each run's directory
+    ``outs[i]`` (config, metrics, history, final weights, plots) as :func:`train` would.
+
+    Replicate ``i`` equals ``train(cfgs[i])``: it starts from the weights ``train`` would build
+    (after ``pyro.set_rng_seed(seed)``) and draws from its own stream seeded with ``seed``. The
+    batch's checkpoint lives in ``batch_dir`` (a rerun resumes there). An algorithm that trains one
+    replicate at a time (Lagging Inference Networks) trains each configuration on its own.
+    """
+    cfgs = list(cfgs)
+    for cfg in cfgs:
+        cfg.validate()
+    if len({batch_key(c) for c in cfgs}) != 1:
+        raise ConfigError("configurations trained as one batch may differ only in " + ", ".join(PER_REPLICATE))
+    if not build_algorithm(cfgs[0]).batched:
+        return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
+    torch.set_num_threads(cfgs[0].threads)
+    batch_dir = prepare_run_dir(batch_dir) if batch_dir is not None else None
+    data = build_data(cfgs[0])
+    models, algorithms = [], []
+    for cfg in cfgs:
+        pyro.set_rng_seed(cfg.seed)  # each replicate starts from the weights its single run would start from
+        algorithms.append(build_algorithm(cfg))
+        models.append(build_model(cfg, data, algorithms[-1]))
+    with pyro.validation_enabled(False):
+        results = Trainer(models, data, algorithms, settings_from(cfgs[0]), run_dir=batch_dir, progress=progress,
+                          seeds=[cfg.seed for cfg in cfgs]).run()
+    for i, (cfg, out, result) in enumerate(zip(cfgs, outs, results)):
+        run_dir = prepare_run_dir(out)
+        result.metrics["seed"] = cfg.seed
+        write_json(run_dir / "config.json", cfg.to_dict())
+        write_json(run_dir / "metrics.json", result.metrics)
+        write_text(run_dir / "history.csv", result.history.to_csv(index=False))
+        save_checkpoint(run_dir, {"models": {"0": result.model.state_dict()}},
+                        {"status": result.status, "batch": str(batch_dir), "replicate": i})
+        if plots:
+            write_run_plots(result, data, run_dir)
+    return results
+
+
 def _train_vectorized(cfg: RunConfig, seeds: list[int], out: Path, on_done, progress: bool) -> list[dict]:
     """Every seed as one replicate of one batched run; each replicate's results in ``out/rep-XX``."""
     if out.joinpath("checkpoint").is_dir():
         _check_same_config(out, cfg)
     write_json(out / "config.json", cfg.to_dict())
-    torch.set_num_threads(cfg.threads)
-    data = build_data(cfg)
-    models, algorithms = [], []
-    for seed in seeds:
-        pyro.set_rng_seed(seed)  # each replicate starts from the weights its single run would start from
-        algorithms.append(build_algorithm(cfg))
-        models.append(build_model(cfg, data, algorithms[-1]))
-    with pyro.validation_enabled(False):
-        results = Trainer(models, data, algorithms, settings_from(cfg), run_dir=out, progress=progress,
-                          seeds=seeds).run()
+    results = train_batch([cfg.replace(seed=s) for s in seeds], [out / f"rep-{i:02d}" for i in range(len(seeds))],
+                          batch_dir=out, progress=progress)
     rows = []
     for i, (seed, result) in enumerate(zip(seeds, results)):
-        rep_dir = prepare_run_dir(out / f"rep-{i:02d}")
-        result.metrics["seed"] = seed
-        write_json(rep_dir / "config.json", cfg.replace(seed=seed).to_dict())
-        write_json(rep_dir / "metrics.json", result.metrics)
-        write_text(rep_dir / "history.csv", result.history.to_csv(index=False))
-        save_checkpoint(rep_dir, {"models": {"0": result.model.state_dict()}},
-                        {"status": result.status, "batch": str(out), "replicate": i})
-        write_run_plots(result, data, rep_dir)
         rows.append({"rep": i, "seed": seed, **result.metrics})
         if on_done is not None:
             on_done(i, rows[-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,10 +44,28 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], jobs: int = 1,
     return results
 
 
-def _train_one(cfg: dict, out: str) -> dict:
-    from pyrovae.api import train
+def _train_group(cfgs: list[dict], outs: list[str], batch_dir: str) -> list[dict]:
+    from pyrovae.api import train_batch
 
-    return train(RunConfig(**cfg), out=out, progress=False, plots=False).metrics
+    results = train_batch([RunConfig(**c) for c in cfgs], outs, batch_dir=batch_dir, plots=False)
+    return [r.metrics for r in results]
+
+
+def _finished(cfg: RunConfig, out: Path) -> dict | None:
+    """The metrics of a finished run of ``cfg`` in ``out``, or None."""
+    from pyrovae.runs import read_json
+
+    if not (out / "metrics.json").is_file() or not (out / "config.json").is_file():
+        return None
+    if read_json(out / "config.json") != _as_json(cfg):
+        return None
+    metrics = read_json(out / "metrics.json")
+    return metrics if metrics.get("status") in ("converged", "max_steps", "nan") else None
+
+
+def _as_json(cfg: RunConfig) -> dict:
+    """``cfg`` as its ``config.json`` reads back (tuples become lists)."""
+    return json.loads(json.dumps(cfg.to_dict()))
 
 
 def run_grid(
@@ -57,21 +77,42 @@ def run_grid(
     on_done: Callable[[str, int, dict], None] | None = None,
 ) -> dict[str, list[dict]]:
     """Train every ``configs[label]`` ``reps`` times; repetition ``i`` of every label uses the
-    same seed (paired comparison). Each run writes ``out/<label>/rep-XX`` and resumes if there.
-    Returns ``{label: [metrics of rep 0, rep 1, ...]}``."""
+    same seed (paired comparison). Each run writes ``out/<label>/rep-XX``; a finished run there is
+    reused. The runs that differ only in per-replicate settings (seed, σ₀, C, calibration variant,
+    schedule length: :data:`pyrovae.api.PER_REPLICATE`) train as one batched program; the
+    batches are spread over ``jobs`` processes. Returns ``{label: [metrics of rep 0, rep 1, ...]}``."""
+    from pyrovae.api import batch_key
+
     seeds = derive_seeds(root_seed, reps)
-    keys = [(label, i) for i in range(reps) for label in configs]
-    tasks = [{"cfg": configs[label].replace(seed=seeds[i]).to_dict(), "out": str(out / slug(label) / f"rep-{i:02d}")}
-             for label, i in keys]
     results: dict[str, list[dict]] = {label: [{} for _ in range(reps)] for label in configs}
 
-    def done(k: int, metrics: dict) -> None:
-        label, i = keys[k]
+    def done(label: str, i: int, metrics: dict) -> None:
         results[label][i] = {"rep": i, "seed": seeds[i], **metrics}
         if on_done is not None:
             on_done(label, i, results[label][i])
 
-    map_tasks(_train_one, tasks, jobs, on_done=done)
+    groups: dict[str, list[tuple[str, int, RunConfig, Path]]] = {}
+    for i in range(reps):
+        for label, cfg in configs.items():
+            cfg = cfg.replace(seed=seeds[i])
+            run_dir = out / slug(label) / f"rep-{i:02d}"
+            finished = _finished(cfg, run_dir)
+            if finished is not None:
+                done(label, i, finished)
+            else:
+                groups.setdefault(batch_key(cfg), []).append((label, i, cfg, run_dir))
+    batches = list(groups.values())
+    tasks = []
+    for batch in batches:
+        name = hashlib.sha1(json.dumps([[lab, i] for lab, i, _, _ in batch]).encode()).hexdigest()[:12]
+        tasks.append({"cfgs": [c.to_dict() for _, _, c, _ in batch], "outs": [str(d) for _, _, _, d in batch],
+                      "batch_dir": str(out / "batches" / name)})
+
+    def batch_done(k: int, metrics: list[dict]) -> None:
+        for (label, i, _, _), m in zip(batches[k], metrics):
+            done(label, i, m)
+
+    map_tasks(_train_group, tasks, jobs, on_done=batch_done)
     return results
 
 

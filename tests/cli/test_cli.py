@@ -154,3 +154,27 @@ def test_datasets_list_and_export(tmp_path):
     assert result.exit_code == 2 and "unknown data set" in result.output
     result = invoke("datasets", "export", "two-moon", "--out", out, "--tau", "-1")
     assert result.exit_code == 2
+
+
+def test_vectorized_reps_equal_their_single_runs(tmp_path):
+    """`--reps 3` trains the seeds as one batch; rep i is the single run with seed i's seed."""
+    common = ["--algorithm", "calibrated", "--n", "120", "--max-steps", "60", "-K", "5", "-C", "0.5", "--quiet"]
+    result = invoke("train", *common, "--reps", "3", "--out", tmp_path / "batch")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "batch" / "summary.json").read_text())
+    assert summary["vectorized"] and summary["diverged"] == []
+    for i, seed in enumerate(summary["seeds"]):
+        single = invoke("train", *common, "--seed", str(seed), "--out", tmp_path / f"single-{i}")
+        assert single.exit_code == 0, single.output
+        alone = json.loads((tmp_path / f"single-{i}" / "metrics.json").read_text())
+        assert summary["runs"][i]["steps"] == alone["steps"]
+        assert summary["runs"][i]["sigma"] == pytest.approx(alone["sigma"], rel=1e-4)
+
+
+def test_diverged_reps_exit_non_zero_and_stay_out_of_the_summary(tmp_path):
+    out = tmp_path / "nan"
+    result = invoke("train", "--algorithm", "vanilla", "--n", "50", "--lr", "1e30", "-K", "2", "--max-steps", "20",
+                    "--reps", "2", "--quiet", "--out", out)
+    assert result.exit_code == 1 and "diverged" in result.output and "Traceback" not in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["diverged"] == [0, 1] and "sigma" not in summary["summary"]

@@ -78,3 +78,26 @@ def test_liu_tables_smoke(name, rows, tmp_path, monkeypatch):
     assert len(table.rows) == rows and (tmp_path / "report.md").is_file()
     assert all((row, col) in table.cells for row in table.rows for col in table.columns)
     assert "(paper" in table.to_markdown()
+
+
+def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_path, monkeypatch):
+    """Labels that differ only in per-replicate settings (here σ₀) train as one batch; each run
+    equals `train` of its configuration alone; a rerun trains nothing."""
+    from pyrovae.api import train
+
+    base = RunConfig(n=150, max_steps=40, K=5, tol=0.01, algorithm="calibrated", C=0.5)
+    configs = {"s1": base, "s5": base.replace(sigma0=5.0)}
+    results = run_grid(configs, reps=2, jobs=1, out=tmp_path / "grid", root_seed=3)
+    assert len(list((tmp_path / "grid" / "batches").iterdir())) == 1  # one batch of 4 replicates
+    for label, cfg in configs.items():
+        for i, row in enumerate(results[label]):
+            alone = train(cfg.replace(seed=row["seed"]), plots=False).metrics
+            assert row["steps"] == alone["steps"] and row["status"] == alone["status"]
+            assert row["sigma"] == pytest.approx(alone["sigma"], rel=1e-4)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("pyrovae.experiments.runner._train_group", no_training)
+    again = run_grid(configs, reps=2, jobs=1, out=tmp_path / "grid", root_seed=3)
+    assert again["s5"][1]["sigma"] == results["s5"][1]["sigma"]
