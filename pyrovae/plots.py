@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
@@ -20,13 +17,13 @@ def save_figure(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def plot_sigma(history: pd.DataFrame, path: Path, true_sigma: float | None = None, title: str = "") -> Path:
     """σ after each block against gradient steps; calibrations marked with a star (seed 000 Fig. 2a)."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     ax.plot(history["step"], history["sigma"], lw=1.5, label="σ")
     cal = history[history["event"] == "calibrate"]
     if len(cal):
@@ -43,7 +40,8 @@ def plot_sigma(history: pd.DataFrame, path: Path, true_sigma: float | None = Non
 
 def plot_kl(history: pd.DataFrame, path: Path, title: str = "") -> Path:
     """Mean KL[q(z|x,y) || p(z)] per block; β on a second axis when it is annealed."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     ax.plot(history["step"], history["kl"], color="tab:green", lw=1.5, label="KL")
     cal = history[history["event"] == "calibrate"]
     for step in cal["step"]:
@@ -77,7 +75,8 @@ def _scatter(ax, y: np.ndarray, labels: np.ndarray, title: str) -> None:
 def plot_pairs(data_y: torch.Tensor, other_y: torch.Tensor, x: torch.Tensor, path: Path, other_title: str) -> Path:
     """Training data beside reconstructions or generated samples, coloured by the first input column."""
     labels = x[:, 0].cpu().numpy() if x.shape[1] else np.zeros(len(x))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
+    fig = Figure(figsize=(9, 4))
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
     _scatter(axes[0], data_y.cpu().numpy(), labels, "training data")
     _scatter(axes[1], other_y.cpu().numpy(), labels, other_title)
     return save_figure(fig, path)

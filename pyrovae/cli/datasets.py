@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from pyrovae.cli.common import cli_errors, console
-from pyrovae.data.registry import DATASETS, make_dataset
 from pyrovae.errors import DataError
 
 __all__ = ["datasets_app"]
@@ -22,6 +21,7 @@ datasets_app = typer.Typer(help="List data sets or export one to CSV.", no_args_
 @cli_errors
 def list_command() -> None:
     """The registered data sets with their generator options."""
+    from pyrovae.data.registry import DATASETS
     table = Table(header_style="bold")
     for col in ("name", "options", "what", "source"):
         table.add_column(col)
@@ -41,6 +41,8 @@ def export_command(
     seed: Optional[int] = typer.Option(None, help="Generator seed."),
 ) -> None:
     """Generate a data set and write it as CSV."""
+    from pyrovae.data.registry import make_dataset
+
     options = {k: v for k, v in {"n": n, "tau": tau, "seed": seed}.items() if v is not None}
     data = make_dataset(name, **options)
     if out.parent and not out.parent.exists():

@@ -9,11 +9,10 @@ import typer
 
 from pyrovae.cli.common import cli_errors, console
 from pyrovae.cli.train import run_from_config
-from pyrovae.config import RunConfig
 
-__all__ = ["demo_command", "DEMO_CONFIG"]
+__all__ = ["demo_command", "DEMO_SETTINGS"]
 
-DEMO_CONFIG = RunConfig(dataset="two-moon", n=5000, tau=0.1, algorithm="calibrated", K=25, C=0.05, sigma0=1.0)
+DEMO_SETTINGS = dict(dataset="two-moon", n=5000, tau=0.1, algorithm="calibrated", K=25, C=0.05, sigma0=1.0)
 
 
 @cli_errors
@@ -30,4 +29,6 @@ def demo_command(
         "[bold]pyrovae demo[/]: Calibrated Robust σ-CVAE on two-moon (n = 5000, true σ = 0.1), "
         "K = 25, C = 0.05, σ₀ = 1 — seed 000, Sec. 5.1 / Algorithm 1"
     )
-    run_from_config(DEMO_CONFIG.replace(seed=seed), out, 1, 1, quiet, "calibrated σ-CVAE on two-moon")
+    from pyrovae.config import RunConfig
+
+    run_from_config(RunConfig(**DEMO_SETTINGS, seed=seed), out, 1, 1, quiet, "calibrated σ-CVAE on two-moon")

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from pyrovae.cli.common import cli_errors, console
 from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions, _load_all, get_experiment
-from pyrovae.runs import prepare_run_dir
 
 __all__ = ["experiment_app"]
 
@@ -43,6 +42,8 @@ def run_command(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Run an experiment; write its tables (CSV, Markdown) beside the paper's numbers."""
+    from pyrovae.runs import prepare_run_dir
+
     experiment = get_experiment(name)
     out = out or Path("runs") / "experiments" / (name + ("-quick" if quick else ""))
     options = ExperimentOptions(out=out, quick=quick, reps=reps, jobs=jobs, seed=seed, progress=not quiet)

@@ -9,11 +9,7 @@ from pathlib import Path
 import typer
 
 from pyrovae.cli.common import cli_errors, console
-from pyrovae.data.files import load_csv
-from pyrovae.data.registry import DATASETS, make_dataset
-from pyrovae.data.semisupervised_real import REAL_FILES, load_real
 from pyrovae.errors import DataError
-from pyrovae.metrics.separability import separability
 
 __all__ = ["features_and_labels", "separability_command"]
 
@@ -22,6 +18,10 @@ def features_and_labels(data: str):
     """``(x, labels, name)`` of a registered semi-supervised data set (all its true labels), of a UCI
     file named as the repository names it (``cmc.data``, ``messidor_features.arff``), or of a CSV file
     (columns ``x…`` are features, the one ``y…`` column — or the last column — the label)."""
+    from pyrovae.data.files import load_csv
+    from pyrovae.data.registry import DATASETS, make_dataset
+    from pyrovae.data.semisupervised_real import REAL_FILES, load_real
+
     if data in DATASETS:
         ds = make_dataset(data)
         labels = getattr(ds, "labels", None)
@@ -52,6 +52,8 @@ def separability_command(
 ) -> None:
     """Balanced accuracy and mean entropy of a cross-validated logistic regression of y | x (seed 001,
     Sec. 7): high entropy means the cohorts overlap and M2 is prone to functional collapse."""
+    from pyrovae.metrics.separability import separability
+
     x, labels, name = features_and_labels(data)
     result = separability(x, labels, folds=folds, seed=seed)
     if as_json:

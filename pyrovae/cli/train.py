@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
 
-from pyrovae.api import train, train_reps
 from pyrovae.cli.common import cli_errors, console, fail
-from pyrovae.config import RunConfig, load_config
+
+if TYPE_CHECKING:
+    from pyrovae.config import RunConfig
 
 __all__ = ["train_command", "report_run", "run_from_config"]
 
@@ -52,6 +53,8 @@ def _report_reps(summary: dict, out: Path) -> None:
 
 def run_from_config(cfg: RunConfig, out: Path, reps: int, jobs: int, quiet: bool, title: str,
                     vectorize: bool = True) -> None:
+    from pyrovae.api import train, train_reps  # the library is imported only when a command runs
+
     if reps == 1:
         result = train(cfg, out=out, progress=not quiet)
         report_run(result, out, title)
@@ -100,6 +103,8 @@ def train_command(
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
     """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings."""
+    from pyrovae.config import load_config
+
     cfg = load_config(
         config, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed, algorithm=algorithm, K=k,
         C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr, max_steps=max_steps,
