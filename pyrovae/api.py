@@ -32,8 +32,8 @@ from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 from pyrovae.plots import write_run_plots
-from pyrovae.runs import (derive_seeds, load_checkpoint, prepare_run_dir, read_json, save_checkpoint, write_json,
-                          write_text)
+from pyrovae.runs import (derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint, prepare_run_dir, read_json,
+                          save_checkpoint, write_json, write_text)
 
 __all__ = ["build_data", "build_model", "build_algorithm", "train", "train_batch", "batch_key", "train_reps", "load_run",
            "summarize"]
@@ -78,13 +78,16 @@ def settings_from(cfg: RunConfig) -> TrainSettings:
                          convergence=cfg.convergence)
 
 
-def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False, plots: bool = True) -> TrainResult:
+def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False, plots: bool = True,
+          restart: bool = False) -> TrainResult:
     """Train one run. With ``out``, write config, history, metrics, checkpoint and plots there,
-    and resume from a checkpoint already in ``out``."""
+    and resume from a checkpoint already in ``out`` (``restart``: discard it and start over)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     run_dir = prepare_run_dir(out) if out is not None else None
     if run_dir is not None:
+        if restart:
+            discard_checkpoint(run_dir)
         _check_same_config(run_dir, cfg)
         write_json(run_dir / "config.json", cfg.to_dict())
     pyro.set_rng_seed(cfg.seed)
@@ -105,7 +108,7 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
 def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     """Resuming into a directory trained with other settings would mix two runs: refuse."""
     path = run_dir / "config.json"
-    if not path.is_file() or not (run_dir / "checkpoint").is_dir():
+    if not path.is_file() or not has_checkpoint(run_dir):
         return
     old = read_json(path)
     ignore = {"max_steps", "device", "checkpoint_every", "threads"}
@@ -125,8 +128,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Datas
     return model, data.to(_device(device)), cfg
 
 
-def _rep_worker(cfg_dict: dict, out: str) -> dict:
-    return train(RunConfig(**cfg_dict), out=out, progress=False).metrics
+def _rep_worker(cfg_dict: dict, out: str, restart: bool) -> dict:
+    return train(RunConfig(**cfg_dict), out=out, progress=False, restart=restart).metrics
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -142,7 +145,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def train_reps(
     cfg: RunConfig, reps: int, jobs: int, out: str | Path, on_done: Callable[[int, dict], None] | None = None,
-    vectorize: bool = True, progress: bool = False,
+    vectorize: bool = True, progress: bool = False, restart: bool = False,
 ) -> dict[str, Any]:
     """``reps`` runs with seeds derived from ``cfg.seed``, under ``out/rep-XX``.
 
@@ -150,11 +153,14 @@ def train_reps(
     equals ``train(cfg.replace(seed=seeds[i]))``; the batch's checkpoint in ``out/checkpoint``
     makes a rerun resume); otherwise one process per run, ``jobs`` at a time. Writes
     ``summary.json`` and ``summary.md`` (mean ± sd over the runs that did not diverge; the
-    diverged ones are listed under ``diverged``) and returns the summary."""
+    diverged ones are listed under ``diverged``) and returns the summary. ``restart`` discards the
+    checkpoints of an earlier run in ``out`` first."""
     cfg.validate()
     if reps < 1 or jobs < 1:
         raise ConfigError(f"--reps and --jobs must be >= 1, got {reps} and {jobs}")
     out = prepare_run_dir(out)
+    if restart:
+        discard_checkpoint(out)
     seeds = derive_seeds(cfg.seed, reps)
     if vectorize and not build_algorithm(cfg).batched:
         vectorize = False  # Lagging Inference Networks: each replicate's aggressive phase is its own
@@ -164,7 +170,7 @@ def train_reps(
         rows = [{} for _ in range(reps)]
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             futures = {
-                pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}")): i
+                pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}"), restart): i
                 for i, s in enumerate(seeds)
             }
             for future in as_completed(futures):
@@ -234,8 +240,7 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
 
 def _train_vectorized(cfg: RunConfig, seeds: list[int], out: Path, on_done, progress: bool) -> list[dict]:
     """Every seed as one replicate of one batched run; each replicate's results in ``out/rep-XX``."""
-    if out.joinpath("checkpoint").is_dir():
-        _check_same_config(out, cfg)
+    _check_same_config(out, cfg)
     write_json(out / "config.json", cfg.to_dict())
     results = train_batch([cfg.replace(seed=s) for s in seeds], [out / f"rep-{i:02d}" for i in range(len(seeds))],
                           batch_dir=out, progress=progress)

@@ -1,6 +1,7 @@
 """Exceptions raised on bad input: the CLI turns each into one line and exit code 2."""
 
-__all__ = ["PyrovaeError", "ConfigError", "DataError", "UnknownNameError", "TrainingDiverged"]
+__all__ = ["PyrovaeError", "ConfigError", "DataError", "UnknownNameError", "TrainingDiverged", "CheckpointError",
+           "RunDirLocked"]
 
 
 class PyrovaeError(Exception):
@@ -24,3 +25,11 @@ class DataError(PyrovaeError, ValueError):
 
 class TrainingDiverged(PyrovaeError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointError(DataError):
+    """A checkpoint that is missing, torn or damaged, or a run directory that cannot be resumed."""
+
+
+class RunDirLocked(PyrovaeError):
+    """Another live process is writing the same run directory."""

@@ -2,14 +2,19 @@
 
 A run directory holds ``config.json`` (resolved settings), ``history.csv``,
 ``metrics.json``, ``checkpoint/`` (``state.pt``: state dicts and RNG state, loaded with
-``weights_only=True``; ``state.json``: loop counters and algorithm state) and ``plots/``.
+``weights_only=True``; ``state.json``: loop counters and algorithm state; ``manifest.json``: the
+step and a SHA-256 of each part) and ``plots/``. A checkpoint is written and replaced as one unit
+(:func:`save_checkpoint`), and verified against its manifest before it is loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pyrovae.errors import DataError, PyrovaeError
+from pyrovae.errors import CheckpointError, DataError, PyrovaeError
 
 __all__ = [
     "prepare_run_dir",
@@ -27,6 +32,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "has_checkpoint",
+    "checkpoint_dir",
+    "discard_checkpoint",
     "derive_seeds",
 ]
 
@@ -91,25 +98,127 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
+#: Names inside a run directory. ``checkpoint/`` is the one current checkpoint; ``checkpoint.prev/``
+#: the one before it; ``checkpoint.tmp-*`` one being written (or left by a killed writer).
+CHECKPOINT, PREVIOUS, TEMPORARY = "checkpoint", "checkpoint.prev", "checkpoint.tmp-"
+_PARTS = ("state.pt", "state.json")
+_FORMAT = 1
+
+
 def save_checkpoint(run_dir: str | Path, tensors: dict[str, Any], state: dict[str, Any]) -> None:
-    """Write ``checkpoint/state.pt`` (tensors and state dicts) then ``state.json``, each atomically."""
-    ckpt = Path(run_dir) / "checkpoint"
-    _atomic_write(ckpt / "state.pt", lambda h: torch.save(tensors, h))
-    write_json(ckpt / "state.json", state)
+    """Write ``tensors`` (``state.pt``) and ``state`` (``state.json``) as one unit.
+
+    Both parts and ``manifest.json`` (the step and a SHA-256 of each part) are written and fsynced
+    in a fresh ``checkpoint.tmp-*`` directory, which then replaces ``checkpoint/`` by renames
+    alone: ``checkpoint`` → ``checkpoint.prev``, then the new directory → ``checkpoint``. A kill at
+    any moment leaves either the old or the new checkpoint whole (:func:`checkpoint_dir` finds it);
+    never a mix of two steps. Leftover temporary directories of killed writers are removed."""
+    run_dir = Path(run_dir)
+    _remove_temporaries(run_dir)
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=TEMPORARY))
+    try:
+        blobs = {"state.pt": _torch_bytes(tensors),
+                 "state.json": (json.dumps(_jsonable(state), indent=1) + "\n").encode()}
+        manifest = {"format": _FORMAT, "step": state.get("step"),
+                    "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}}
+        blobs["manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode()  # last: it vouches for the rest
+        for name, blob in blobs.items():
+            _write_synced(tmp / name, blob)
+        _fsync_dir(tmp)
+        current, previous = run_dir / CHECKPOINT, run_dir / PREVIOUS
+        if current.is_dir():
+            if previous.exists():  # out of the way by one rename; deleted below
+                previous.rename(Path(tempfile.mkdtemp(dir=run_dir, prefix=TEMPORARY)) / "old")
+            current.rename(previous)
+        tmp.rename(current)
+        _fsync_dir(run_dir)
+    finally:
+        _remove_temporaries(run_dir)
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
-    ckpt = Path(run_dir) / "checkpoint"
-    return (ckpt / "state.pt").is_file() and (ckpt / "state.json").is_file()
+    """Whether ``run_dir`` holds a checkpoint, whole or not: a damaged one must be refused, not
+    silently replaced by a fresh start."""
+    return checkpoint_dir(run_dir) is not None
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path | None:
+    """The current checkpoint: ``checkpoint/``, or ``checkpoint.prev/`` when a writer was killed
+    between its two renames (the old checkpoint is then the last whole one)."""
+    for name in (CHECKPOINT, PREVIOUS):
+        path = Path(run_dir) / name
+        if path.is_dir():
+            return path
+    return None
 
 
 def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
-    """Load a checkpoint without unpickling objects (``weights_only=True``)."""
-    ckpt = Path(run_dir) / "checkpoint"
-    if not has_checkpoint(run_dir):
-        raise DataError(f"no checkpoint in {run_dir}")
-    tensors = torch.load(ckpt / "state.pt", map_location=map_location, weights_only=True)
-    return tensors, read_json(ckpt / "state.json")
+    """Load the checkpoint of ``run_dir`` after checking it against its manifest.
+
+    Tensors are loaded without unpickling objects (``weights_only=True``). A missing, torn or
+    damaged checkpoint raises :class:`~pyrovae.errors.CheckpointError` with one line that says what
+    to do; torch's own advice (to load with ``weights_only=False``) is never passed on."""
+    ckpt = checkpoint_dir(run_dir)
+    if ckpt is None:
+        raise CheckpointError(f"no checkpoint in {run_dir}")
+    try:
+        manifest = json.loads((ckpt / "manifest.json").read_bytes())
+        blobs = {name: (ckpt / name).read_bytes() for name in _PARTS}
+    except (OSError, ValueError) as exc:
+        raise _damaged(ckpt, f"missing or unreadable part ({exc.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT or not isinstance(manifest.get("files"), dict):
+        raise _damaged(ckpt, "manifest.json is not a pyrovae checkpoint manifest")
+    for name, blob in blobs.items():
+        if manifest["files"].get(name) != hashlib.sha256(blob).hexdigest():
+            raise _damaged(ckpt, f"{name} does not match its checksum in manifest.json")
+    try:
+        state = json.loads(blobs["state.json"])
+        tensors = torch.load(io.BytesIO(blobs["state.pt"]), map_location=map_location, weights_only=True)
+    except Exception:  # torch, zipfile and pickle each raise their own; none is actionable here
+        raise _damaged(ckpt, "state.pt or state.json cannot be read as tensors-only data") from None
+    if not isinstance(state, dict) or not isinstance(tensors, dict) or state.get("step") != manifest.get("step"):
+        raise _damaged(ckpt, "its parts disagree with manifest.json")
+    return tensors, state
+
+
+def discard_checkpoint(run_dir: str | Path) -> None:
+    """Remove every checkpoint of ``run_dir`` (``--restart``)."""
+    for name in (CHECKPOINT, PREVIOUS):
+        shutil.rmtree(Path(run_dir) / name, ignore_errors=True)
+    _remove_temporaries(Path(run_dir))
+
+
+def _damaged(ckpt: Path, why: str) -> CheckpointError:
+    previous = ckpt.parent / PREVIOUS
+    fallback = (f", or resume from the previous checkpoint by moving {previous} to {ckpt}"
+                if ckpt.name == CHECKPOINT and previous.is_dir() else "")
+    return CheckpointError(f"damaged checkpoint {ckpt}: {why}; start over with --restart{fallback}")
+
+
+def _torch_bytes(tensors: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
+
+
+def _write_synced(path: Path, blob: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(blob)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    for tmp in run_dir.glob(TEMPORARY + "*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def derive_seeds(root: int, count: int) -> list[int]:

@@ -52,20 +52,21 @@ def _report_reps(summary: dict, out: Path) -> None:
 
 
 def run_from_config(cfg: RunConfig, out: Path, reps: int, jobs: int, quiet: bool, title: str,
-                    vectorize: bool = True) -> None:
+                    vectorize: bool = True, restart: bool = False) -> None:
     from pyrovae.api import train, train_reps  # the library is imported only when a command runs
 
     if reps == 1:
-        result = train(cfg, out=out, progress=not quiet)
+        result = train(cfg, out=out, progress=not quiet, restart=restart)
         report_run(result, out, title)
         return
     if vectorize:
-        _report_reps(train_reps(cfg, reps, jobs, out, vectorize=True, progress=not quiet), out)
+        _report_reps(train_reps(cfg, reps, jobs, out, vectorize=True, progress=not quiet, restart=restart), out)
         return
     columns = (TextColumn("[bold]repetitions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=quiet, console=console) as bar:
         task = bar.add_task("reps", total=reps)
-        summary = train_reps(cfg, reps, jobs, out, on_done=lambda i, row: bar.advance(task), vectorize=False)
+        summary = train_reps(cfg, reps, jobs, out, on_done=lambda i, row: bar.advance(task), vectorize=False,
+                             restart=restart)
     _report_reps(summary, out)
 
 
@@ -100,9 +101,10 @@ def train_command(
     jobs: int = typer.Option(1, help="Parallel processes for --reps with --no-vectorize."),
     vectorize: bool = typer.Option(True, help="Train the --reps seeds as one batched program (--no-vectorize: "
                                    "one process per run)."),
+    restart: bool = typer.Option(False, "--restart", help="Discard a checkpoint already in --out and start over."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
-    """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings."""
+    """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings (--restart: start over)."""
     from pyrovae.config import load_config
 
     cfg = load_config(
@@ -112,4 +114,4 @@ def train_command(
         threads=threads,
     )
     out = out or Path("runs") / f"{cfg.algorithm}-{Path(cfg.data_file).stem if cfg.data_file else cfg.dataset}-s{cfg.seed}"
-    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} σ-CVAE (K = {cfg.K})", vectorize)
+    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} σ-CVAE (K = {cfg.K})", vectorize, restart)
