@@ -32,8 +32,8 @@ from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 from pyrovae.plots import write_run_plots
-from pyrovae.runs import (derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint, prepare_run_dir, read_json,
-                          save_checkpoint, write_json, write_text)
+from pyrovae.runs import (check_same_data, data_digest, derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint,
+                          lock_run_dir, prepare_run_dir, read_json, save_checkpoint, write_json, write_text)
 
 __all__ = ["build_data", "build_model", "build_algorithm", "train", "train_batch", "batch_key", "train_reps", "load_run",
            "summarize"]
@@ -81,27 +81,31 @@ def settings_from(cfg: RunConfig) -> TrainSettings:
 def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False, plots: bool = True,
           restart: bool = False) -> TrainResult:
     """Train one run. With ``out``, write config, history, metrics, checkpoint and plots there,
-    and resume from a checkpoint already in ``out`` (``restart``: discard it and start over)."""
+    and resume from a checkpoint already in ``out`` (``restart``: discard it and start over).
+    ``out`` is locked while the run writes there (:func:`~pyrovae.runs.lock_run_dir`)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     run_dir = prepare_run_dir(out) if out is not None else None
-    if run_dir is not None:
-        if restart:
-            discard_checkpoint(run_dir)
-        _check_same_config(run_dir, cfg)
-        write_json(run_dir / "config.json", cfg.to_dict())
-    pyro.set_rng_seed(cfg.seed)
-    data = build_data(cfg)
-    algorithm = build_algorithm(cfg)
-    model = build_model(cfg, data, algorithm)
-    with pyro.validation_enabled(False):
-        result = Trainer(model, data, algorithm, settings_from(cfg), run_dir=run_dir, progress=progress,
-                         seeds=[cfg.seed]).run()
-    result.metrics["seed"] = cfg.seed
-    if run_dir is not None:
-        write_json(run_dir / "metrics.json", result.metrics)
-        if plots:
-            write_run_plots(result, data, run_dir)
+    with lock_run_dir(run_dir):
+        if run_dir is not None:
+            if restart:
+                discard_checkpoint(run_dir)
+            _check_same_config(run_dir, cfg)
+        pyro.set_rng_seed(cfg.seed)
+        data = build_data(cfg)
+        if run_dir is not None:
+            check_same_data(run_dir, data_digest(data.x, data.y))
+            write_json(run_dir / "config.json", cfg.to_dict())
+        algorithm = build_algorithm(cfg)
+        model = build_model(cfg, data, algorithm)
+        with pyro.validation_enabled(False):
+            result = Trainer(model, data, algorithm, settings_from(cfg), run_dir=run_dir, progress=progress,
+                             seeds=[cfg.seed]).run()
+        result.metrics["seed"] = cfg.seed
+        if run_dir is not None:
+            write_json(run_dir / "metrics.json", result.metrics)
+            if plots:
+                write_run_plots(result, data, run_dir)
     return result
 
 
@@ -159,31 +163,32 @@ def train_reps(
     if reps < 1 or jobs < 1:
         raise ConfigError(f"--reps and --jobs must be >= 1, got {reps} and {jobs}")
     out = prepare_run_dir(out)
-    if restart:
-        discard_checkpoint(out)
-    seeds = derive_seeds(cfg.seed, reps)
-    if vectorize and not build_algorithm(cfg).batched:
-        vectorize = False  # Lagging Inference Networks: each replicate's aggressive phase is its own
-    if vectorize:
-        rows = _train_vectorized(cfg, seeds, out, on_done, progress)
-    else:
-        rows = [{} for _ in range(reps)]
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = {
-                pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}"), restart): i
-                for i, s in enumerate(seeds)
-            }
-            for future in as_completed(futures):
-                i = futures[future]
-                rows[i] = {"rep": i, "seed": seeds[i], **future.result()}
-                if on_done is not None:
-                    on_done(i, rows[i])
-    healthy = [r for r in rows if r.get("status") != "nan"]
-    summary = {"config": cfg.to_dict(), "reps": reps, "seeds": seeds, "vectorized": vectorize,
-               "summary": summarize(healthy), "diverged": [r["rep"] for r in rows if r.get("status") == "nan"],
-               "runs": [{k: v for k, v in r.items() if k != "settings"} for r in rows]}
-    write_json(out / "summary.json", summary)
-    write_text(out / "summary.md", summary_markdown(summary))
+    with lock_run_dir(out):
+        if restart:
+            discard_checkpoint(out)
+        seeds = derive_seeds(cfg.seed, reps)
+        if vectorize and not build_algorithm(cfg).batched:
+            vectorize = False  # Lagging Inference Networks: each replicate's aggressive phase is its own
+        if vectorize:
+            rows = _train_vectorized(cfg, seeds, out, on_done, progress)
+        else:
+            rows = [{} for _ in range(reps)]
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+                futures = {
+                    pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}"), restart): i
+                    for i, s in enumerate(seeds)
+                }
+                for future in as_completed(futures):
+                    i = futures[future]
+                    rows[i] = {"rep": i, "seed": seeds[i], **future.result()}
+                    if on_done is not None:
+                        on_done(i, rows[i])
+        healthy = [r for r in rows if r.get("status") != "nan"]
+        summary = {"config": cfg.to_dict(), "reps": reps, "seeds": seeds, "vectorized": vectorize,
+                   "summary": summarize(healthy), "diverged": [r["rep"] for r in rows if r.get("status") == "nan"],
+                   "runs": [{k: v for k, v in r.items() if k != "settings"} for r in rows]}
+        write_json(out / "summary.json", summary)
+        write_text(out / "summary.md", summary_markdown(summary))
     return summary
 
 
@@ -204,7 +209,7 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
 
     Replicate ``i`` equals ``train(cfgs[i])``: it starts from the weights ``train`` would build
     (after ``pyro.set_rng_seed(seed)``) and draws from its own stream seeded with ``seed``. The
-    batch's checkpoint lives in ``batch_dir`` (a rerun resumes there). An algorithm that trains one
+    batch's checkpoint lives in ``batch_dir`` (a rerun resumes there; locked while the batch trains). An algorithm that trains one
     replicate at a time (Lagging Inference Networks) trains each configuration on its own.
     """
     cfgs = list(cfgs)
@@ -216,25 +221,28 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
         return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
     torch.set_num_threads(cfgs[0].threads)
     batch_dir = prepare_run_dir(batch_dir) if batch_dir is not None else None
-    data = build_data(cfgs[0])
-    models, algorithms = [], []
-    for cfg in cfgs:
-        pyro.set_rng_seed(cfg.seed)  # each replicate starts from the weights its single run would start from
-        algorithms.append(build_algorithm(cfg))
-        models.append(build_model(cfg, data, algorithms[-1]))
-    with pyro.validation_enabled(False):
-        results = Trainer(models, data, algorithms, settings_from(cfgs[0]), run_dir=batch_dir, progress=progress,
-                          seeds=[cfg.seed for cfg in cfgs]).run()
-    for i, (cfg, out, result) in enumerate(zip(cfgs, outs, results)):
-        run_dir = prepare_run_dir(out)
-        result.metrics["seed"] = cfg.seed
-        write_json(run_dir / "config.json", cfg.to_dict())
-        write_json(run_dir / "metrics.json", result.metrics)
-        write_text(run_dir / "history.csv", result.history.to_csv(index=False))
-        save_checkpoint(run_dir, {"models": {"0": result.model.state_dict()}},
-                        {"status": result.status, "batch": str(batch_dir), "replicate": i})
-        if plots:
-            write_run_plots(result, data, run_dir)
+    with lock_run_dir(batch_dir):
+        data = build_data(cfgs[0])
+        if batch_dir is not None:
+            check_same_data(batch_dir, data_digest(data.x, data.y))
+        models, algorithms = [], []
+        for cfg in cfgs:
+            pyro.set_rng_seed(cfg.seed)  # each replicate starts from the weights its single run would start from
+            algorithms.append(build_algorithm(cfg))
+            models.append(build_model(cfg, data, algorithms[-1]))
+        with pyro.validation_enabled(False):
+            results = Trainer(models, data, algorithms, settings_from(cfgs[0]), run_dir=batch_dir, progress=progress,
+                              seeds=[cfg.seed for cfg in cfgs]).run()
+        for i, (cfg, out, result) in enumerate(zip(cfgs, outs, results)):
+            run_dir = prepare_run_dir(out)
+            result.metrics["seed"] = cfg.seed
+            write_json(run_dir / "config.json", cfg.to_dict())
+            write_json(run_dir / "metrics.json", result.metrics)
+            write_text(run_dir / "history.csv", result.history.to_csv(index=False))
+            save_checkpoint(run_dir, {"models": {"0": result.model.state_dict()}},
+                            {"status": result.status, "batch": str(batch_dir), "replicate": i})
+            if plots:
+                write_run_plots(result, data, run_dir)
     return results
 
 

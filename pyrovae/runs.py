@@ -9,6 +9,8 @@ step and a SHA-256 of each part) and ``plots/``. A checkpoint is written and rep
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -17,12 +19,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from pyrovae.errors import CheckpointError, DataError, PyrovaeError
+from pyrovae.errors import CheckpointError, DataError, PyrovaeError, RunDirLocked
 
 __all__ = [
     "prepare_run_dir",
@@ -34,6 +36,9 @@ __all__ = [
     "has_checkpoint",
     "checkpoint_dir",
     "discard_checkpoint",
+    "data_digest",
+    "check_same_data",
+    "lock_run_dir",
     "derive_seeds",
 ]
 
@@ -219,6 +224,64 @@ def _fsync_dir(path: Path) -> None:
 def _remove_temporaries(run_dir: Path) -> None:
     for tmp in run_dir.glob(TEMPORARY + "*"):
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def data_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' dtypes, shapes and values: what a run was trained on."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        array = t.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def check_same_data(run_dir: str | Path, digest: str) -> None:
+    """Record ``digest`` in ``run_dir/data.json``; refuse to resume a checkpoint on other data
+    (a ``--data-file`` edited between two runs would otherwise continue on the new rows)."""
+    path = Path(run_dir) / "data.json"
+    if has_checkpoint(run_dir) and path.is_file():
+        record = read_json(path)
+        old = record.get("sha256") if isinstance(record, dict) else None
+        if old != digest:
+            raise CheckpointError(f"{run_dir} was checkpointed on other data (sha256 {str(old)[:12]}…, now "
+                                  f"{digest[:12]}…); start over with --restart or choose another --out")
+    write_json(path, {"sha256": digest})
+
+
+_HELD: set[Path] = set()  # run directories this process has locked
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | Path | None) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (``fcntl.flock``, holding our PID) while a run writes there, so a second
+    writer is refused instead of both doing the work. The kernel drops the lock of a process that
+    dies, so a lock left by a killed run is simply taken over. Re-entrant within one process;
+    ``None`` (no run directory) locks nothing."""
+    key = Path(run_dir).resolve() if run_dir is not None else None
+    if key is None or key in _HELD:
+        yield
+        return
+    handle = open(key / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            raise RunDirLocked(f"{run_dir} is being written by another pyrovae process (PID {pid}); wait for it "
+                               "to finish or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+    finally:
+        handle.close()
 
 
 def derive_seeds(root: int, count: int) -> list[int]:
