@@ -32,7 +32,7 @@ from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 from pyrovae.plots import write_run_plots
-from pyrovae.runs import (check_same_data, data_digest, derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint,
+from pyrovae.runs import (check_same_data, checkpoint_dir, data_digest, derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint,
                           lock_run_dir, prepare_run_dir, read_json, save_checkpoint, write_json, write_text)
 
 __all__ = ["build_data", "build_model", "build_algorithm", "train", "train_batch", "batch_key", "train_reps", "load_run",
@@ -102,11 +102,27 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
             result = Trainer(model, data, algorithm, settings_from(cfg), run_dir=run_dir, progress=progress,
                              seeds=[cfg.seed]).run()
         result.metrics["seed"] = cfg.seed
+        if result.status == "nan":
+            _mark_diverged(result.metrics, run_dir)
         if run_dir is not None:
             write_json(run_dir / "metrics.json", result.metrics)
             if plots:
                 write_run_plots(result, data, run_dir)
     return result
+
+
+#: What a run learned; meaningless when it diverged before its first block ended.
+LEARNED = ("sigma", "kl", "recon", "neg_elbo", "sigma_sq_err", "sigma_rel_err")
+
+
+def _mark_diverged(metrics: dict[str, Any], run_dir: Path | None) -> None:
+    """Say where a diverged run left its last good state: ``checkpoint`` (a path, or ``None`` when it
+    diverged before its first checkpoint). With no finished block, the numbers would describe the
+    untrained model, so they are cleared rather than reported as a result."""
+    ckpt = checkpoint_dir(run_dir) if run_dir is not None else None
+    metrics["checkpoint"] = str(ckpt) if ckpt is not None else None
+    if not metrics.get("blocks"):
+        metrics.update(dict.fromkeys(LEARNED))
 
 
 def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:

@@ -20,6 +20,8 @@ __all__ = ["train_command", "report_run", "run_from_config"]
 
 def report_run(result, out: Path, title: str) -> None:
     m = result.metrics
+    if result.status == "nan":
+        _report_diverged(m)
     table = Table(title=title, show_header=True, header_style="bold")
     for col in ("status", "σ", "true σ", "KL", "−ELBO", "cal.", "steps", "time"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -31,8 +33,18 @@ def report_run(result, out: Path, title: str) -> None:
     table.caption = escape("σ: decoder scale; KL: mean KL[q(z|x,y) ‖ p(z)]; −ELBO: per point; cal.: calibrations")
     console.print(table)
     console.print(f"run directory: [bold]{out}[/] (plots in {out / 'plots'})")
-    if result.status == "nan":
-        fail(f"training diverged (NaN or infinite loss); the last good checkpoint is kept in {out / 'checkpoint'}", 1)
+
+
+def _report_diverged(m: dict) -> None:
+    """One line that says where the last good state is, if anywhere; exit 1."""
+    if m.get("checkpoint"):
+        fail(f"training diverged (NaN or infinite loss) after step {m['steps']}; the last good checkpoint is kept in "
+             f"{m['checkpoint']}", 1)
+    if m.get("blocks"):
+        fail(f"training diverged (NaN or infinite loss) after step {m['steps']}, before its first checkpoint; "
+             "nothing was saved to resume from", 1)
+    fail("training diverged (NaN or infinite loss) in its first block; nothing was learned or saved "
+         "(check the data's scale, or lower --lr)", 1)
 
 
 def _report_reps(summary: dict, out: Path) -> None:
