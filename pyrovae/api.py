@@ -32,6 +32,7 @@ from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 from pyrovae.plots import write_run_plots
+from pyrovae.validation import integer_at_least
 from pyrovae.runs import (check_same_data, checkpoint_dir, data_digest, derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint,
                           lock_run_dir, prepare_run_dir, read_json, save_checkpoint, write_json, write_text)
 
@@ -176,8 +177,7 @@ def train_reps(
     diverged ones are listed under ``diverged``) and returns the summary. ``restart`` discards the
     checkpoints of an earlier run in ``out`` first."""
     cfg.validate()
-    if reps < 1 or jobs < 1:
-        raise ConfigError(f"--reps and --jobs must be >= 1, got {reps} and {jobs}")
+    reps, jobs = integer_at_least("reps", reps), integer_at_least("jobs", jobs)
     out = prepare_run_dir(out)
     with lock_run_dir(out):
         if restart:

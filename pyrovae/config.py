@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrovae.errors import ConfigError, DataError, UnknownNameError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import ALGORITHMS
 from pyrovae.inference.calibration import VARIANTS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE
+from pyrovae.validation import MAX_POINTS, integer_at_least, real, seed, text, widths
 
 __all__ = ["RunConfig", "load_config"]
 
@@ -61,40 +61,41 @@ class RunConfig:
     threads: int = 1  # torch CPU threads per run; small networks run fastest on one
 
     def validate(self) -> "RunConfig":
+        """Check every field's type and range (:mod:`pyrovae.validation`) and normalise it in place
+        (``3.0`` → ``3``); the first impossible value raises one line naming it."""
         from pyrovae.data.registry import DATASETS
+        from pyrovae.models.nets import ACTIVATIONS
 
-        if self.data_file is None and self.dataset not in DATASETS:
-            raise UnknownNameError(f"unknown data set {self.dataset!r}; known: {', '.join(sorted(DATASETS))}")
-        if self.algorithm not in ALGORITHMS:
-            raise UnknownNameError(f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
-        if self.elbo not in ELBOS:
-            raise UnknownNameError(f"unknown ELBO estimator {self.elbo!r}; known: {', '.join(ELBOS)}")
-        if self.calibration not in VARIANTS:
-            raise UnknownNameError(f"unknown calibration variant {self.calibration!r}; known: {', '.join(VARIANTS)}")
-        _positive_int(self.K, "K (inner steps)")
-        _positive_int(self.n, "n (data points)")
-        _positive_int(self.latent_dim, "latent_dim")
-        _positive_int(self.particles, "particles")
-        _positive_int(self.max_steps, "max_steps")
-        _positive_int(self.anneal_blocks, "anneal_blocks")
-        _positive_int(self.cycles, "cycles")
-        _positive_int(self.threads, "threads")
+        self.data_file = None if self.data_file is None else text("data_file", self.data_file)
+        self.dataset = text("dataset", self.dataset, None if self.data_file else sorted(DATASETS), "data set")
+        self.n = integer_at_least("n (data points)", self.n, 1, MAX_POINTS)
+        self.tau = real("tau (noise level)", self.tau, 0.0)
+        self.data_seed = seed("data_seed", self.data_seed)
+        self.latent_dim = integer_at_least("latent_dim", self.latent_dim)
+        self.encoder_widths = widths("encoder_widths", self.encoder_widths)
+        self.decoder_widths = widths("decoder_widths", self.decoder_widths, empty=True)
+        self.activation = text("activation", self.activation, list(ACTIVATIONS))
+        self.sigma0 = real("sigma0", self.sigma0, 0.0, strict=True)
+        self.algorithm = text("algorithm", self.algorithm, list(ALGORITHMS))
+        self.K = integer_at_least("K (inner steps)", self.K)
+        self.C = real("the calibration tolerance C", self.C, 0.0)
+        self.calibration = text("calibration", self.calibration, list(VARIANTS), "calibration variant")
+        self.anneal_blocks = integer_at_least("anneal_blocks", self.anneal_blocks)
+        self.cycles = integer_at_least("cycles", self.cycles)
+        self.elbo = text("elbo", self.elbo, list(ELBOS), "ELBO estimator")
+        self.particles = integer_at_least("particles", self.particles)
+        self.lr = real("the learning rate", self.lr, 0.0, strict=True)
+        self.max_steps = integer_at_least("max_steps", self.max_steps)
+        self.tol = real("the convergence tolerance", self.tol, 0.0)
+        self.convergence = text("convergence", self.convergence, list(CONVERGENCE), "convergence rule")
         if self.batch_size is not None:
-            _positive_int(self.batch_size, "batch_size")
-        if not (math.isfinite(self.C) and self.C >= 0):
-            raise ConfigError(f"the calibration tolerance C must be >= 0, got {self.C}")
-        if not (math.isfinite(self.sigma0) and self.sigma0 > 0):
-            raise ConfigError(f"sigma0 must be > 0, got {self.sigma0}")
-        if not (math.isfinite(self.tau) and self.tau >= 0):
-            raise ConfigError(f"tau (noise level) must be >= 0, got {self.tau}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"the learning rate must be > 0, got {self.lr}")
-        if not (math.isfinite(self.tol) and self.tol >= 0):
-            raise ConfigError(f"the convergence tolerance must be >= 0, got {self.tol}")
-        if self.convergence not in CONVERGENCE:
-            raise UnknownNameError(f"unknown convergence rule {self.convergence!r}; known: {', '.join(CONVERGENCE)}")
+            self.batch_size = integer_at_least("batch_size", self.batch_size)
+        self.checkpoint_every = integer_at_least("checkpoint_every", self.checkpoint_every)
+        self.seed = seed("seed", self.seed)
+        self.device = text("device", self.device)
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        self.threads = integer_at_least("threads", self.threads)
         if self.elbo == "iwae" and self.algorithm in ("monotonic", "cyclical"):
             raise ConfigError("IWAE (RenyiELBO) cannot be combined with beta annealing: Pyro scales inside the log-sum-exp")
         return self
@@ -112,11 +113,6 @@ class RunConfig:
         return dataclasses.replace(self, **values).validate()
 
 
-def _positive_int(value: Any, label: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ConfigError(f"{label} must be an integer >= 1, got {value}")
-
-
 def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
     """Defaults, then the file at ``path`` (JSON or TOML), then ``overrides``."""
     values: dict[str, Any] = {}
@@ -125,10 +121,11 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
         if not path.is_file():
             raise DataError(f"config file not found: {path}")
         try:
-            text = path.read_text()
-            values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot parse ({exc})") from None
+            content = path.read_text()
+            values = tomllib.loads(content) if path.suffix == ".toml" else json.loads(content)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{path}: cannot parse as {'TOML' if path.suffix == '.toml' else 'JSON'} "
+                              f"({str(exc).splitlines()[0][:120]})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a table of settings")
     return RunConfig().replace(**values).replace(**overrides)

@@ -17,18 +17,21 @@ DEMO_SETTINGS = dict(dataset="two-moon", n=5000, tau=0.1, algorithm="calibrated"
 
 @cli_errors
 def demo_command(
-    out: Path = typer.Option(Path("runs/demo"), help="Run directory."),
+    out: str = typer.Option("runs/demo", help="Run directory."),
     seed: int = typer.Option(0, help="Seed of the run."),
     fresh: bool = typer.Option(False, help="Start over instead of resuming a run already in --out."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train the calibrated σ-CVAE (K = 25, C = 0.05, σ₀ = 1) on 5,000 two-moon points with true σ = 0.1."""
+    from pyrovae.config import RunConfig
+    from pyrovae.validation import out_path
+
+    out = Path(out_path("--out", out))
+    cfg = RunConfig(**DEMO_SETTINGS, seed=seed).validate()  # before the banner: a bad seed is one line
     if fresh and out.exists():
         shutil.rmtree(out)
     console.print(
         "[bold]pyrovae demo[/]: Calibrated Robust σ-CVAE on two-moon (n = 5000, true σ = 0.1), "
         "K = 25, C = 0.05, σ₀ = 1 — seed 000, Sec. 5.1 / Algorithm 1"
     )
-    from pyrovae.config import RunConfig
-
-    run_from_config(RunConfig(**DEMO_SETTINGS, seed=seed), out, 1, 1, quiet, "calibrated σ-CVAE on two-moon")
+    run_from_config(cfg, out, 1, 1, quiet, "calibrated σ-CVAE on two-moon")

@@ -38,14 +38,15 @@ def run_command(
     reps: Optional[int] = typer.Option(None, help="Repetitions (default: the paper's, or fewer with --quick)."),
     jobs: int = typer.Option(1, help="Parallel processes."),
     seed: int = typer.Option(0, help="Root seed; repetition seeds derive from it."),
-    out: Optional[Path] = typer.Option(None, help="Output directory (default runs/experiments/NAME[-quick])."),
+    out: Optional[str] = typer.Option(None, help="Output directory (default runs/experiments/NAME[-quick])."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Run an experiment; write its tables (CSV, Markdown) beside the paper's numbers."""
     from pyrovae.runs import prepare_run_dir
+    from pyrovae.validation import out_path
 
     experiment = get_experiment(name)
-    out = out or Path("runs") / "experiments" / (name + ("-quick" if quick else ""))
+    out = Path(out_path("--out", out)) if out is not None else Path("runs") / "experiments" / (name + ("-quick" if quick else ""))
     options = ExperimentOptions(out=out, quick=quick, reps=reps, jobs=jobs, seed=seed, progress=not quiet)
     prepare_run_dir(out)
     report = experiment.run(options)

@@ -28,19 +28,20 @@ def posterior_command(
     warmup: Optional[int] = typer.Option(None, help="Warm-up iterations per chain (default: --samples)."),
     device: str = typer.Option("cpu", help="cpu | cuda"),
     seed: int = typer.Option(0, help="Seed of the sampler."),
-    out: Optional[Path] = typer.Option(None, help="Output directory (default RUN_DIR/posterior-<method>)."),
+    out: Optional[str] = typer.Option(None, help="Output directory (default RUN_DIR/posterior-<method>)."),
 ) -> None:
     """Ground-truth posteriors p(z | x, y) of a trained decoder, with r̂/ESS diagnostics and KL(q‖p)."""
     from pyrovae.api import load_run
     from pyrovae.posterior.report import METHODS, posterior_report
     from pyrovae.errors import ConfigError, DataError
+    from pyrovae.validation import out_path
 
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if not run_dir.is_dir():
         raise DataError(f"run directory not found: {run_dir}")
     model, data, _cfg = load_run(run_dir, device=device)
-    out = out or run_dir / f"posterior-{method}"
+    out = Path(out_path("--out", out)) if out is not None else run_dir / f"posterior-{method}"
     with console.status(f"{method} posterior of {run_dir} ..."):
         report = posterior_report(
             model, data, method=method, points=points, chains=chains, samples=samples,

@@ -108,7 +108,7 @@ def train_command(
     seed: Optional[int] = typer.Option(None, help="Root seed of the run (and of the repetitions)."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default 1)."),
-    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<algorithm>-<dataset>-s<seed>)."),
+    out: Optional[str] = typer.Option(None, help="Run directory (default runs/<algorithm>-<dataset>-s<seed>)."),
     reps: int = typer.Option(1, help="Repetitions with seeds derived from --seed."),
     jobs: int = typer.Option(1, help="Parallel processes for --reps with --no-vectorize."),
     vectorize: bool = typer.Option(True, help="Train the --reps seeds as one batched program (--no-vectorize: "
@@ -118,12 +118,14 @@ def train_command(
 ) -> None:
     """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings (--restart: start over)."""
     from pyrovae.config import load_config
+    from pyrovae.validation import integer_at_least, out_path
 
+    reps, jobs = integer_at_least("--reps", reps), integer_at_least("--jobs", jobs)
     cfg = load_config(
         config, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed, algorithm=algorithm, K=k,
         C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr, max_steps=max_steps,
         tol=tol, convergence=convergence, batch_size=batch_size, latent_dim=latent_dim, seed=seed, device=device,
         threads=threads,
     )
-    out = out or Path("runs") / f"{cfg.algorithm}-{Path(cfg.data_file).stem if cfg.data_file else cfg.dataset}-s{cfg.seed}"
+    out = Path(out_path("--out", out)) if out is not None else Path("runs") / f"{cfg.algorithm}-{Path(cfg.data_file).stem if cfg.data_file else cfg.dataset}-s{cfg.seed}"
     run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} σ-CVAE (K = {cfg.K})", vectorize, restart)

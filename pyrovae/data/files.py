@@ -17,16 +17,25 @@ def load_csv(path: str | Path, y_columns: int | None = None) -> Dataset:
 
     Columns named ``y…`` are responses and the rest are conditioning inputs; a file
     without such names takes its last ``y_columns`` columns (default 1) as responses.
-    Missing files, unreadable numbers, NaN and ragged rows raise :class:`DataError`.
+    Missing, empty or header-only files, unreadable numbers, NaN and ragged rows raise
+    :class:`DataError` (one line, no numpy warning).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     try:
-        header = path.open().readline().strip().split(",")
-        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a numeric CSV with one header row ({exc})") from exc
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file; expected a CSV with one header row") from None
+    if not lines:
+        raise DataError(f"{path}: the file is empty; expected a header row and data rows")
+    if len(lines) == 1:
+        raise DataError(f"{path}: the file has a header row but no data rows")
+    header = lines[0].strip().split(",")
+    try:
+        table = np.loadtxt(lines[1:], delimiter=",", ndmin=2)  # rows checked above: numpy warns on none
+    except ValueError as exc:
+        raise DataError(f"{path}: not a numeric CSV with one header row ({exc})") from None
     if table.shape[1] != len(header):
         raise DataError(f"{path}: header names {len(header)} columns but rows have {table.shape[1]}")
     if np.isnan(table).any():

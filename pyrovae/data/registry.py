@@ -12,6 +12,7 @@ from pyrovae.data.manifolds import berger_manifold, sphere
 from pyrovae.data.simulations import m1, m2, m3
 from pyrovae.data.uci import UCI_DATASETS, load_uci
 from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.validation import MAX_POINTS, integer_at_least, seed
 
 __all__ = ["DatasetEntry", "DATASETS", "make_dataset", "register_dataset"]
 
@@ -42,6 +43,10 @@ def make_dataset(name: str, **kwargs) -> Dataset:
     if unknown:
         raise ConfigError(f"data set {name!r} takes no option(s) {', '.join(unknown)}; it takes: "
                           f"{', '.join(accepted) or 'none'}")
+    if "seed" in kwargs:
+        kwargs["seed"] = seed("seed", kwargs["seed"])
+    if "n" in kwargs:
+        kwargs["n"] = integer_at_least("n (data points)", kwargs["n"], 1, MAX_POINTS)
     return entry.factory(**kwargs)
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.errors import UnknownNameError
+from pyrovae.validation import integer_at_least, seed
 
 __all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "get_experiment"]
 
@@ -24,10 +25,10 @@ class ExperimentOptions:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if self.reps is not None and self.reps < 1:
-            raise ConfigError(f"--reps must be >= 1, got {self.reps}")
-        if self.jobs < 1:
-            raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
+        if self.reps is not None:
+            self.reps = integer_at_least("--reps", self.reps)
+        self.jobs = integer_at_least("--jobs", self.jobs)
+        self.seed = seed("--seed", self.seed)
 
     def repetitions(self, quick: int, full: int) -> int:
         return self.reps if self.reps is not None else (quick if self.quick else full)

@@ -28,6 +28,7 @@ from pyrovae.inference.objectives import check_objective, make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
+from pyrovae.validation import integer_at_least, real, text
 
 __all__ = ["TrainSettings", "TrainResult", "Trainer", "HISTORY_COLUMNS"]
 
@@ -63,23 +64,17 @@ class TrainSettings:
     convergence: str = "block-mean"
 
     def __post_init__(self) -> None:
-        if int(self.K) != self.K or self.K < 1:
-            raise ConfigError(f"K (inner steps per block) must be an integer >= 1, got {self.K}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"the learning rate must be positive, got {self.lr}")
-        if int(self.max_steps) != self.max_steps or self.max_steps < 1:
-            raise ConfigError(f"max_steps must be an integer >= 1, got {self.max_steps}")
-        if not (self.tol >= 0 and math.isfinite(self.tol)):
-            raise ConfigError(f"the convergence tolerance must be >= 0, got {self.tol}")
-        if self.batch_size is not None and (int(self.batch_size) != self.batch_size or self.batch_size < 1):
-            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size}")
-        if self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every must be >= 1 block, got {self.checkpoint_every}")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ConfigError(f"clip_norm must be positive, got {self.clip_norm}")
-        if self.convergence not in CONVERGENCE:
-            raise ConfigError(f"unknown convergence rule {self.convergence!r}; known: {', '.join(CONVERGENCE)}")
-        self.K, self.max_steps = int(self.K), int(self.max_steps)
+        self.K = integer_at_least("K (inner steps per block)", self.K)
+        self.lr = real("the learning rate", self.lr, 0.0, strict=True)
+        self.max_steps = integer_at_least("max_steps", self.max_steps)
+        self.tol = real("the convergence tolerance", self.tol, 0.0)
+        if self.batch_size is not None:
+            self.batch_size = integer_at_least("batch_size", self.batch_size)
+        self.particles = integer_at_least("particles", self.particles)
+        self.checkpoint_every = integer_at_least("checkpoint_every (blocks)", self.checkpoint_every)
+        if self.clip_norm is not None:
+            self.clip_norm = real("clip_norm", self.clip_norm, 0.0, strict=True)
+        self.convergence = text("convergence", self.convergence, CONVERGENCE, "convergence rule")
 
 
 @dataclass

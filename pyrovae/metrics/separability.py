@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pyrovae.errors import DataError
+from pyrovae import validation
 from pyrovae.validation import integer_at_least
 
 __all__ = ["Separability", "separability"]
@@ -64,6 +65,7 @@ def separability(x, labels, folds: int = 5, seed: int = 0) -> Separability:
     from sklearn.preprocessing import StandardScaler
 
     folds = integer_at_least("folds", folds, 2)
+    seed = validation.seed("seed", seed)
     x, y = _as_array(x, "x"), _as_array(labels, "labels")
     if x.ndim == 1:
         x = x[:, None]

@@ -30,9 +30,10 @@ from pyro import poutine
 from torch import nn
 from torch.distributions.utils import _standard_normal
 
-from pyrovae.errors import ConfigError
+from pyrovae.errors import DataError
 from pyrovae.models.nets import MLP, GaussianEncoder
 from pyrovae.models.noise import LearnedNoise, ObservationNoise
+from pyrovae.validation import finite_matrix, integer_at_least, widths
 
 __all__ = ["SigmaCVAE"]
 
@@ -179,17 +180,26 @@ class SigmaCVAE(nn.Module):
         activation: str = "tanh",
     ):
         super().__init__()
-        if x_dim < 0 or y_dim < 1 or latent_dim < 1:
-            raise ConfigError(f"need x_dim >= 0, y_dim >= 1, latent_dim >= 1; got {x_dim}, {y_dim}, {latent_dim}")
-        self.x_dim, self.y_dim, self.latent_dim = int(x_dim), int(y_dim), int(latent_dim)
-        self.encoder = GaussianEncoder(x_dim + y_dim, list(encoder_widths), latent_dim, activation)
-        self.decoder = MLP(x_dim + latent_dim, list(decoder_widths), y_dim, activation)
+        self.x_dim = integer_at_least("x_dim", x_dim, 0)
+        self.y_dim = integer_at_least("y_dim", y_dim)
+        self.latent_dim = integer_at_least("latent_dim", latent_dim)
+        encoder_widths, decoder_widths = widths("encoder_widths", encoder_widths), widths("decoder_widths", decoder_widths, empty=True)
+        self.encoder = GaussianEncoder(self.x_dim + self.y_dim, encoder_widths, self.latent_dim, activation)
+        self.decoder = MLP(self.x_dim + self.latent_dim, decoder_widths, self.y_dim, activation)
         self.noise = noise if noise is not None else LearnedNoise(1.0)
 
     # -- networks -----------------------------------------------------------------
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Location and scale of ``q(z | x, y)``."""
+        self._check_widths(x, y)
         return self.encoder(torch.cat([x, y], dim=-1))
+
+    def _check_widths(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """A ``y`` (or ``x``) of another width could broadcast or even fit the encoder's input and give
+        a finite, meaningless log-probability: refuse it by name."""
+        for name, t, width in (("x", x, self.x_dim), ("y", y, self.y_dim)):
+            if t is not None and (t.dim() < 1 or t.shape[-1] != width):
+                raise DataError(f"{name} must have {width} columns for this model, got shape {tuple(t.shape)}")
 
     def decoder_input(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``[x, z]``, what the decoder (and a σ(x, z) observation model) reads; ``z`` may carry
@@ -218,6 +228,7 @@ class SigmaCVAE(nn.Module):
 
     # -- Pyro program -------------------------------------------------------------
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0) -> torch.Tensor:
+        self._check_widths(x, y)
         n = x.shape[0]
         validate = torch.distributions.Distribution._validate_args  # the current default
         prior = _standard_normal_prior(n, self.latent_dim, x.dtype, x.device, validate)
@@ -254,7 +265,11 @@ class SigmaCVAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
-        """Draws of ``y ~ p(y | x)``: one per row of ``x``, or ``(num_samples, n, q)``."""
+        """Draws of ``y ~ p(y | x)``: one per row of ``x``, or ``(num_samples, n, q)``. NaN inputs are
+        refused: they would come back as NaN draws."""
+        finite_matrix("x", x, self.x_dim)
+        if num_samples is not None:
+            num_samples = integer_at_least("num_samples", num_samples)
         z_shape = (x.shape[0], self.latent_dim) if num_samples is None else (num_samples, x.shape[0], self.latent_dim)
         z = torch.randn(z_shape, dtype=x.dtype, device=x.device)
         mean, sigma = self._mean_and_scale(x, z)

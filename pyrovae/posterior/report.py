@@ -36,6 +36,8 @@ from pyrovae.posterior.grid import grid_posterior
 from pyrovae.posterior.hmc import batched_hmc, nuts_posterior
 from pyrovae.posterior.samples import PosteriorSamples
 from pyrovae.posterior.target import model_target, resolve_device
+from pyrovae import validation
+from pyrovae.validation import integer_at_least
 
 __all__ = ["METHODS", "PosteriorReport", "posterior_report"]
 
@@ -113,9 +115,9 @@ def posterior_report(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if chains < 1 or samples < 1 or (warmup is not None and warmup < 0):
-        raise ConfigError(f"need chains >= 1, samples >= 1, warmup >= 0; got {chains}, {samples}, {warmup}")
-    warmup = samples if warmup is None else int(warmup)
+    chains, samples = integer_at_least("chains", chains), integer_at_least("samples", samples)
+    warmup = samples if warmup is None else integer_at_least("warmup", warmup, 0)
+    seed = validation.seed("seed", seed)
     dev = resolve_device(device)
     dtype = dtype or (torch.float32 if dev.type == "cuda" else torch.float64)
     x, y = _xy(data)

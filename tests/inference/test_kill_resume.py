@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import random
 import sys
-import time
 
 import pandas as pd
 import pytest
