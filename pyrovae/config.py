@@ -18,7 +18,7 @@ from pyrovae.inference.algorithms import ALGORITHMS
 from pyrovae.inference.calibration import VARIANTS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE
-from pyrovae.validation import MAX_POINTS, integer_at_least, real, seed, text, widths
+from pyrovae.validation import MAX_POINTS, MAX_UNITS, integer_at_least, real, seed, text, widths
 
 __all__ = ["RunConfig", "load_config"]
 
@@ -71,7 +71,7 @@ class RunConfig:
         self.n = integer_at_least("n (data points)", self.n, 1, MAX_POINTS)
         self.tau = real("tau (noise level)", self.tau, 0.0)
         self.data_seed = seed("data_seed", self.data_seed)
-        self.latent_dim = integer_at_least("latent_dim", self.latent_dim)
+        self.latent_dim = integer_at_least("latent_dim", self.latent_dim, 1, MAX_UNITS)
         self.encoder_widths = widths("encoder_widths", self.encoder_widths)
         self.decoder_widths = widths("decoder_widths", self.decoder_widths, empty=True)
         self.activation = text("activation", self.activation, list(ACTIVATIONS))
@@ -83,7 +83,7 @@ class RunConfig:
         self.anneal_blocks = integer_at_least("anneal_blocks", self.anneal_blocks)
         self.cycles = integer_at_least("cycles", self.cycles)
         self.elbo = text("elbo", self.elbo, list(ELBOS), "ELBO estimator")
-        self.particles = integer_at_least("particles", self.particles)
+        self.particles = integer_at_least("particles", self.particles, 1, MAX_UNITS)
         self.lr = real("the learning rate", self.lr, 0.0, strict=True)
         self.max_steps = integer_at_least("max_steps", self.max_steps)
         self.tol = real("the convergence tolerance", self.tol, 0.0)
@@ -95,7 +95,7 @@ class RunConfig:
         self.device = text("device", self.device)
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        self.threads = integer_at_least("threads", self.threads)
+        self.threads = integer_at_least("threads", self.threads, 1, MAX_UNITS)
         if self.elbo == "iwae" and self.algorithm in ("monotonic", "cyclical"):
             raise ConfigError("IWAE (RenyiELBO) cannot be combined with beta annealing: Pyro scales inside the log-sum-exp")
         return self

@@ -17,10 +17,14 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["integer_at_least", "real", "text", "widths", "seed", "out_path", "finite_matrix", "SEED_LIMIT",
-           "MAX_POINTS"]
+           "MAX_POINTS", "MAX_UNITS"]
 
 #: The most points a generator is asked for: ``--n 10000000000`` would exhaust memory, not train.
 MAX_POINTS = 10_000_000
+
+#: The most units of any other size (latent dimensions, layer widths, particles, threads,
+#: repetitions): a value beyond it exhausts memory or the machine instead of running.
+MAX_UNITS = 100_000
 
 #: Seeds feed ``numpy.random.seed`` (through ``pyro.set_rng_seed``), which takes 0 ≤ seed < 2³².
 SEED_LIMIT = 2**32
@@ -68,7 +72,7 @@ def widths(name: str, value: Any, empty: bool = False) -> list[int]:
     if not isinstance(value, (list, tuple)) or not (value or empty):
         kind = "a list" if empty else "a non-empty list"
         raise ConfigError(f"{name} must be {kind} of integers >= 1, got {value!r}")
-    return [integer_at_least(f"each of {name}", w) for w in value]
+    return [integer_at_least(f"each of {name}", w, 1, MAX_UNITS) for w in value]
 
 
 def seed(name: str, value: Any) -> int:

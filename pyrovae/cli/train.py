@@ -118,9 +118,9 @@ def train_command(
 ) -> None:
     """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings (--restart: start over)."""
     from pyrovae.config import load_config
-    from pyrovae.validation import integer_at_least, out_path
+    from pyrovae.validation import MAX_UNITS, integer_at_least, out_path
 
-    reps, jobs = integer_at_least("--reps", reps), integer_at_least("--jobs", jobs)
+    reps, jobs = integer_at_least("--reps", reps, 1, MAX_UNITS), integer_at_least("--jobs", jobs, 1, MAX_UNITS)
     cfg = load_config(
         config, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed, algorithm=algorithm, K=k,
         C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr, max_steps=max_steps,

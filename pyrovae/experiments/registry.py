@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from pyrovae.errors import UnknownNameError
-from pyrovae.validation import integer_at_least, seed
+from pyrovae.validation import MAX_UNITS, integer_at_least, seed
 
 __all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "get_experiment"]
 
@@ -26,8 +26,8 @@ class ExperimentOptions:
 
     def __post_init__(self) -> None:
         if self.reps is not None:
-            self.reps = integer_at_least("--reps", self.reps)
-        self.jobs = integer_at_least("--jobs", self.jobs)
+            self.reps = integer_at_least("--reps", self.reps, 1, MAX_UNITS)
+        self.jobs = integer_at_least("--jobs", self.jobs, 1, MAX_UNITS)
         self.seed = seed("--seed", self.seed)
 
     def repetitions(self, quick: int, full: int) -> int:

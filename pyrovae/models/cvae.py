@@ -33,7 +33,7 @@ from torch.distributions.utils import _standard_normal
 from pyrovae.errors import DataError
 from pyrovae.models.nets import MLP, GaussianEncoder
 from pyrovae.models.noise import LearnedNoise, ObservationNoise
-from pyrovae.validation import finite_matrix, integer_at_least, widths
+from pyrovae.validation import MAX_UNITS, finite_matrix, integer_at_least, widths
 
 __all__ = ["SigmaCVAE"]
 
@@ -182,7 +182,7 @@ class SigmaCVAE(nn.Module):
         super().__init__()
         self.x_dim = integer_at_least("x_dim", x_dim, 0)
         self.y_dim = integer_at_least("y_dim", y_dim)
-        self.latent_dim = integer_at_least("latent_dim", latent_dim)
+        self.latent_dim = integer_at_least("latent_dim", latent_dim, 1, MAX_UNITS)
         encoder_widths, decoder_widths = widths("encoder_widths", encoder_widths), widths("decoder_widths", decoder_widths, empty=True)
         self.encoder = GaussianEncoder(self.x_dim + self.y_dim, encoder_widths, self.latent_dim, activation)
         self.decoder = MLP(self.x_dim + self.latent_dim, decoder_widths, self.y_dim, activation)
