@@ -119,6 +119,7 @@ def save_checkpoint(run_dir: str | Path, tensors: dict[str, Any], state: dict[st
     any moment leaves either the old or the new checkpoint whole (:func:`checkpoint_dir` finds it);
     never a mix of two steps. Leftover temporary directories of killed writers are removed."""
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     _remove_temporaries(run_dir)
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=TEMPORARY))
     try:
