@@ -23,19 +23,20 @@ from pyrovae.config import load_config
 from pyrovae.runs import has_checkpoint, load_checkpoint
 
 KILLS = int(os.environ.get("PYROVAE_KILLS", "20"))
-CFG = dict(algorithm="calibrated", n=30, K=1, checkpoint_every=1, tol=0.0, max_steps=10 + KILLS)
+CFG = dict(algorithm="calibrated", n=30, K=1, checkpoint_every=1, tol=0.0)
+ENDLESS = 10**6  # the cap while killing: no child finishes before it is killed
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs fork and SIGKILL")
 
 
-def _train(out: str) -> None:
+def _train(out: str, max_steps: int) -> None:
     torch.set_num_threads(1)
-    train(load_config(**CFG), out=out, plots=False)
+    train(load_config(**CFG, max_steps=max_steps), out=out, plots=False)
 
 
-def _run(out, kill_after: float | None = None) -> bool:
+def _run(out, max_steps: int, kill_after: float | None = None) -> bool:
     """Train into ``out`` in a forked child; kill it after ``kill_after`` seconds. True if it was killed."""
-    child = multiprocessing.get_context("fork").Process(target=_train, args=(str(out),))
+    child = multiprocessing.get_context("fork").Process(target=_train, args=(str(out), max_steps))
     child.start()
     child.join(kill_after)
     killed = child.is_alive()
@@ -55,18 +56,22 @@ def _final(out):
 
 
 def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tmp_path):
-    _train(str(tmp_path / "straight"))  # in this process: it also imports what Adam imports lazily (seconds)
+    """Kill at random moments while the cap is out of reach, then finish both runs at the same cap
+    (raising or lowering ``max_steps`` on resume is allowed and changes nothing before it)."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports what Adam imports lazily (seconds) before forking
     rng = random.Random(13)
-    out, kills, steps = tmp_path / "killed", 0, []
-    while kills < KILLS and _run(out, kill_after=rng.uniform(0.05, 0.4)):
-        kills += 1
+    out, steps = tmp_path / "killed", []
+    for _ in range(KILLS):
+        assert _run(out, ENDLESS, kill_after=rng.uniform(0.05, 0.4))
         if has_checkpoint(out):
             steps.append(load_checkpoint(out)[1]["step"])  # raises if the kill left a torn checkpoint
-    _run(out)
-    assert kills == KILLS and steps == sorted(steps) and steps[-1] > 0
+    assert steps == sorted(steps) and steps[-1] > 0
+    cap = steps[-1] + 5
+    _run(out, cap)
+    _train(str(tmp_path / "straight"), cap)
     assert not list(out.glob("checkpoint.tmp-*"))
     (t1, s1, m1, h1), (t2, s2, m2, h2) = _final(tmp_path / "straight"), _final(out)
-    assert m1 == m2 and s1["step"] == s2["step"] == CFG["max_steps"]
+    assert m1 == m2 and s1["step"] == s2["step"] == cap
     pd.testing.assert_frame_equal(h1, h2)
     for key in ("stack", "models", "optim"):
         _assert_equal(t1[key], t2[key])
