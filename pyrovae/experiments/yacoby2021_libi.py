@@ -16,15 +16,19 @@ from __future__ import annotations
 import math
 import time
 
+import pyro
 import torch
 
+from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable
-from pyrovae.inference.objectives import make_elbo
+from pyrovae.inference.algorithms import PlainSVI
+from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.models.linear import (
     CholeskyDecoder, cholesky_mutual_information, exact, linear_vae, posterior_matching_gap, vae_objective_gap,
 )
+from pyrovae.optim import lbfgs, minimise
 from pyrovae.posterior.exact import gaussian_kl
 
 __all__ = ["A_GT", "B_GT", "SIGMA_EPS", "landscape", "learn_a", "svi_gap", "figure1"]
@@ -57,17 +61,8 @@ def learn_a(a0: torch.Tensor = A_GT, b_diag: torch.Tensor = B_GT, sigma_eps: flo
     if data_cov is None:
         data_cov = A_GT @ A_GT.T + sigma_eps**2 * torch.eye(2, dtype=torch.float64)
     dec = CholeskyDecoder(a0, b_diag, sigma_eps, learn="A")
-    opt = torch.optim.LBFGS(dec.parameters(), max_iter=500, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-12, tolerance_change=1e-14)
-
-    def closure():
-        opt.zero_grad()
-        loss = vae_objective_gap(dec.weight(), dec.noise_var(), data_cov)
-        loss.backward()
-        return loss
-
-    for _ in range(5):
-        opt.step(closure)
+    opt = lbfgs(dec.parameters(), max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14)
+    minimise(lambda: vae_objective_gap(dec.weight(), dec.noise_var(), data_cov), opt, 5)
     with torch.no_grad():
         value = float(vae_objective_gap(dec.weight(), dec.noise_var(), data_cov))
     return dec.a.detach().clone(), value
@@ -75,11 +70,9 @@ def learn_a(a0: torch.Tensor = A_GT, b_diag: torch.Tensor = B_GT, sigma_eps: flo
 
 def svi_gap(b_diag: torch.Tensor, a: torch.Tensor = A_GT, sigma_eps: float = SIGMA_EPS, n: int = 200,
             steps: int = 800, lr: float = 0.05, seed: int = 0) -> float:
-    r"""Fit a linear mean-field encoder by the ELBO (Pyro ``TraceMeanField_ELBO``) with the decoder
+    r"""Fit a linear mean-field encoder by the ELBO (the engine, encoder only, ``Trace_ELBO``) with the decoder
     fixed at ``B = diag(b_diag)`` (the encoder's log-variance starts at log σ_ε², a data-free guess of the
     posterior's scale); return :math:`\frac1N\sum_n KL[q_\phi(z|x_n) \| p(z|x_n)]` (exact)."""
-    import pyro
-
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
     dec = CholeskyDecoder(a, b_diag, sigma_eps, learn="none")
@@ -88,14 +81,10 @@ def svi_gap(b_diag: torch.Tensor, a: torch.Tensor = A_GT, sigma_eps: float = SIG
     model = linear_vae(dec)
     with torch.no_grad():
         model.encoder.log_var.bias.fill_(2.0 * math.log(sigma_eps))
-    elbo = make_elbo("trace")
-    opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
     empty = torch.zeros(n, 0, dtype=torch.float64)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = elbo.differentiable_loss(model.model, model.guide, empty, x) / n
-        loss.backward()
-        opt.step()
+    settings = TrainSettings(K=steps, lr=lr, max_steps=steps, tol=0.0, trainable=("encoder",), checkpoint_every=10**9)
+    with pyro.validation_enabled(False):
+        Trainer(model, Dataset("svi-gap", empty, x), PlainSVI(), settings, seeds=[seed]).run()
     with torch.no_grad():
         loc, scale = model.encode(empty, x)
         mean, cov = lg.posterior(x)

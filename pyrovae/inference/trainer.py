@@ -27,6 +27,7 @@ from pyrovae.inference.algorithms import Algorithm, BlockStats
 from pyrovae.inference.objectives import check_objective, make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.optim import adam
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
 
 __all__ = ["TrainSettings", "TrainResult", "Trainer", "HISTORY_COLUMNS"]
@@ -42,6 +43,9 @@ class TrainSettings:
     ``K`` is the number of gradient steps per block (the inner steps of seed 000);
     ``tol`` the convergence threshold on the change of the mean per-sample loss between
     blocks; ``max_steps`` a hard cap; ``batch_size=None`` means full batch (App. F).
+
+    ``trainable`` names the parts the optimiser moves (the rest stays as it is: e.g. ``("encoder",)``
+    fits the inference network to a fixed decoder, seed 001 Sec. 4 and LiBI's step 2).
 
     ``convergence`` says which loss is compared between blocks: ``"block-mean"`` (default)
     the average over the block's ``K`` steps, ``"last-step"`` the last step's loss as the
@@ -61,6 +65,7 @@ class TrainSettings:
     checkpoint_every: int = 100
     clip_norm: float | None = None
     convergence: str = "block-mean"
+    trainable: tuple[str, ...] = ("encoder", "decoder", "noise")
 
     def __post_init__(self) -> None:
         if int(self.K) != self.K or self.K < 1:
@@ -77,6 +82,9 @@ class TrainSettings:
             raise ConfigError(f"checkpoint_every must be >= 1 block, got {self.checkpoint_every}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ConfigError(f"clip_norm must be positive, got {self.clip_norm}")
+        self.trainable = tuple(self.trainable)
+        if not self.trainable or not set(self.trainable) <= {"encoder", "decoder", "noise"}:
+            raise ConfigError(f"trainable parts must be among encoder, decoder, noise; got {self.trainable}")
         if self.convergence not in CONVERGENCE:
             raise ConfigError(f"unknown convergence rule {self.convergence!r}; known: {', '.join(CONVERGENCE)}")
         self.K, self.max_steps = int(self.K), int(self.max_steps)
@@ -190,7 +198,7 @@ class Trainer:
         else:
             self.x = torch.stack([self.datas[r].x for r in active])
             self.y = torch.stack([self.datas[r].y for r in active])
-        self.optim = self.optimizer(stack.parameters())
+        self.optim = self.optimizer(p for part in self.settings.trainable for p in stack.parameters_of(part))
         if optim_state is not None:
             self.optim.load_state_dict(optim_state)
         self._diverged = torch.zeros(len(active), dtype=torch.bool, device=stack.device)
@@ -200,9 +208,7 @@ class Trainer:
     def optimizer(self, params) -> torch.optim.Optimizer:
         """The engine's optimiser (Adam, ``settings.lr``) over ``params``; algorithms that step a
         subset of the parameters (Lagging Inference Networks) build theirs here."""
-        params = list(params)
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
-        return torch.optim.Adam(params, lr=self.settings.lr, fused=fused or None)
+        return adam(params, self.settings.lr)
 
     def parameters(self, part: str) -> list[torch.nn.Parameter]:
         """The stacked parameters of ``part`` (``encoder``, ``decoder`` or ``noise``)."""
