@@ -19,7 +19,6 @@ the statements.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from pathlib import Path
 

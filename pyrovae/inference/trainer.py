@@ -180,7 +180,7 @@ class Trainer:
             raise ConfigError(f"{len(seeds)} seeds for {R} replicates")
         self.seeds = [int(s) for s in seeds]
         self.streams = ReplicaStreams(self.seeds, device)
-        self.elbo = make_elbo(self.settings.elbo, self.settings.particles)  # validates the name and particles
+        make_elbo(self.settings.elbo, self.settings.particles)  # refuses an unknown name or particle count
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.state = _LoopState()
