@@ -176,8 +176,6 @@ class Trainer:
                                   f"columns; data has {d.x_dim} and {d.y_dim}")
         if len({len(d) for d in datas}) > 1:
             raise ConfigError("per-replicate data sets must have the same number of points")
-        if R > 1 and any(getattr(d, "resample", None) is not None for d in datas):
-            raise ConfigError("a stream data set (fresh points every step) trains one replicate at a time")
         device = next(self.models[0].parameters()).device
         self.datas = [d.to(device) for d in datas]
         self.data = self.datas[0]
@@ -237,12 +235,14 @@ class Trainer:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The full data, or a random mini-batch of ``batch_size`` points per replicate (from its
-        own stream); a data set with a ``resample(n)`` method (a stream, e.g.
-        :class:`~pyrovae.data.stream.StreamDataset`) gives a fresh draw every step instead."""
+        own stream); a data set with a ``resample(n, generator)`` method (a stream, e.g.
+        :class:`~pyrovae.data.stream.StreamDataset`) gives each replicate a fresh draw every step
+        instead, from the replicate's generator."""
         n, b = len(self.data), self.settings.batch_size
-        resample = getattr(self.data, "resample", None)
-        if resample is not None:
-            return resample(n if b is None else b)
+        if getattr(self.data, "resample", None) is not None:
+            sources = [self.datas[r] if len(self.datas) > 1 else self.data for r in self.active]
+            draws = [d.resample(n if b is None else b, g) for d, g in zip(sources, self.streams_active.generators)]
+            return torch.stack([x for x, _ in draws]), torch.stack([y for _, y in draws])
         if b is None or b >= n:
             return self.x, self.y
         idx = self.streams_active.batch_indices(n, b)
