@@ -258,8 +258,9 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | float | None = None,
              optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> torch.Tensor:
         """One optimiser step of every replicate still training; returns their mean per-sample
-        losses ``(R,)``, NaN for a replicate whose loss or gradient is not finite (its step is
-        not applied, and it is stopped at the end of the block).
+        losses ``(R,)``, NaN for a replicate whose loss or gradient is not finite (its gradient is
+        zeroed, it is stopped at the end of the block and keeps its last good block's weights; when
+        no replicate is finite, nothing is applied).
 
         ``optimizer`` defaults to the joint Adam; an algorithm may pass its own over a subset
         of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
