@@ -76,7 +76,7 @@ def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = Non
 def settings_from(cfg: RunConfig) -> TrainSettings:
     return TrainSettings(K=cfg.K, lr=cfg.lr, max_steps=cfg.max_steps, tol=cfg.tol, batch_size=cfg.batch_size,
                          elbo=cfg.elbo, particles=cfg.particles, checkpoint_every=cfg.checkpoint_every,
-                         convergence=cfg.convergence)
+                         convergence=cfg.convergence, threads=cfg.threads)
 
 
 def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False, plots: bool = True,

@@ -31,6 +31,7 @@ from torch import nn
 
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.optim import lbfgs, minimise
 
 __all__ = ["LIBI_DATASETS", "A_JTEX", "B_JTEX", "A_GAUSSIAN", "mobius", "mobius_surrogate", "true_decoder",
            "libi_splits", "linear_jtex", "cubic_jtex", "gaussian_2to4", "mobius_data"]
@@ -69,16 +70,7 @@ def _fitted_state(surrogate_seed: int, points: int, iterations: int) -> dict:
         net = MobiusNet().double()
     z = torch.randn(points, 2, generator=gen, dtype=torch.float64)
     target = mobius(z)
-    opt = torch.optim.LBFGS(net.parameters(), max_iter=iterations, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-10, tolerance_change=1e-12)
-
-    def closure():
-        opt.zero_grad()
-        loss = (net(z) - target).pow(2).mean()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    minimise(lambda: (net(z) - target).pow(2).mean(), lbfgs(net.parameters(), max_iter=iterations), 1)
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 

@@ -78,8 +78,8 @@ def berger_manifold(n: int = 2000, seed: int = 0) -> StreamDataset:
     y, s = berger_sample(n, torch.Generator().manual_seed(int(seed)))
     truth = {"noise_sd": dict(BERGER_NOISE), "s": s}  # the evaluation points' positions on the curve
 
-    def sampler(m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        fresh, _ = berger_sample(m)
+    def sampler(m: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        fresh, _ = berger_sample(m, generator)
         return torch.zeros(m, 0), fresh
 
     return StreamDataset("berger-manifold", torch.zeros(n, 0), y, truth=truth,
@@ -133,8 +133,8 @@ def sphere(n: int = 2000, D: int = 3, R: float = 1.0, seed: int = 0) -> StreamDa
         raise ConfigError(f"R must be finite and > 0, got {R!r}")
     y = sphere_sample(n, D, R, torch.Generator().manual_seed(int(seed)))
 
-    def sampler(m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.zeros(m, 0), sphere_sample(m, D, R)
+    def sampler(m: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(m, 0), sphere_sample(m, D, R, generator)
 
     return StreamDataset("sphere", torch.zeros(n, 0), y, truth={"radius": float(R), "dim": D},
                          params={"n": n, "D": D, "R": float(R), "seed": int(seed)}, sampler=sampler)

@@ -2,9 +2,10 @@
 
 :class:`StreamDataset` is a :class:`~pyrovae.data.base.Dataset` whose ``x``/``y`` are a fixed
 evaluation sample (what the trainer evaluates after each block and what final metrics use),
-plus a ``sampler`` that draws new points. The trainer calls :meth:`StreamDataset.resample`
-instead of sub-sampling ``x``/``y`` at every step. Draws use torch's global generator, so a
-seeded run is reproducible and a resumed run (which restores the RNG state) continues the same
+plus a ``sampler(n, generator)`` that draws new points. The trainer calls
+:meth:`StreamDataset.resample` with each replicate's own generator instead of sub-sampling
+``x``/``y`` at every step, so a seeded run is reproducible, a replicate's draws do not depend on
+the batch it trains in, and a resumed run (which restores the generators) continues the same
 stream.
 """
 
@@ -21,24 +22,25 @@ from pyrovae.validation import integer_at_least
 
 __all__ = ["StreamDataset"]
 
-Sampler = Callable[[int], "tuple[torch.Tensor, torch.Tensor]"]
+Sampler = Callable[[int, "torch.Generator | None"], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 @dataclass
 class StreamDataset(Dataset):
-    """``x``, ``y``: a fixed evaluation sample; ``sampler(n) -> (x, y)``: ``n`` fresh points."""
+    """``x``, ``y``: a fixed evaluation sample; ``sampler(n, generator) -> (x, y)``: ``n`` fresh points
+    drawn from ``generator`` (torch's global generator when it is None)."""
 
     sampler: Sampler | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not callable(self.sampler):
-            raise DataError(f"{self.name}: a stream data set needs a sampler(n) -> (x, y)")
+            raise DataError(f"{self.name}: a stream data set needs a sampler(n, generator) -> (x, y)")
 
-    def resample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` fresh points, on the device and in the dtype of the evaluation sample."""
+    def resample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` fresh points from ``generator``, on the device and in the dtype of the evaluation sample."""
         n = integer_at_least("a batch's n", n)
-        x, y = self.sampler(n)
+        x, y = self.sampler(n, generator)
         x = torch.as_tensor(x).reshape(n, self.x_dim).to(self.y)
         y = torch.as_tensor(y).to(self.y)
         if y.shape != (n, self.y_dim):

@@ -19,7 +19,6 @@ the statements.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks, progress_bar
+from pyrovae.optim import adam, minimise
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds
 
@@ -75,15 +75,11 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
         log_s = torch.zeros_like(c.sigma_z)
         log_g = torch.zeros((), dtype=DTYPE)
     params = [t.clone().requires_grad_(True) for t in (W, b, mu, log_s, log_g)]
-    opt = torch.optim.Adam(params, lr=lr)
-    energy = math.nan
-    for _ in range(int(steps)):
-        opt.zero_grad()
-        p = VAEParams(params[0], params[1], params[2], params[3].exp(), params[4].exp())
-        e = vae_energy(p, alpha, x)
-        e.backward()
-        opt.step()
-        energy = float(e.detach())
+
+    def energy_of_params() -> torch.Tensor:
+        return vae_energy(VAEParams(params[0], params[1], params[2], params[3].exp(), params[4].exp()), alpha, x)
+
+    minimise(energy_of_params, adam(params, lr), steps)
     with torch.no_grad():
         p = VAEParams(params[0], params[1], params[2], params[3].exp(), params[4].exp())
         energy = float(vae_energy(p, alpha, x))
@@ -217,14 +213,11 @@ def _train_depth(**task) -> dict:
     start = time.perf_counter()
     if task["model"] == "AE":
         enc, dec = MLP(784, widths, task["latent"], "relu"), MLP(task["latent"], widths, 784, "relu")
-        params = list(enc.parameters()) + list(dec.parameters())
-        opt = torch.optim.Adam(params, lr=task["lr"])
-        for _ in range(task["steps"]):
+        def reconstruction_error() -> torch.Tensor:
             xb = X[torch.randint(0, len(X), (task["batch"],))]
-            loss = ((dec(enc(xb)) - xb) ** 2).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            return ((dec(enc(xb)) - xb) ** 2).sum(1).mean()
+
+        minimise(reconstruction_error, adam([*enc.parameters(), *dec.parameters()], task["lr"]), task["steps"])
         with torch.no_grad():
             out["recon_error"] = float(((dec(enc(X)) - X) ** 2).sum(1).mean())
     else:

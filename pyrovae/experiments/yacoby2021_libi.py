@@ -16,15 +16,19 @@ from __future__ import annotations
 import math
 import time
 
+import pyro
 import torch
 
+from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable
-from pyrovae.inference.objectives import make_elbo
+from pyrovae.inference.algorithms import PlainSVI
+from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.models.linear import (
     CholeskyDecoder, cholesky_mutual_information, exact, linear_vae, posterior_matching_gap, vae_objective_gap,
 )
+from pyrovae.optim import lbfgs, minimise
 from pyrovae.posterior.exact import gaussian_kl
 
 __all__ = ["A_GT", "B_GT", "SIGMA_EPS", "landscape", "learn_a", "svi_gap", "figure1"]
@@ -57,17 +61,8 @@ def learn_a(a0: torch.Tensor = A_GT, b_diag: torch.Tensor = B_GT, sigma_eps: flo
     if data_cov is None:
         data_cov = A_GT @ A_GT.T + sigma_eps**2 * torch.eye(2, dtype=torch.float64)
     dec = CholeskyDecoder(a0, b_diag, sigma_eps, learn="A")
-    opt = torch.optim.LBFGS(dec.parameters(), max_iter=500, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-12, tolerance_change=1e-14)
-
-    def closure():
-        opt.zero_grad()
-        loss = vae_objective_gap(dec.weight(), dec.noise_var(), data_cov)
-        loss.backward()
-        return loss
-
-    for _ in range(5):
-        opt.step(closure)
+    opt = lbfgs(dec.parameters(), max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14)
+    minimise(lambda: vae_objective_gap(dec.weight(), dec.noise_var(), data_cov), opt, 5)
     with torch.no_grad():
         value = float(vae_objective_gap(dec.weight(), dec.noise_var(), data_cov))
     return dec.a.detach().clone(), value
@@ -75,11 +70,9 @@ def learn_a(a0: torch.Tensor = A_GT, b_diag: torch.Tensor = B_GT, sigma_eps: flo
 
 def svi_gap(b_diag: torch.Tensor, a: torch.Tensor = A_GT, sigma_eps: float = SIGMA_EPS, n: int = 200,
             steps: int = 800, lr: float = 0.05, seed: int = 0) -> float:
-    r"""Fit a linear mean-field encoder by the ELBO (Pyro ``TraceMeanField_ELBO``) with the decoder
+    r"""Fit a linear mean-field encoder by the ELBO (the engine, encoder only, ``Trace_ELBO``) with the decoder
     fixed at ``B = diag(b_diag)`` (the encoder's log-variance starts at log σ_ε², a data-free guess of the
     posterior's scale); return :math:`\frac1N\sum_n KL[q_\phi(z|x_n) \| p(z|x_n)]` (exact)."""
-    import pyro
-
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
     dec = CholeskyDecoder(a, b_diag, sigma_eps, learn="none")
@@ -88,14 +81,10 @@ def svi_gap(b_diag: torch.Tensor, a: torch.Tensor = A_GT, sigma_eps: float = SIG
     model = linear_vae(dec)
     with torch.no_grad():
         model.encoder.log_var.bias.fill_(2.0 * math.log(sigma_eps))
-    elbo = make_elbo("trace")
-    opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
     empty = torch.zeros(n, 0, dtype=torch.float64)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = elbo.differentiable_loss(model.model, model.guide, empty, x) / n
-        loss.backward()
-        opt.step()
+    settings = TrainSettings(K=steps, lr=lr, max_steps=steps, tol=0.0, trainable=("encoder",), checkpoint_every=10**9)
+    with pyro.validation_enabled(False):
+        Trainer(model, Dataset("svi-gap", empty, x), PlainSVI(), settings, seeds=[seed]).run()
     with torch.no_grad():
         loc, scale = model.encode(empty, x)
         mean, cov = lg.posterior(x)
@@ -252,11 +241,23 @@ class _BetaFixed:
         return BetaFixed()
 
 
-def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict):
+#: the methods whose repetitions train as one batch of replicates (LiBI and Lagging run one at a time)
+BATCHED_METHODS = ("VAE", "β-VAE", "β-VAE+Anneal")
+
+
+def _algorithm(method: str, data: dict, cfg: dict):
     from pyrovae.inference.algorithms import FixedSigma
     from pyrovae.inference.lagging import LaggingInference
+
+    blocks = max(1, cfg["steps"] // cfg["K"])
+    return {"VAE": lambda: FixedSigma(),
+            "β-VAE": lambda: _BetaFixed.make(cfg["beta"]),
+            "β-VAE+Anneal": lambda: _BetaFixed.make(cfg["beta"], max(1, blocks // 2)),
+            "Lagging": lambda: LaggingInference(validation=data["validation"])}[method]()
+
+
+def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict):
     from pyrovae.inference.libi import LiBI, LiBISettings
-    from pyrovae.inference.trainer import Trainer, TrainSettings
 
     model = build_model(kind, seed)
     if method == "LiBI":
@@ -264,14 +265,12 @@ def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict):
         st = LiBISettings(rounds=cfg["rounds"], step1_steps=half, step2_steps=half, lr=cfg["lr"],
                           eps_hz=cfg["eps_hz"], eps_sigma=0.5, eps_mu=0.5, val_samples=cfg["val_samples"], seed=seed)
         return LiBI(model, st).fit(data["train"], data["validation"]).model
-    blocks = max(1, cfg["steps"] // cfg["K"])
-    alg = {"VAE": lambda: FixedSigma(),
-           "β-VAE": lambda: _BetaFixed.make(cfg["beta"]),
-           "β-VAE+Anneal": lambda: _BetaFixed.make(cfg["beta"], max(1, blocks // 2)),
-           "Lagging": lambda: LaggingInference(validation=data["validation"])}[method]()
-    torch.manual_seed(seed)
-    Trainer(model, data["train"], alg, TrainSettings(K=cfg["K"], lr=cfg["lr"], max_steps=cfg["steps"], tol=0.0)).run()
+    Trainer(model, data["train"], _algorithm(method, data, cfg), _train_settings(cfg), seeds=[seed]).run()
     return model
+
+
+def _train_settings(cfg: dict) -> TrainSettings:
+    return TrainSettings(K=cfg["K"], lr=cfg["lr"], max_steps=cfg["steps"], tol=0.0, checkpoint_every=10**9)
 
 
 def _evaluate(model, test, cfg: dict, seed: int) -> tuple[float, float]:
@@ -299,9 +298,37 @@ def _table1_cell(method: str, kind: str, index: int, seed: int, cfg: dict) -> tu
         model = _train_one(method, kind, data, seed, cfg)
         ll, knn = _evaluate(model, data["test"], cfg, seed)
     except Exception as err:  # noqa: BLE001 — reported in the table's conclusion
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return math.nan, math.nan, f"{kind}/{method}/{index}: {type(err).__name__}: {first_line}"
+        return math.nan, math.nan, _failure(kind, method, index, err)
     return ll, knn, ""
+
+
+def _failure(kind: str, method: str, index: int, err: Exception) -> str:
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{kind}/{method}/{index}: {type(err).__name__}: {first_line}"
+
+
+def _table1_cells(method: str, kind: str, indices: list[int], seeds: list[int], cfg: dict) -> list[tuple]:
+    """The cells of one (method, data set) over its repetitions: the batched methods train every
+    repetition (its own data-set version and seed) as one replicate of one batch, each equal to its
+    :func:`_table1_cell`; the others, or a batch that raises, run cell by cell."""
+    from pyrovae.data.libi import libi_splits
+
+    if method not in BATCHED_METHODS or len(indices) < 2:
+        return [_table1_cell(method, kind, i, s, cfg) for i, s in zip(indices, seeds)]
+    datas = [libi_splits(kind, index=i, n=cfg["n"], seed=cfg["data_seed"]) for i in indices]
+    models = [build_model(kind, s) for s in seeds]
+    try:
+        Trainer(models, [d["train"] for d in datas], [_algorithm(method, d, cfg) for d in datas], _train_settings(cfg),
+                seeds=seeds).run()
+    except Exception:  # noqa: BLE001 — one replicate's error (e.g. a failed Cholesky): run each alone
+        return [_table1_cell(method, kind, i, s, cfg) for i, s in zip(indices, seeds)]
+    cells = []
+    for i, s, d, model in zip(indices, seeds, datas, models):
+        try:
+            cells.append((*_evaluate(model, d["test"], cfg, s), ""))
+        except Exception as err:  # noqa: BLE001
+            cells.append((math.nan, math.nan, _failure(kind, method, i, err)))
+    return cells
 
 
 def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: int = 1, seed: int = 0,
@@ -321,9 +348,17 @@ def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: i
                              f"{cfg['knn_repeats']} subsamples of the test set vs {cfg['n']} model draws; "
                              f"Test-LL: importance sampling (Eq. 48), encoder proposal, variance × 2, S = {cfg['S']}.")
     keys = [(kind, method, r) for kind in kinds for method in methods for r in range(reps)]
-    tasks = [{"method": m, "kind": k, "index": r, "seed": seed + r, "cfg": cfg} for k, m, r in keys]
-    done = (lambda i, _res: progress(*keys[i])) if progress is not None else None
-    cells = dict(zip(keys, map_tasks(_table1_cell, tasks, jobs, on_done=done)))
+    groups = [(kind, method) for kind in kinds for method in methods]
+    tasks = [{"method": m, "kind": k, "indices": list(range(reps)), "seeds": [seed + r for r in range(reps)],
+              "cfg": cfg} for k, m in groups]
+
+    def done(g: int, _cells) -> None:
+        if progress is not None:
+            for r in range(reps):
+                progress(*groups[g], r)
+
+    results = map_tasks(_table1_cells, tasks, jobs, on_done=done)
+    cells = {(kind, method, r): cell for (kind, method), group in zip(groups, results) for r, cell in enumerate(group)}
     errors = [cells[key][2] for key in keys if cells[key][2]]
     raw = {}
     for kind in kinds:

@@ -79,6 +79,7 @@ __all__ = [
     "PAPER_TABLE2",
     "appendix_e2",
     "fit_one",
+    "fit_batch",
     "spiral_noise",
     "table1",
     "table2",
@@ -176,15 +177,43 @@ def _arrays(model: SigmaCVAE, test, samples: torch.Tensor, n: int = 1000) -> dic
     return out
 
 
-def fit_one(kind: str, method: str, truth: TruthNetwork | None = None, particles: int = 1, latent_dim: int = 1,
-            noise: str = "fixed", embed: bool = False, index: int = 0, data_seed: int = 0, init: str = "gt",
-            restart: int = 0, epochs: float = 100, n_train: int = 5000, n_eval: int = 2000, lag_window: int = 10,
-            lag_threshold: float = 0.0, lag_inner: int = 100, encoder_steps: int = 2000, warm_steps: int = 2000,
-            truth_steps: int = 3000, knn_alpha: float = 1.0, seed: int = 0, arrays: bool = False,
-            normality_points: int = 500, sigma_factor: float = 1.0) -> dict[str, Any]:
+def fit_one(kind: str, method: str, **options) -> dict[str, Any]:
     """Train one model (``method`` ∈ vae | iwae | lin) and evaluate it; returns a flat dict of numbers
-    (and, with ``arrays``, the lists the figures draw). ``sigma_factor`` scales the initial / fixed σ_ε
-    (App. F's mismatched model: a smaller noise than the truth)."""
+    (and, with ``arrays``, the lists the figures draw). The options are :func:`_prepare`'s."""
+    return fit_batch([dict(kind=kind, method=method, **options)])[0]
+
+
+def fit_batch(tasks: list[dict]) -> list[dict[str, Any]]:
+    """Train the runs ``tasks`` (one method, noise and training setting; data versions, starts and
+    seeds may differ) as one batch of replicates of the engine, then evaluate each: replicate i
+    equals :func:`fit_one` of ``tasks[i]`` alone. Lagging Inference Networks train one at a time."""
+    preps = [_prepare(**task) for task in tasks]
+    first = preps[0]
+    if first["algorithm"].batched and len(preps) > 1:
+        start = time.perf_counter()
+        with pyro.validation_enabled(False):
+            results = Trainer([p["model"] for p in preps], [p["train"] for p in preps], [p["algorithm"] for p in preps],
+                              first["settings"], seeds=[p["seed"] for p in preps]).run()
+        shared = (time.perf_counter() - start) / len(preps)
+        return [_evaluate(p, r, train_seconds=shared) for p, r in zip(preps, results)]
+    out = []
+    for p in preps:
+        start = time.perf_counter()
+        with pyro.validation_enabled(False):
+            result = Trainer(p["model"], p["train"], p["algorithm"], p["settings"], seeds=[p["seed"]]).run()
+        out.append(_evaluate(p, result, train_seconds=time.perf_counter() - start))
+    return out
+
+
+def _prepare(kind: str, method: str, truth: TruthNetwork | None = None, particles: int = 1, latent_dim: int = 1,
+             noise: str = "fixed", embed: bool = False, index: int = 0, data_seed: int = 0, init: str = "gt",
+             restart: int = 0, epochs: float = 100, n_train: int = 5000, n_eval: int = 2000, lag_window: int = 10,
+             lag_threshold: float = 0.0, lag_inner: int = 100, encoder_steps: int = 2000, warm_steps: int = 2000,
+             truth_steps: int = 3000, knn_alpha: float = 1.0, seed: int = 0, arrays: bool = False,
+             normality_points: int = 500, sigma_factor: float = 1.0) -> dict[str, Any]:
+    """Data splits, the model (initialised at the ground truth for ``init="gt"``), the algorithm and the
+    training settings of one run. ``sigma_factor`` scales the initial / fixed σ_ε (App. F's mismatched
+    model: a smaller noise than the truth)."""
     if method not in ("vae", "iwae", "lin"):
         raise ConfigError(f"unknown method {method!r}; known: vae, iwae, lin")
     _noise(kind, noise, 2, sigma_factor)  # validates noise and factor before any work
@@ -196,13 +225,13 @@ def fit_one(kind: str, method: str, truth: TruthNetwork | None = None, particles
     truth = truth if truth is not None else truth_network(kind, WIDTHS, steps=truth_steps)
     if truth.kind != kind:
         raise ConfigError(f"the truth network is for {truth.kind!r}, not {kind!r}")
+    start = time.perf_counter()
     splits = _splits(truth, index, data_seed, embed, n_train, n_eval)
-    train, val, test = splits["train"], splits["validation"], splits["test"]
+    train = splits["train"]
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
     model = SigmaCVAE(0, train.y_dim, latent_dim, WIDTHS, WIDTHS, noise=_noise(kind, noise, train.y_dim, sigma_factor),
                       activation="leaky_relu")
-    start = time.perf_counter()
     decoder_mse, sigma2_init = math.nan, math.nan
     if init == "gt":
         model.decoder.load_state_dict(decoder_state(truth, embed))
@@ -212,38 +241,50 @@ def fit_one(kind: str, method: str, truth: TruthNetwork | None = None, particles
         sigma2_init = float(elbo_optimal_noise_variance(model, train.x, train.y, draws=20))
     pyro.set_rng_seed(seed)
     if method == "lin":
-        algorithm = LaggingInference(max_inner=lag_inner, window=lag_window, threshold=lag_threshold, validation=val)
+        algorithm = LaggingInference(max_inner=lag_inner, window=lag_window, threshold=lag_threshold,
+                                     validation=splits["validation"])
     else:
         algorithm = make_algorithm("fixed" if noise == "fixed" else "vanilla")
     steps = max(1, int(round(epochs * len(train) / 100)))
     settings = TrainSettings(K=50, lr=1e-3, max_steps=steps, tol=0.0, batch_size=100,
                              elbo="iwae" if method == "iwae" else "trace", particles=particles if method == "iwae" else 1,
                              checkpoint_every=10**6)
-    with pyro.validation_enabled(False):
-        result = Trainer(model, train, algorithm, settings).run()
+    describe = {"kind": kind, "method": method, "particles": particles, "latent_dim": latent_dim, "noise": noise,
+                "init": init, "restart": restart, "index": index, "lag_window": lag_window,
+                "lag_threshold": lag_threshold}
+    return {"model": model, "train": train, "validation": splits["validation"], "test": splits["test"], "truth": truth,
+            "algorithm": algorithm, "settings": settings, "seed": seed, "decoder_mse": decoder_mse,
+            "sigma2_init": sigma2_init, "describe": describe, "knn_alpha": knn_alpha, "arrays": arrays,
+            "normality_points": normality_points, "prepare_seconds": time.perf_counter() - start}
+
+
+def _evaluate(prep: dict, result, train_seconds: float) -> dict[str, Any]:
+    """The numbers of one trained run (the test and validation metrics of seed 001's tables)."""
+    model, train, val, test, seed = prep["model"], prep["train"], prep["validation"], prep["test"], prep["seed"]
+    settings = prep["settings"]
+    start = time.perf_counter()
     model.eval()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         torch.manual_seed(seed + 2)
         samples = model.sample(torch.zeros(len(test), 0))
-        knn = smooth_knn_statistic(samples.double(), test.y.double(), alpha=knn_alpha)
+        knn = smooth_knn_statistic(samples.double(), test.y.double(), alpha=prep["knn_alpha"])
         loc, scale = model.encode(test.x, test.y)
         z = loc + scale * torch.randn(loc.shape, generator=gen)
     mi = latent_mutual_information(test.y.numpy(), z.numpy())
     sigma2 = elbo_optimal_noise_variance(model, train.x, train.y, draws=20, per_dimension=True)
-    check = residual_normality(model, test.x, test.y, max_points=normality_points, steps=300)
+    check = residual_normality(model, test.x, test.y, max_points=prep["normality_points"], steps=300)
     sig = model.noise
     learned = (sig.sigmas.pow(2) if hasattr(sig, "sigmas") else torch.full((train.y_dim,), sig.sigma**2))
-    out = {"kind": kind, "method": method, "particles": particles, "latent_dim": latent_dim, "noise": noise,
-           "init": init, "restart": restart, "index": index, "status": result.status,
-           "lag_window": lag_window, "lag_threshold": lag_threshold,
+    out = {**prep["describe"], "status": result.status,
            "val_bound": _neg_bound(model, val, settings.particles), "test_bound": _neg_bound(model, test, settings.particles),
            "test_neg_elbo": _neg_bound(model, test, 1), "knn": float(knn), "knn_n": knn.n1, "knn_alpha": knn.alpha,
            "mi_mean": float(mi.mean()), "sigma2_eq9": float(sigma2.mean()), "sigma2_eq9_dims": sigma2.tolist(),
-           "sigma2_init": sigma2_init, "sigma2_learned": float(learned.mean()), "decoder_mse": decoder_mse,
-           "hz_pvalue": check.test.pvalue, "hz_normal": bool(check.normal), "truth_mse": truth.mse,
-           "seconds": time.perf_counter() - start}
-    if arrays:
+           "sigma2_init": prep["sigma2_init"], "sigma2_learned": float(learned.mean()),
+           "decoder_mse": prep["decoder_mse"], "hz_pvalue": check.test.pvalue, "hz_normal": bool(check.normal),
+           "truth_mse": prep["truth"].mse,
+           "seconds": prep["prepare_seconds"] + train_seconds + time.perf_counter() - start}
+    if prep["arrays"]:
         out["arrays"] = _arrays(model, test, samples)
     return out
 
@@ -283,15 +324,30 @@ def _common(s: dict) -> dict:
 
 
 def _run_groups(groups: dict[Any, list[dict]], options: ExperimentOptions) -> dict[Any, list[dict]]:
-    """Run every task of every group in one pool; returns the results per group, in order, and writes
-    every run's numbers (no arrays) to ``runs.json`` in the output directory."""
+    """Run every task of every group; returns the results per group, in order, and writes every run's
+    numbers (no arrays) to ``runs.json`` in the output directory. Tasks that differ only in data
+    version, start and seed train as one batch (:func:`fit_batch`); batches spread over the
+    processes."""
     flat = [(key, task) for key, tasks in groups.items() for task in tasks]
-    results = map_tasks(fit_one, [t for _, t in flat], jobs=options.jobs)
+    batches: dict[str, list[int]] = {}
+    for i, (_, task) in enumerate(flat):
+        shared = {k: v for k, v in task.items() if k not in _PER_REPLICATE}
+        batches.setdefault(repr(sorted(shared.items(), key=lambda kv: kv[0])), []).append(i)
+    members = list(batches.values())
+    done = map_tasks(fit_batch, [{"tasks": [flat[i][1] for i in m]} for m in members], jobs=options.jobs)
+    results: list[dict] = [{} for _ in flat]
+    for m, rows in zip(members, done):
+        for i, row in zip(m, rows):
+            results[i] = row
     out: dict[Any, list[dict]] = {key: [] for key in groups}
     for (key, _), r in zip(flat, results):
         out[key].append(r)
     write_json(Path(options.out) / "runs.json", [{k: v for k, v in r.items() if k != "arrays"} for r in results])
     return out
+
+
+#: task options that may differ between the replicates of one batch
+_PER_REPLICATE = ("index", "data_seed", "init", "restart", "seed", "sigma_factor", "arrays", "truth")
 
 
 def _kept(results: list[dict], versions: int) -> list[dict]:

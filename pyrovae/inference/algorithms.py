@@ -36,6 +36,7 @@ __all__ = [
     "Decision",
     "Algorithm",
     "JointSVI",
+    "PlainSVI",
     "AnalyticSigma",
     "CalibratedSigma",
     "AnnealedSigma",
@@ -119,6 +120,14 @@ class Algorithm:
 
     def load_tensor_state_dict(self, state: dict) -> None:
         pass
+
+
+class PlainSVI(Algorithm):
+    """SVI steps and nothing between blocks, whatever the observation model (e.g. fitting the encoder
+    to a fixed decoder with ``TrainSettings(trainable=("encoder",))``); stops at convergence."""
+
+    name = "svi"
+    noise = "any"
 
 
 class JointSVI(Algorithm):

@@ -21,8 +21,10 @@ from torch import nn
 
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, DataError
-from pyrovae.inference.objectives import make_elbo
+from pyrovae.inference.algorithms import PlainSVI
+from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.optim import adam, minimise, one_cycle
 
 __all__ = ["GroundTruthInit", "fit_decoder", "fit_encoder", "init_at_ground_truth", "regress_encoder"]
 
@@ -54,23 +56,25 @@ def fit_decoder(decoder: nn.Module, z: torch.Tensor, fz: torch.Tensor, target_ms
     z, fz = z.to(dtype), fz.to(dtype)
     with torch.no_grad():
         mse = float((decoder(z) - fz).pow(2).mean())
-    opt = torch.optim.Adam(decoder.parameters(), lr=lr)
-    best, step = math.inf, 0
-    while step < max_steps and not mse < target_mse:
-        opt.zero_grad(set_to_none=True)
-        loss = (decoder(z) - fz).pow(2).mean()
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % check_every == 0 or step == max_steps:
-            with torch.no_grad():
-                mse = float((decoder(z) - fz).pow(2).mean())
-            if mse < target_mse:
-                break
-            if mse > 0.999 * best:
-                for group in opt.param_groups:
-                    group["lr"] = max(group["lr"] * 0.5, 1e-6)
-            best = min(best, mse)
+    opt = adam(decoder.parameters(), lr)
+    best = math.inf
+
+    def check(step: int) -> bool:
+        """Every ``check_every`` steps: stop below the target; halve lr when the MSE stopped falling."""
+        nonlocal mse, best
+        with torch.no_grad():
+            mse = float((decoder(z) - fz).pow(2).mean())
+        if mse < target_mse:
+            return True
+        if mse > 0.999 * best:
+            for group in opt.param_groups:
+                group["lr"] = max(group["lr"] * 0.5, 1e-6)
+        best = min(best, mse)
+        return False
+
+    step = 0
+    if not mse < target_mse:
+        step = minimise(lambda: (decoder(z) - fz).pow(2).mean(), opt, max_steps, every=check_every, check=check).steps
     if require and not mse < target_mse:
         raise ConfigError(f"the decoder reached MSE {mse:.2e} after {step} steps, not below {target_mse:g}")
     return mse, step
@@ -87,15 +91,12 @@ def regress_encoder(model: SigmaCVAE, data: Dataset, z: torch.Tensor, steps: int
     target_log_var = 2.0 * math.log(scale)
     z = z.to(data.y.dtype)
     z = z if z.dim() == 2 else z[:, None]
-    opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(int(steps), 1))
-    for _ in range(int(steps)):
-        opt.zero_grad(set_to_none=True)
+    def loss() -> torch.Tensor:
         loc, q_scale = model.encode(data.x, data.y)
-        loss = (loc - z).pow(2).mean() + (2.0 * q_scale.log() - target_log_var).pow(2).mean()
-        loss.backward()
-        opt.step()
-        sched.step()
+        return (loc - z).pow(2).mean() + (2.0 * q_scale.log() - target_log_var).pow(2).mean()
+
+    opt = adam(model.encoder.parameters(), lr)
+    minimise(loss, opt, steps, scheduler=one_cycle(opt, lr, steps))
     with torch.no_grad():
         return float((model.encode(data.x, data.y)[0] - z).pow(2).mean())
 
@@ -115,32 +116,12 @@ def fit_encoder(model: SigmaCVAE, data: Dataset, steps: int = 2000, lr: float = 
         pyro.set_rng_seed(seed)
     if z is not None and warm_steps > 0:
         regress_encoder(model, data, z, warm_steps)
-    frozen = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
-    was = [p.requires_grad for p in frozen]
-    for p in frozen:
-        p.requires_grad_(False)
-    elbo = make_elbo("trace")
-    opt = torch.optim.Adam(model.encoder.parameters(), lr=lr)
-    x, y = data.x, data.y
-    n = len(data)
-    try:
+    if steps > 0:
+        settings = TrainSettings(K=steps, lr=lr, max_steps=steps, tol=0.0, batch_size=batch_size,
+                                 trainable=("encoder",), checkpoint_every=10**9)
         with pyro.validation_enabled(False):
-            for _ in range(steps):
-                if batch_size is not None and batch_size < n:
-                    idx = torch.randperm(n)[:batch_size]
-                    xb, yb = x[idx], y[idx]
-                else:
-                    xb, yb = x, y
-                opt.zero_grad(set_to_none=True)
-                loss = elbo.differentiable_loss(model.model, model.guide, xb, yb)
-                if not torch.isfinite(loss):
-                    continue
-                loss.backward()
-                opt.step()
-    finally:
-        for p, w in zip(frozen, was):
-            p.requires_grad_(w)
-    terms = model.terms(x, y)
+            Trainer(model, data, PlainSVI(), settings, seeds=None if seed is None else [seed]).run()
+    terms = model.terms(data.x, data.y)
     return float((terms["recon"] + terms["kl"]).mean())
 
 

@@ -33,12 +33,16 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 
+import pyro
 import torch
 
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, TrainingDiverged
+from pyrovae.inference.algorithms import PlainSVI
+from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.metrics.likelihood import vae_log_likelihood
 from pyrovae.metrics.normality import henze_zirkler
+from pyrovae.optim import adam, minimise
 from pyrovae.validation import integer_at_least
 
 __all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI"]
@@ -142,16 +146,12 @@ class LiBI:
         s, model = self.settings, self.model
         enc_ids = {id(p) for p in model.encoder.parameters()}
         theta = [p for p in model.parameters() if id(p) not in enc_ids and p.requires_grad]
-        opt = torch.optim.Adam(theta + list(self.code_net.parameters()), lr=s.lr)
-        for _ in range(s.step1_steps):
-            opt.zero_grad(set_to_none=True)
+        def loss() -> torch.Tensor:
             codes = self._codes(y)
-            nll = -code_log_likelihood(model, y, codes)
-            loss = nll + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
-            loss.backward()
-            opt.step()
+            return -code_log_likelihood(model, y, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
+
+        if minimise(loss, adam(theta + list(self.code_net.parameters()), s.lr), s.step1_steps).status == "nan":
+            raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
         with torch.no_grad():
             codes = self._codes(y)
             parts = libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu, parts=True)
@@ -159,22 +159,16 @@ class LiBI:
                     **{f"penalty_{k}": float(v) for k, v in parts.items()}}
 
     def step2(self, y: torch.Tensor) -> dict:
-        from pyrovae.inference.objectives import make_elbo
-
+        """The inference network by the ELBO with the decoder fixed (the engine, encoder only)."""
         model, s = self.model, self.settings
-        x = y.new_zeros(y.shape[0], 0)
-        elbo = make_elbo("trace")
-        opt = torch.optim.Adam(model.encoder.parameters(), lr=s.lr)
-        loss = torch.tensor(math.nan)
-        for _ in range(s.step2_steps):
-            opt.zero_grad(set_to_none=True)
-            loss = elbo.differentiable_loss(model.model, model.guide, x, y) / y.shape[0]
-            if not torch.isfinite(loss):
-                raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
-            loss.backward()
-            opt.step()
-        model.zero_grad(set_to_none=True)
-        return {"neg_elbo": float(loss.detach())}
+        data = Dataset("libi-step2", y.new_zeros(y.shape[0], 0), y)
+        settings = TrainSettings(K=s.step2_steps, lr=s.lr, max_steps=s.step2_steps, tol=0.0, trainable=("encoder",),
+                                 convergence="last-step", checkpoint_every=10**9)
+        with pyro.validation_enabled(False):
+            result = Trainer(model, data, PlainSVI(), settings).run()
+        if result.status == "nan":
+            raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
+        return {"neg_elbo": float(result.history["loss"].iloc[-1])}
 
     def step3(self) -> None:
         self.code_net.load_state_dict(self.model.encoder.state_dict())

@@ -49,6 +49,7 @@ from pyrovae.errors import ConfigError, DataError, TrainingDiverged
 from pyrovae.inference.lagging import encoder_phase
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
+from pyrovae.optim import adam, minimise
 from pyrovae.validation import integer_at_least
 
 __all__ = ["M2_OBJECTIVES", "M2TrainResult", "encoder_parameters", "m2_objective", "m2_step_loss",
@@ -156,8 +157,8 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
     """Lagging Inference Networks for M2 (module docstring)."""
     encoder = encoder_parameters(model)
     encoder_ids = {id(p) for p in encoder}
-    enc_opt = torch.optim.Adam(encoder, lr=lr)
-    dec_opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in encoder_ids], lr=lr)
+    enc_opt = adam(encoder, lr)
+    dec_opt = adam([p for p in model.parameters() if id(p) not in encoder_ids], lr)
     n_u, n_l, bs = len(x_u), len(x_l), int(batch_size)
     b_l = min(bs, n_l)
     x_mi = x_u[:mi_points]
@@ -209,24 +210,36 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
 
 
 def _loop(model, params, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen) -> M2TrainResult:
-    opt = torch.optim.Adam(params, lr=lr)
-    n_u, n_l = len(x_u), len(x_l)
-    b_l = min(int(batch_size), n_l)
+    """Epochs of shuffled unlabelled batches, each with a random labelled batch, through :func:`minimise`."""
+    n_u, n_l, bs = len(x_u), len(x_l), int(batch_size)
+    b_l = min(bs, n_l)
+    per_epoch = math.ceil(n_u / bs)
     result = M2TrainResult(model)
+    losses: list[float] = []
+
+    def batches():
+        for _ in range(int(epochs)):
+            order = torch.randperm(n_u, generator=gen)
+            for i in range(0, n_u, bs):
+                yield order[i:i + bs], torch.randint(n_l, (b_l,), generator=gen)
+
+    stream = batches()
+
+    def loss() -> torch.Tensor:
+        iu, il = next(stream)
+        value = m2_step_loss(model, x_u[iu], x_l[il], y_l[il], n_u, n_l, objective, gamma, alpha, particles)
+        losses.append(float(value.detach()))
+        return value
+
+    def end_of_epoch(step: int) -> bool:
+        epoch = step // per_epoch
+        result.history.append({"epoch": epoch, "loss": sum(losses[-per_epoch:]) / per_epoch,
+                               "seconds": time.perf_counter() - start})
+        return False
+
     start = time.perf_counter()
-    for epoch in range(int(epochs)):
-        order = torch.randperm(n_u, generator=gen)
-        total, steps = 0.0, 0
-        for i in range(0, n_u, int(batch_size)):
-            iu = order[i:i + int(batch_size)]
-            il = torch.randint(n_l, (b_l,), generator=gen)
-            loss = m2_step_loss(model, x_u[iu], x_l[il], y_l[il], n_u, n_l, objective, gamma, alpha, particles)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"M2 loss became {loss.item()} in epoch {epoch}")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, steps = total + loss.item(), steps + 1
-        result.history.append({"epoch": epoch + 1, "loss": total / steps, "seconds": time.perf_counter() - start})
+    outcome = minimise(loss, adam(params, lr), int(epochs) * per_epoch, every=per_epoch, check=end_of_epoch)
+    if outcome.status == "nan":
+        raise TrainingDiverged(f"M2 loss became {losses[-1]} in epoch {outcome.steps // per_epoch}")
     result.seconds = time.perf_counter() - start
     return result

@@ -212,7 +212,7 @@ class ReplicatedCVAE(nn.Module):
         buffers = {k[len(prefix):]: v for k, v in self.stacked("buffer").items() if k.startswith(prefix)}
 
         def call(p, b, *a):
-            return torch.func.functional_call(module, (p, b), a)
+            return torch.func.functional_call(module, (p, b), a, tie_weights=False)
 
         if self.replicates == 1:  # no vmap: the plain module on replicate 0's views
             out = call({k: v[0] for k, v in params.items()}, {k: v[0] for k, v in buffers.items()},

@@ -27,8 +27,9 @@ from pyrovae.inference.algorithms import Algorithm, BlockStats
 from pyrovae.inference.objectives import check_objective, make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.optim import adam
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
-from pyrovae.validation import integer_at_least, real, text
+from pyrovae.validation import MAX_UNITS, integer_at_least, real, text
 
 __all__ = ["TrainSettings", "TrainResult", "Trainer", "HISTORY_COLUMNS"]
 
@@ -43,6 +44,13 @@ class TrainSettings:
     ``K`` is the number of gradient steps per block (the inner steps of seed 000);
     ``tol`` the convergence threshold on the change of the mean per-sample loss between
     blocks; ``max_steps`` a hard cap; ``batch_size=None`` means full batch (App. F).
+
+    ``threads`` is torch's CPU thread count while training (default 1: one thread per process is
+    robust when other work shares the cores; a busy 2-core machine ran a step 50× slower with two
+    threads than with one; raise it on an idle machine).
+
+    ``trainable`` names the parts the optimiser moves (the rest stays as it is: e.g. ``("encoder",)``
+    fits the inference network to a fixed decoder, seed 001 Sec. 4 and LiBI's step 2).
 
     ``convergence`` says which loss is compared between blocks: ``"block-mean"`` (default)
     the average over the block's ``K`` steps, ``"last-step"`` the last step's loss as the
@@ -62,6 +70,8 @@ class TrainSettings:
     checkpoint_every: int = 100
     clip_norm: float | None = None
     convergence: str = "block-mean"
+    trainable: tuple[str, ...] = ("encoder", "decoder", "noise")
+    threads: int = 1
 
     def __post_init__(self) -> None:
         self.K = integer_at_least("K (inner steps per block)", self.K)
@@ -74,6 +84,10 @@ class TrainSettings:
         self.checkpoint_every = integer_at_least("checkpoint_every (blocks)", self.checkpoint_every)
         if self.clip_norm is not None:
             self.clip_norm = real("clip_norm", self.clip_norm, 0.0, strict=True)
+        self.threads = integer_at_least("threads", self.threads, 1, MAX_UNITS)
+        self.trainable = tuple(self.trainable)
+        if not self.trainable or not set(self.trainable) <= {"encoder", "decoder", "noise"}:
+            raise ConfigError(f"trainable parts must be among encoder, decoder, noise; got {self.trainable}")
         self.convergence = text("convergence", self.convergence, CONVERGENCE, "convergence rule")
 
 
@@ -156,8 +170,6 @@ class Trainer:
                                   f"columns; data has {d.x_dim} and {d.y_dim}")
         if len({len(d) for d in datas}) > 1:
             raise ConfigError("per-replicate data sets must have the same number of points")
-        if R > 1 and any(getattr(d, "resample", None) is not None for d in datas):
-            raise ConfigError("a stream data set (fresh points every step) trains one replicate at a time")
         device = next(self.models[0].parameters()).device
         self.datas = [d.to(device) for d in datas]
         self.data = self.datas[0]
@@ -167,7 +179,7 @@ class Trainer:
             raise ConfigError(f"{len(seeds)} seeds for {R} replicates")
         self.seeds = [int(s) for s in seeds]
         self.streams = ReplicaStreams(self.seeds, device)
-        self.elbo = make_elbo(self.settings.elbo, self.settings.particles)  # validates the name and particles
+        make_elbo(self.settings.elbo, self.settings.particles)  # refuses an unknown name or particle count
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.state = _LoopState()
@@ -185,7 +197,7 @@ class Trainer:
         else:
             self.x = torch.stack([self.datas[r].x for r in active])
             self.y = torch.stack([self.datas[r].y for r in active])
-        self.optim = self.optimizer(stack.parameters())
+        self.optim = self.optimizer(p for part in self.settings.trainable for p in stack.parameters_of(part))
         if optim_state is not None:
             self.optim.load_state_dict(optim_state)
         self._diverged = torch.zeros(len(active), dtype=torch.bool, device=stack.device)
@@ -195,9 +207,7 @@ class Trainer:
     def optimizer(self, params) -> torch.optim.Optimizer:
         """The engine's optimiser (Adam, ``settings.lr``) over ``params``; algorithms that step a
         subset of the parameters (Lagging Inference Networks) build theirs here."""
-        params = list(params)
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
-        return torch.optim.Adam(params, lr=self.settings.lr, fused=fused or None)
+        return adam(params, self.settings.lr)
 
     def parameters(self, part: str) -> list[torch.nn.Parameter]:
         """The stacked parameters of ``part`` (``encoder``, ``decoder`` or ``noise``)."""
@@ -219,12 +229,14 @@ class Trainer:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The full data, or a random mini-batch of ``batch_size`` points per replicate (from its
-        own stream); a data set with a ``resample(n)`` method (a stream, e.g.
-        :class:`~pyrovae.data.stream.StreamDataset`) gives a fresh draw every step instead."""
+        own stream); a data set with a ``resample(n, generator)`` method (a stream, e.g.
+        :class:`~pyrovae.data.stream.StreamDataset`) gives each replicate a fresh draw every step
+        instead, from the replicate's generator."""
         n, b = len(self.data), self.settings.batch_size
-        resample = getattr(self.data, "resample", None)
-        if resample is not None:
-            return resample(n if b is None else b)
+        if getattr(self.data, "resample", None) is not None:
+            sources = [self.datas[r] if len(self.datas) > 1 else self.data for r in self.active]
+            draws = [d.resample(n if b is None else b, g) for d, g in zip(sources, self.streams_active.generators)]
+            return torch.stack([x for x, _ in draws]), torch.stack([y for _, y in draws])
         if b is None or b >= n:
             return self.x, self.y
         idx = self.streams_active.batch_indices(n, b)
@@ -240,8 +252,9 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | float | None = None,
              optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> torch.Tensor:
         """One optimiser step of every replicate still training; returns their mean per-sample
-        losses ``(R,)``, NaN for a replicate whose loss or gradient is not finite (its step is
-        not applied, and it is stopped at the end of the block).
+        losses ``(R,)``, NaN for a replicate whose loss or gradient is not finite (its gradient is
+        zeroed, it is stopped at the end of the block and keeps its last good block's weights; when
+        no replicate is finite, nothing is applied).
 
         ``optimizer`` defaults to the joint Adam; an algorithm may pass its own over a subset
         of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
@@ -320,6 +333,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------
     def run(self) -> TrainResult | list[TrainResult]:
         """Train until every replicate has stopped (its algorithm's decision, ``max_steps``, or NaN)."""
+        torch.set_num_threads(self.settings.threads)
         resumed = self.run_dir is not None and has_checkpoint(self.run_dir)
         if resumed:
             self._restore()

@@ -27,6 +27,7 @@ import torch
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.metrics.normality import HZResult, henze_zirkler_test
+from pyrovae.optim import adam, minimise
 from pyrovae.validation import integer_at_least
 
 __all__ = [
@@ -115,17 +116,16 @@ def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: tor
     log_s = torch.full_like(loc, math.log(scale0)).requires_grad_(True)
     frozen = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
-    opt = torch.optim.Adam([loc, log_s], lr=lr)
+    def loss() -> torch.Tensor:
+        z = loc + log_s.exp() * torch.randn((particles, *loc.shape), generator=gen, dtype=loc.dtype, device=loc.device)
+        mean = model.decode(x.expand(particles, *x.shape), z)
+        sigma = model.noise.scale(mean, model.decoder_input(x.expand(particles, *x.shape), z))
+        rec = ((y - mean).pow(2) / (2 * sigma**2) + torch.log(sigma)).sum(-1).mean(0)
+        kl = 0.5 * (loc.pow(2) + (2 * log_s).exp() - 1 - 2 * log_s).sum(-1)
+        return (rec + kl).sum()
+
     try:
-        for _ in range(int(steps)):
-            opt.zero_grad(set_to_none=True)
-            z = loc + log_s.exp() * torch.randn((particles, *loc.shape), generator=gen, dtype=loc.dtype, device=loc.device)
-            mean = model.decode(x.expand(particles, *x.shape), z)
-            sigma = model.noise.scale(mean, model.decoder_input(x.expand(particles, *x.shape), z))
-            rec = ((y - mean).pow(2) / (2 * sigma**2) + torch.log(sigma)).sum(-1).mean(0)
-            kl = 0.5 * (loc.pow(2) + (2 * log_s).exp() - 1 - 2 * log_s).sum(-1)
-            (rec + kl).sum().backward()
-            opt.step()
+        minimise(loss, adam([loc, log_s], lr), steps)
     finally:
         for p, f in zip(model.parameters(), frozen):
             p.requires_grad_(f)
@@ -145,15 +145,15 @@ def closest_latents(model, x: torch.Tensor, y: torch.Tensor, steps: int = 500, l
     with torch.no_grad():
         z0, _ = model.encode(x, y)
     z = z0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
+    opt = adam([z], lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(1.0 - i / max(int(steps), 1), 0.01))
-    for _ in range(int(steps)):
-        opt.zero_grad(set_to_none=True)
-        loss = (y - model.decode(x, z)).pow(2).sum()
-        grads = torch.autograd.grad(loss, [z])
-        z.grad = grads[0]
-        opt.step()
-        sched.step()
+    frozen = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)  # only z moves; no gradient lands on the decoder
+    try:
+        minimise(lambda: (y - model.decode(x, z)).pow(2).sum(), opt, steps, scheduler=sched)
+    finally:
+        for p, f in zip(model.parameters(), frozen):
+            p.requires_grad_(f)
     return z.detach()
 
 

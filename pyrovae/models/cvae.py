@@ -19,8 +19,6 @@ References:
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
 from typing import Sequence
 
 import pyro
@@ -28,7 +26,6 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from torch import nn
-from torch.distributions.utils import _standard_normal
 
 from pyrovae.errors import DataError
 from pyrovae.models.nets import MLP, GaussianEncoder
@@ -44,116 +41,6 @@ def _scaled(beta: float):
     if beta == 0.0:  # poutine.scale refuses 0 (annealing starts at beta = 0): drop the term by masking
         return poutine.mask(mask=False)
     return poutine.scale(scale=beta)
-
-
-# -- cheaper pieces of the Pyro program (see benchmarks/svi_overhead.py) -------------
-# Each computes what the plain ``dist.Normal`` / ``pyro.plate`` version computes (the
-# same log densities, hence the same ELBO and the same gradients up to float rounding)
-# with fewer tensor operations and less Python per training step.
-
-_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # the constant torch's Normal.log_prob subtracts
-
-
-class _Independent(dist.Independent):
-    """``Independent`` whose ``expand`` to the batch shape it already has returns itself.
-
-    Pyro's plate broadcasting calls ``expand`` at every sample site, also when nothing
-    changes, and an expanded copy costs more than building the distribution did.
-    """
-
-    def expand(self, batch_shape, _instance=None):
-        if _instance is None and torch.Size(batch_shape) == self.batch_shape:
-            return self
-        return super().expand(batch_shape, _instance)
-
-
-class _StandardNormal(dist.Normal):
-    """``Normal(0, 1)`` whose ``log_prob`` folds in loc = 0 and scale = 1.
-
-    Bit for bit torch's ``-((v - 0) ** 2) / (2 * 1) - log 1 - log sqrt(2 pi)``, in four
-    operations instead of eight. Only built by :func:`_standard_normal_prior`.
-    """
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return -(value**2) / 2 - _LOG_SQRT_2PI
-
-
-@functools.lru_cache(maxsize=16)
-def _standard_normal_prior(n: int, d: int, dtype: torch.dtype, device: torch.device, validate: bool):
-    """The prior ``N(0, I_d)`` over ``n`` points, built once per shape (it has no parameters)."""
-    zero = torch.zeros((), dtype=dtype, device=device)
-    one = torch.ones((), dtype=dtype, device=device)
-    return _Independent(_StandardNormal(zero, one, validate_args=validate).expand([n, d]), 1)
-
-
-class _ScalarScaleNormal(dist.Normal):
-    """``Normal(loc, scale)`` with one scalar ``scale`` (the decoder's σ).
-
-    ``.scale`` is broadcast as usual; ``log_prob`` squares and logs the scalar once
-    instead of its ``n × q`` broadcast copy (the pattern of Pyro's own ``Uniform``).
-    """
-
-    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, validate_args: bool | None = None):
-        super().__init__(loc, scale, validate_args=validate_args)
-        self._scalar_scale = scale
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(_ScalarScaleNormal, _instance)
-        new = super().expand(batch_shape, _instance=new)
-        new._scalar_scale = self._scalar_scale
-        return new
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        s = self._scalar_scale
-        return -((value - self.loc) ** 2) / (2 * s**2) - s.log() - _LOG_SQRT_2PI
-
-
-class _ReparamNormal(dist.Normal):
-    r"""The encoder's ``Normal(loc, scale)``; remembers the noise of its last ``rsample``.
-
-    At its own draw :math:`z = \mathrm{loc} + \mathrm{scale}\cdot\epsilon`, ``log_prob(z)``
-    is :math:`-\epsilon^2/2 - \log\mathrm{scale} - \log\sqrt{2\pi}`: the value of torch's
-    formula (up to its rounding: it recomputes ``z - loc``), and the same gradient in loc
-    and scale (the terms torch's formula adds through ``z`` cancel exactly), with fewer
-    operations and a smaller backward graph. Any other value, a detached copy of the draw
-    included, takes torch's formula.
-    """
-
-    _draw: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(sample_shape)
-        eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)  # as torch's Normal
-        value = self.loc + eps * self.scale
-        self._draw = (value, eps)
-        return value
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        draw = self._draw
-        if draw is None or value is not draw[0]:
-            return super().log_prob(value)
-        if self._validate_args:
-            self._validate_sample(value)
-        return -(draw[1] ** 2) / 2 - self.scale.log() - _LOG_SQRT_2PI
-
-
-@functools.lru_cache(maxsize=16)
-def _data_plate(n: int) -> pyro.plate:
-    """``pyro.plate("data", n, dim=-1)``, one reusable object per size.
-
-    Creating a full-size plate records a ``_Subsample`` sample site (a ``torch.arange``)
-    that every ELBO prunes again; a reused plate skips it. A plate may be entered any
-    number of times, one at a time (the model and the guide run one after the other).
-    Built under ``poutine.block`` so that its own subsample site never lands in the trace
-    that happens to be running when a size is first seen (the model and guide traces
-    must agree on their plates).
-    """
-    with poutine.block():
-        return pyro.plate("data", n, dim=-1)
 
 
 class SigmaCVAE(nn.Module):
@@ -229,22 +116,18 @@ class SigmaCVAE(nn.Module):
     # -- Pyro program -------------------------------------------------------------
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0) -> torch.Tensor:
         self._check_widths(x, y)
-        n = x.shape[0]
-        validate = torch.distributions.Distribution._validate_args  # the current default
-        prior = _standard_normal_prior(n, self.latent_dim, x.dtype, x.device, validate)
-        with _data_plate(n):
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        with pyro.plate("data", x.shape[0], dim=-1):
             with _scaled(beta):
-                z = pyro.sample("z", prior)
+                z = pyro.sample("z", dist.Normal(zero, zero + 1).expand([self.latent_dim]).to_event(1))
             mean, scale = self._mean_and_scale(x, z)
-            scalar = torch.is_tensor(scale) and scale.dim() == 0
-            likelihood = _ScalarScaleNormal(mean, scale) if scalar else dist.Normal(mean, scale)
-            return pyro.sample("y", _Independent(likelihood, 1), obs=y)
+            return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=y)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        with _data_plate(x.shape[0]):
+        with pyro.plate("data", x.shape[0], dim=-1):
             loc, scale = self.encode(x, y)
             with _scaled(beta):
-                return pyro.sample("z", _Independent(_ReparamNormal(loc, scale), 1))
+                return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # -- inspection ---------------------------------------------------------------
     @torch.no_grad()

@@ -178,3 +178,12 @@ def test_diverged_reps_exit_non_zero_and_stay_out_of_the_summary(tmp_path):
     assert result.exit_code == 1 and "diverged" in result.output and "Traceback" not in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] == [0, 1] and "sigma" not in summary["summary"]
+
+
+def test_reps_of_an_algorithm_that_cannot_batch_fall_back_to_processes(tmp_path):
+    out = tmp_path / "lag"
+    result = invoke("train", "--algorithm", "lagging", "--n", "60", "--max-steps", "4", "-K", "2", "--reps", "2",
+                    "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["vectorized"] and len(summary["runs"]) == 2

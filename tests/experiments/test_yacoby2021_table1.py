@@ -46,3 +46,17 @@ def test_cubic_jtex_model_trains_without_overflow():
         result = Trainer(model, data["train"], FixedSigma(), TrainSettings(K=50, lr=0.01, max_steps=200, tol=0.0)).run()
         assert result.status == "max_steps", (index, result.status)
         assert torch.isfinite(model.decoder.a).all()
+
+
+def test_repetitions_of_a_method_train_as_one_batch_equal_to_each_cell_alone():
+    import pytest
+
+    from pyrovae.experiments.yacoby2021_libi import _table1_cell, _table1_cells
+
+    cfg = dict(TINY, data_seed=0)
+    for method in ("VAE", "β-VAE+Anneal"):
+        batch = _table1_cells(method, "linear-jtex", [0, 1], [3, 4], cfg)
+        for (index, seed), cell in zip(((0, 3), (1, 4)), batch):
+            alone = _table1_cell(method, "linear-jtex", index, seed, cfg)
+            assert cell[2] == alone[2] == ""
+            assert cell[0] == pytest.approx(alone[0], rel=1e-4) and cell[1] == pytest.approx(alone[1], rel=1e-4)

@@ -62,3 +62,18 @@ def test_bad_input():
         fit_one("circle", "vae", latent_dim=2, init="gt", n_train=20, n_eval=10)
     with pytest.raises(ConfigError):
         fit_one("circle", "vae", sigma_factor=0.0)
+
+
+def test_a_batch_of_runs_equals_each_run_alone():
+    """Data versions and starts of one method train as one batch; each equals fit_one alone."""
+    from pyrovae.experiments.yacoby2021_unsupervised import fit_batch
+
+    tiny = dict(kind="circle", method="vae", epochs=0.5, n_train=200, n_eval=100, encoder_steps=10, warm_steps=10,
+                truth_steps=50, normality_points=50)
+    tasks = [dict(tiny, index=0, init="gt", seed=1), dict(tiny, index=1, init="random", seed=2)]
+    batch = fit_batch(tasks)
+    for task, row in zip(tasks, batch):
+        alone = fit_one(**task)
+        assert row["index"] == alone["index"] and row["init"] == alone["init"]
+        for key in ("val_bound", "test_bound", "sigma2_learned", "knn"):
+            assert row[key] == pytest.approx(alone[key], rel=1e-4, abs=1e-6), key

@@ -12,7 +12,7 @@ import torch
 
 from pyrovae.data import Dataset, two_moon
 from pyrovae.errors import ConfigError
-from pyrovae.inference.algorithms import CalibratedSigma, make_algorithm
+from pyrovae.inference.algorithms import CalibratedSigma, PlainSVI, make_algorithm
 from pyrovae.inference.objectives import make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.inference.trainer import Trainer, TrainSettings
@@ -198,3 +198,41 @@ def test_resumed_batch_equals_uninterrupted(data, tmp_path):
 def test_elbo_names_are_checked():
     with pytest.raises(Exception):
         make_elbo("nope")
+
+
+# -- other model families through the same engine --------------------------------------------
+def _family_models(family: str, seeds: list[int]):
+    from pyrovae.models.architectures import resnet_vae
+    from pyrovae.models.linear import CholeskyDecoder, linear_vae
+
+    models = []
+    for i in seeds:
+        pyro.set_rng_seed(i)
+        if family == "cholesky":  # Yacoby, Pan & Doshi-Velez (2022)'s linear model, A learned
+            a = torch.tensor([[1.0, 0.2], [0.1, 0.8]], dtype=torch.float64) + 0.1 * i
+            models.append(linear_vae(CholeskyDecoder(a, torch.tensor([0.003, 0.005], dtype=torch.float64), 0.1)).float())
+        else:  # Berger & Sebag's residual networks, small
+            models.append(resnet_vae(0, 2, 2, width=8, blocks=1, noise=make_noise("fixed", 0.3)))
+    return models
+
+
+@pytest.mark.parametrize("family", ["cholesky", "resnet"])
+def test_other_families_replicate_equals_single(data, family):
+    d = Dataset("moons-y", torch.zeros(N, 0), data.y)
+    settings = TrainSettings(K=5, max_steps=40, tol=0.0)
+    batch = Trainer(_family_models(family, [0, 1]), d, make_algorithm("fixed"), settings, seeds=SEEDS[:2]).run()
+    for i, result in enumerate(batch):
+        single = Trainer(_family_models(family, [i])[0], d, make_algorithm("fixed"), settings, seeds=[SEEDS[i]]).run()
+        assert result.history["loss"].to_numpy() == pytest.approx(single.history["loss"].to_numpy(), rel=1e-5)
+        for (name, a), b in zip(result.model.state_dict().items(), single.model.state_dict().values()):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+
+
+def test_encoder_only_training_leaves_decoder_and_noise_alone(data):
+    model = build("learned")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = TrainSettings(K=5, max_steps=20, tol=0.0, trainable=("encoder",))
+    result = Trainer(model, data, PlainSVI(), settings).run()
+    for name, value in result.model.state_dict().items():
+        moved = not torch.equal(value, before[name])
+        assert moved == name.startswith("encoder."), name

@@ -230,3 +230,27 @@ def test_overflowing_gradient_with_a_finite_loss_is_not_applied(data):
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert trainer.run().status == "nan"
+
+
+def test_training_runs_on_the_settings_thread_count(data, monkeypatch):
+    """One torch thread by default (robust when other work shares the cores), more on request."""
+    seen = []
+    original = Trainer.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "step", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=2)).run()
+        assert set(seen) == {1}
+        seen.clear()
+        Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=2, threads=2)).run()
+        assert set(seen) == {2}
+        with pytest.raises(ConfigError):
+            TrainSettings(threads=0)
+    finally:
+        torch.set_num_threads(before)
