@@ -16,7 +16,7 @@ from typing import Any
 
 from pyrovae.errors import ConfigError, DataError, UnknownNameError
 from pyrovae.inference.algorithms import ALGORITHMS
-from pyrovae.inference.calibration import VARIANTS
+from pyrovae.inference.robust_calibration import CALIBRATIONS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE
 
@@ -69,8 +69,8 @@ class RunConfig:
             raise UnknownNameError(f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
         if self.elbo not in ELBOS:
             raise UnknownNameError(f"unknown ELBO estimator {self.elbo!r}; known: {', '.join(ELBOS)}")
-        if self.calibration not in VARIANTS:
-            raise UnknownNameError(f"unknown calibration variant {self.calibration!r}; known: {', '.join(VARIANTS)}")
+        if self.calibration not in CALIBRATIONS:
+            raise UnknownNameError(f"unknown calibration variant {self.calibration!r}; known: {', '.join(CALIBRATIONS)}")
         _positive_int(self.K, "K (inner steps)")
         _positive_int(self.n, "n (data points)")
         _positive_int(self.latent_dim, "latent_dim")
