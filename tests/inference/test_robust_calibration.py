@@ -136,3 +136,14 @@ def test_the_looping_history_of_issue_19_loops_under_algorithm_1_and_ends_collap
             break
     assert d.status == "collapsed" and robust.state.count == settings.budget
     assert blocks == (settings.budget + 1) * settings.window + settings.budget * settings.hold
+
+
+def test_config_and_cli_names():
+    from pyrovae.api import build_algorithm
+    from pyrovae.config import load_config
+    from pyrovae.errors import UnknownNameError
+
+    assert isinstance(build_algorithm(load_config(calibration="robust")), RobustCalibratedSigma)
+    assert isinstance(build_algorithm(load_config(calibration="paper")), CalibratedSigma)
+    with pytest.raises(UnknownNameError, match="paper, code, robust"):
+        load_config(calibration="blog")
