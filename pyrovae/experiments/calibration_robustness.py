@@ -150,7 +150,7 @@ def sweep(out: Path, settings: SweepSettings, variants=VARIANTS, on_cell=None) -
 
 def heat_map(summaries: dict[tuple[str, float, float], dict], settings: SweepSettings, variants, path: Path) -> Path:
     """Success rate per τ × σ₀, one panel per variant (the oracle does not depend on σ₀)."""
-    fig, axes = plt.subplots(1, len(variants), figsize=(2.6 * len(variants) + 1, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(2.8 * len(variants) + 1, 3.4), squeeze=False)
     for ax, variant in zip(axes[0], variants):
         grid = np.array([[summaries.get((variant, tau, s0), {}).get("success", np.nan) for s0 in settings.sigma0]
                          for tau in settings.taus])
@@ -161,8 +161,10 @@ def heat_map(summaries: dict[tuple[str, float, float], dict], settings: SweepSet
         ax.set_xticks(range(len(settings.sigma0)), [f"{s:g}" for s in settings.sigma0])
         ax.set_yticks(range(len(settings.taus)), [f"{t:g}" for t in settings.taus])
         ax.set_xlabel("σ₀")
-        ax.set_ylabel("τ (true σ)")
         ax.set_title(variant)
+    axes[0][0].set_ylabel("τ (true σ)")
+    for ax in axes[0][1:]:
+        ax.set_yticklabels([])
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="within 5 % of τ")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -45,3 +45,14 @@ def test_registered_and_never_names_the_seed():
     experiment = get_experiment("calibration-robustness")
     assert "Liu & Wang (2025)" in experiment.source
     assert "seed 000" not in (experiment.title + experiment.source).lower()
+
+
+def test_quick_run_writes_the_table_and_the_heat_map(tmp_path):
+    from pyrovae.experiments.registry import ExperimentOptions
+
+    report = get_experiment("calibration-robustness").run(ExperimentOptions(out=tmp_path, quick=True))
+    assert report.figures[0].is_file() and report.figures[0].name == "success_heatmap.png"
+    table = report.tables[0]
+    assert "robust τ=0.05 σ₀=0.2" in table.rows and "oracle τ=0.3 σ₀=0.2" in table.rows
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 2 * len(cr.VARIANTS)
+    assert "Robust variant:" in report.conclusion
