@@ -155,4 +155,8 @@ class RobustCalibratedSigma(AnalyticSigma):
         return dict(vars(self.state))
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = _State(**{k: (list(v) if isinstance(v, list) else v) for k, v in state.items()})
+        """Inverse of :meth:`state_dict`, after a JSON checkpoint (which stores ``best = inf`` as null)."""
+        values = {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()}
+        if values.get("best") is None:
+            values["best"] = math.inf
+        self.state = _State(**values)

@@ -105,6 +105,20 @@ def test_state_round_trip():
     assert other.state == alg.state
 
 
+def test_state_before_the_first_plateau_survives_a_json_checkpoint():
+    """``best`` is +inf until the first plateau; checkpoints write non-finite floats as null."""
+    import json
+
+    from pyrovae.runs import _jsonable
+
+    model, alg = SigmaCVAE(1, 2, noise=CalibratedNoise(1.0)), RobustCalibratedSigma()
+    drive(alg, model, [(0.55, 0.0, 1.5)] * 3)
+    other = RobustCalibratedSigma()
+    other.load_state_dict(json.loads(json.dumps(_jsonable(alg.state_dict()))))
+    assert other.state == alg.state and other.state.best == math.inf
+    assert drive(other, model, [(0.55, 0.0, 1.5)] * (W - 3))[-1].event == "calibrate"  # its first plateau
+
+
 @pytest.mark.parametrize("bad", [dict(window=2), dict(shrink=1.0), dict(shrink=0.0), dict(hold=-1),
                                  dict(rel_tol=math.nan), dict(budget=0)])
 def test_bad_settings(bad):
