@@ -15,7 +15,7 @@ from typing import Any
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import ALGORITHMS
-from pyrovae.inference.calibration import VARIANTS
+from pyrovae.inference.robust_calibration import CALIBRATIONS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE
 from pyrovae.validation import MAX_POINTS, MAX_UNITS, integer_at_least, real, seed, text, widths
@@ -79,7 +79,7 @@ class RunConfig:
         self.algorithm = text("algorithm", self.algorithm, list(ALGORITHMS))
         self.K = integer_at_least("K (inner steps)", self.K)
         self.C = real("the calibration tolerance C", self.C, 0.0)
-        self.calibration = text("calibration", self.calibration, list(VARIANTS), "calibration variant")
+        self.calibration = text("calibration", self.calibration, list(CALIBRATIONS), "calibration variant")
         self.anneal_blocks = integer_at_least("anneal_blocks", self.anneal_blocks)
         self.cycles = integer_at_least("cycles", self.cycles)
         self.elbo = text("elbo", self.elbo, list(ELBOS), "ELBO estimator")

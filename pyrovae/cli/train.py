@@ -93,7 +93,10 @@ def train_command(
     algorithm: Optional[str] = typer.Option(None, help="vanilla | analytic | calibrated | monotonic | cyclical | fixed | lagging"),
     k: Optional[int] = typer.Option(None, "-K", "--inner-steps", help="Gradient steps per block (K)."),
     c: Optional[float] = typer.Option(None, "-C", "--tolerance", help="Calibration tolerance C on the mean KL."),
-    calibration: Optional[str] = typer.Option(None, help="paper (φ ~ N(0, S), S grows) | code (φ = 0.5 N(0,1))"),
+    calibration: Optional[str] = typer.Option(
+        None, help="paper (φ ~ N(0, S), S grows) | code (φ = 0.5 N(0,1)) | robust (ours: scale-free plateau, "
+        "calibration judged by the ELBO gain, status collapsed after a budget; ignores -C)"
+    ),
     sigma0: Optional[float] = typer.Option(None, help="Initial decoder σ."),
     elbo: Optional[str] = typer.Option(None, help="trace | meanfield | iwae"),
     particles: Optional[int] = typer.Option(None, help="ELBO particles (IWAE's S)."),

@@ -66,7 +66,7 @@ def get_experiment(name: str) -> Experiment:
 def _load_all() -> None:
     """Import the modules that register experiments."""
     from pyrovae.experiments import liu2025  # noqa: F401
-    from pyrovae.experiments import berger2021, dai2019  # noqa: F401
+    from pyrovae.experiments import berger2021, calibration_robustness, dai2019  # noqa: F401
     from pyrovae.experiments import liu2025_appendix_e, liu2025_cde, liu2025_figures, liu2025_mnist, liu2025_uci  # noqa: F401
     from pyrovae.experiments import yacoby2021_libi  # noqa: F401
     from pyrovae.experiments import yacoby2021_unsupervised  # noqa: F401

@@ -12,6 +12,7 @@ name                      σ              after each block
 ``vanilla``               learned       stop at convergence (joint SVI)
 ``analytic``              analytic      σ² ← mean squared residual (Eq. 10); stop at convergence
 ``calibrated``            analytic      as ``analytic``; at convergence calibrate (Eq. 15) if KL < C, else stop
+                                         (``variant="robust"``: our robust variant, :mod:`.robust_calibration`)
 ``monotonic``             analytic      as ``analytic`` with β from one ramp (Eq. 12, App. G.1)
 ``cyclical``              analytic      as ``analytic`` with β from 5 cycles (Eq. 12, App. G.1)
 ``fixed``                 fixed         stop at convergence
@@ -65,6 +66,7 @@ class Decision:
     stop: bool = False
     event: str = ""
     phi: float = math.nan
+    status: str = "converged"  # the run's final status when ``stop``: converged | collapsed
 
 
 class Algorithm:
@@ -231,12 +233,18 @@ def make_algorithm(
     anneal_blocks: int = 50,
     cycles: int = 5,
 ) -> Algorithm:
-    """The algorithm called ``name`` (see the table in this module's docstring)."""
+    """The algorithm called ``name`` (see the table in this module's docstring). ``variant`` of
+    ``calibrated``: ``paper`` or ``code`` (Liu & Wang 2025, Algorithm 1, with tolerance ``C``), or
+    ``robust`` (ours, :mod:`.robust_calibration`; it has no tolerance ``C``)."""
     if name == "vanilla":
         return JointSVI()
     if name == "analytic":
         return AnalyticSigma()
     if name == "calibrated":
+        if variant == "robust":
+            from pyrovae.inference.robust_calibration import RobustCalibratedSigma  # it builds on this module
+
+            return RobustCalibratedSigma()
         return CalibratedSigma(tolerance, variant)
     if name == "monotonic":
         return AnnealedSigma(monotonic(anneal_blocks), "monotonic")

@@ -96,7 +96,7 @@ class TrainResult:
     model: SigmaCVAE
     history: pd.DataFrame
     metrics: dict[str, Any]
-    status: str  # converged | max_steps | nan
+    status: str  # converged | collapsed | max_steps | nan
     run_dir: Path | None = None
 
 
@@ -115,7 +115,7 @@ class _Replica:
 
     prev_loss: float | None = None
     rows: list[dict] = field(default_factory=list)
-    status: str = "running"  # running | converged | max_steps | nan
+    status: str = "running"  # running | converged | collapsed | max_steps | nan
     metrics: dict[str, Any] | None = None
 
 
@@ -388,7 +388,7 @@ class Trainer:
                              "recon": rec, "kl": k, "neg_elbo": rec + k, "sigma": model.sigma,
                              "event": decision.event, "phi": decision.phi})
             if decision.stop:
-                self._finish(i, "converged")
+                self._finish(i, decision.status)
         s.block += 1
 
     def _finish(self, i: int, status: str) -> None:

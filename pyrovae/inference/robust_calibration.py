@@ -1,0 +1,162 @@
+r"""A robust variant of σ-calibration (ours, not the paper's): ``--calibration robust``.
+
+Liu & Wang (2025), Algorithm 1, calibrates σ by Eq. 15, :math:`\sigma \leftarrow |1 + \varphi|\sigma`
+with :math:`\varphi \sim N(0, S)`, whenever the loss has converged (:math:`|\Delta \mathcal L|
+\le 0.001`) with the mean KL below an absolute tolerance ``C`` (Eq. 14). Across noise levels
+that rule stops while σ is still falling, accepts partially collapsed optima whose KL exceeds
+``C``, draws ever wilder φ as ``S`` grows, and may calibrate forever. This variant keeps the
+analytic σ of Eq. 10 between calibrations and changes the three decisions:
+
+* **Plateau** (:func:`plateau`): over the last ``window`` blocks, the least-squares drift of the
+  loss per output dimension is at most ``rel_tol``, the drift of :math:`\log\sigma` at most
+  ``rel_tol`` beyond its own noise, and σ does not oscillate. These are relative changes (at the
+  analytic σ the loss per point is :math:`q\log\sigma` plus terms free of the units of y), so
+  the same test serves every noise level.
+* **Calibration as a probe** (:meth:`RobustCalibratedSigma.after_block`): at every plateau σ is
+  shrunk, :math:`\sigma \leftarrow \rho^{k}\sigma` with ``k`` the number of failed probes in a row
+  plus one (a deterministic, bounded version of Eq. 15's :math:`|1+\varphi| < 1`), and held there
+  for ``hold`` blocks so the encoder can start to use z before the analytic σ of Eq. 10 resumes.
+  The next plateau is accepted when its loss (−ELBO per point and output dimension, averaged
+  over the window) beats the best plateau so far by more than ``min_gain`` nats — at equal KL,
+  a 2.5 % smaller σ: no absolute KL level is involved. (A smaller gain is the slow drift of a
+  healthy fit; 0.005 nats made a healthy run probe once more, docs/RESULTS.md.)
+* **Stop** (:meth:`RobustCalibratedSigma.after_block`): a probe that does not improve the ELBO
+  ends the run — ``converged`` when the latent is in use, ``collapsed`` when the mean KL is still
+  below ``collapse_kl`` nats (the posterior equals the prior) after ``budget`` failed probes in
+  a row. So every run ends converged, collapsed, max_steps or nan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from pyrovae.errors import ConfigError
+from pyrovae.inference.algorithms import AnalyticSigma, BlockStats, Decision
+from pyrovae.inference.calibration import VARIANTS
+from pyrovae.models.cvae import SigmaCVAE
+
+__all__ = ["RobustSettings", "RobustCalibratedSigma", "plateau", "CALIBRATIONS"]
+
+CALIBRATIONS = VARIANTS + ("robust",)  # every value of ``--calibration``
+
+
+@dataclass
+class RobustSettings:
+    """Knobs of the robust variant (defaults measured in docs/RESULTS.md, "Calibration robustness")."""
+
+    window: int = 8  # blocks over which the plateau test looks
+    rel_tol: float = 0.005  # largest relative drift (and scatter) of σ and of the loss per output
+    shrink: float = 0.5  # ρ: a probe sets σ to ρ^k σ
+    hold: int = 4  # blocks σ is held after a probe before the analytic σ resumes
+    min_gain: float = 0.025  # nats per output dimension a probe's plateau must gain to be accepted
+    budget: int = 4  # failed probes in a row before a collapsed run stops
+    collapse_kl: float = 0.01  # mean KL (nats) below which the latent is unused
+
+    def __post_init__(self) -> None:
+        for name in ("window", "budget"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ConfigError(f"robust calibration: {name} must be an integer >= 1, got {value}")
+        if isinstance(self.hold, bool) or int(self.hold) != self.hold or self.hold < 0:
+            raise ConfigError(f"robust calibration: hold must be an integer >= 0, got {self.hold}")
+        if not (0 < self.shrink < 1):
+            raise ConfigError(f"robust calibration: shrink must lie in (0, 1), got {self.shrink}")
+        for name in ("rel_tol", "min_gain", "collapse_kl"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"robust calibration: {name} must be finite and >= 0, got {value}")
+        if self.window < 3:
+            raise ConfigError(f"robust calibration: window must be >= 3 blocks to fit a trend, got {self.window}")
+
+
+def _trend(values: list[float]) -> tuple[float, float, float]:
+    """Least-squares drift over the whole window, its standard error, and the residual scatter."""
+    v = torch.tensor(values, dtype=torch.float64)
+    t = torch.arange(len(v), dtype=torch.float64)
+    t = t - t.mean()
+    slope = float((t * (v - v.mean())).sum() / (t * t).sum())
+    resid = v - v.mean() - slope * t
+    scatter = float(resid.pow(2).mean().sqrt())
+    span = len(v) - 1
+    stderr = scatter * math.sqrt(len(v) / max(len(v) - 2, 1) / float((t * t).sum())) * span
+    return abs(slope) * span, stderr, scatter
+
+
+def plateau(log_sigma: list[float], loss_per_output: list[float], window: int, rel_tol: float) -> bool:
+    r"""True when the last ``window`` blocks are flat.
+
+    * the fitted drift of the loss per output dimension over the window is at most ``rel_tol``
+      (the block-mean loss is smooth; at the analytic σ it moves as :math:`\log\sigma`);
+    * the fitted drift of :math:`\log\sigma` is at most ``rel_tol`` plus two standard errors
+      (σ is evaluated with one z per point, so it scatters; only a drift beyond its noise counts);
+    * :math:`\log\sigma` scatters about its trend by at most ``4 rel_tol`` (an oscillating σ
+      is not a plateau).
+    """
+    if len(log_sigma) < window:
+        return False
+    drift_sigma, stderr, scatter = _trend(log_sigma[-window:])
+    drift_loss, _, _ = _trend(loss_per_output[-window:])
+    return drift_loss <= rel_tol and drift_sigma <= rel_tol + 2 * stderr and scatter <= 4 * rel_tol
+
+
+@dataclass
+class _State:
+    log_sigma: list[float] = field(default_factory=list)  # since the last probe ended its hold
+    loss: list[float] = field(default_factory=list)  # per output dimension, same blocks
+    best: float = math.inf  # lowest plateau loss per output dimension so far
+    failures: int = 0  # probes in a row whose plateau did not beat ``best``
+    hold_left: int = 0
+    count: int = 0  # probes (calibrations) so far
+
+
+class RobustCalibratedSigma(AnalyticSigma):
+    """Robust calibrated σ-CVAE (ours; see the module docstring): analytic σ (Liu & Wang 2025,
+    Eq. 10), a scale-free plateau test, calibration (Eq. 15 with a deterministic shrink) as a probe
+    judged by the ELBO gain, and a bounded number of failed probes before the status ``collapsed``."""
+
+    name = "calibrated"
+
+    def __init__(self, settings: RobustSettings | None = None):
+        self.settings = settings or RobustSettings()
+        self.state = _State()
+
+    def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
+        s, cfg = self.state, self.settings
+        if s.hold_left > 0:  # σ stays at the probe's value: the encoder gets time to use z
+            s.hold_left -= 1
+            return Decision()
+        model.noise.set_sigma(math.sqrt(stats.mse))
+        s.log_sigma.append(0.5 * math.log(stats.mse))
+        s.loss.append(stats.loss / model.y_dim)
+        if not plateau(s.log_sigma, s.loss, cfg.window, cfg.rel_tol):
+            return Decision()
+        level = sum(s.loss[-cfg.window:]) / cfg.window
+        if level < s.best - cfg.min_gain:
+            s.best, s.failures = level, 0
+        else:
+            s.failures += 1
+            collapsed = stats.kl < cfg.collapse_kl
+            if not collapsed:
+                return Decision(stop=True, event="converged")
+            if s.failures >= cfg.budget:
+                return Decision(stop=True, event="collapsed", status="collapsed")
+        sigma = cfg.shrink ** (s.failures + 1) * model.sigma
+        model.noise.set_sigma(sigma)
+        s.count += 1
+        s.hold_left = cfg.hold
+        s.log_sigma.clear()
+        s.loss.clear()
+        return Decision(event="calibrate", phi=sigma / math.sqrt(stats.mse) - 1.0)
+
+    def state_dict(self) -> dict:
+        return dict(vars(self.state))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict`, after a JSON checkpoint (which stores ``best = inf`` as null)."""
+        values = {k: (list(v) if isinstance(v, list) else v) for k, v in state.items()}
+        if values.get("best") is None:
+            values["best"] = math.inf
+        self.state = _State(**values)
