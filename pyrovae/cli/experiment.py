@@ -9,7 +9,7 @@ import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
-from pyrovae.cli.common import cli_errors, console
+from pyrovae.cli.common import cli_errors, console, fail
 from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions, _load_all, get_experiment
 
 __all__ = ["experiment_app"]
@@ -50,6 +50,12 @@ def run_command(
     options = ExperimentOptions(out=out, quick=quick, reps=reps, jobs=jobs, seed=seed, progress=not quiet)
     prepare_run_dir(out)
     report = experiment.run(options)
+    if options.diverged:
+        note = "Diverged runs, left out of every summary: " + ", ".join(options.diverged) + "."
+        report.conclusion = f"{report.conclusion}\n\n{note}".strip()
     report.write(out)
     console.print(Markdown(report.to_markdown()))
     console.print(f"written: [bold]{out / 'report.md'}[/] (and CSV per table, report.json)")
+    if options.diverged:
+        fail(f"{len(options.diverged)} run(s) diverged (NaN) and are left out of the tables: "
+             + ", ".join(options.diverged), 1)

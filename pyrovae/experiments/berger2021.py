@@ -26,7 +26,7 @@ import numpy as np
 
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks, progress_bar, slug
+from pyrovae.experiments.runner import map_tasks, progress_bar, set_aside_diverged, slug
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds
 
@@ -164,7 +164,7 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
         ls_runs = [r for r in first if r["label"] == "LS-VAE"]
         second = map_tasks(_train_berger, second_phase_tasks(settings, ls_runs, options.seed, runs_dir), options.jobs,
                            on_done=lambda *_: bar.advance(bar.task))
-    runs = first + second
+    runs = [set_aside_diverged(r, f"{r['label']}/rep-{r['rep']:02d}", options.diverged) for r in first + second]
     rows = [f"F-VAE σ={s:g}" for s in TABLE1_SIGMAS] + ["LS-VAE", "LV-VAE", "F*-VAE", "F-VAE, replayed LS σ (App. A.2)"]
     by_label = {row: [r for r in runs if r["label"] == row] for row in rows}
     bound = next((r["data_log_density"] for r in runs if "data_log_density" in r), math.nan)

@@ -68,7 +68,7 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
     start = time.perf_counter()
     with progress_bar(options.progress, len(configs) * reps) as bar:
         results = run_grid(configs, reps, options.jobs, options.out / "runs", options.seed,
-                           on_done=lambda *_: bar.advance(bar.task))
+                           on_done=lambda *_: bar.advance(bar.task), diverged=options.diverged)
     columns = [f"σ₀={s0} {what}" for s0 in sigma0s for what in ("MSE", "KLD")]
     table = ResultTable("table1", "MSE of the learned σ and final KL (mean ± sd over repetitions)",
                         list(TABLE1_METHODS), columns,
@@ -100,7 +100,7 @@ def table2(options: ExperimentOptions) -> ExperimentReport:
     start = time.perf_counter()
     with progress_bar(options.progress, len(configs) * reps) as bar:
         results = run_grid(configs, reps, options.jobs, options.out / "runs", options.seed,
-                           on_done=lambda *_: bar.advance(bar.task))
+                           on_done=lambda *_: bar.advance(bar.task), diverged=options.diverged)
     columns = [f"K={k}" for k in ks]
     table = ResultTable("table2", "Largest wall time (s) to convergence among successful repetitions "
                         "(σ within 3 % of 0.1); successes / repetitions in brackets", list(TABLE2_METHODS), columns)

@@ -53,7 +53,7 @@ def read_histories(out: Path, label: str, reps: int) -> list[pd.DataFrame]:
 
 
 def _grid(options: ExperimentOptions, configs: dict[str, RunConfig], reps: int) -> dict[str, list[dict]]:
-    return run_grid(configs, reps, options.jobs, options.out / "runs", options.seed)
+    return run_grid(configs, reps, options.jobs, options.out / "runs", options.seed, diverged=options.diverged)
 
 
 def _metric_table(name: str, title: str, results: dict[str, list[dict]], rows: list[str], note: str = "",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +15,9 @@ __all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "get_ex
 @dataclass
 class ExperimentOptions:
     """What every experiment accepts. ``reps=None`` takes the experiment's own default
-    (small with ``quick``, the paper's count otherwise)."""
+    (small with ``quick``, the paper's count otherwise). ``diverged`` collects, while the
+    experiment runs, the names of the runs whose training diverged (their numbers are left out of
+    every summary; the command line names them and exits 1)."""
 
     out: Path
     quick: bool = False
@@ -23,6 +25,7 @@ class ExperimentOptions:
     jobs: int = 1
     seed: int = 0
     progress: bool = False
+    diverged: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.reps is not None:

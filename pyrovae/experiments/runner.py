@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from pyrovae.config import RunConfig
 from pyrovae.runs import derive_seeds
 
-__all__ = ["map_tasks", "run_grid", "progress_bar", "slug"]
+__all__ = ["map_tasks", "run_grid", "set_aside_diverged", "progress_bar", "slug"]
 
 
 def _call(fn: Callable[..., Any], kwargs: dict) -> Any:
@@ -75,19 +76,22 @@ def run_grid(
     out: Path,
     root_seed: int = 0,
     on_done: Callable[[str, int, dict], None] | None = None,
+    diverged: list[str] | None = None,
 ) -> dict[str, list[dict]]:
     """Train every ``configs[label]`` ``reps`` times; repetition ``i`` of every label uses the
     same seed (paired comparison). Each run writes ``out/<label>/rep-XX``; a finished run there is
     reused. The runs that differ only in per-replicate settings (seed, σ₀, C, calibration variant,
     schedule length: :data:`pyrovae.api.PER_REPLICATE`) train as one batched program; the
-    batches are spread over ``jobs`` processes. Returns ``{label: [metrics of rep 0, rep 1, ...]}``."""
+    batches are spread over ``jobs`` processes. Returns ``{label: [metrics of rep 0, rep 1, ...]}``;
+    a diverged run's numbers are NaN and its name goes to ``diverged`` (:func:`set_aside_diverged`)."""
     from pyrovae.api import batch_key
 
     seeds = derive_seeds(root_seed, reps)
     results: dict[str, list[dict]] = {label: [{} for _ in range(reps)] for label in configs}
 
     def done(label: str, i: int, metrics: dict) -> None:
-        results[label][i] = {"rep": i, "seed": seeds[i], **metrics}
+        results[label][i] = set_aside_diverged({"rep": i, "seed": seeds[i], **metrics}, f"{label}/rep-{i:02d}",
+                                               diverged)
         if on_done is not None:
             on_done(label, i, results[label][i])
 
@@ -114,6 +118,17 @@ def run_grid(
 
     map_tasks(_train_group, tasks, jobs, on_done=batch_done)
     return results
+
+
+def set_aside_diverged(run: dict, name: str, diverged: list[str] | None) -> dict:
+    """A run whose training diverged (status ``nan``) keeps its status but its numbers become NaN, so
+    no summary averages them; its ``name`` is added to ``diverged``."""
+    if run.get("status") != "nan":
+        return run
+    if diverged is not None:
+        diverged.append(name)
+    keep = ("status", "rep", "seed", "label", "method", "kind", "index", "init", "restart", "steps")
+    return {k: (v if k in keep or not isinstance(v, float) else math.nan) for k, v in run.items()}
 
 
 def slug(label: str) -> str:

@@ -55,7 +55,7 @@ from pyrovae.data.yacoby_unsupervised import NOISE_VAR, yacoby_splits
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.runner import map_tasks, set_aside_diverged
 from pyrovae.inference.algorithms import make_algorithm
 from pyrovae.inference.init import init_at_ground_truth
 from pyrovae.inference.lagging import LaggingInference
@@ -338,7 +338,8 @@ def _run_groups(groups: dict[Any, list[dict]], options: ExperimentOptions) -> di
     results: list[dict] = [{} for _ in flat]
     for m, rows in zip(members, done):
         for i, row in zip(m, rows):
-            results[i] = row
+            name = f"{row['kind']}/{row['method']}/version {row['index']}/{row['init']} start {row['restart']}"
+            results[i] = set_aside_diverged(row, name, options.diverged)
     out: dict[Any, list[dict]] = {key: [] for key in groups}
     for (key, _), r in zip(flat, results):
         out[key].append(r)

@@ -3,23 +3,9 @@
 
 import json
 
-from typer.testing import CliRunner
+from tests.cli.cli_helpers import assert_one_error_line as one_error_line, invoke
 
-from pyrovae.cli.main import app
-
-runner = CliRunner()
 SMALL = ["--algorithm", "analytic", "--n", "50", "--max-steps", "6", "-K", "2", "--quiet"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, *words):
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert all(w in lines[0] for w in words), result.output
-    assert "weights_only=False" not in result.output
 
 
 def test_damaged_checkpoint_is_refused_by_train_and_posterior_and_restart_starts_over(tmp_path):

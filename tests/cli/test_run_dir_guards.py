@@ -5,23 +5,10 @@ import os
 import subprocess
 import sys
 
-from typer.testing import CliRunner
-
-from pyrovae.cli.main import app
 from pyrovae.runs import lock_run_dir
+from tests.cli.cli_helpers import assert_one_error_line as one_error_line, invoke
 
-runner = CliRunner()
 SMALL = ["--algorithm", "analytic", "--max-steps", "4", "-K", "2", "--quiet"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, *words):
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert all(w in lines[0] for w in words), result.output
 
 
 def test_resuming_on_changed_data_is_refused(tmp_path):

@@ -101,3 +101,18 @@ def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_pat
     monkeypatch.setattr("pyrovae.experiments.runner._train_group", no_training)
     again = run_grid(configs, reps=2, jobs=1, out=tmp_path / "grid", root_seed=3)
     assert again["s5"][1]["sigma"] == results["s5"][1]["sigma"]
+
+
+def test_an_experiment_whose_runs_diverged_names_them_exits_1_and_never_averages_them(tmp_path, monkeypatch):
+    """Issue 13, item 5, for experiments: a learning rate of 1e30 makes every run NaN."""
+    from pyrovae.experiments import liu2025
+
+    monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=8, lr=1e30))
+    result = CliRunner().invoke(app, ["experiment", "run", "liu-table1", "--quick", "--reps", "1", "--quiet",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "diverged" in result.output and "Traceback" not in result.output
+    assert "rep-00" in result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    cells = report["tables"]["table1"]
+    assert cells and all(cell["n"] == 0 and cell["mean"] is None for cell in cells)  # nothing averaged
+    assert "Diverged runs" in (tmp_path / "report.md").read_text()
