@@ -235,19 +235,15 @@ class Trainer:
         n, b = len(self.data), self.settings.batch_size
         if getattr(self.data, "resample", None) is not None:
             sources = [self.datas[r] if len(self.datas) > 1 else self.data for r in self.active]
-            draws = [d.resample(n if b is None else b, g) for d, g in zip(sources, self.streams_active.generators)]
+            draws = [d.resample(n if b is None else b, g) for d, g in zip(sources, self.stack.streams.generators)]
             return torch.stack([x for x, _ in draws]), torch.stack([y for _, y in draws])
         if b is None or b >= n:
             return self.x, self.y
-        idx = self.streams_active.batch_indices(n, b)
+        idx = self.stack.streams.batch_indices(n, b)
         if self.y.dim() == 2:
             return self.x[idx], self.y[idx]
         rows = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
         return self.x[rows, idx], self.y[rows, idx]
-
-    @property
-    def streams_active(self) -> ReplicaStreams:
-        return self.stack.streams
 
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | float | None = None,
              optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> torch.Tensor:
@@ -320,11 +316,13 @@ class Trainer:
         for r in active:  # stopped by the step cap at save time: a larger cap trains on
             if self.replicas[r].status == "max_steps":
                 self.replicas[r].status = "running"
-        stack = ReplicatedCVAE.stack([self.models[r] for r in active] or self.models[:1],
-                                     self.streams.select(active or [0]))
-        stack.load_state_dict(tensors["stack"])
-        stack.streams.load_state(tensors["streams"])
-        self._activate(active, stack, tensors["optim"])
+        if active:
+            stack = ReplicatedCVAE.stack([self.models[r] for r in active], self.streams.select(active))
+            stack.load_state_dict(tensors["stack"])
+            stack.streams.load_state(tensors["streams"])
+            self._activate(active, stack, tensors["optim"])
+        else:  # every replicate had finished: nothing left to train (the saved stack is the last one trained)
+            self.active = []
         for r, alg in enumerate(self.algorithms):
             alg.load_state_dict(meta["replicas"][r]["algorithm"])
             alg.load_tensor_state_dict(tensors["algorithm"].get(str(r), {}))

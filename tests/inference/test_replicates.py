@@ -236,3 +236,19 @@ def test_encoder_only_training_leaves_decoder_and_noise_alone(data):
     for name, value in result.model.state_dict().items():
         moved = not torch.equal(value, before[name])
         assert moved == name.startswith("encoder."), name
+
+
+def test_rerunning_a_finished_batch_returns_its_results(data, tmp_path):
+    """Several replicates converge in the last block (the saved stack holds them, nothing is left to
+    train): a rerun into the same directory resumes with nothing to do and returns the same results."""
+    def trainer():
+        models = [build("learned", seed=i) for i in range(3)]
+        return Trainer(models, data, make_algorithm("vanilla"), TrainSettings(K=5, max_steps=2000, tol=0.5),
+                       run_dir=tmp_path, seeds=SEEDS)
+
+    first = trainer().run()
+    assert all(r.status == "converged" for r in first)
+    assert len({len(r.history) for r in first}) == 1  # all three stop in the same block
+    again = trainer().run()
+    for a, b in zip(first, again):
+        assert b.metrics["resumed"] and b.status == a.status and b.metrics["sigma"] == a.metrics["sigma"]
