@@ -253,10 +253,12 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
             run_dir = prepare_run_dir(out)
             result.metrics["seed"] = cfg.seed
             write_json(run_dir / "config.json", cfg.to_dict())
-            write_json(run_dir / "metrics.json", result.metrics)
             write_text(run_dir / "history.csv", result.history.to_csv(index=False))
             save_checkpoint(run_dir, {"models": {"0": result.model.state_dict()}},
                             {"status": result.status, "batch": str(batch_dir), "replicate": i})
+            if result.status == "nan":  # as train(): where its last good state is; no numbers of an untrained model
+                _mark_diverged(result.metrics, run_dir)
+            write_json(run_dir / "metrics.json", result.metrics)
             if plots:
                 write_run_plots(result, data, run_dir)
     return results
@@ -282,6 +284,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
              "| metric | mean | sd |", "|---|---|---|"]
     lines += [f"| {k} | {v['mean']:.4g} | {v['sd']:.2g} |" for k, v in summary["summary"].items()]
     lines += ["", "| rep | seed | status | σ | KL | calibrations | wall time (s) |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['rep']} | {r['seed']} | {r['status']} | {r['sigma']:.4f} | {r['kl']:.3f} | {r['calibrations']} | "
-              f"{r['wall_time']:.1f} |" for r in summary["runs"]]
+    lines += [f"| {r['rep']} | {r['seed']} | {r['status']} | {_number(r['sigma'], '.4f')} | {_number(r['kl'], '.3f')} | "
+              f"{r['calibrations']} | {r['wall_time']:.1f} |" for r in summary["runs"]]
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float | None, spec: str) -> str:
+    """A run's number, or "—" where it has none (a run that diverged before its first block)."""
+    return "—" if value is None else format(value, spec)

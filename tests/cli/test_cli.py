@@ -178,6 +178,7 @@ def test_diverged_reps_exit_non_zero_and_stay_out_of_the_summary(tmp_path):
     assert result.exit_code == 1 and "diverged" in result.output and "Traceback" not in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diverged"] == [0, 1] and "sigma" not in summary["summary"]
+    assert all(run["sigma"] is None for run in summary["runs"])  # no block finished: no numbers, as a single run
 
 
 def test_reps_of_an_algorithm_that_cannot_batch_fall_back_to_processes(tmp_path):
