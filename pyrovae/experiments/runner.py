@@ -121,14 +121,15 @@ def run_grid(
 
 
 def set_aside_diverged(run: dict, name: str, diverged: list[str] | None) -> dict:
-    """A run whose training diverged (status ``nan``) keeps its status but its numbers become NaN, so
-    no summary averages them; its ``name`` is added to ``diverged``."""
+    """A run whose training diverged (status ``nan``) keeps its status but its numbers — and the
+    numbers it has none of (``None``: it diverged before its first block) — become NaN, so no summary
+    averages them and arithmetic on them stays defined; its ``name`` is added to ``diverged``."""
     if run.get("status") != "nan":
         return run
     if diverged is not None:
         diverged.append(name)
     keep = ("status", "rep", "seed", "label", "method", "kind", "index", "init", "restart", "steps")
-    return {k: (v if k in keep or not isinstance(v, float) else math.nan) for k, v in run.items()}
+    return {k: (math.nan if k not in keep and (v is None or isinstance(v, float)) else v) for k, v in run.items()}
 
 
 def slug(label: str) -> str:
