@@ -259,7 +259,7 @@ def _prepare(kind: str, method: str, truth: TruthNetwork | None = None, particle
 
 
 def _evaluate(prep: dict, result, train_seconds: float) -> dict[str, Any]:
-    """The numbers of one trained run (the test and validation metrics of seed 001's tables)."""
+    """The numbers of one trained run (the test and validation metrics of Yacoby, Pan & Doshi-Velez (2021)'s tables)."""
     model, train, val, test, seed = prep["model"], prep["train"], prep["validation"], prep["test"], prep["seed"]
     settings = prep["settings"]
     start = time.perf_counter()

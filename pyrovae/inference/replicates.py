@@ -135,7 +135,7 @@ class ReplicatedCVAE(nn.Module):
     copies replicate ``r`` back into its own :class:`~pyrovae.models.cvae.SigmaCVAE`. Data
     ``x`` (n, p) and ``y`` (n, q) are shared by all replicates; ``(R, n, ·)`` gives each its own.
 
-    The Pyro program (seed 000 Eq. 1 and 6, per replicate):
+    The Pyro program (Liu & Wang, Eq. 1 and 6, per replicate):
     ``z ~ N(0, I)``, ``y | x, z ~ N(μ_θr(x, z), σ_r²)``; guide ``q_φr(z | x, y)``; β per
     replicate through ``poutine.scale`` on ``z`` in both (β = 0 by masking).
     """

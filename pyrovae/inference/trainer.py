@@ -50,7 +50,8 @@ class TrainSettings:
     threads than with one; raise it on an idle machine).
 
     ``trainable`` names the parts the optimiser moves (the rest stays as it is: e.g. ``("encoder",)``
-    fits the inference network to a fixed decoder, seed 001 Sec. 4 and LiBI's step 2).
+    fits the inference network to a fixed decoder: Yacoby, Pan & Doshi-Velez (2021) Sec. 4, and LiBI's
+    step 2 (Yacoby, Pan & Doshi-Velez 2022)).
 
     ``convergence`` says which loss is compared between blocks: ``"block-mean"`` (default)
     the average over the block's ``K`` steps, ``"last-step"`` the last step's loss as the

@@ -136,7 +136,7 @@ class SigmaCVAE(nn.Module):
 
         Returns ``recon`` :math:`= -\log N(y \mid \mu(x,z), \sigma^2 I)`, the analytic
         ``kl`` :math:`= KL[q(z|x,y) \| N(0,I)]` and ``sq_err`` :math:`= \|y - \mu(x,z)\|^2`.
-        The mean of ``sq_err / q`` is the analytic σ² of seed 000 Eq. 10. The draw comes from
+        The mean of ``sq_err / q`` is the analytic σ² of Liu & Wang's Eq. 10. The draw comes from
         ``generator`` when given (a replicate's stream), else from torch's global generator.
         """
         loc, scale = self.encode(x, y)
