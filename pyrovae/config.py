@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrovae.errors import ConfigError, DataError
-from pyrovae.inference.algorithms import ALGORITHMS
+from pyrovae.inference.algorithms import algorithm_name
 from pyrovae.inference.robust_calibration import CALIBRATIONS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE
@@ -76,7 +76,7 @@ class RunConfig:
         self.decoder_widths = widths("decoder_widths", self.decoder_widths, empty=True)
         self.activation = text("activation", self.activation, list(ACTIVATIONS))
         self.sigma0 = real("sigma0", self.sigma0, 0.0, strict=True)
-        self.algorithm = text("algorithm", self.algorithm, list(ALGORITHMS))
+        self.algorithm = algorithm_name(self.algorithm)
         self.K = integer_at_least("K (inner steps)", self.K)
         self.C = real("the calibration tolerance C", self.C, 0.0)
         self.calibration = text("calibration", self.calibration, list(CALIBRATIONS), "calibration variant")

@@ -1,7 +1,7 @@
 """Seed 000's two-moon conclusions over 5 seeds (slow: `make test-slow`, about 10 minutes on 2 cores).
 
 Calibrated K = 25, C = 0.05, σ₀ = 1 should end near the true σ = 0.1 with a positive KL;
-vanilla joint SVI and the uncalibrated analytic σ with K = 25 should end collapsed
+joint SVI (`joint`) and the uncalibrated analytic σ (the paper's "Vanilla") with K = 25 should end collapsed
 (KL ≈ 0, σ far above 0.1) — Figure 1, Figure 2 and Table 6 of the paper.
 """
 
@@ -25,7 +25,7 @@ def test_calibrated_recovers_sigma_without_collapse(tmp_path):
     assert len(good) > REPS // 2, [(r["sigma"], r["kl"]) for r in runs]
 
 
-@pytest.mark.parametrize("algorithm", ["vanilla", "analytic"])
+@pytest.mark.parametrize("algorithm", ["joint", "analytic"])
 def test_uncalibrated_collapses(tmp_path, algorithm):
     runs = _runs(tmp_path, algorithm)
     collapsed = [r for r in runs if r["kl"] < 0.05 and r["sigma"] > 0.3]

@@ -90,7 +90,7 @@ def train_command(
     n: Optional[int] = typer.Option(None, help="Number of generated points."),
     tau: Optional[float] = typer.Option(None, help="Noise level of the generator (two-moon: the true σ)."),
     data_seed: Optional[int] = typer.Option(None, help="Seed of the data generator."),
-    algorithm: Optional[str] = typer.Option(None, help="vanilla | analytic | calibrated | monotonic | cyclical | fixed | lagging"),
+    algorithm: Optional[str] = typer.Option(None, help="joint (θ, φ, σ by joint SVI) | analytic (Liu & Wang's Vanilla) | calibrated | monotonic | cyclical | fixed | lagging"),
     k: Optional[int] = typer.Option(None, "-K", "--inner-steps", help="Gradient steps per block (K)."),
     c: Optional[float] = typer.Option(None, "-C", "--tolerance", help="Calibration tolerance C on the mean KL."),
     calibration: Optional[str] = typer.Option(

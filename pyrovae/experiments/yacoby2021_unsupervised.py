@@ -244,7 +244,7 @@ def _prepare(kind: str, method: str, truth: TruthNetwork | None = None, particle
         algorithm = LaggingInference(max_inner=lag_inner, window=lag_window, threshold=lag_threshold,
                                      validation=splits["validation"])
     else:
-        algorithm = make_algorithm("fixed" if noise == "fixed" else "vanilla")
+        algorithm = make_algorithm("fixed" if noise == "fixed" else "joint")
     steps = max(1, int(round(epochs * len(train) / 100)))
     settings = TrainSettings(K=50, lr=1e-3, max_steps=steps, tol=0.0, batch_size=100,
                              elbo="iwae" if method == "iwae" else "trace", particles=particles if method == "iwae" else 1,

@@ -9,7 +9,7 @@ per-sample training loss changed by at most ``tol`` since the previous block.
 ========================  =============  ==========================================
 name                      σ              after each block
 ========================  =============  ==========================================
-``vanilla``               learned       stop at convergence (joint SVI)
+``joint``                 learned       stop at convergence (θ, φ and σ by joint SVI)
 ``analytic``              analytic      σ² ← mean squared residual (Eq. 10); stop at convergence
 ``calibrated``            analytic      as ``analytic``; at convergence calibrate (Eq. 15) if KL < C, else stop
                                          (``variant="robust"``: our robust variant, :mod:`.robust_calibration`)
@@ -31,6 +31,7 @@ from pyrovae.errors import ConfigError, UnknownNameError
 from pyrovae.inference.calibration import CalibrationRule
 from pyrovae.inference.schedules import BetaSchedule, cyclical, monotonic
 from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.validation import text
 
 __all__ = [
     "BlockStats",
@@ -44,6 +45,8 @@ __all__ = [
     "FixedSigma",
     "ReplaySigma",
     "ALGORITHMS",
+    "RENAMED",
+    "algorithm_name",
     "make_algorithm",
 ]
 
@@ -133,9 +136,10 @@ class PlainSVI(Algorithm):
 
 
 class JointSVI(Algorithm):
-    """Vanilla σ-CVAE: θ, φ and σ by joint stochastic gradient steps."""
+    """θ, φ and σ by joint stochastic gradient steps. Not Liu & Wang's (2025) "Vanilla", which is the
+    analytic σ without calibration (``analytic``)."""
 
-    name = "vanilla"
+    name = "joint"
     noise = "learned"
 
 
@@ -223,7 +227,20 @@ class ReplaySigma(Algorithm):
         return Decision(stop=stats.converged and played, event="converged" if stats.converged else "")
 
 
-ALGORITHMS = ("vanilla", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging")
+ALGORITHMS = ("joint", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging")
+
+# names that meant something else once: each maps to the one line that says what to use now
+RENAMED = {
+    "vanilla": "algorithm 'vanilla' was renamed 'joint' (θ, φ and σ learned jointly by SVI); "
+    "Liu & Wang's (2025) 'Vanilla' (analytic σ, no calibration) is 'analytic'",
+}
+
+
+def algorithm_name(value: object) -> str:
+    """``value`` checked against :data:`ALGORITHMS`; a renamed name gets the line that says what it is now."""
+    if isinstance(value, str) and value in RENAMED:
+        raise UnknownNameError(RENAMED[value])
+    return text("algorithm", value, list(ALGORITHMS))
 
 
 def make_algorithm(
@@ -236,8 +253,10 @@ def make_algorithm(
     """The algorithm called ``name`` (see the table in this module's docstring). ``variant`` of
     ``calibrated``: ``paper`` or ``code`` (Liu & Wang 2025, Algorithm 1, with tolerance ``C``), or
     ``robust`` (ours, :mod:`.robust_calibration`; it has no tolerance ``C``)."""
-    if name == "vanilla":
+    if name == "joint":
         return JointSVI()
+    if name in RENAMED:
+        raise UnknownNameError(RENAMED[name])
     if name == "analytic":
         return AnalyticSigma()
     if name == "calibrated":

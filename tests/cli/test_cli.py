@@ -21,6 +21,8 @@ def invoke(*args):
     "args, message",
     [
         (["--algorithm", "nope"], "unknown algorithm"),
+        (["--algorithm", "vanilla"], "was renamed 'joint' (θ, φ and σ learned jointly by SVI); Liu & Wang's (2025) 'Vanilla' "
+         "(analytic σ, no calibration) is 'analytic'"),
         (["--dataset", "nope"], "unknown data set"),
         (["--elbo", "nope"], "unknown ELBO"),
         (["--calibration", "nope"], "unknown calibration"),
@@ -103,7 +105,7 @@ def test_train_writes_a_complete_run_directory_and_resumes(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed"] and metrics["steps"] == 75
     # other settings into the same directory are refused
-    result = invoke("train", "--algorithm", "vanilla", *SMALL, "--out", out, "--seed", "3")
+    result = invoke("train", "--algorithm", "joint", *SMALL, "--out", out, "--seed", "3")
     assert result.exit_code == 2 and "different settings" in result.output
 
 
@@ -173,7 +175,7 @@ def test_vectorized_reps_equal_their_single_runs(tmp_path):
 
 def test_diverged_reps_exit_non_zero_and_stay_out_of_the_summary(tmp_path):
     out = tmp_path / "nan"
-    result = invoke("train", "--algorithm", "vanilla", "--n", "50", "--lr", "1e30", "-K", "2", "--max-steps", "20",
+    result = invoke("train", "--algorithm", "joint", "--n", "50", "--lr", "1e30", "-K", "2", "--max-steps", "20",
                     "--reps", "2", "--quiet", "--out", out)
     assert result.exit_code == 1 and "diverged" in result.output and "Traceback" not in result.output
     summary = json.loads((out / "summary.json").read_text())

@@ -26,7 +26,7 @@ FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
 
 #: Settings whose valid values cost memory or time in proportion: fuzzed only small, or invalid.
 SIZES = {"latent_dim", "particles", "threads", "anneal_blocks", "cycles", "batch_size", "checkpoint_every"}
-NAMES = {"dataset": ["two-moon", "m1", "nope", ""], "algorithm": ["vanilla", "analytic", "calibrated", "monotonic",
+NAMES = {"dataset": ["two-moon", "m1", "nope", ""], "algorithm": ["joint", "vanilla", "analytic", "calibrated", "monotonic",
          "cyclical", "fixed", "lagging", "nope"], "elbo": ["trace", "meanfield", "iwae", "x"],
          "calibration": ["paper", "code", "x"], "convergence": ["block-mean", "last-step", "x"],
          "activation": ["tanh", "relu", "x"], "device": ["cpu", "cuda", "tpu", ""]}

@@ -190,7 +190,7 @@ def test_joint_and_fixed_stop_at_convergence():
 
 
 def test_make_algorithm_and_noise_checks():
-    expected = {"vanilla": "learned", "analytic": "calibrated", "calibrated": "calibrated",
+    expected = {"joint": "learned", "analytic": "calibrated", "calibrated": "calibrated",
                 "monotonic": "calibrated", "cyclical": "calibrated", "fixed": "fixed"}
     noises = {"learned": LearnedNoise(1.0), "calibrated": CalibratedNoise(1.0), "fixed": FixedNoise(1.0)}
     for name, kind in expected.items():

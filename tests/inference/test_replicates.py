@@ -103,13 +103,13 @@ def test_replicates_must_share_one_architecture(data):
 
 # -- the contract: replicate r of a batch equals the single run -------------------------------
 CASES = {
-    "vanilla-trace": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned"),
-    "vanilla-meanfield": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", elbo="meanfield"),
-    "vanilla-iwae": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", elbo="iwae", particles=3),
-    "vanilla-minibatch": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", batch_size=40),
-    "vanilla-vector": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned-vector"),
-    "vanilla-network": dict(algorithm=lambda: make_algorithm("vanilla"), noise="network"),
-    "vanilla-vae": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned", x_dim=0),
+    "joint-trace": dict(algorithm=lambda: make_algorithm("joint"), noise="learned"),
+    "joint-meanfield": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", elbo="meanfield"),
+    "joint-iwae": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", elbo="iwae", particles=3),
+    "joint-minibatch": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", batch_size=40),
+    "joint-vector": dict(algorithm=lambda: make_algorithm("joint"), noise="learned-vector"),
+    "joint-network": dict(algorithm=lambda: make_algorithm("joint"), noise="network"),
+    "joint-vae": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", x_dim=0),
     "analytic": dict(algorithm=lambda: make_algorithm("analytic"), noise="calibrated"),
     "calibrated-paper": dict(algorithm=lambda: CalibratedSigma(tolerance=0.5, variant="paper"), noise="calibrated"),
     "calibrated-code": dict(algorithm=lambda: CalibratedSigma(tolerance=0.5, variant="code"), noise="calibrated"),
@@ -151,7 +151,7 @@ def test_replicate_equals_the_single_run_with_its_seed(data, name):
         assert result.metrics["kl"] == pytest.approx(single.metrics["kl"], rel=1e-4, abs=1e-6)
     if name.startswith("calibrated"):
         assert any((r.history["event"] == "calibrate").any() for r in batch)
-    if name == "vanilla-trace":  # the replicates stop at different blocks: a finished one leaves the batch
+    if name == "joint-trace":  # the replicates stop at different blocks: a finished one leaves the batch
         assert len({len(r.history) for r in batch}) > 1
 
 
@@ -163,8 +163,8 @@ def test_per_replicate_data_and_a_diverged_replicate_leave_the_others_alone(data
     models = [build("learned", seed=i) for i in range(3)]
     settings = TrainSettings(K=5, max_steps=60, tol=0.0)
     with pyro.validation_enabled(False):
-        batch = Trainer(models, datas, make_algorithm("vanilla"), settings, seeds=SEEDS).run()
-        single = {i: Trainer(build("learned", seed=i), data, make_algorithm("vanilla"), settings, seeds=[SEEDS[i]]).run()
+        batch = Trainer(models, datas, make_algorithm("joint"), settings, seeds=SEEDS).run()
+        single = {i: Trainer(build("learned", seed=i), data, make_algorithm("joint"), settings, seeds=[SEEDS[i]]).run()
                   for i in (0, 2)}
     assert batch[1].status == "nan" and len(batch[1].history) == 0
     assert all(torch.isfinite(p).all() for p in batch[1].model.parameters())
@@ -174,7 +174,7 @@ def test_per_replicate_data_and_a_diverged_replicate_leave_the_others_alone(data
 
 
 def test_max_steps_is_a_hard_cap_whatever_K(data):
-    result = Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=30, max_steps=7, tol=0.0)).run()
+    result = Trainer(build("learned"), data, make_algorithm("joint"), TrainSettings(K=30, max_steps=7, tol=0.0)).run()
     assert result.metrics["steps"] == 7 and result.status == "max_steps"
 
 
@@ -243,7 +243,7 @@ def test_rerunning_a_finished_batch_returns_its_results(data, tmp_path):
     train): a rerun into the same directory resumes with nothing to do and returns the same results."""
     def trainer():
         models = [build("learned", seed=i) for i in range(3)]
-        return Trainer(models, data, make_algorithm("vanilla"), TrainSettings(K=5, max_steps=2000, tol=0.5),
+        return Trainer(models, data, make_algorithm("joint"), TrainSettings(K=5, max_steps=2000, tol=0.5),
                        run_dir=tmp_path, seeds=SEEDS)
 
     first = trainer().run()

@@ -56,11 +56,11 @@ def test_settings_accept_and_normalise():
 
 def test_trainer_rejects_mismatches(data):
     with pytest.raises(ConfigError):  # data has 2 response columns, model 3
-        Trainer(SigmaCVAE(1, 3, noise=make_noise("learned", 1.0)), data, make_algorithm("vanilla"))
+        Trainer(SigmaCVAE(1, 3, noise=make_noise("learned", 1.0)), data, make_algorithm("joint"))
     with pytest.raises(ConfigError):  # analytic sigma needs a settable noise
         Trainer(build("learned"), data, make_algorithm("analytic"))
     with pytest.raises(ConfigError):  # joint SVI needs a learned sigma
-        Trainer(build("calibrated"), data, make_algorithm("vanilla"))
+        Trainer(build("calibrated"), data, make_algorithm("joint"))
     with pytest.raises(ConfigError):  # IWAE + annealing is computed wrongly by pyro
         Trainer(build("calibrated"), data, make_algorithm("monotonic"), TrainSettings(elbo="iwae", particles=2))
 
@@ -114,8 +114,8 @@ def test_history_columns_and_bookkeeping(data):
 
 
 def test_loss_is_mean_per_sample_and_convergence_stops(data):
-    # with a huge tolerance the second block is always "converged": vanilla stops there
-    result = Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=100, tol=1e9)).run()
+    # with a huge tolerance the second block is always "converged": joint SVI stops there
+    result = Trainer(build("learned"), data, make_algorithm("joint"), TrainSettings(K=2, max_steps=100, tol=1e9)).run()
     assert result.status == "converged" and len(result.history) == 2
     assert result.history["event"].tolist() == ["", "converged"]
     # loss is per sample: of the order of recon + kl, not n times it
@@ -134,7 +134,7 @@ def test_calibration_events_are_recorded(data):
 
 # -- checkpoints --------------------------------------------------------------------------
 def test_checkpoint_reload_gives_identical_outputs(data, tmp_path):
-    result = Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=3, max_steps=9), run_dir=tmp_path).run()
+    result = Trainer(build("learned"), data, make_algorithm("joint"), TrainSettings(K=3, max_steps=9), run_dir=tmp_path).run()
     assert has_checkpoint(tmp_path)
     raw = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)
     assert {"stack", "models", "optim", "streams"} <= raw.keys()
@@ -153,7 +153,7 @@ def test_checkpoint_reload_gives_identical_outputs(data, tmp_path):
 
 
 RESUME_CASES = {
-    "vanilla-full-batch": dict(algorithm=lambda: make_algorithm("vanilla"), noise="learned",
+    "joint-full-batch": dict(algorithm=lambda: make_algorithm("joint"), noise="learned",
                                settings=dict(K=4, tol=0.0)),
     "calibrated-minibatch": dict(algorithm=lambda: CalibratedSigma(tolerance=1e6, variant="paper"), noise="calibrated",
                                  settings=dict(K=4, tol=1e9, batch_size=64, checkpoint_every=3)),
@@ -200,7 +200,7 @@ def test_nan_keeps_last_good_checkpoint(data, tmp_path):
     # pyro's argument validation would raise on the NaN location before the trainer sees
     # a NaN loss; pyrovae.api.train runs the trainer the same way
     with pyro.validation_enabled(False):
-        result = Trainer(model, data, make_algorithm("vanilla"), settings, run_dir=tmp_path).run()
+        result = Trainer(model, data, make_algorithm("joint"), settings, run_dir=tmp_path).run()
     assert result.status == "nan" and result.metrics["status"] == "nan"
     assert len(result.history) == 3 and result.history["step"].iloc[-1] == 15
     tensors, meta = load_checkpoint(tmp_path)
@@ -216,14 +216,14 @@ def test_nan_without_run_dir_reports_status(data):
     model = build("learned")
     model.decoder.register_forward_hook(lambda m, i, o: o * float("nan"))
     with pyro.validation_enabled(False):
-        result = Trainer(model, data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=10)).run()
+        result = Trainer(model, data, make_algorithm("joint"), TrainSettings(K=2, max_steps=10)).run()
     assert result.status == "nan" and len(result.history) == 0
 
 
 def test_overflowing_gradient_with_a_finite_loss_is_not_applied(data):
     """A finite loss whose gradient overflows stops the run without touching the weights."""
     model = build("learned")
-    trainer = Trainer(model, data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=10))
+    trainer = Trainer(model, data, make_algorithm("joint"), TrainSettings(K=2, max_steps=10))
     before = copy.deepcopy(trainer.model.state_dict())
     trainer.parameters("decoder")[0].register_hook(lambda g: g * float("inf"))
     assert math.isnan(trainer.step(data.x, data.y))
@@ -245,10 +245,10 @@ def test_training_runs_on_the_settings_thread_count(data, monkeypatch):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=2)).run()
+        Trainer(build("learned"), data, make_algorithm("joint"), TrainSettings(K=2, max_steps=2)).run()
         assert set(seen) == {1}
         seen.clear()
-        Trainer(build("learned"), data, make_algorithm("vanilla"), TrainSettings(K=2, max_steps=2, threads=2)).run()
+        Trainer(build("learned"), data, make_algorithm("joint"), TrainSettings(K=2, max_steps=2, threads=2)).run()
         assert set(seen) == {2}
         with pytest.raises(ConfigError):
             TrainSettings(threads=0)

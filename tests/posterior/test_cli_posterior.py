@@ -33,7 +33,7 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    train(load_config(n=60, max_steps=5, K=5, algorithm="vanilla"), out=out, plots=False)
+    train(load_config(n=60, max_steps=5, K=5, algorithm="joint"), out=out, plots=False)
     return out
 
 
