@@ -25,13 +25,13 @@ def _call(fn: Callable[..., Any], kwargs: dict) -> Any:
 
 def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], jobs: int = 1,
               on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
-    """``[fn(**t) for t in tasks]``, in ``jobs`` spawned processes (one torch thread each) when
-    ``jobs > 1`` — ``fn`` must be importable at module level — in this process otherwise;
+    """``[fn(**t) for t in tasks]``, in ``jobs`` spawned processes when ``jobs > 1`` — ``fn`` must be
+    importable at module level — in this process otherwise; one torch thread either way;
     results in task order; ``on_done(i, result)`` as each finishes."""
     results: list[Any] = [None] * len(tasks)
     if jobs <= 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):
-            results[i] = fn(**task)
+            results[i] = _call(fn, task)  # one thread here too: the same numbers as with --jobs N
             if on_done is not None:
                 on_done(i, results[i])
         return results
