@@ -21,15 +21,15 @@ from pyrovae.errors import ConfigError, TrainingDiverged
 __all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise"]
 
 
-def adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
-    """Adam with torch's defaults (β = (0.9, 0.999), ε = 1e-8), fused where torch supports it (CPU and
-    CUDA, float32 / float64): the same update to rounding, in one kernel per step."""
+def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with torch's defaults (β = (0.9, 0.999), ε = 1e-8; adversarial fits pass their own β), fused where
+    torch supports it (CPU and CUDA, float32 / float64): the same update to rounding, in one kernel per step."""
     params = list(params)
     if not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"the learning rate must be positive, got {lr}")
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
                                  for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=fused or None)
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
 
 
 def lbfgs(params: Iterable[torch.Tensor], max_iter: int, tolerance_grad: float = 1e-10,

@@ -6,11 +6,12 @@ conditional density :math:`\hat f(y \mid x)` of every test input on a grid of ``
 deviation by numerical integration (the trapezoidal rule), as App. F of seed 000 does
 ("for other methods, the estimates are calculated by numerical integration").
 
-* :class:`ConditionalKDE` (CKDE, Hall et al. 2004): ``statsmodels``'
-  ``KDEMultivariateConditional`` with the ``normal_reference`` bandwidth
-  :math:`h = 1.06\,\mathrm{sd}\,n^{-1/(4 + p + 1)}` (App. F's "standard formula"); its density is
-  evaluated here in vectorised form (the same Gaussian product kernel and bandwidths; the
-  test suite checks it against ``statsmodels``' own ``pdf``).
+* :class:`ConditionalKDE` (CKDE, Hall et al. 2004): a Gaussian product kernel with App. F's bandwidth
+  :math:`h = 1.06\,\sigma\,n^{-1/(2t+d)}` for y and for each column of x (:func:`paper_bandwidth`:
+  σ the column's SD, t = 2 the order of the Gaussian kernel, d = dim X), evaluated in vectorised
+  form. ``bandwidth="normal_reference"`` (or ``"cv_ml"``, ``"cv_ls"``) takes ``statsmodels``'
+  bandwidths instead (``normal_reference`` is :math:`1.06\,\sigma\,n^{-1/(4 + d + 1)}`: it counts y
+  in the dimension); the test suite checks our density against ``statsmodels``' own ``pdf``.
 * :class:`NNKCDEBaseline` (Dalmasso et al. 2020, package ``nnkcde``): a kernel density of the
   responses of the ``k`` nearest neighbours of ``x``; ``k`` and the bandwidth are chosen on a
   validation split by the CDE loss :math:`\int \hat f(y|x)^2 dy - 2\hat f(y_{val}|x)`, computed
@@ -52,16 +53,16 @@ import numpy as np
 from pyrovae.errors import ConfigError, DataError, UnknownNameError
 
 __all__ = [
-    "density_moments", "y_grid", "ConditionalKDE", "NNKCDEBaseline", "FlexCodeBaseline",
+    "density_moments", "y_grid", "paper_bandwidth", "ConditionalKDE", "NNKCDEBaseline", "FlexCodeBaseline",
     "BASELINES", "baseline_available", "make_baseline", "INSTALL_HINT",
 ]
 
 INSTALL_HINT = {
-    "ckde": "pip install statsmodels  (or: pip install 'pyrovae[baselines]')",
+    "ckde": "pip install statsmodels  (or: pip install 'pyrovae[baselines]'); the paper's bandwidth needs nothing",
     "nnkcde": "pip install scikit-learn statsmodels && pip install --no-deps --no-build-isolation nnkcde",
     "flexcode": "pip install scikit-learn PyWavelets && pip install --no-deps flexcode",
 }
-_MODULES = {"ckde": ("statsmodels",), "nnkcde": ("nnkcde", "sklearn", "statsmodels"),
+_MODULES = {"ckde": (), "nnkcde": ("nnkcde", "sklearn", "statsmodels"),
             "flexcode": ("flexcode", "sklearn", "pywt")}
 
 
@@ -138,22 +139,38 @@ def _cde_loss(grid: np.ndarray, density: np.ndarray, y_val: np.ndarray) -> float
     return float(np.mean(sq - 2 * at_y))
 
 
+def paper_bandwidth(values, x_dim: int, kernel_order: int = 2) -> np.ndarray:
+    r"""Liu & Wang's (2025) App. F bandwidth :math:`h = 1.06\,\sigma\,n^{-1/(2t+d)}`, one per column of
+    ``values`` (n, k): σ the column's SD (divisor n), t = ``kernel_order`` (2 for the Gaussian kernel, whose
+    first non-zero moment is the second), d = ``x_dim`` the dimension of X (not of (X, Y))."""
+    values = _matrix(values, "values")
+    n = values.shape[0]
+    return 1.06 * values.std(axis=0) * n ** (-1.0 / (2 * int(kernel_order) + int(x_dim)))
+
+
 class ConditionalKDE:
     r"""Conditional KDE :math:`\hat f(y|x) = \sum_i K_h(x - x_i) K_{h_y}(y - y_i) / \sum_i K_h(x - x_i)`.
 
-    Gaussian kernels and ``statsmodels``' ``normal_reference`` bandwidths (a rule of thumb,
-    App. F of seed 000; cross-validated bandwidths are :math:`O(n^2)` and slow).
+    Gaussian kernels; ``bandwidth="paper"``: App. F's rule (:func:`paper_bandwidth`), otherwise one of
+    ``statsmodels``' bandwidth methods (``normal_reference``; ``cv_ml`` / ``cv_ls`` are :math:`O(n^2)`
+    and slow).
     """
 
     name = "ckde"
 
-    def __init__(self, bandwidth: str = "normal_reference", chunk: int = 256):
+    def __init__(self, bandwidth: str = "paper", chunk: int = 256):
         self.bandwidth, self.chunk = bandwidth, int(chunk)
 
     def fit(self, x, y) -> "ConditionalKDE":
+        self.x, self.y = _matrix(x, "x"), _response(y)
+        if self.bandwidth == "paper":
+            h = paper_bandwidth(np.column_stack([self.y, self.x]), self.x.shape[1])
+            self.h_y, self.h_x = float(h[0]), h[1:]
+            return self
+        if importlib.util.find_spec("statsmodels") is None:
+            raise ConfigError(f"CKDE's {self.bandwidth!r} bandwidth needs statsmodels: {INSTALL_HINT['ckde']}")
         from statsmodels.nonparametric.kernel_density import KDEMultivariateConditional
 
-        self.x, self.y = _matrix(x, "x"), _response(y)
         with warnings.catch_warnings():  # statsmodels' own FutureWarning about numpy's random state
             warnings.simplefilter("ignore", FutureWarning)
             kde = KDEMultivariateConditional(endog=self.y[:, None], exog=self.x, dep_type="c",

@@ -9,7 +9,7 @@ from typing import Callable
 from pyrovae.data.base import Dataset
 from pyrovae.data.conditional import two_moon
 from pyrovae.data.manifolds import berger_manifold, sphere
-from pyrovae.data.simulations import m1, m2, m3
+from pyrovae.data.simulations import m1, m2, m2_code, m3
 from pyrovae.data.uci import UCI_DATASETS, load_uci
 from pyrovae.errors import ConfigError, UnknownNameError
 from pyrovae.validation import MAX_POINTS, integer_at_least, seed
@@ -63,6 +63,11 @@ register_dataset(
 register_dataset(
     "m2", m2, "x ~ N(0, I5); y = (5 + x1^2/3 + x2^2 + x3^2 + x4 + x5) exp(eps/2), eps ~ mixture (n, seed)",
     "seed 000, Sec. 5.2, App. F",
+)
+register_dataset(
+    "m2-code", m2_code, "M2 with the authors' code's noise: y = (5 + x1^2/3 + x2^2 + x3^2 + x4 + x5) exp(eps/4), "
+    "eps ~ N(0, 2^2) (n, seed)",
+    "Liu & Wang (2025), public code",
 )
 register_dataset(
     "m3", m3, "x ~ N(0, I2); y ~ 0.3 N(-m, 0.5^2) + 0.7 N(m, 1), m = 1 + x1 + x2/2 (n, seed)",

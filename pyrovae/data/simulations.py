@@ -16,13 +16,16 @@ from which the three models come, does.
   :math:`E[y|x]` is the signal and :math:`SD[y|x] = 1`.
 * **M2** (multiplicative non-Gaussian noise), :math:`p = 5`:
   :math:`y = g(x)\exp(\varepsilon/2)` with :math:`g = 5 + x_1^2/3 + x_2^2 + x_3^2 + x_4 + x_5` and
-  :math:`\varepsilon \sim \tfrac12 N(-2, 1) + \tfrac12 N(2, 1)` (the paper's specification; the
-  public code instead draws :math:`\varepsilon \sim N(0, 2^2)` with :math:`\exp(\varepsilon/4)`).
-  By the mixture's moment generating function :math:`E[e^{t\varepsilon}] = e^{t^2/2}\cosh(2t)`,
+  :math:`\varepsilon \sim \tfrac12 N(-2, 1) + \tfrac12 N(2, 1)` (the paper's text, ``m2``). By the
+  mixture's moment generating function :math:`E[e^{t\varepsilon}] = e^{t^2/2}\cosh(2t)`,
 
   .. math::
       E[y|x] = g\,e^{1/8}\cosh 1, \qquad
       SD[y|x] = |g|\sqrt{e^{1/2}\cosh 2 - e^{1/4}\cosh^2 1}.
+
+  The authors' public code draws :math:`\varepsilon \sim N(0, 2^2)` and multiplies by
+  :math:`\exp(\varepsilon/4)` instead (``m2-code``, ``m2(noise="code")``): a log-normal factor with
+  log-scale SD 1/2, so :math:`E[y|x] = g\,e^{1/8}` and :math:`SD[y|x] = |g|\,e^{1/8}\sqrt{e^{1/4} - 1}`.
 
 * **M3** (two-component Gaussian mixture), :math:`p = 2`, :math:`m = 1 + x_1 + x_2/2`:
   :math:`y \sim N(-m, 0.5^2)` if :math:`U = 0`, :math:`N(m, 1)` if :math:`U = 1`,
@@ -47,11 +50,15 @@ from pyrovae.data.base import Dataset
 from pyrovae.errors import DataError
 from pyrovae.validation import integer_at_least
 
-__all__ = ["m1", "m2", "m3", "m1_moments", "m2_moments", "m3_moments", "SIMULATIONS", "M2_MEAN_FACTOR", "M2_SD_FACTOR"]
+__all__ = ["m1", "m2", "m2_code", "m3", "m1_moments", "m2_moments", "m2_code_moments", "m3_moments", "SIMULATIONS",
+           "M2_MEAN_FACTOR", "M2_SD_FACTOR", "M2_CODE_MEAN_FACTOR", "M2_CODE_SD_FACTOR"]
 
 # E[exp(eps/2)] and SD[exp(eps/2)] for eps ~ 0.5 N(-2, 1) + 0.5 N(2, 1)
 M2_MEAN_FACTOR = math.exp(1 / 8) * math.cosh(1.0)
 M2_SD_FACTOR = math.sqrt(math.exp(1 / 2) * math.cosh(2.0) - math.exp(1 / 4) * math.cosh(1.0) ** 2)
+# the same for exp(eps/4), eps ~ N(0, 2^2) (the authors' code): log-normal with log-scale SD 1/2
+M2_CODE_MEAN_FACTOR = math.exp(1 / 8)
+M2_CODE_SD_FACTOR = math.exp(1 / 8) * math.sqrt(math.exp(1 / 4) - 1)
 
 Moments = tuple[torch.Tensor, torch.Tensor]
 
@@ -78,6 +85,12 @@ def m2_moments(x: torch.Tensor) -> Moments:
     """True :math:`E[y|x]` and :math:`SD[y|x]` of M2 at inputs ``x`` (n, 5); each (n, 1)."""
     g = _m2_g(_inputs(x, 5, "M2"))
     return (g * M2_MEAN_FACTOR).unsqueeze(1), (g.abs() * M2_SD_FACTOR).unsqueeze(1)
+
+
+def m2_code_moments(x: torch.Tensor) -> Moments:
+    """True moments of M2 with the authors' code's noise, exp(ε/4), ε ~ N(0, 2²); each (n, 1)."""
+    g = _m2_g(_inputs(x, 5, "M2"))
+    return (g * M2_CODE_MEAN_FACTOR).unsqueeze(1), (g.abs() * M2_CODE_SD_FACTOR).unsqueeze(1)
 
 
 def m3_moments(x: torch.Tensor) -> Moments:
@@ -108,15 +121,27 @@ def m1(n: int = 5000, seed: int = 0) -> Dataset:
     return _dataset("m1", x, y, m1_moments, n, seed)
 
 
-def m2(n: int = 5000, seed: int = 0) -> Dataset:
-    r"""M2: :math:`y = g(x)\, e^{\varepsilon/2}`, :math:`\varepsilon \sim \frac12 N(-2,1) + \frac12 N(2,1)`, :math:`x \sim N(0, I_5)`."""
+def m2(n: int = 5000, seed: int = 0, noise: str = "text") -> Dataset:
+    r"""M2: :math:`y = g(x)\, e^{\varepsilon/2}`, :math:`\varepsilon \sim \frac12 N(-2,1) + \frac12 N(2,1)`, :math:`x \sim N(0, I_5)`
+    (``noise="text"``, the paper's App. F); ``noise="code"``: :math:`y = g(x)\, e^{\varepsilon/4}`,
+    :math:`\varepsilon \sim N(0, 2^2)` (the authors' public code). The same ``x`` for either."""
     n = integer_at_least("M2's n", n, 2)
+    if noise not in ("text", "code"):
+        raise DataError(f"M2's noise must be 'text' or 'code', got {noise!r}")
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn(n, 5, generator=gen, dtype=torch.float64)
+    if noise == "code":
+        y = _m2_g(x) * torch.exp(2.0 * torch.randn(n, generator=gen, dtype=torch.float64) / 4)
+        return _dataset("m2-code", x, y, m2_code_moments, n, seed)
     sign = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < 0.5, -1.0, 1.0)
     eps = 2.0 * sign + torch.randn(n, generator=gen, dtype=torch.float64)
     y = _m2_g(x) * torch.exp(0.5 * eps)
     return _dataset("m2", x, y, m2_moments, n, seed)
+
+
+def m2_code(n: int = 5000, seed: int = 0) -> Dataset:
+    """M2 with the authors' code's noise (``m2(noise="code")``)."""
+    return m2(n, seed, noise="code")
 
 
 def m3(n: int = 5000, seed: int = 0) -> Dataset:
@@ -131,4 +156,4 @@ def m3(n: int = 5000, seed: int = 0) -> Dataset:
     return _dataset("m3", x, y, m3_moments, n, seed)
 
 
-SIMULATIONS: dict[str, Callable[..., Dataset]] = {"m1": m1, "m2": m2, "m3": m3}
+SIMULATIONS: dict[str, Callable[..., Dataset]] = {"m1": m1, "m2": m2, "m2-code": m2_code, "m3": m3}

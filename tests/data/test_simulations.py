@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyrovae.data import make_dataset
-from pyrovae.data.simulations import M2_MEAN_FACTOR, M2_SD_FACTOR, m1, m2, m3
+from pyrovae.data.simulations import M2_MEAN_FACTOR, M2_SD_FACTOR, m1, m2, m2_code, m3
 from pyrovae.errors import ConfigError, DataError
 
 DRAWS = 200_000
@@ -26,6 +26,9 @@ def _mc_moments(name: str, x0: torch.Tensor, seed: int = 0) -> tuple[float, floa
         comp = torch.where(torch.rand(DRAWS, generator=g, dtype=torch.float64) < 0.5, -2.0, 2.0)
         eps = comp + torch.randn(DRAWS, generator=g, dtype=torch.float64)
         y = (5 + x[:, 0] ** 2 / 3 + x[:, 1] ** 2 + x[:, 2] ** 2 + x[:, 3] + x[:, 4]) * torch.exp(0.5 * eps)
+    elif name == "m2-code":  # the authors' code: eps ~ N(0, 2^2), exp(eps / 4)
+        eps = 2.0 * torch.randn(DRAWS, generator=g, dtype=torch.float64)
+        y = (5 + x[:, 0] ** 2 / 3 + x[:, 1] ** 2 + x[:, 2] ** 2 + x[:, 3] + x[:, 4]) * torch.exp(eps / 4)
     else:
         m = 1 + x[:, 0] + 0.5 * x[:, 1]
         u = torch.rand(DRAWS, generator=g, dtype=torch.float64) < 0.7
@@ -39,10 +42,11 @@ POINTS = {
     "m2": [[0.0] * 5, [1.0, -0.5, 0.3, 2.0, -1.0], [-1.5, 0.8, -1.2, -2.0, 0.4]],
     "m3": [[0.0, 0.0], [1.0, -0.5], [-2.0, 1.5]],
 }
-FACTORIES = {"m1": m1, "m2": m2, "m3": m3}
+POINTS["m2-code"] = POINTS["m2"]
+FACTORIES = {"m1": m1, "m2": m2, "m2-code": m2_code, "m3": m3}
 
 
-@pytest.mark.parametrize("name", ["m1", "m2", "m3"])
+@pytest.mark.parametrize("name", ["m1", "m2", "m2-code", "m3"])
 def test_closed_form_moments_match_monte_carlo(name):
     moments = FACTORIES[name](n=10).truth["moments"]
     for i, point in enumerate(POINTS[name]):
@@ -61,9 +65,9 @@ def test_m2_factors_from_the_mixture_mgf():
     assert M2_SD_FACTOR == pytest.approx(math.sqrt(mgf(1.0) - mgf(0.5) ** 2))
 
 
-@pytest.mark.parametrize("name, p", [("m1", 5), ("m2", 5), ("m3", 2)])
+@pytest.mark.parametrize("name, p", [("m1", 5), ("m2", 5), ("m2-code", 5), ("m3", 2)])
 def test_generated_data_agree_with_their_truth(name, p):
-    d = make_dataset(name, n=20_000, seed=3)
+    d = FACTORIES[name](n=20_000, seed=3) if name == "m2-code" else make_dataset(name, n=20_000, seed=3)
     assert d.x.shape == (20_000, p) and d.y.shape == (20_000, 1)
     assert d.truth["mean"].shape == (20_000, 1) and d.truth["sd"].shape == (20_000, 1)
     # standardised residuals have mean 0 and variance 1 when the truth is right
