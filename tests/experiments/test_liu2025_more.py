@@ -56,17 +56,23 @@ def test_figure5_smoke(tmp_path, tiny_two_moon):
 
 def test_table3_smoke(tmp_path, monkeypatch):
     monkeypatch.setattr(liu2025_cde, "_settings", lambda quick: dict(
-        n_train=200, n_test=40, max_steps=30, draws=50, grid=64, flexcode_k=(5,), nnkcde_k=(10,), nnkcde_bw=(0.2,)))
+        n_train=200, n_test=40, max_steps=30, draws=50, grid=64, flexcode_k=(5,), nnkcde_k=(10,), nnkcde_bw=(0.2,),
+        wgcs_steps=3, wgcs_draws=20))
     real = liu2025_cde.baseline_available
     monkeypatch.setattr(liu2025_cde, "baseline_available",  # as on a machine without flexcode
                         lambda name: (False, "not installed (flexcode)") if name == "flexcode" else real(name))
     report, md = _run("liu-table3", tmp_path)
-    assert "M2 SD" in md and "(paper 2.071 (0.019))" in md
-    assert "FlexCode skipped: not installed (flexcode)" in md
+    # both M2 noise conventions as rows, each beside the paper's M2 numbers
+    assert "M2 text noise SD" in md and "M2 code noise SD" in md and md.count("(paper 2.071 (0.019))") == 2
+    assert "FlexCode skipped: not installed (flexcode)" in md and "n^(-1/(2t+d))" in md
     cells = {(r["row"], r["column"]): r for r in json.loads((tmp_path / "report.json").read_text())["tables"]["table3"]}
-    assert cells[("M1 MEAN", "CVAE (ours)")]["mean"] > 0 and cells[("M3 SD", "FlexCode")]["value"] == "skipped"
-    if real("ckde")[0]:
-        assert cells[("M3 MEAN", "CKDE")]["mean"] > 0
+    for method in ("CVAE (ours)", "CVAE (ours), standardised", "WGCS", "CKDE"):
+        assert cells[("M1 MEAN", method)]["mean"] > 0, method
+    assert cells[("M3 SD", "FlexCode")]["value"] == "skipped"
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    # same inputs, other noise: the two M2 rows' data differ only in y, so their CVAE σ differ
+    sigma = {r["model"]: r["sigma"] for r in runs if r["method"] == "CVAE (ours)"}
+    assert set(sigma) == {"m1", "m2", "m2-code", "m3"} and sigma["m2"] != sigma["m2-code"]
 
 
 def test_table4_smoke(tmp_path, monkeypatch):
