@@ -138,6 +138,26 @@ def test_appendix_e_closed_form_is_the_numeric_elbo_maximiser():
     assert app_e.sigma2_eb(x, 1.0) == pytest.approx(app_e.sigma2_mle(x))  # k = 1: EM's fixed point is the MLE
 
 
+def test_appendix_e_independent_checks_against_the_closed_forms():
+    x = np.random.default_rng(2).normal(0.0, 1.3, 400)
+    mle = app_e.sigma2_mle(x)
+    assert mle > 0.3  # x̄² > 1: the MLE is interior
+    for k in (1.0, 2.0, 5.0):
+        # the autograd stationary point of the partial derivative (q held at q_k(σ²)) is App. E's closed form
+        assert app_e.sigma2_fixed_point(x, k) == pytest.approx(app_e.sigma2_eb(x, k), rel=1e-7)
+        # maximising over σ² with q moving with σ² gives the MLE for every k, ½(k − 1 − log k) below log p(x)
+        joint, value = app_e.sigma2_joint_qk(x, k)
+        assert joint == pytest.approx(mle, rel=1e-7)
+        assert app_e.log_marginal(x, joint) - value == pytest.approx(0.5 * (k - 1 - math.log(k)), abs=1e-9)
+    # k = 1: the three agree (the fixed point of EM is the MLE)
+    assert app_e.sigma2_fixed_point(x, 1.0) == pytest.approx(mle, rel=1e-7)
+    # jointly over σ² and a linear Gaussian encoder N(a x, v): the MLE with the exact posterior, ELBO = log p(x)
+    enc = app_e.sigma2_joint_encoder(x)
+    assert enc["sigma2"] == pytest.approx(mle, rel=1e-7)
+    assert enc["a"] == pytest.approx(1 / (1 + mle), rel=1e-7) and enc["v"] == pytest.approx(mle / (1 + mle), rel=1e-7)
+    assert enc["elbo"] == pytest.approx(app_e.log_marginal(x, mle), abs=1e-9)
+
+
 def test_appendix_e_stationarity_and_small_x():
     # at the closed form, d ELBO / d sigma^2 = 0 with q fixed (finite difference)
     x, k = np.array([0.3, -1.7, 2.2]), 2.5
@@ -154,4 +174,11 @@ def test_appendix_e_stationarity_and_small_x():
 
 def test_appendix_e_experiment(tmp_path):
     report, md = _run("liu-appendix-e", tmp_path)
-    assert "k = 10" in md and "agree to" in report.conclusion
+    assert "k = 10" in md and "agrees with App. E's closed form" in report.conclusion
+    assert "only at the coordinate-ascent fixed point" in report.conclusion
+    rows = json.loads((tmp_path / "report.json").read_text())["tables"]
+    cells = {(r["row"], r["column"]): r["value"] for r in rows["appendix_e"]}
+    mle = float(cells[("k = 10", "σ̂²_mle")])
+    assert float(cells[("k = 10", "joint max, q = q_k(σ²)")]) == pytest.approx(mle, rel=1e-5)
+    assert float(cells[("k = 10", "fixed point (autograd)")]) == pytest.approx(
+        float(cells[("k = 10", "closed form σ̂²_eb")]), rel=1e-5)
