@@ -34,7 +34,7 @@ def list_command() -> None:
 @cli_errors
 def run_command(
     name: str = typer.Argument(..., help="Experiment name (see `pyrovae experiment list`)."),
-    quick: bool = typer.Option(False, "--quick", help="A reduced setting that finishes in minutes."),
+    quick: bool = typer.Option(False, "--quick/--full", help="--quick: a reduced setting that finishes in minutes; --full (the default): the paper's protocol, stated per experiment in `pyrovae experiment list`."),
     reps: Optional[int] = typer.Option(None, help="Repetitions (default: the paper's, or fewer with --quick)."),
     jobs: int = typer.Option(1, help="Parallel processes."),
     seed: int = typer.Option(0, help="Root seed; repetition seeds derive from it."),

@@ -73,7 +73,8 @@ def _metric_table(name: str, title: str, results: dict[str, list[dict]], rows: l
 
 
 # -- Figure 1 -----------------------------------------------------------------------
-@register("liu-figure1", "Seed 000 Figure 1: σ trajectories for several K, with and without calibration",
+@register("liu-figure1", "Liu & Wang (2025) Figure 1: σ trajectories for several K, with and without calibration "
+          "(--full: K ∈ {1, 5, 25, 50, 100, 500, 2500}, 3 runs, at most 100,000 steps)",
           "seed 000, Figure 1 and Figure 2(a)")
 def figure1(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=3)
@@ -135,7 +136,8 @@ def _figure1_conclusion(results: dict[str, list[dict]], ks) -> str:
 SIGMA0_GRID = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-@register("liu-figure3", "Seed 000 Figure 3 / 5(b,c): σ₀ ablation, uncalibrated vs calibrated",
+@register("liu-figure3", "Liu & Wang (2025) Figure 3 / 5(b,c): σ₀ ablation, uncalibrated vs calibrated "
+          "(--full: the σ₀ grid, 20 repetitions, at most 40,000 steps)",
           "seed 000, Figure 3 and Figure 5(b), 5(c)")
 def figure3(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=20)
@@ -199,7 +201,8 @@ FIXED_SIGMA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TOLERANCE_GRID = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
-@register("liu-figure5", "Seed 000 Figure 5(a,d): fixed-σ CVAE across σ; tolerance C ablation",
+@register("liu-figure5", "Liu & Wang (2025) Figure 5(a,d): fixed-σ CVAE across σ; tolerance C ablation "
+          "(--full: the σ and C grids, 20 repetitions, at most 40,000 steps)",
           "seed 000, Figure 5(a), 5(d) (App. H)")
 def figure5(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=20)

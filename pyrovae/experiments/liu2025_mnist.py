@@ -135,7 +135,8 @@ def _settings(quick: bool) -> dict:
     return dict(max_steps=1500 if quick else 20_000, n_images=None, batch_size=100, K=100)
 
 
-@register("liu-mnist", "Seed 000 Appendix I: MNIST imputation from 1/4, 1/2, 3/4 of each image",
+@register("liu-mnist", "Liu & Wang (2025) Appendix I: MNIST imputation from 1/4, 1/2, 3/4 of each image "
+          "(--full: 3 runs, at most 20,000 steps)",
           "seed 000, Appendix I, Figure 6")
 def mnist_imputation(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=3)

@@ -73,7 +73,8 @@ def _settings(quick: bool) -> tuple[int, int]:
     return (2000 if quick else 20_000), 5000
 
 
-@register("liu-table4", "Seed 000 Table 4: test log-likelihood on UCI regression sets", "seed 000, Table 4")
+@register("liu-table4", "Liu & Wang (2025) Table 4: test log-likelihood on UCI regression sets (--full: 5 random "
+          "75/25 splits, at most 20,000 steps, 5,000 importance samples)", "seed 000, Table 4")
 def table4(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=2, full=5)
     max_steps, num_samples = _settings(options.quick)
