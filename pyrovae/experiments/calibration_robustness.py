@@ -35,6 +35,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 
 from pyrovae.data.conditional import two_moon  # noqa: E402
+from pyrovae.errors import ConfigError  # noqa: E402
 from pyrovae.experiments.registry import ExperimentOptions, register  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable  # noqa: E402
 from pyrovae.experiments.runner import progress_bar  # noqa: E402
@@ -56,8 +57,9 @@ COLLAPSE_KL = 0.01
 class SweepSettings:
     """The sweep's size: data points ``n``, step cap, seeds per cell, the grid."""
 
-    def __init__(self, quick: bool, reps: int, root_seed: int):
-        self.n = 100 if quick else 1000
+    def __init__(self, quick: bool, reps: int, root_seed: int, n: int | None = None, device: str = "cpu"):
+        self.n = n if n is not None else (100 if quick else 1000)
+        self.device = device  # where the batches train; the numbers do not depend on it beyond rounding
         self.max_steps = 50 if quick else 3000
         self.oracle_steps = 50 if quick else 2000
         self.taus = (0.05, 0.3) if quick else TAUS
@@ -66,7 +68,7 @@ class SweepSettings:
 
     def as_dict(self) -> dict:
         return {"n": self.n, "max_steps": self.max_steps, "oracle_steps": self.oracle_steps, "taus": list(self.taus),
-                "sigma0": list(self.sigma0), "seeds": self.seeds}
+                "sigma0": list(self.sigma0), "seeds": self.seeds, "device": self.device}
 
 
 def _algorithm(variant: str):
@@ -88,7 +90,7 @@ def train_cell(variant: str, tau: float, settings: SweepSettings) -> list[dict]:
     for seed, s0 in grid:
         pyro.set_rng_seed(seed)  # each replicate starts from the weights its single run would start from
         algorithms.append(_algorithm(variant))
-        models.append(SigmaCVAE(data.x_dim, data.y_dim, noise=make_noise(algorithms[-1].noise, s0)))
+        models.append(SigmaCVAE(data.x_dim, data.y_dim, noise=make_noise(algorithms[-1].noise, s0)).to(settings.device))
     steps = settings.oracle_steps if variant == "oracle" else settings.max_steps
     start = time.perf_counter()
     with pyro.validation_enabled(False):
@@ -100,7 +102,7 @@ def train_cell(variant: str, tau: float, settings: SweepSettings) -> list[dict]:
     rows = []
     for (seed, s0), result in zip(grid, results):
         m = result.metrics
-        sigma = _residual_sigma(result.model, data) if variant == "oracle" else m["sigma"]
+        sigma = _residual_sigma(result.model, data.to(settings.device)) if variant == "oracle" else m["sigma"]
         rows.append({"variant": variant, "tau": tau, "sigma0": s0, "seed": seed, "status": result.status,
                      "sigma": sigma, "rel_err": abs(sigma - tau) / tau, "kl": m["kl"], "steps": m["steps"],
                      "calibrations": m["calibrations"]})
@@ -138,7 +140,9 @@ def sweep(out: Path, settings: SweepSettings, variants=VARIANTS, on_cell=None) -
         for variant in variants:
             path = _cell_path(out, variant, tau)
             if path.is_file():
-                results[(variant, tau)] = json.loads(path.read_text())["runs"]
+                stored = json.loads(path.read_text())
+                _check_same_settings(path, stored["settings"], settings)
+                results[(variant, tau)] = stored["runs"]
             else:
                 rows = train_cell(variant, tau, settings)
                 write_json(path, {"settings": settings.as_dict(), "runs": rows})
@@ -146,6 +150,15 @@ def sweep(out: Path, settings: SweepSettings, variants=VARIANTS, on_cell=None) -
             if on_cell is not None:
                 on_cell(variant, tau)
     return results
+
+
+def _check_same_settings(path: Path, stored: dict, settings: SweepSettings) -> None:
+    """A cell on disk is reused only for the sweep that made it (the device aside)."""
+    mine = {k: v for k, v in settings.as_dict().items() if k not in ("device", "taus")}
+    theirs = {k: v for k, v in stored.items() if k not in ("device", "taus")}
+    if mine != theirs:
+        differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+        raise ConfigError(f"{path} was computed with other settings ({', '.join(differ)}); use another --out")
 
 
 def heat_map(summaries: dict[tuple[str, float, float], dict], settings: SweepSettings, variants, path: Path) -> Path:

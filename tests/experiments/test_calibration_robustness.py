@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pyrovae.errors import ConfigError
 from pyrovae.experiments import calibration_robustness as cr
 from pyrovae.experiments.registry import get_experiment
 
@@ -39,6 +40,11 @@ def test_one_batched_cell_per_variant_and_tau_and_resume(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cr, "train_cell", no_training)
     assert cr.sweep(tmp_path, settings, variants=("robust", "oracle")) == results
+    settings.device = "elsewhere"  # the device is not part of a cell's identity
+    assert cr.sweep(tmp_path, settings, variants=("robust", "oracle")) == results
+    settings.n = 61  # another data size is: the cell is not silently reused
+    with pytest.raises(ConfigError, match=r"other settings \(n\)"):
+        cr.sweep(tmp_path, settings, variants=("robust",))
 
 
 def test_registered_and_never_names_the_seed():
