@@ -8,7 +8,8 @@ that needs hours of one CPU core fits in minutes. This script starts one of:
     python3 benchmarks/gpu_protocols.py liu-table1 --jobs 4 --out OUT
 
 * ``calibration``: the ``calibration-robustness`` sweep (10 seeds × 3 σ₀ per τ) for one variant,
-  at ``--n`` points; each finished (variant, τ) cell is written to ``OUT/cells`` and reused.
+  at ``--n`` points; each finished (variant, τ) cell is written to ``OUT/cells`` and reused;
+  ``calibration-report`` then tabulates every variant's cells (``report.md``, heat map).
 * ``liu-table1``: ``pyrovae experiment run liu-table1`` at its paper protocol (20 repetitions,
   σ₀ ∈ {0.2, …, 1.0}, 40,000-step cap), its batches on ``--device``; finished runs are reused.
 
@@ -34,6 +35,16 @@ def calibration(args: argparse.Namespace) -> None:
              on_cell=lambda v, t: print(f"cell {v} τ={t:g} done", flush=True))
 
 
+def calibration_report(args: argparse.Namespace) -> None:
+    """The sweep's table and heat map from the cells every variant's process wrote."""
+    from pyrovae.experiments import calibration_robustness as cr
+
+    report = cr.report(cr.SweepSettings(quick=False, reps=10, root_seed=0, n=args.n, device=args.device),
+                       Path(args.out))
+    report.write(Path(args.out))
+    print(report.to_markdown(), flush=True)
+
+
 def liu_table1(args: argparse.Namespace) -> None:
     from pyrovae.experiments import liu2025
     from pyrovae.experiments.registry import ExperimentOptions
@@ -48,7 +59,7 @@ def liu_table1(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["calibration", "liu-table1"])
+    parser.add_argument("what", choices=["calibration", "calibration-report", "liu-table1"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--variant", default="robust")
@@ -59,7 +70,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="cap every run (a smoke test)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"calibration": calibration, "liu-table1": liu_table1}[args.what](args)
+    {"calibration": calibration, "calibration-report": calibration_report, "liu-table1": liu_table1}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from pyrovae.models.cvae import SigmaCVAE  # noqa: E402
 from pyrovae.models.noise import make_noise  # noqa: E402
 from pyrovae.runs import derive_seeds, write_json  # noqa: E402
 
-__all__ = ["VARIANTS", "SweepSettings", "train_cell", "cell_summary", "sweep"]
+__all__ = ["VARIANTS", "SweepSettings", "train_cell", "cell_summary", "sweep", "report"]
 
 VARIANTS = ("robust", "paper", "code", "monotonic", "oracle")
 TAUS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -189,10 +189,14 @@ def heat_map(summaries: dict[tuple[str, float, float], dict], settings: SweepSet
           "Liu & Wang (2025), Algorithm 1, beyond its τ = 0.1")
 def calibration_robustness(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=10)
-    settings = SweepSettings(options.quick, reps, options.seed)
+    return report(SweepSettings(options.quick, reps, options.seed), options.out, options.progress)
+
+
+def report(settings: SweepSettings, out: Path, progress: bool = False) -> ExperimentReport:
+    """Train (or reload from ``out/cells``) every cell of ``settings`` and tabulate them."""
     start = time.perf_counter()
-    with progress_bar(options.progress, len(settings.taus) * len(VARIANTS), "cells") as bar:
-        results = sweep(options.out, settings, on_cell=lambda *_: bar.advance(bar.task))
+    with progress_bar(progress, len(settings.taus) * len(VARIANTS), "cells") as bar:
+        results = sweep(out, settings, on_cell=lambda *_: bar.advance(bar.task))
     summaries = {}
     for (variant, tau), rows in results.items():
         cap = settings.oracle_steps if variant == "oracle" else settings.max_steps
@@ -217,12 +221,12 @@ def calibration_robustness(options: ExperimentOptions) -> ExperimentReport:
                                                   f"{c['collapsed']:.0%}", f"{c['median_steps']:.0f}",
                                                   str(c["at_cap"]))):
                     table.set(label, column, text)
-    figure = heat_map(summaries, settings, VARIANTS, options.out / "success_heatmap.png")
+    figure = heat_map(summaries, settings, VARIANTS, out / "success_heatmap.png")
     return ExperimentReport(
         "calibration-robustness", "Calibration robustness across τ and σ₀",
         "Liu & Wang (2025), Algorithm 1 (two-moon, Sec. 5.1) at other noise levels",
-        {"reps": reps, "n": settings.n, "K": 25, "max_steps": settings.max_steps,
-         "oracle_steps": settings.oracle_steps, "root_seed": options.seed},
+        {"reps": len(settings.seeds), "n": settings.n, "K": 25, "max_steps": settings.max_steps,
+         "oracle_steps": settings.oracle_steps, "seeds": settings.seeds},
         [table], figures=[figure], wall_time=time.perf_counter() - start, conclusion=_verdict(summaries),
     )
 
