@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
+from pyrovae.cli.common import cli_errors, use_threads
 from pyrovae.cli.datasets import datasets_app
 from pyrovae.cli.demo import demo_command
 from pyrovae.cli.experiment import experiment_app
@@ -20,6 +23,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def main(
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch CPU threads for the command and its worker processes (default 1; "
+        "raise it on an idle machine).",
+    ),
+) -> None:
+    """Understand and fix the ways VAEs fail: models, inference and evidence as Pyro programs."""
+    cli_errors(use_threads)(threads)
+
+
 app.command("train")(train_command)
 app.command("demo")(demo_command)
 app.command("posterior")(posterior_command)
