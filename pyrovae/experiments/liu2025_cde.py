@@ -96,13 +96,13 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
 
 @register("liu-table3", "Seed 000 Table 3: CVAE vs NNKCDE, CKDE, FlexCode on M1-M3", "seed 000, Table 3")
 def table3(options: ExperimentOptions) -> ExperimentReport:
+    cfg = options.configure(_settings(options.quick))
     reps = options.repetitions(quick=1, full=10)
-    cfg = _settings(options.quick)
     seeds = derive_seeds(options.seed, reps)
     models = ("m1", "m2", "m3")
     tasks = [dict(model=m, method=meth, seed=s, **cfg) for s in seeds for m in models for meth in METHODS]
     start = time.perf_counter()
-    rows = map_tasks(run_method, tasks, options.jobs)
+    rows = map_tasks(run_method, tasks, options)
     columns = ["CVAE (ours)", "WGCS", "NNKCDE", "CKDE", "FlexCode"]
     row_names = [f"{m.upper()} {what}" for m in models for what in ("MEAN", "SD")]
     table = ResultTable("table3", "MSE of the conditional mean (MEAN) and SD over 2,000 test inputs "

@@ -138,12 +138,12 @@ def _settings(quick: bool) -> dict:
 @register("liu-mnist", "Seed 000 Appendix I: MNIST imputation from 1/4, 1/2, 3/4 of each image",
           "seed 000, Appendix I, Figure 6")
 def mnist_imputation(options: ExperimentOptions) -> ExperimentReport:
+    cfg = options.configure(_settings(options.quick))
     reps = options.repetitions(quick=1, full=3)
-    cfg = _settings(options.quick)
     seeds = derive_seeds(options.seed, reps)
     tasks = [dict(split=s, seed=seed, **cfg) for seed in seeds for s in SPLITS]
     start = time.perf_counter()
-    rows = map_tasks(run_split, tasks, options.jobs)
+    rows = map_tasks(run_split, tasks, options)
     table = ResultTable("mnist", "Per-pixel imputation MSE of the missing part on test images (mean ± sd over reps)",
                         [f"observed {s}" for s in SPLITS],
                         ["one imputation", "mean of 20 imputations", "training mean (ignores x)", "spread of imputations",

@@ -75,12 +75,14 @@ def _settings(quick: bool) -> tuple[int, int]:
 
 @register("liu-table4", "Seed 000 Table 4: test log-likelihood on UCI regression sets", "seed 000, Table 4")
 def table4(options: ExperimentOptions) -> ExperimentReport:
-    reps = options.repetitions(quick=2, full=5)
     max_steps, num_samples = _settings(options.quick)
+    st = options.configure(dict(max_steps=max_steps, S=num_samples))
+    max_steps, num_samples = st["max_steps"], st["S"]
+    reps = options.repetitions(quick=2, full=5)
     seeds = derive_seeds(options.seed, reps)
     tasks = [dict(name=d, seed=s, max_steps=max_steps, num_samples=num_samples) for d in DATASETS for s in seeds]
     start = time.perf_counter()
-    rows = map_tasks(run_split, tasks, options.jobs)
+    rows = map_tasks(run_split, tasks, options)
     table = ResultTable("table4", "Mean test log-likelihood (nats, original units of y), mean ± sd over splits",
                         ["CVAE (ours)", "N", "p/q"] + [m for m in PAPER_TABLE4 if m != "CVAE (ours)"],
                         list(DATASETS))
