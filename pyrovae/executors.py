@@ -133,6 +133,10 @@ class DaskCluster(Executor):
                 raise ConfigError(f"cannot reach the Dask scheduler {self.address}: {exc}") from None
         return self._client
 
+    def __enter__(self) -> "DaskCluster":
+        self.client  # connect (or start the LocalCluster) now: an unreachable scheduler fails before any work
+        return self
+
     def run(self, fn, tasks):
         from distributed import as_completed as dask_completed
 
