@@ -78,14 +78,14 @@ def override(key: str, value: str, default: Any) -> Any:
     """``--set key=value`` read as the type of ``default``: a boolean (true/false/yes/no/1/0), an
     integer, a real number, a string, or a comma-separated list (of the type of the default's
     first element; a bracketed JSON list is accepted too)."""
-    text = str(value).strip()
+    raw = str(value).strip()
     if isinstance(default, bool):
         words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-        if text.lower() not in words:
+        if raw.lower() not in words:
             raise ConfigError(f"--set {key}={value}: expected true or false")
-        return words[text.lower()]
+        return words[raw.lower()]
     if isinstance(default, (list, tuple)):
-        inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
         items = [part.strip() for part in inner.split(",") if part.strip()]
         if not items:
             raise ConfigError(f"--set {key}={value}: expected a comma-separated list")
@@ -94,24 +94,24 @@ def override(key: str, value: str, default: Any) -> Any:
         return type(default)(parsed)
     if isinstance(default, int):
         try:
-            return int(text)
+            return int(raw)
         except ValueError:
             raise ConfigError(f"--set {key}={value}: expected an integer") from None
     if isinstance(default, float):
         try:
-            number = float(text)
+            number = float(raw)
         except ValueError:
             raise ConfigError(f"--set {key}={value}: expected a number") from None
         if not math.isfinite(number):
             raise ConfigError(f"--set {key}={value}: expected a finite number")
         return number
     if isinstance(default, str):
-        return text
+        return raw
     if default is None:  # no type to follow: a JSON number, boolean or null, else the text
         try:
-            return json.loads(text)
+            return json.loads(raw)
         except ValueError:
-            return text
+            return raw
     raise ConfigError(f"--set {key}: this setting cannot be set from the command line")
 
 
