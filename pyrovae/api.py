@@ -10,12 +10,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
 import statistics
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,6 +26,7 @@ from pyrovae.data.base import Dataset
 from pyrovae.data.files import load_csv
 from pyrovae.data.registry import DATASETS, make_dataset
 from pyrovae.errors import ConfigError
+from pyrovae.executors import Executor, make_executor
 from pyrovae.inference.algorithms import Algorithm, make_algorithm
 from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
@@ -166,16 +166,17 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def train_reps(
     cfg: RunConfig, reps: int, jobs: int, out: str | Path, on_done: Callable[[int, dict], None] | None = None,
-    vectorize: bool = True, progress: bool = False, restart: bool = False,
+    vectorize: bool = True, progress: bool = False, restart: bool = False, executor: Executor | None = None,
 ) -> dict[str, Any]:
     """``reps`` runs with seeds derived from ``cfg.seed``, under ``out/rep-XX``.
 
     ``vectorize`` (default) trains them as one batched program in this process (replicate ``i``
     equals ``train(cfg.replace(seed=seeds[i]))``; the batch's checkpoint in ``out/checkpoint``
-    makes a rerun resume); otherwise one process per run, ``jobs`` at a time. Writes
-    ``summary.json`` and ``summary.md`` (mean ± sd over the runs that did not diverge; the
-    diverged ones are listed under ``diverged``) and returns the summary. ``restart`` discards the
-    checkpoints of an earlier run in ``out`` first."""
+    makes a rerun resume); otherwise one :func:`train` per run on ``executor`` (default: ``jobs``
+    spawned local processes, this process when ``jobs`` is 1; a :class:`~pyrovae.executors.DaskCluster`
+    runs them on a Dask cluster). Writes ``summary.json`` and ``summary.md`` (mean ± sd over the
+    runs that did not diverge; the diverged ones are listed under ``diverged``) and returns the
+    summary. ``restart`` discards the checkpoints of an earlier run in ``out`` first."""
     cfg.validate()
     reps, jobs = integer_at_least("reps", reps), integer_at_least("jobs", jobs)
     out = prepare_run_dir(out)
@@ -189,14 +190,12 @@ def train_reps(
             rows = _train_vectorized(cfg, seeds, out, on_done, progress)
         else:
             rows = [{} for _ in range(reps)]
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures = {
-                    pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}"), restart): i
-                    for i, s in enumerate(seeds)
-                }
-                for future in as_completed(futures):
-                    i = futures[future]
-                    rows[i] = {"rep": i, "seed": seeds[i], **future.result()}
+            tasks = [{"cfg_dict": cfg.replace(seed=s).to_dict(), "out": str(out / f"rep-{i:02d}"), "restart": restart}
+                     for i, s in enumerate(seeds)]
+            with make_executor(jobs) if executor is None else contextlib.nullcontext(executor) as ex:  # we close only our own
+                for done in ex.run(_rep_worker, tasks):
+                    i = done.index
+                    rows[i] = {"rep": i, "seed": seeds[i], **done.result}
                     if on_done is not None:
                         on_done(i, rows[i])
         healthy = [r for r in rows if r.get("status") != "nan"]

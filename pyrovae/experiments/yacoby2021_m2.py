@@ -175,7 +175,7 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     seeds = _seeds(options.seed, reps)
     tasks = [dict(kind=k, method=m, version=v, seed=seeds[v], gamma=gamma, alpha=alpha, curves=(v == 0), **settings)
              for k in kinds for m in methods for v in range(reps)]
-    results = map_tasks(fit_m2_semicircle, tasks, jobs=options.jobs)
+    results = map_tasks(fit_m2_semicircle, tasks, options)
     by = {(k, m): [r for r in results if r["kind"] == k and r["method"] == m] for k in kinds for m in methods}
     rows = [f"{k} / {m}" for k in kinds for m in methods]
     t3 = ResultTable("table3", "Table 3: smooth kNN of p_θ(x) against test data (lower is better)", rows,
@@ -228,4 +228,4 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
 @register("yacoby-m2", "Seed 001 Tables 3-4: semi-supervised M2 on the semi-circles (functional collapse)",
           "seed 001, Sec. 7, App. E.3, Tables 3-4")
 def m2_tables(options: ExperimentOptions) -> ExperimentReport:
-    return run_tables(options, m2_settings(options))
+    return run_tables(options, options.configure(m2_settings(options)))

@@ -111,7 +111,7 @@ def run_real(options: ExperimentOptions, settings: dict, sets: list[str] | None 
     tasks = [dict(name=n, method=m, split=s, seed=1000 * s + 7, sigma2=v, epochs=settings["epochs"],
                   widths=tuple(settings["widths"]), particles=settings["particles"])
              for n in sets for m in METHODS for s in range(settings["splits"]) for v in settings["sigma2s"]]
-    results = map_tasks(fit_m2_real, tasks, jobs=options.jobs)
+    results = map_tasks(fit_m2_real, tasks, options)
     options.out.mkdir(parents=True, exist_ok=True)
     write_json(options.out / "runs.json", results)
     names = ["titanic", "contraceptive", "retinopathy"]
@@ -154,4 +154,4 @@ def run_real(options: ExperimentOptions, settings: dict, sets: list[str] | None 
 @register("yacoby-m2-real", "Seed 001 Tables 5-6: semi-supervised M2 on Titanic (and the UCI files when given)",
           "seed 001, App. E.3, Tables 5-6")
 def m2_real(options: ExperimentOptions) -> ExperimentReport:
-    return run_real(options, _settings(options))
+    return run_real(options, options.configure(_settings(options)))

@@ -42,7 +42,7 @@ def run_sweep(options: ExperimentOptions, settings: dict, grid: list[tuple[str, 
     seeds = _seeds(options.seed, reps)
     tasks = [dict(kind=k, method="vae", version=v, seed=seeds[v], gamma=g, alpha=a, **settings)
              for (k, g, a) in grid for v in range(reps)]
-    results = map_tasks(fit_m2_semicircle, tasks, jobs=options.jobs)
+    results = map_tasks(fit_m2_semicircle, tasks, options)
     options.out.mkdir(parents=True, exist_ok=True)
     write_json(options.out / "runs.json", [dict(r, gamma=t["gamma"], alpha=t["alpha"]) for r, t in zip(results, tasks)])
     rows = [f"{k} / γ={g:g} / α={a:g}" for (k, g, a) in grid]
@@ -66,4 +66,4 @@ def run_sweep(options: ExperimentOptions, settings: dict, grid: list[tuple[str, 
 @register("yacoby-m2-sweep", "Seed 001 App. D/E.3: γ and α sweeps of the semi-supervised MFG M2 model",
           "seed 001, App. D, App. E.3")
 def m2_sweep(options: ExperimentOptions) -> ExperimentReport:
-    return run_sweep(options, m2_settings(options), sweep_grid(options.quick))
+    return run_sweep(options, options.configure(m2_settings(options)), sweep_grid(options.quick))

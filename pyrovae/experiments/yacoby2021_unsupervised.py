@@ -334,7 +334,7 @@ def _run_groups(groups: dict[Any, list[dict]], options: ExperimentOptions) -> di
         shared = {k: v for k, v in task.items() if k not in _PER_REPLICATE}
         batches.setdefault(repr(sorted(shared.items(), key=lambda kv: kv[0])), []).append(i)
     members = list(batches.values())
-    done = map_tasks(fit_batch, [{"tasks": [flat[i][1] for i in m]} for m in members], jobs=options.jobs)
+    done = map_tasks(fit_batch, [{"tasks": [flat[i][1] for i in m]} for m in members], options)
     results: list[dict] = [{} for _ in flat]
     for m, rows in zip(members, done):
         for i, row in zip(m, rows):
@@ -372,7 +372,7 @@ def _figures(name: str, options: ExperimentOptions, panels: dict[str, dict]) -> 
 def table2(options: ExperimentOptions, tiny: bool = False, kinds=("clusters", "figure8"), iwae_s=None,
            lag_grid=None) -> ExperimentReport:
     """``iwae_s`` and ``lag_grid`` ((T, R) pairs) default to App. D's grids, smaller with ``--quick``."""
-    s = _settings(options, tiny)
+    s = options.configure(_settings(options, tiny))
     start = time.perf_counter()
     small = options.quick or tiny
     iwae_s = iwae_s or ((3, 20) if small else (3, 10, 20))
@@ -440,7 +440,7 @@ def _table2_verdict(table: ResultTable, kinds) -> str:
 
 # -- Appendix E.2 ---------------------------------------------------------------------------------
 def appendix_e2(options: ExperimentOptions, tiny: bool = False, kinds=("circle", "absolute")) -> ExperimentReport:
-    s = _settings(options, tiny)
+    s = options.configure(_settings(options, tiny))
     start = time.perf_counter()
     truths = {kind: _truth(kind, s) for kind in kinds}
     groups = {}
@@ -496,7 +496,7 @@ def _moved(arrays: dict) -> float:
 # -- Spiral Dots noise ----------------------------------------------------------------------------
 def spiral_noise(options: ExperimentOptions, tiny: bool = False, exact_points: int = 500,
                  exact_resolution: int = 20_001) -> ExperimentReport:
-    s = _settings(options, tiny)
+    s = options.configure(_settings(options, tiny))
     start = time.perf_counter()
     truth = _truth("spiral", s)
     groups = {}
@@ -556,7 +556,7 @@ def spiral_noise(options: ExperimentOptions, tiny: bool = False, exact_points: i
 # -- Table 1 --------------------------------------------------------------------------------------
 def table1(options: ExperimentOptions, tiny: bool = False, kinds=("figure8", "clusters"), ks=(1, 2, 3),
            iwae_s: int = 10) -> ExperimentReport:
-    s = _settings(options, tiny)
+    s = options.configure(_settings(options, tiny))
     start = time.perf_counter()
     truths = {kind: _truth(kind, s) for kind in kinds}
     methods = (("VAE", dict(method="vae")), ("IWAE", dict(method="iwae", particles=iwae_s)))
