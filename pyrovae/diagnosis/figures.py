@@ -57,7 +57,7 @@ def trajectories(history) -> str | None:
 
 def kl_bars(kl: list[float], active: list[bool]) -> str:
     """Mean KL per latent dimension; inactive dimensions (collapsed to the prior) in grey."""
-    fig = Figure(figsize=(max(3.5, 0.5 * len(kl) + 2), 3.2))
+    fig = Figure(figsize=(max(4.8, 0.5 * len(kl) + 2), 3.2))
     ax = fig.subplots()
     colours = ["tab:blue" if a else "0.6" for a in active]
     ax.bar(np.arange(1, len(kl) + 1), kl, color=colours)

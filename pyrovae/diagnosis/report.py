@@ -45,8 +45,8 @@ def markdown(diag: Diagnosis) -> str:
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1080px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%;margin:1em 0}th,td{border:1px solid #ccc;padding:.4em .6em;text-align:left;
-vertical-align:top}th{background:#f3f3f3}.ok{color:#176f2c}.warning{color:#9a6700}.failure{color:#b42318}
-.skipped{color:#777}code,pre{background:#f6f8fa;padding:.15em .3em;border-radius:3px;font-size:90%}
+vertical-align:top}th{background:#f3f3f3}.v-ok{color:#176f2c}.v-warning{color:#9a6700}.v-failure{color:#b42318}
+.v-skipped{color:#777}.v-ok,.v-warning,.v-failure{font-weight:600}code,pre{background:#f6f8fa;padding:.15em .3em;border-radius:3px;font-size:90%}
 pre{padding:.7em;overflow-x:auto;white-space:pre-wrap}img{max-width:100%;border:1px solid #eee}
 .finding{border-left:4px solid #ccc;padding:.2em 1em;margin:1em 0}.finding.failure{border-color:#b42318}
 .finding.warning{border-color:#d4a72c}.finding.ok{border-color:#2da44e}
@@ -60,17 +60,17 @@ def html_page(diag: Diagnosis) -> str:
              f"<title>pyrovae diagnosis: {e(diag.run_dir)}</title>", f"<style>{_CSS}</style></head><body>",
              f"<h1>Diagnosis of <code>{e(diag.run_dir)}</code></h1>",
              f"<p>Model <b>{e(diag.model)}</b>, algorithm <b>{e(str(diag.config.get('algorithm')))}</b>. "
-             f"Overall verdict: <b class=\"{diag.verdict}\">{e(diag.verdict)}</b> ({diag.seconds:.1f} s).</p>"]
+             f"Overall verdict: <b class=\"v-{diag.verdict}\">{e(diag.verdict)}</b> ({diag.seconds:.1f} s).</p>"]
     if top is not None:
         parts.append(f"<p><b>Try first:</b> {e(top.text)}.</p><pre>{e(top.command)}</pre>")
     parts.append("<table><thead><tr><th>check</th><th>verdict</th><th>number</th><th>threshold</th><th>source</th>"
                  "</tr></thead><tbody>")
     for f in diag.findings:
-        parts.append(f"<tr><td>{e(f.check)}</td><td class=\"{f.verdict}\">{e(_MARK[f.verdict])}</td>"
+        parts.append(f"<tr><td>{e(f.check)}</td><td class=\"v-{f.verdict}\">{e(f.verdict)}</td>"
                      f"<td>{e(_number(f.value))}</td><td>{e(f.threshold)}</td><td>{e(f.source)}</td></tr>")
     parts.append("</tbody></table>")
     for f in diag.findings:
-        parts.append(f'<div class="finding {f.verdict}"><h2>{e(f.check)}: <span class="{f.verdict}">{e(f.verdict)}'
+        parts.append(f'<div class="finding {f.verdict}"><h2>{e(f.check)}: <span class="v-{f.verdict}">{e(f.verdict)}'
                      f"</span></h2><p>{e(f.summary)}.</p>")
         if f.remedy is not None:
             parts.append(f"<p>Remedy: {e(f.remedy.text)}.</p><pre>{e(f.remedy.command)}</pre>")
