@@ -44,4 +44,4 @@ def demo_command(
     diag = diagnose(out, write=False)
     paths = write_report(diag, out / DEFAULT_OUT)
     print_diagnosis(diag, paths)
-    console.print(f"the demo run's diagnosis: [bold]{paths['html']}[/]")
+    console.print(f"the demo run's diagnosis: [bold]{paths['html']}[/]", soft_wrap=True)

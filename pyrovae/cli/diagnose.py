@@ -46,7 +46,7 @@ def print_diagnosis(diag, paths: dict | None = None) -> None:
         console.print(f"\n[bold green]no failure found[/] ({diag.seconds:.1f} s)")
     if paths:
         console.print(f"report: [bold]{escape(str(paths['html']))}[/] (also {paths['markdown'].name}, "
-                      f"{paths['json'].name})", highlight=False)
+                      f"{paths['json'].name})", highlight=False, soft_wrap=True)
 
 
 def _before_after(before, after) -> None:

@@ -13,10 +13,12 @@ from matplotlib.figure import Figure
 __all__ = ["encode", "trajectories", "kl_bars", "q_vs_posterior", "data_vs_samples"]
 
 
-def encode(fig) -> str:
-    """``fig`` as a base64 PNG (dpi 100), closed afterwards when it came from pyplot."""
+def encode(fig, layout: bool = True) -> str:
+    """``fig`` as a base64 PNG (dpi 100), laid out first unless ``layout`` is False (a figure that did
+    its own), closed afterwards when it came from pyplot."""
     buffer = io.BytesIO()
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=100)
     if getattr(fig, "number", None) is not None:  # a pyplot figure: release it
         import matplotlib.pyplot as plt
@@ -74,7 +76,7 @@ def q_vs_posterior(parts: dict) -> str:
 
     target = parts["target"]
     fig = plot_q_vs_posterior(parts["q_loc"], parts["q_scale"], parts["reference"], y=target.y, max_panels=6)
-    return encode(fig)
+    return encode(fig, layout=False)  # plot_q_vs_posterior lays itself out
 
 
 def data_vs_samples(data, samples, x_dim: int) -> str:

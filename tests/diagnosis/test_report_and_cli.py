@@ -142,3 +142,14 @@ def test_python_api_raises_the_same_errors(tmp_path):
 
     with pytest.raises(DataError, match="not a run directory"):
         pyrovae.diagnose(tmp_path / "missing")
+
+
+def test_demo_ends_with_where_its_diagnosis_is(tmp_path, monkeypatch):
+    import pyrovae.cli.demo as demo
+
+    monkeypatch.setattr(demo, "DEMO_SETTINGS", {**demo.DEMO_SETTINGS, "n": 60, "max_steps": 10, "K": 5})
+    out = tmp_path / "demo"
+    result = invoke("demo", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    last = [line for line in result.output.splitlines() if line.strip()][-1]
+    assert "diagnosis" in last and (out / "diagnosis" / "diagnosis.html").is_file()
