@@ -36,10 +36,14 @@ def _summary_sigma(ctx: RunContext) -> float:
 
 
 def check_sigma_optimum(ctx: RunContext, sigma_hat: float) -> Finding:
+    source = "Liu & Wang 2025, Eq. 10; Yacoby, Pan & Doshi-Velez 2021, Eq. 9 (σ̂); tolerance ours"
+    if ctx.kind in ("linear", "cholesky"):
+        return Finding("decoder σ vs its optimum", "skipped", None, "", source,
+                       f"not judged: the noise is tied to the decoder (σ_ε² − B), no σ to set (σ̂ = {sigma_hat:.4g})",
+                       details={"sigma_hat": sigma_hat})
     sigma = _summary_sigma(ctx)
     ratio = sigma / sigma_hat if sigma_hat > 0 else float("inf")
     verdict = "ok" if 0.8 <= ratio <= 1.25 else "warning" if 0.5 <= ratio <= 2.0 else "failure"
-    source = "Liu & Wang 2025, Eq. 10; Yacoby, Pan & Doshi-Velez 2021, Eq. 9 (σ̂); tolerance ours"
     summary = f"σ = {sigma:.4g} against the ELBO-optimal σ̂ = {sigma_hat:.4g} of its own residuals (ratio {ratio:.3g})"
     remedy = None
     if verdict != "ok":

@@ -51,4 +51,4 @@ def collapse_sigma(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
 
     D = y.shape[1]
     R = residual_radius(x, y, seed=seed)
-    return exact_threshold(D, R) if D >= 2 and R > 0 else R / math.sqrt(D)
+    return float(exact_threshold(D, R)) if D >= 2 and R > 0 else R / math.sqrt(D)

@@ -60,7 +60,8 @@ def robust_calibration(cfg) -> Remedy:
 def conditional_guide(cfg) -> Remedy:
     return Remedy("iwae", "M2's factorised q(y|x) q(z|x) cannot fit the bimodal p(z|x), so the ELBO prefers a "
                   "decoder that ignores y (Yacoby, Pan & Doshi-Velez 2021, Sec. 7); their remedy is a bound that "
-                  "weakens posterior matching: IWAE", {"elbo": "iwae", "particles": max(10, int(cfg.particles))})
+                  "weakens posterior matching: IWAE (it learns distinct p(x|y) at the price of a worse p(x))",
+                  {"elbo": "iwae", "particles": max(10, int(cfg.particles)), "algorithm": "fixed"})
 
 
 def remedy_config(cfg, remedy: Remedy):

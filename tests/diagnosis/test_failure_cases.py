@@ -140,3 +140,19 @@ def test_the_remedy_command_runs_as_printed(collapsed, tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["algorithm"] == "calibrated" and config["n"] == 200 and config["dataset"] == "two-moon"
+
+
+def test_cholesky_model_is_checked_against_its_exact_posterior(root):
+    """Yacoby, Pan & Doshi-Velez (2022)'s Cholesky model: the true posterior is closed-form (App. C), and no
+    mean-field q can come closer to it than the best mean-field fit, whose KL is the same for every x (C.3)."""
+    from pyrovae.models.linear import posterior_matching_gap
+
+    out = _run(root, "cholesky", model="cholesky", dataset="linear-jtex", n=200, sigma0=0.1, max_steps=100)
+    diag = diagnose(out, figures=False, write=False)
+    mismatch = diag.finding("posterior mismatch")
+    assert mismatch.details["reference"] == "exact"
+    model, _, _ = load_run(out)
+    decoder = model.decoder.double()
+    floor = float(posterior_matching_gap(decoder.weight().detach(), decoder.noise_var().detach()))
+    assert floor > 0 and min(mismatch.details["kl"]) >= floor - 1e-6
+    assert diag.finding("decoder σ vs its optimum").verdict == "skipped"  # tied noise: no σ to set
