@@ -9,6 +9,7 @@ import typer
 from pyrovae.cli.common import cli_errors, use_threads
 from pyrovae.cli.datasets import datasets_app
 from pyrovae.cli.demo import demo_command
+from pyrovae.cli.diagnose import diagnose_command
 from pyrovae.cli.experiment import experiment_app
 from pyrovae.cli.posterior import posterior_command
 from pyrovae.cli.separability import separability_command
@@ -39,6 +40,7 @@ def main(
 app.command("train")(train_command)
 app.command("demo")(demo_command)
 app.command("posterior")(posterior_command)
+app.command("diagnose")(diagnose_command)
 app.command("check-separability")(separability_command)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(experiment_app, name="experiment")

@@ -171,7 +171,7 @@ class TiedNoise(ObservationNoise):
 
     @property
     def sigma(self) -> float:
-        return float(self._decoder[0].noise_var().sqrt().mean())
+        return float(self._decoder[0].noise_var().detach().sqrt().mean())
 
 
 class LinearEncoder(nn.Module):

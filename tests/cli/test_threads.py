@@ -52,3 +52,15 @@ def test_an_impossible_thread_count_is_one_line(value, restore_threads):
 def test_a_thread_count_that_is_no_number_is_a_usage_error(restore_threads):
     result = invoke("--threads", "two", "datasets", "list")
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_train_runs_with_the_threads_the_command_line_chose(tmp_path, restore_threads):
+    import json
+
+    out = tmp_path / "run"
+    result = invoke("--threads", "2", "train", "--n", "40", "--max-steps", "10", "-K", "5", "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["threads"] == 2
+    result = invoke("--threads", "2", "train", "--n", "40", "--max-steps", "10", "-K", "5", "--quiet",
+                    "--threads", "1", "--out", tmp_path / "own")
+    assert json.loads((tmp_path / "own" / "config.json").read_text())["threads"] == 1  # the command's own flag wins
