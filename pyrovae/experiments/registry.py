@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pyrovae.errors import UnknownNameError
+from pyrovae.errors import ConfigError, UnknownNameError
 from pyrovae.validation import MAX_UNITS, integer_at_least, seed
 
 __all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "get_experiment"]
@@ -15,12 +15,14 @@ __all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "get_ex
 @dataclass
 class ExperimentOptions:
     """What every experiment accepts. ``reps=None`` takes the experiment's own default
-    (small with ``quick``, the paper's count otherwise). ``diverged`` collects, while the
+    (small with ``quick``, the paper's count otherwise). ``full``: the paper's whole protocol (restarts,
+    grids, selection on validation), for the experiments registered with one. ``diverged`` collects, while the
     experiment runs, the names of the runs whose training diverged (their numbers are left out of
     every summary; the command line names them and exits 1)."""
 
     out: Path
     quick: bool = False
+    full: bool = False
     reps: int | None = None
     jobs: int = 1
     seed: int = 0
@@ -32,6 +34,8 @@ class ExperimentOptions:
             self.reps = integer_at_least("--reps", self.reps, 1, MAX_UNITS)
         self.jobs = integer_at_least("--jobs", self.jobs, 1, MAX_UNITS)
         self.seed = seed("--seed", self.seed)
+        if self.quick and self.full:
+            raise ConfigError("--quick and --full exclude each other")
 
     def repetitions(self, quick: int, full: int) -> int:
         return self.reps if self.reps is not None else (quick if self.quick else full)
@@ -43,16 +47,18 @@ class Experiment:
     title: str
     source: str  # the paper and table it reproduces
     run: Callable[[ExperimentOptions], "object"]  # returns an ExperimentReport
+    full: str | None = None  # what --full runs (the paper's protocol), or None: no --full
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register(name: str, title: str, source: str):
-    """Decorator registering ``fn(options) -> ExperimentReport`` under ``name``."""
+def register(name: str, title: str, source: str, full: str | None = None):
+    """Decorator registering ``fn(options) -> ExperimentReport`` under ``name``; ``full`` says what the
+    experiment runs with ``--full`` (the paper's protocol), for those that have one."""
 
     def wrap(fn):
-        EXPERIMENTS[name] = Experiment(name, title, source, fn)
+        EXPERIMENTS[name] = Experiment(name, title, source, fn, full)
         return fn
 
     return wrap

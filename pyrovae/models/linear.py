@@ -293,7 +293,7 @@ def scalar_mutual_information(theta: float, sigma_eps: float) -> float:
 
 
 def _cholesky_parameters(a, b_diag, sigma_eps) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """``A`` (K, K), ``B``'s diagonal (K,) in :math:`[0, \sigma_\varepsilon^2)` and a positive
+    r"""``A`` (K, K), ``B``'s diagonal (K,) in :math:`[0, \sigma_\varepsilon^2)` and a positive
     :math:`\sigma_\varepsilon` as float64 tensors, or a :class:`~pyrovae.errors.ConfigError`: a full ``B``
     matrix would otherwise be read through ``torch.diag`` as its diagonal (and summed whole by Eq. 22)."""
     sigma_eps = _check_sigma_eps(sigma_eps)

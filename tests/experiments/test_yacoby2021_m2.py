@@ -90,10 +90,16 @@ def test_real_tables_tiny_smoke_on_a_user_file(tmp_path, monkeypatch):
     assert t6.cells[("titanic / vae", "cohort 1")] == "NA" and "no file" in t5.cells[("retinopathy / vae", "S-kNN p(x)")]
 
 
-def test_relaxed_iwae_run_is_discrete_only():
-    """Method ``iwae-relaxed`` (Eq. 15 with y_s drawn from the relaxed q(y|x)) runs on the discrete
-    semi-circle and refuses the continuous one, whose label has nothing to relax."""
-    out = fit_m2_semicircle("discrete", "iwae-relaxed", **m2_settings(None, tiny=True))
-    assert math.isfinite(out["knn_px"]) and 0.0 <= out["q_y"] <= 1.0
-    with pytest.raises(ConfigError, match="continuous"):
-        fit_m2_semicircle("continuous", "iwae-relaxed", **m2_settings(None, tiny=True))
+def test_discrete_methods_relax_y_and_the_enum_row_enumerates():
+    """App. D: every paper method on the discrete set draws y from a Gumbel-softmax at T = 2.2; the extra
+    ``-enum`` row sums y exactly, and exists only where y is discrete."""
+    from pyrovae.experiments.yacoby2021_m2 import METHODS, applies
+
+    tiny = m2_settings(None, tiny=True)
+    out = fit_m2_semicircle("discrete", "iwae", **tiny)
+    assert out["labels"] == "relaxed" and math.isfinite(out["knn_px"]) and 0.0 <= out["q_y"] <= 1.0
+    assert fit_m2_semicircle("discrete", "iwae-enum", **tiny)["labels"] == "enumerated"
+    assert {m for m, spec in METHODS.items() if spec[4] == "relaxed"} == {"vae", "iwae", "iwae-s20", "lin"}
+    assert not applies("continuous", "iwae-enum") and applies("continuous", "iwae")
+    with pytest.raises(ConfigError, match="enumerates"):
+        fit_m2_semicircle("continuous", "iwae-enum", **tiny)
