@@ -17,8 +17,9 @@ use the reparameterization trick" — y drawn from the Gumbel-softmax (Concrete)
 the networks as it is, with Concrete densities for q(y|x) and p(y) (:class:`~pyrovae.models.m2.M2` with
 ``y_kind="relaxed"``, ``relaxed_density="concrete"``): the relaxed variational family of Jang et al. and
 Maddison et al. The paper does not say whether it used the straight-through variant (the networks read the
-hard one-hot); ``straight_through=True`` gives it, but in our measurements it turns IWAE's q(y|x) against the
-labels (accuracy 0.21 in both versions tried, docs/RESULTS.md), so it is not the default. The ``-enum`` rows
+hard one-hot); ``straight_through=True`` gives it, but in our measurements it turned IWAE's q(y|x) against the
+labels (accuracy 0.21 after 15 epochs in both versions tried) and collapsed IWAE's f fully after 45 (score 0.05;
+docs/RESULTS.md), so it is not the default. The ``-enum`` rows
 sum y exactly instead (``TraceEnum_ELBO``; in the IWAE bound the sum over y replaces the draw of y_s, which
 leaves q(y|x) out of it).
 
