@@ -13,7 +13,8 @@ phases, the decoder and σ simply receiving no gradient (``requires_grad`` off, 
 their moments stay as they were) in the encoder-only steps. The run trains for its whole length (the
 schedule *is* the training length), never stopping at convergence.
 
-The phase depends on the step counter alone, which every replicate of a batch shares: replicates with
+A checkpoint resumes only with the same R, fraction and ``max_steps`` (a raised cap would move every
+segment boundary). The phase depends on the step counter alone, which every replicate of a batch shares: replicates with
 the same schedule train as one batch, and no extra optimiser or state is needed for checkpoints.
 
 References:
@@ -60,7 +61,7 @@ class SegmentedLagging(Algorithm):
         return False  # the schedule is the training length: the run ends at max_steps
 
     def setup(self, trainer) -> None:
-        total = trainer.settings.max_steps
+        total = self.total = trainer.settings.max_steps
         if total < self.segments:
             raise ConfigError(f"{self.segments} Lagging segments need at least as many steps; max_steps = {total}")
         for r in trainer.active:
@@ -91,10 +92,13 @@ class SegmentedLagging(Algorithm):
         return losses
 
     def state_dict(self) -> dict:
-        return {"segments": self.segments, "encoder_fraction": self.encoder_fraction}
+        return {"segments": self.segments, "encoder_fraction": self.encoder_fraction, "total": self.total}
 
     def load_state_dict(self, state: dict) -> None:
-        if state and (int(state["segments"]), float(state["encoder_fraction"])) != (self.segments, self.encoder_fraction):
-            raise ConfigError(f"this checkpoint was trained with {state['segments']} Lagging segments (encoder "
-                              f"fraction {state['encoder_fraction']}); resume it with the same schedule")
+        """A checkpoint resumes only under its own schedule: the segments are fractions of ``max_steps``, so a
+        raised cap would move every boundary (the trainer calls :meth:`setup` before this)."""
+        saved = (int(state["segments"]), float(state["encoder_fraction"]), int(state["total"]))
+        if saved != (self.segments, self.encoder_fraction, self.total):
+            raise ConfigError(f"this checkpoint was trained with {saved[0]} Lagging segments over {saved[2]} steps "
+                              f"(encoder fraction {saved[1]}); resume it with the same schedule and max_steps")
 

@@ -85,3 +85,36 @@ def test_bad_schedules_are_refused():
     with pytest.raises(ConfigError, match="share the Lagging schedule"):
         _train([SegmentedLagging(2), SegmentedLagging(3)], max_steps=6, models=2)
     assert make_algorithm("lagging-segments").name == "lagging-segments"
+
+
+def test_resume_is_exact_and_refuses_another_schedule(tmp_path):
+    """A run stopped half-way (checkpoint after every block) and resumed ends where the uninterrupted run ends;
+    a resume under another max_steps (which would move the segment boundaries) is refused."""
+    data = two_moon(100, 0.1, seed=1)
+
+    def trainer(run_dir, max_steps, stop_after=None):
+        pyro.set_rng_seed(0)
+        model = SigmaCVAE(1, 2, noise=LearnedNoise(1.0))
+        settings = TrainSettings(K=2, max_steps=max_steps, batch_size=50, tol=1.0, checkpoint_every=1)
+        t = Trainer(model, data, SegmentedLagging(2), settings, run_dir=run_dir, seeds=[0])
+        if stop_after is not None:  # interrupt: the run's blocks end after ``stop_after`` steps
+            real = t._block
+
+            def block(start):
+                if t.state.step >= stop_after:
+                    raise KeyboardInterrupt
+                real(start)
+
+            t._block = block
+        return t
+
+    whole = trainer(tmp_path / "whole", 8).run()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "cut", 8, stop_after=4).run()
+    resumed = trainer(tmp_path / "cut", 8).run()
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "other", 8, stop_after=4).run()
+    with pytest.raises(ConfigError, match="same schedule and max_steps"):
+        trainer(tmp_path / "other", 12).run()
