@@ -7,8 +7,11 @@ r"""Seed 002 (Yacoby, Pan & Doshi-Velez): Figure 1 and Table 1.
   with ``B`` fixed and ``A`` learned, the minimiser of :math:`L(\theta, \phi^*)` (closed form, LBFGS),
   the true and learned data distributions and aggregated posteriors;
   :math:`L(\theta_{GT}, \phi_{GT}) = 0.532` and :math:`L(\theta^*, \phi^*) = 0.196` in the paper.
-* ``libi-table1`` — Table 1: VAE, β-VAE, β-VAE + annealing, Lagging Inference and LiBI on the four
-  App. E data sets; importance-sampled Test-LL (Eq. 48) and the smooth kNN statistic (:func:`table1_report`).
+* ``libi-table1`` — Table 1: VAE, β-VAE, β-VAE + annealing, Lagging (App. E's schedule,
+  :mod:`pyrovae.inference.lagging_segments`; He et al.'s aggressive encoder as the extra row "Lagging (He et al.)")
+  and LiBI on the four App. E data sets; importance-sampled Test-LL (Eq. 48) and the smooth kNN statistic
+  (:func:`table1_report`); ``--full``: App. E's grids and 10 restarts, selection on the validation split
+  (:func:`select_table1`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from pyrovae.models.linear import (
 from pyrovae.optim import lbfgs, minimise
 from pyrovae.posterior.exact import gaussian_kl
 
-__all__ = ["A_GT", "B_GT", "SIGMA_EPS", "landscape", "learn_a", "svi_gap", "figure1"]
+__all__ = ["A_GT", "B_GT", "SIGMA_EPS", "landscape", "learn_a", "svi_gap", "figure1", "hyper_grid", "select_table1",
+           "table1_report"]
 
 A_GT = torch.tensor([[0.75, 0.25], [1.5, -1.0]], dtype=torch.float64)
 B_GT = torch.tensor([0.006, 0.006], dtype=torch.float64)
