@@ -30,11 +30,24 @@ def list_command() -> None:
     console.print(table)
 
 
+@experiment_app.command("describe")
+@cli_errors
+def describe_command(name: str = typer.Argument(..., help="Experiment name (see `pyrovae experiment list`).")) -> None:
+    """What an experiment reproduces, and what `--full` runs for it."""
+    experiment = get_experiment(name)
+    console.print(f"[bold]{experiment.name}[/]: {experiment.title}\nreproduces: {experiment.source}")
+    console.print("--full: " + (experiment.full or "none (this experiment has no --full protocol)"))
+
+
 @experiment_app.command("run")
 @cli_errors
 def run_command(
     name: str = typer.Argument(..., help="Experiment name (see `pyrovae experiment list`)."),
     quick: bool = typer.Option(False, "--quick", help="A reduced setting that finishes in minutes."),
+    full: bool = typer.Option(False, "--full", help=(
+        "The paper's whole protocol: its data-set versions, restarts, hyper-parameter grids, selection by each "
+        "method's own validation objective and training length (hours to days; the Yacoby, Pan & Doshi-Velez "
+        "experiments). `pyrovae experiment describe NAME` says what it runs.")),
     reps: Optional[int] = typer.Option(None, help="Repetitions (default: the paper's, or fewer with --quick)."),
     jobs: int = typer.Option(1, help="Parallel processes on this machine."),
     scheduler: Optional[str] = typer.Option(
@@ -57,12 +70,15 @@ def run_command(
     from pyrovae.validation import out_path
 
     experiment = get_experiment(name)
+    if full and experiment.full is None:
+        raise ConfigError(f"experiment {name!r} has no --full protocol; run it without --full")
     if device != "cpu" and not experiment.devices:
         raise ConfigError(f"experiment {name} trains on the CPU only; --device applies to "
                           + ", ".join(sorted(e.name for e in EXPERIMENTS.values() if e.devices)))
-    out = Path(out_path("--out", out)) if out is not None else Path("runs") / "experiments" / (name + ("-quick" if quick else ""))
+    suffix = "-quick" if quick else "-full" if full else ""
+    out = Path(out_path("--out", out)) if out is not None else Path("runs") / "experiments" / (name + suffix)
     executor = make_executor(jobs, scheduler, cluster)
-    options = ExperimentOptions(out=out, quick=quick, reps=reps, jobs=jobs, seed=seed, progress=not quiet,
+    options = ExperimentOptions(out=out, quick=quick, full=full, reps=reps, jobs=jobs, seed=seed, progress=not quiet,
                                 device=device, overrides=_overrides(settings), executor=executor)
     prepare_run_dir(out)
     write_provenance(out, {"experiment": name, "executor": executor.description})

@@ -18,17 +18,19 @@ __all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "trains
 @dataclass
 class ExperimentOptions:
     """What every experiment accepts. ``reps=None`` takes the experiment's own default
-    (small with ``quick``, the paper's count otherwise). ``executor`` runs the experiment's parallel
-    maps (default: ``jobs`` local processes, this process when 1; see :mod:`pyrovae.executors`).
-    ``device`` is where the models of experiments that honour it train (:attr:`Experiment.devices`).
-    ``overrides`` (``--set key=value``) replace the experiment's own settings through
-    :meth:`configure`. ``diverged`` collects, while the experiment runs, the names of the runs whose
-    training diverged (their numbers are left out of every summary; the command line names them and
-    exits 1); ``task_seconds`` the wall time of each task of its parallel maps, with whether an
-    earlier run did it (``(seconds, reused)``)."""
+    (small with ``quick``, the paper's count otherwise). ``full``: the paper's whole protocol (restarts,
+    grids, selection on validation), for the experiments registered with one. ``executor`` runs the
+    experiment's parallel maps (default: ``jobs`` local processes, this process when 1; see
+    :mod:`pyrovae.executors`). ``device`` is where the models of experiments that honour it train
+    (:attr:`Experiment.devices`). ``overrides`` (``--set key=value``) replace the experiment's own
+    settings through :meth:`configure`. ``diverged`` collects, while the experiment runs, the names of
+    the runs whose training diverged (their numbers are left out of every summary; the command line
+    names them and exits 1); ``task_seconds`` the wall time of each task of its parallel maps, with
+    whether an earlier run did it (``(seconds, reused)``)."""
 
     out: Path
     quick: bool = False
+    full: bool = False
     reps: int | None = None
     jobs: int = 1
     seed: int = 0
@@ -45,6 +47,8 @@ class ExperimentOptions:
             self.reps = integer_at_least("--reps", self.reps, 1, MAX_UNITS)
         self.jobs = integer_at_least("--jobs", self.jobs, 1, MAX_UNITS)
         self.seed = seed("--seed", self.seed)
+        if self.quick and self.full:
+            raise ConfigError("--quick and --full exclude each other")
         self.device = _device(self.device)
         if self.executor is None:
             self.executor = make_executor(self.jobs)
@@ -122,16 +126,19 @@ class Experiment:
     source: str  # the paper and table it reproduces
     run: Callable[[ExperimentOptions], "object"]  # returns an ExperimentReport
     devices: bool = False  # its models train on ``options.device`` (:func:`trains_on_device`)
+    full: str | None = None  # what --full runs (the paper's protocol), or None: no --full
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register(name: str, title: str, source: str):
-    """Decorator registering ``fn(options) -> ExperimentReport`` under ``name``."""
+def register(name: str, title: str, source: str, full: str | None = None):
+    """Decorator registering ``fn(options) -> ExperimentReport`` under ``name``; ``full`` says what the
+    experiment runs with ``--full`` (the paper's protocol), for those that have one."""
 
     def wrap(fn):
-        EXPERIMENTS[name] = Experiment(name, title, source, fn, devices=getattr(fn, "trains_on_device", False))
+        EXPERIMENTS[name] = Experiment(name, title, source, fn, devices=getattr(fn, "trains_on_device", False),
+                                       full=full)
         return fn
 
     return wrap
