@@ -87,11 +87,13 @@ def batched_hmc(
     ``energy`` (the Hamiltonian of the state kept), ``lp`` (:math:`\log p(y_n, z_n)`) and
     ``step_size`` (the jittered step used); ``n_steps`` ``(chain, draw)``; and the adaptation's
     results ``adapted_step_size`` and ``warmup_divergences`` ``(chain, N)``, ``inv_mass``
-    ``(chain, N, d)``.
+    ``(chain, N, d)``. ``info["wall_s"]`` and ``info["cpu_s"]`` time the whole run (start,
+    warm-up, sampling).
     """
     check_counts(num_samples, warmup_steps, num_chains)
     if num_steps < 1 or not 0.0 < target_accept_prob < 1.0 or not 0.0 <= step_jitter < 1.0:
         raise ConfigError("need num_steps >= 1, 0 < target_accept_prob < 1 and 0 <= step_jitter < 1")
+    t0, c0 = time.perf_counter(), time.process_time()
     kw = dict(dtype=target.dtype, device=target.device)
     gen = torch.Generator(device=target.device).manual_seed(int(seed))
     c, n, d = num_chains, target.num_points, target.latent_dim
@@ -156,7 +158,6 @@ def batched_hmc(
     use_windows = adapt_mass and warmup_steps >= 20
     variance = WelfordCovariance(diagonal=True)
 
-    t0 = time.perf_counter()
     warm_div = torch.zeros(c, n, dtype=torch.long, device=target.device)
     for t in range(warmup_steps):
         z, u, grad, a, div, _energy, _eps = transition(z, u, grad, step, inv_mass)
@@ -180,7 +181,9 @@ def batched_hmc(
         zs[:, t], divs[:, t] = z, div
         for name, value in (("acceptance_rate", a), ("energy", energy), ("lp", -u), ("step_size", eps)):
             per_draw[name][:, t] = value
-    wall = time.perf_counter() - t0
+    if target.device.type == "cuda":
+        torch.cuda.synchronize(target.device)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     stats = {
         "diverging": divs,
         **per_draw,
@@ -199,6 +202,7 @@ def batched_hmc(
         "seed": int(seed),
         "target_accept_prob": target_accept_prob,
         "wall_s": wall,
+        "cpu_s": cpu,
         "device": str(target.device),
     }
     return PosteriorSamples({"z": zs}, stats, "hmc", list(target.points), info)
