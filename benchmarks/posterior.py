@@ -1,7 +1,8 @@
 """Batched HMC against Pyro NUTS on the posteriors of a trained σ-CVAE's decoder.
 
 Trains a small σ-CVAE on two-moon (Liu & Wang 2025, Sec. 5.1; ``--train-steps`` steps, one
-thread), then for 10, 100 and 1,000 of its data points samples the true posteriors
+thread; decoder noise fixed at the data's τ = 0.1 so that the decoder uses its latent: a
+calibrated run this short still has collapsed posteriors, equal to the prior), then for 10, 100 and 1,000 of its data points samples the true posteriors
 :math:`p_\\theta(z_n \\mid x_n, y_n)` with
 
 * :func:`pyrovae.posterior.batched_hmc` — one HMC sampler per chain and point, one tensor program;
@@ -11,8 +12,9 @@ thread), then for 10, 100 and 1,000 of its data points samples the true posterio
 with the same chains, warm-up and draws. For each it reports the CPU seconds of the sampler
 (warm-up and sampling; ``time.process_time``, one torch thread), the minimum over parameters
 (point × latent) of ``arviz.ess`` (bulk), their ratio (effective samples per CPU-second), the
-largest r̂, and its agreement with the grid posterior of each point (2-D latent: mean absolute
-difference of the posterior means and of the posterior sds, over points and latents). The
+largest r̂, and its agreement with the grid posterior of each point (2-D latent on
+[-6, 6]², ``--grid-resolution`` cells per axis: mean absolute difference of the posterior means
+and of the posterior sds, over points and latents; points the grid itself flags are counted). The
 last line reads ``ratio HMC/NUTS min-ESS per CPU-s: X`` for the largest size.
 
 Usage::
@@ -57,12 +59,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000], help="numbers of data points")
     parser.add_argument("--chains", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=300, help="draws per chain")
-    parser.add_argument("--warmup", type=int, default=300, help="warm-up iterations per chain")
+    parser.add_argument("--samples", type=int, default=200, help="draws per chain")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up iterations per chain")
     parser.add_argument("--num-steps", type=int, default=10, help="leapfrog steps per batched-HMC transition")
     parser.add_argument("--max-tree-depth", type=int, default=10, help="NUTS")
     parser.add_argument("--train-steps", type=int, default=400)
-    parser.add_argument("--grid-resolution", type=int, default=201)
+    parser.add_argument("--grid-resolution", type=int, default=301)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -72,11 +74,12 @@ def main(argv=None) -> int:
     from pyrovae.posterior import batched_hmc, grid_posterior, model_target, nuts_posterior
 
     n = max(args.sizes)
-    cfg = load_config(n=max(n, 200), max_steps=args.train_steps, K=25, algorithm="calibrated", seed=args.seed)
+    cfg = load_config(n=max(n, 200), max_steps=args.train_steps, K=25, algorithm="fixed", sigma0=0.1, seed=args.seed)
     t0 = time.perf_counter()
     model = train(cfg, plots=False).model
     data = build_data(cfg)
-    print(f"trained a two-moon σ-CVAE ({args.train_steps} steps, n = {cfg.n}, latent dim {cfg.latent_dim}) in {time.perf_counter() - t0:.1f} s")
+    print(f"trained a two-moon σ-CVAE (σ fixed at 0.1, {args.train_steps} steps, n = {cfg.n}, latent dim {cfg.latent_dim}) "
+          f"in {time.perf_counter() - t0:.1f} s")
     print(f"chains {args.chains}, warm-up {args.warmup}, draws {args.samples}; batched HMC {args.num_steps} leapfrog steps; "
           f"NUTS max tree depth {args.max_tree_depth}; grid {args.grid_resolution}² cells; one torch thread")
     header = f"{'points':>6} {'sampler':>7} {'CPU s':>8} {'min ESS':>8} {'ESS/CPU-s':>10} {'max r̂':>7} {'div':>4} {'|Δmean|':>8} {'|Δsd|':>8}"
@@ -84,7 +87,10 @@ def main(argv=None) -> int:
     ratio = None
     for k in args.sizes:
         target = model_target(model, data.x, data.y, points=k, dtype=torch.float64)
-        grid = grid_posterior(target, resolution=args.grid_resolution, on_flag="ignore")
+        grid = grid_posterior(target, limit=6.0, resolution=args.grid_resolution, on_flag="ignore")
+        sd = grid.var.sqrt()
+        print(f"{k:>6} {'grid':>7}  posterior sd {float(sd.min()):.3f}–{float(sd.max()):.3f} (median {float(sd.median()):.3f}); "
+              f"{int(grid.flagged().sum())} points flagged by the grid's own checks", flush=True)
         hmc = batched_hmc(target, num_samples=args.samples, warmup_steps=args.warmup, num_chains=args.chains,
                           num_steps=args.num_steps, seed=args.seed)
         nuts = nuts_posterior(target, num_samples=args.samples, warmup_steps=args.warmup, num_chains=args.chains,
