@@ -71,8 +71,8 @@ def kl_bars(kl: list[float], active: list[bool]) -> str:
 
 
 def q_vs_posterior(parts: dict) -> str:
-    """The library's :func:`~pyrovae.posterior.compare.plot_q_vs_posterior` for up to six points."""
-    from pyrovae.posterior.compare import plot_q_vs_posterior
+    """The library's :func:`~pyrovae.posterior.figures.plot_q_vs_posterior` for up to six points."""
+    from pyrovae.posterior.figures import plot_q_vs_posterior
 
     target = parts["target"]
     fig = plot_q_vs_posterior(parts["q_loc"], parts["q_scale"], parts["reference"], y=target.y, max_panels=6)

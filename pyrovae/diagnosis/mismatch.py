@@ -6,7 +6,7 @@ Doshi-Velez 2021, Eq. 3; :func:`pyrovae.posterior.compare.posterior_kl`), with t
 * the closed form for the linear and Cholesky models (Yacoby, Pan & Doshi-Velez 2022, App. C),
 * a grid for one or two latent dimensions (:func:`pyrovae.posterior.grid.grid_posterior`; the range
   covers the prior's bulk and every q to 6 sd, with cells at most a quarter of the narrowest q's sd),
-* batched HMC otherwise (:func:`pyrovae.posterior.hmc.batched_hmc`).
+* batched HMC otherwise (:func:`pyrovae.posterior.batched_hmc.batched_hmc`).
 
 The verdict is on the mean over the points, less two standard errors: warning from 0.25 nats,
 failure from 0.5 nats (ours: well-fitted mean-field VAEs of the library's benchmarks leave 0.05-0.15
@@ -46,7 +46,7 @@ def posterior_reference(ctx: RunContext, target):
         cap = 4001 if d == 1 else 401
         resolution = int(min(cap, max(101 if d == 2 else 801, math.ceil(4 * (high - low) / float(scale.min())))))
         return grid_posterior(target, limit=(low, high), resolution=resolution, on_flag="ignore"), "grid"
-    from pyrovae.posterior.hmc import batched_hmc
+    from pyrovae.posterior.batched_hmc import batched_hmc
 
     return batched_hmc(target, num_samples=300, warmup_steps=300, num_chains=2, seed=ctx.seed), "batched HMC"
 
