@@ -33,7 +33,7 @@ from pyrovae.models.nets import MLP, GaussianEncoder
 from pyrovae.models.noise import LearnedNoise, ObservationNoise
 from pyrovae.validation import MAX_UNITS, finite_matrix, integer_at_least, widths
 
-__all__ = ["SigmaCVAE", "require_gaussian_program"]
+__all__ = ["SigmaCVAE", "own_program", "require_gaussian_program"]
 
 _INSTANCES = itertools.count()  # each model's own name in Pyro's parameter store
 
@@ -181,13 +181,19 @@ class SigmaCVAE(nn.Module):
         return mean + sigma * torch.randn_like(mean)
 
 
+def own_program(model: nn.Module) -> list[str]:
+    """Which of ``model`` and ``guide`` a :class:`SigmaCVAE` subclass writes itself (its own
+    likelihood or guide), in that order; ``[]`` for the Gaussian program of this module."""
+    return [name for name in ("model", "guide") if getattr(type(model), name, None) is not getattr(SigmaCVAE, name)]
+
+
 def require_gaussian_program(model: nn.Module, purpose: str) -> None:
     """Refuse, with one line, a model whose Pyro program is not :class:`SigmaCVAE`'s Gaussian one
     (a subclass with its own ``model`` or ``guide``, e.g. a Student-t likelihood): ``purpose``
     (the replicate engine, the analytic σ of Eq. 10, calibration) computes with Gaussian formulas
     and would silently give wrong numbers for it."""
     cls = type(model)
-    own = [name for name in ("model", "guide") if getattr(cls, name, None) is not getattr(SigmaCVAE, name)]
+    own = own_program(model)
     if not isinstance(model, SigmaCVAE) or own:
         what = f"{cls.__name__}.{own[0]} is its own program" if own else f"{cls.__name__} is not a SigmaCVAE"
         raise ConfigError(f"{purpose} assumes the Gaussian σ-CVAE program; {what}: train it with "
