@@ -12,6 +12,7 @@ _EXPORTS = {
     "Trainer": "pyrovae.inference", "TrainSettings": "pyrovae.inference", "TrainResult": "pyrovae.inference",
     "RunConfig": "pyrovae.config", "load_config": "pyrovae.config",
     "train": "pyrovae.api", "train_reps": "pyrovae.api", "train_batch": "pyrovae.api", "load_run": "pyrovae.api",
+    "diagnose": "pyrovae.diagnosis",
 }
 _SUBPACKAGES = ("data", "inference", "models")
 

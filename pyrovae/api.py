@@ -6,16 +6,21 @@ Example::
     from pyrovae.api import train
     result = train(load_config(algorithm="calibrated", K=25), out="runs/demo")
     result.metrics["sigma"], result.metrics["kl"]
+
+Every model kind has the same one call, ``train(load_config(model=KIND, ...), out=...)``: ``cvae``
+(the σ-CVAE), ``vae`` (unconditional, every column modelled; ``noise="learned"`` is Berger &
+Sebag's LS-VAE, ``"network"`` their LV-VAE), ``m2`` (Kingma et al.'s semi-supervised M2 as in Yacoby,
+Pan & Doshi-Velez 2021), ``linear`` / ``cholesky`` (Yacoby, Pan & Doshi-Velez 2022, App. C).
+:func:`load_run` rebuilds whichever kind a run directory holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
 import statistics
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,9 +29,10 @@ import torch
 
 from pyrovae.config import RunConfig, load_config
 from pyrovae.data.base import Dataset
-from pyrovae.data.files import load_csv
+from pyrovae.data.files import load_file
 from pyrovae.data.registry import DATASETS, make_dataset
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
+from pyrovae.executors import Executor, make_executor
 from pyrovae.inference.algorithms import Algorithm, make_algorithm
 from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
@@ -49,28 +55,79 @@ def _device(name: str) -> torch.device:
 
 
 def build_data(cfg: RunConfig) -> Dataset:
-    """The data set the config names (a registered generator, or ``data_file``)."""
+    """The data set the config names (a registered generator, or ``data_file``), shaped for the
+    model kind: the σ-CVAE reads x and y; the unconditional kinds (``vae``, ``linear``,
+    ``cholesky``) model every column; M2 needs a semi-supervised data set (labels, some missing)."""
     if cfg.data_file is not None:
-        return load_csv(cfg.data_file)
+        return load_file(cfg.data_file, cfg.model)
     factory = DATASETS[cfg.dataset].factory
     options = {"n": cfg.n, "tau": cfg.tau, "seed": cfg.data_seed}
     accepted = inspect.signature(factory).parameters
-    return make_dataset(cfg.dataset, **{k: v for k, v in options.items() if k in accepted})
+    data = make_dataset(cfg.dataset, **{k: v for k, v in options.items() if k in accepted})
+    if cfg.model == "m2":
+        if getattr(data, "labelled", None) is None:
+            raise ConfigError(f"model m2 needs labels: data set {cfg.dataset!r} has none (use a semi-supervised one, "
+                              "e.g. discrete-semicircle, or a --data-file with a 'label' column)")
+        return data
+    if cfg.model != "cvae" and data.x_dim > 0:  # an unconditional model of every column
+        truth = {k: v for k, v in data.truth.items() if k != "sigma"}  # τ was the noise of y alone
+        return Dataset(data.name, data.x[:, :0], torch.cat([data.x, data.y], 1), truth, dict(data.params))
+    return data
 
 
 def build_algorithm(cfg: RunConfig) -> Algorithm:
     return make_algorithm(cfg.algorithm, cfg.C, cfg.calibration, cfg.anneal_blocks, cfg.cycles)
 
 
-def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = None) -> SigmaCVAE:
-    """A σ-CVAE sized for ``data`` with the observation model the algorithm needs."""
+def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = None):
+    """The model ``cfg.model`` sized for ``data``: a :class:`SigmaCVAE` with the observation model
+    the algorithm needs (or ``cfg.noise``); the scalar linear / Cholesky model in a
+    :class:`SigmaCVAE` shell (:func:`~pyrovae.models.linear.linear_vae`, tied noise, σ_ε =
+    ``sigma0``); or :class:`~pyrovae.models.m2.M2` (fixed σ_ε = ``sigma0``, every network with
+    ``encoder_widths``). A data set of the wrong width for the kind raises :class:`ConfigError`."""
+    if cfg.model == "m2":
+        return _build_m2(cfg, data)
+    if cfg.model in ("linear", "cholesky"):
+        return _build_linear(cfg, data).to(_device(cfg.device))
     algorithm = algorithm or build_algorithm(cfg)
+    noise = cfg.noise or ("learned" if algorithm.noise == "any" else algorithm.noise)
     model = SigmaCVAE(
         data.x_dim, data.y_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
-        noise=make_noise("learned" if algorithm.noise == "any" else algorithm.noise, cfg.sigma0),
+        noise=make_noise(noise, cfg.sigma0, y_dim=data.y_dim, in_dim=data.x_dim + cfg.latent_dim),
         activation=cfg.activation,
     )
     return model.to(_device(cfg.device))
+
+
+def _build_linear(cfg: RunConfig, data: Dataset) -> SigmaCVAE:
+    from pyrovae.models.linear import CholeskyDecoder, ScalarDecoder, linear_vae
+
+    q = data.y_dim
+    if cfg.model == "linear":
+        if q != 1:
+            raise ConfigError(f"the scalar linear model x = θz + ε has one output; the data have {q} columns "
+                              "(use --model cholesky)")
+        decoder = ScalarDecoder(0.5 * cfg.sigma0, cfg.sigma0)
+    else:
+        if cfg.latent_dim not in (None, q):
+            raise ConfigError(f"the Cholesky model x = Cholesky(AAᵀ + B) z + ε has as many latent dimensions as "
+                              f"data columns ({q}); got latent_dim = {cfg.latent_dim}")
+        eye = torch.eye(q, dtype=torch.float64)
+        decoder = CholeskyDecoder(eye, torch.full((q,), 0.5 * cfg.sigma0**2, dtype=torch.float64), cfg.sigma0)
+    return linear_vae(decoder).float()
+
+
+def _build_m2(cfg: RunConfig, data: Dataset):
+    from pyrovae.models.m2 import M2
+
+    labelled = getattr(data, "labelled", None)
+    if labelled is None:
+        raise ConfigError("model m2 needs a semi-supervised data set (labels, some missing)")
+    continuous = data.truth.get("kind") == "continuous"
+    classes = 2 if continuous else int(data.labels[labelled].max()) + 1
+    return M2(data.y_dim, "continuous" if continuous else "discrete", num_classes=max(classes, 2),
+              y_dim=data.labels.shape[1], latent_dim=cfg.latent_dim, widths=cfg.encoder_widths, sigma=cfg.sigma0,
+              activation=cfg.activation)
 
 
 def settings_from(cfg: RunConfig) -> TrainSettings:
@@ -97,6 +154,8 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
         if run_dir is not None:
             check_same_data(run_dir, data_digest(data.x, data.y))
             write_json(run_dir / "config.json", cfg.to_dict())
+        if cfg.model == "m2":
+            return _train_m2(cfg, data, run_dir, plots)
         algorithm = build_algorithm(cfg)
         model = build_model(cfg, data, algorithm)
         with pyro.validation_enabled(False):
@@ -110,6 +169,42 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
             if plots:
                 write_run_plots(result, data, run_dir)
     return result
+
+
+def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) -> TrainResult:
+    """M2 through its own trainer (:func:`~pyrovae.inference.m2_training.train_m2`: ``epochs`` passes,
+    batches of ``batch_size`` (App. D's 100 by default), ``lr``, γ, α, ELBO or IWAE with ``particles``,
+    Lagging Inference for ``algorithm="lagging"``). It writes one checkpoint, at the end; a directory
+    that already holds it is returned as it is (as a finished σ-CVAE run)."""
+    import pandas as pd
+
+    from pyrovae.inference.m2_training import m2_objective, train_m2
+
+    model = _build_m2(cfg, data)
+    if run_dir is not None and has_checkpoint(run_dir):
+        tensors, _ = load_checkpoint(run_dir)
+        model.load_state_dict(tensors["models"]["0"])
+        history = pd.read_csv(run_dir / "history.csv")
+        return TrainResult(model, history, read_json(run_dir / "metrics.json"), "finished", run_dir)
+    objective = "iwae" if cfg.elbo == "iwae" else "elbo"
+    fit = train_m2(model, data, objective, epochs=cfg.epochs, batch_size=cfg.batch_size or 100, lr=cfg.lr,
+                   gamma=cfg.gamma, alpha=cfg.alpha, particles=cfg.particles, seed=cfg.seed,
+                   lagging=cfg.algorithm == "lagging")
+    history = pd.DataFrame(fit.history)
+    metrics = {"status": "finished", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed,
+               "sigma": float(model.sigma), "neg_elbo": m2_objective(model, data, objective, cfg.gamma, cfg.alpha,
+                                                                      cfg.particles, seed=cfg.seed),
+               "epochs": cfg.epochs, "wall_time": fit.seconds}
+    if run_dir is not None:
+        write_text(run_dir / "history.csv", history.to_csv(index=False))
+        save_checkpoint(run_dir, {"models": {"0": model.state_dict()}}, {"status": "finished", "epochs": cfg.epochs})
+        write_json(run_dir / "metrics.json", metrics)
+        if plots:
+            from pyrovae.plots import plot_pairs
+
+            plot_pairs(data.y, model.sample(len(data))[0], data.x, run_dir / "plots" / "samples.png",
+                       "generated  x ~ p(x)")
+    return TrainResult(model, history, metrics, "finished", run_dir)
 
 
 #: What a run learned; meaningless when it diverged before its first block ended.
@@ -133,19 +228,28 @@ def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
         return
     old = read_json(path)
     ignore = {"max_steps", "device", "checkpoint_every", "threads"}
-    diff = sorted(k for k, v in cfg.to_dict().items() if k not in ignore and old.get(k) != v)
+    before = RunConfig().to_dict()  # a key an older version did not write had its default value
+    diff = sorted(k for k, v in cfg.to_dict().items() if k not in ignore and old.get(k, before[k]) != v)
     if diff:
         raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(diff)}); choose another --out")
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Dataset, RunConfig]:
-    """Rebuild the model of a run directory from its config and checkpoint (``weights_only=True``)."""
+    """Rebuild the model of a run directory from its config and checkpoint (``weights_only=True``):
+    the kind ``config.json`` names (``model``; a run written before kinds existed is a σ-CVAE). A
+    directory without a config, or whose checkpoint does not fit the model, raises one line."""
     run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise DataError(f"{run_dir} is not a run directory (no config.json; train one with `pyrovae train --out`)")
     cfg = load_config(run_dir / "config.json", device=device)
     data = build_data(cfg)
     model = build_model(cfg, data)
     tensors, _ = load_checkpoint(run_dir, map_location=_device(device))
-    model.load_state_dict(tensors["models"]["0"])
+    try:
+        model.load_state_dict(tensors["models"]["0"])
+    except (KeyError, RuntimeError) as exc:
+        raise DataError(f"{run_dir}: the checkpoint does not fit its {cfg.model} model "
+                        f"({str(exc).splitlines()[0][:120]})") from None
     return model, data.to(_device(device)), cfg
 
 
@@ -166,16 +270,17 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def train_reps(
     cfg: RunConfig, reps: int, jobs: int, out: str | Path, on_done: Callable[[int, dict], None] | None = None,
-    vectorize: bool = True, progress: bool = False, restart: bool = False,
+    vectorize: bool = True, progress: bool = False, restart: bool = False, executor: Executor | None = None,
 ) -> dict[str, Any]:
     """``reps`` runs with seeds derived from ``cfg.seed``, under ``out/rep-XX``.
 
     ``vectorize`` (default) trains them as one batched program in this process (replicate ``i``
     equals ``train(cfg.replace(seed=seeds[i]))``; the batch's checkpoint in ``out/checkpoint``
-    makes a rerun resume); otherwise one process per run, ``jobs`` at a time. Writes
-    ``summary.json`` and ``summary.md`` (mean ± sd over the runs that did not diverge; the
-    diverged ones are listed under ``diverged``) and returns the summary. ``restart`` discards the
-    checkpoints of an earlier run in ``out`` first."""
+    makes a rerun resume); otherwise one :func:`train` per run on ``executor`` (default: ``jobs``
+    spawned local processes, this process when ``jobs`` is 1; a :class:`~pyrovae.executors.DaskCluster`
+    runs them on a Dask cluster). Writes ``summary.json`` and ``summary.md`` (mean ± sd over the
+    runs that did not diverge; the diverged ones are listed under ``diverged``) and returns the
+    summary. ``restart`` discards the checkpoints of an earlier run in ``out`` first."""
     cfg.validate()
     reps, jobs = integer_at_least("reps", reps), integer_at_least("jobs", jobs)
     out = prepare_run_dir(out)
@@ -189,14 +294,12 @@ def train_reps(
             rows = _train_vectorized(cfg, seeds, out, on_done, progress)
         else:
             rows = [{} for _ in range(reps)]
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures = {
-                    pool.submit(_rep_worker, cfg.replace(seed=s).to_dict(), str(out / f"rep-{i:02d}"), restart): i
-                    for i, s in enumerate(seeds)
-                }
-                for future in as_completed(futures):
-                    i = futures[future]
-                    rows[i] = {"rep": i, "seed": seeds[i], **future.result()}
+            tasks = [{"cfg_dict": cfg.replace(seed=s).to_dict(), "out": str(out / f"rep-{i:02d}"), "restart": restart}
+                     for i, s in enumerate(seeds)]
+            with make_executor(jobs) if executor is None else contextlib.nullcontext(executor) as ex:  # we close only our own
+                for done in ex.run(_rep_worker, tasks):
+                    i = done.index
+                    rows[i] = {"rep": i, "seed": seeds[i], **done.result}
                     if on_done is not None:
                         on_done(i, rows[i])
         healthy = [r for r in rows if r.get("status") != "nan"]
@@ -231,6 +334,8 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
     cfgs = list(cfgs)
     for cfg in cfgs:
         cfg.validate()
+        if cfg.model == "m2":
+            raise ConfigError("M2 trains through its own loop, one run at a time: train each seed with train()")
     if len({batch_key(c) for c in cfgs}) != 1:
         raise ConfigError("configurations trained as one batch may differ only in " + ", ".join(PER_REPLICATE))
     if not build_algorithm(cfgs[0]).batched:

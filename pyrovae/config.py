@@ -13,20 +13,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyrovae.combinations import check_combination
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import algorithm_name
 from pyrovae.inference.robust_calibration import CALIBRATIONS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE
+from pyrovae.models.noise import NOISES
 from pyrovae.validation import MAX_POINTS, MAX_UNITS, integer_at_least, real, seed, text, widths
 
-__all__ = ["RunConfig", "load_config"]
+__all__ = ["RunConfig", "load_config", "MODELS"]
+
+#: Model kinds ``pyrovae train --model`` builds (see :func:`pyrovae.api.build_model`).
+MODELS = ("cvae", "vae", "m2", "linear", "cholesky")
+#: The latent dimension each kind starts from when none is given (Cholesky: the data's width).
+DEFAULT_LATENT = {"cvae": 2, "vae": 2, "m2": 1, "linear": 1, "cholesky": None}
+#: The default algorithm of each kind: Liu & Wang's calibrated σ for the σ-(C)VAE; the others keep
+#: their noise as it is (M2's fixed σ_ε, the linear models' tied noise) and train jointly.
+DEFAULT_ALGORITHM = {"cvae": "calibrated", "vae": "calibrated", "m2": "fixed", "linear": "fixed", "cholesky": "fixed"}
 
 
 @dataclass
 class RunConfig:
-    """Everything a run needs. Defaults: seed 000's two-moon experiment (Sec. 5.1, App. F)."""
+    """Everything a run needs. Defaults: seed 000's two-moon experiment (Sec. 5.1, App. F).
 
+    ``model`` picks the kind (:data:`MODELS`): the σ-CVAE (default), the unconditional VAE (every
+    column of the data is modelled), M2 (a semi-supervised data set or a file with a ``label``
+    column; ``gamma``, ``alpha``, ``epochs`` are its own), or Yacoby, Pan & Doshi-Velez (2022)'s
+    scalar linear / Cholesky models. ``noise`` is the σ-(C)VAE's observation model (``None``: the
+    one its algorithm needs). ``algorithm`` and ``latent_dim`` left ``None`` take the kind's
+    defaults (:data:`DEFAULT_ALGORITHM`, :data:`DEFAULT_LATENT`). Combinations that make no sense
+    are refused by :meth:`validate` with one line that says why.
+    """
+
+    # model kind
+    model: str = "cvae"
+    noise: str | None = None
     # data
     dataset: str = "two-moon"
     n: int = 5000
@@ -34,13 +56,13 @@ class RunConfig:
     data_seed: int = 0
     data_file: str | None = None
     # model
-    latent_dim: int = 2
+    latent_dim: int | None = None
     encoder_widths: list[int] = field(default_factory=lambda: [16, 8, 4, 2])
     decoder_widths: list[int] = field(default_factory=lambda: [2, 4, 16, 4])
     activation: str = "tanh"
     sigma0: float = 1.0
     # algorithm
-    algorithm: str = "calibrated"
+    algorithm: str | None = None
     K: int = 25
     C: float = 0.05
     calibration: str = "paper"
@@ -59,6 +81,10 @@ class RunConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 1  # torch CPU threads per run; small networks run fastest on one
+    # M2 only (Yacoby, Pan & Doshi-Velez 2021, Eq. 5; App. D: 100 epochs)
+    gamma: float = 1.0
+    alpha: float = 0.0
+    epochs: int = 100
 
     def validate(self) -> "RunConfig":
         """Check every field's type and range (:mod:`pyrovae.validation`) and normalise it in place
@@ -71,12 +97,17 @@ class RunConfig:
         self.n = integer_at_least("n (data points)", self.n, 1, MAX_POINTS)
         self.tau = real("tau (noise level)", self.tau, 0.0)
         self.data_seed = seed("data_seed", self.data_seed)
-        self.latent_dim = integer_at_least("latent_dim", self.latent_dim, 1, MAX_UNITS)
+        self.model = text("model", self.model, list(MODELS), "model")
+        self.latent_dim = DEFAULT_LATENT[self.model] if self.latent_dim is None else \
+            integer_at_least("latent_dim", self.latent_dim, 1, MAX_UNITS)
         self.encoder_widths = widths("encoder_widths", self.encoder_widths)
         self.decoder_widths = widths("decoder_widths", self.decoder_widths, empty=True)
         self.activation = text("activation", self.activation, list(ACTIVATIONS))
         self.sigma0 = real("sigma0", self.sigma0, 0.0, strict=True)
-        self.algorithm = algorithm_name(self.algorithm)
+        self.algorithm = DEFAULT_ALGORITHM[self.model] if self.algorithm is None else \
+            algorithm_name(self.algorithm)
+        if self.noise is not None:
+            self.noise = text("noise", self.noise, list(NOISES), "observation model")
         self.K = integer_at_least("K (inner steps)", self.K)
         self.C = real("the calibration tolerance C", self.C, 0.0)
         self.calibration = text("calibration", self.calibration, list(CALIBRATIONS), "calibration variant")
@@ -96,6 +127,10 @@ class RunConfig:
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         self.threads = integer_at_least("threads", self.threads, 1, MAX_UNITS)
+        self.gamma = real("gamma (M2's labelled weight)", self.gamma, 0.0)
+        self.alpha = real("alpha (M2's classifier weight)", self.alpha, 0.0)
+        self.epochs = integer_at_least("epochs", self.epochs, 1, MAX_POINTS)
+        check_combination(self)
         if self.elbo == "iwae" and self.algorithm in ("monotonic", "cyclical"):
             raise ConfigError("IWAE (RenyiELBO) cannot be combined with beta annealing: Pyro scales inside the log-sum-exp")
         return self
@@ -128,4 +163,6 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
                               f"({str(exc).splitlines()[0][:120]})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a table of settings")
-    return RunConfig().replace(**values).replace(**overrides)
+    # one validation of the merged settings: the kind's defaults (algorithm, latent_dim) are filled
+    # in only after a flag or the file has named the kind
+    return RunConfig().replace(**{**values, **{k: v for k, v in overrides.items() if v is not None}})

@@ -1,6 +1,7 @@
 """Run directories: atomic writes, seeds, and tensors-only checkpoints.
 
-A run directory holds ``config.json`` (resolved settings), ``history.csv``,
+A run directory holds ``provenance.json`` (what produced it: :func:`write_provenance`),
+``config.json`` (resolved settings), ``history.csv``,
 ``metrics.json``, ``checkpoint/`` (``state.pt``: state dicts and RNG state, loaded with
 ``weights_only=True``; ``state.json``: loop counters and algorithm state; ``manifest.json``: the
 step and a SHA-256 of each part) and ``plots/``. A checkpoint is written and replaced as one unit
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -28,6 +30,8 @@ from pyrovae.errors import CheckpointError, DataError, PyrovaeError, RunDirLocke
 
 __all__ = [
     "prepare_run_dir",
+    "write_provenance",
+    "provenance",
     "write_json",
     "read_json",
     "write_text",
@@ -44,7 +48,8 @@ __all__ = [
 
 
 def prepare_run_dir(path: str | Path) -> Path:
-    """Create ``path`` (and parents) and check it is writable; one clear error if not."""
+    """Create ``path`` (and parents) and check it is writable (one clear error if not); record this
+    process in its ``provenance.json`` (:func:`write_provenance`)."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -52,7 +57,91 @@ def prepare_run_dir(path: str | Path) -> Path:
         probe.close()
     except OSError as exc:
         raise PyrovaeError(f"output directory {path} is not writable: {exc.strerror or exc}") from exc
+    write_provenance(path)
     return path
+
+
+#: The packages whose versions decide a run's numbers.
+PROVENANCE_PACKAGES = ("pyrovae", "torch", "pyro-ppl", "numpy", "arviz", "scipy")
+_STAMPED: dict[Path, dict[str, Any]] = {}  # directory -> this process's record in it
+
+
+def write_provenance(run_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Add what produced ``run_dir`` to its ``provenance.json``: one record per process that wrote
+    there (a resumed run has several), each with the time, the command line (``sys.argv``), the
+    host, the process id, the Python and package versions, the git commit of the package's checkout
+    (``None`` outside one; ``dirty`` when tracked files differ from it), torch's thread count and
+    ``OMP_NUM_THREADS``; ``extra`` is merged into this process's record. Returns the file's path."""
+    run_dir = Path(run_dir)
+    path = run_dir / "provenance.json"
+    key = run_dir.resolve()
+    record = _STAMPED.get(key)
+    if record is None:
+        record = _STAMPED[key] = provenance()
+        previous = _read_invocations(path)
+    else:
+        previous = _read_invocations(path)[:-1]  # our own record is the last one
+    record.update(extra or {})
+    write_json(path, {"invocations": previous + [record]})
+    return path
+
+
+def _read_invocations(path: Path) -> list:
+    try:
+        invocations = json.loads(path.read_text()).get("invocations", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return invocations if isinstance(invocations, list) else []
+
+
+def provenance() -> dict[str, Any]:
+    """This process, now: see :func:`write_provenance`."""
+    import platform
+    import sys
+    import time
+
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": list(sys.argv),
+            "host": platform.node(), "pid": os.getpid(), "python": platform.python_version(),
+            "packages": _package_versions(), "git": _git_commit(),
+            "threads": {"torch": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}}
+
+
+@functools.cache
+def _package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    import pyrovae
+
+    versions = {"pyrovae": pyrovae.__version__}
+    for name in PROVENANCE_PACKAGES[1:]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@functools.cache
+def _git_commit() -> dict[str, Any] | None:
+    """The commit of the git checkout this package is imported from (``git rev-parse``), or None
+    (no git, not a checkout, or a checkout that merely contains an installed copy)."""
+    import subprocess
+
+    package = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise OSError(done.stderr.strip())
+        return done.stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() / package.name != package:
+            return None
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -1,1 +1,1 @@
-"""Command-line interface: ``pyrovae train | demo | datasets | posterior``."""
+"""Command-line interface: ``pyrovae train | demo | diagnose | datasets | posterior | experiment | check-separability``."""

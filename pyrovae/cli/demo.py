@@ -1,4 +1,4 @@
-"""``pyrovae demo``: the Calibrated Robust σ-CVAE on two-moon (seed 000, Sec. 5.1)."""
+"""``pyrovae demo``: the Calibrated Robust σ-CVAE on two-moon (seed 000, Sec. 5.1), then its diagnosis."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def demo_command(
     fresh: bool = typer.Option(False, help="Start over instead of resuming a run already in --out."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
-    """Train the calibrated σ-CVAE (K = 25, C = 0.05, σ₀ = 1) on 5,000 two-moon points with true σ = 0.1."""
+    """Train the calibrated σ-CVAE (K = 25, C = 0.05, σ₀ = 1) on 5,000 two-moon points with true σ = 0.1, then
+    diagnose it (the report's path is the last line)."""
     from pyrovae.config import RunConfig
     from pyrovae.validation import out_path
 
@@ -35,3 +36,12 @@ def demo_command(
         "K = 25, C = 0.05, σ₀ = 1 — seed 000, Sec. 5.1 / Algorithm 1"
     )
     run_from_config(cfg, out, 1, 1, quiet, "calibrated σ-CVAE on two-moon")
+    from pyrovae.cli.diagnose import print_diagnosis
+    from pyrovae.diagnosis import DEFAULT_OUT, diagnose
+    from pyrovae.diagnosis.report import write_report
+
+    console.print("\n[bold]pyrovae diagnose[/] " + str(out))
+    diag = diagnose(out, write=False)
+    paths = write_report(diag, out / DEFAULT_OUT)
+    print_diagnosis(diag, paths)
+    console.print(f"the demo run's diagnosis: [bold]{paths['html']}[/]", soft_wrap=True)

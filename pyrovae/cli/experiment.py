@@ -30,32 +30,83 @@ def list_command() -> None:
     console.print(table)
 
 
+@experiment_app.command("describe")
+@cli_errors
+def describe_command(name: str = typer.Argument(..., help="Experiment name (see `pyrovae experiment list`).")) -> None:
+    """What an experiment reproduces, and what `--full` runs for it."""
+    experiment = get_experiment(name)
+    console.print(f"[bold]{experiment.name}[/]: {experiment.title}\nreproduces: {experiment.source}")
+    console.print("--full: " + (experiment.full or "none (this experiment has no --full protocol)"))
+
+
 @experiment_app.command("run")
 @cli_errors
 def run_command(
     name: str = typer.Argument(..., help="Experiment name (see `pyrovae experiment list`)."),
-    quick: bool = typer.Option(False, "--quick/--full", help="--quick: a reduced setting that finishes in minutes; --full (the default): the paper's protocol, stated per experiment in `pyrovae experiment list`."),
+    quick: bool = typer.Option(False, "--quick", help="A reduced setting that finishes in minutes."),
+    full: bool = typer.Option(False, "--full", help=(
+        "The paper's whole protocol: its data-set versions, restarts, hyper-parameter grids, selection by each "
+        "method's own validation objective and training length (hours to days; the Yacoby, Pan & Doshi-Velez "
+        "experiments). `pyrovae experiment describe NAME` says what it runs.")),
     reps: Optional[int] = typer.Option(None, help="Repetitions (default: the paper's, or fewer with --quick)."),
-    jobs: int = typer.Option(1, help="Parallel processes."),
+    jobs: int = typer.Option(1, help="Parallel processes on this machine."),
+    scheduler: Optional[str] = typer.Option(
+        None, help="Run the tasks on the Dask cluster whose scheduler is at this address (tcp://HOST:8786); "
+                   "needs pyrovae[cluster] and a file system the workers share."),
+    cluster: Optional[str] = typer.Option(None, help="local:N starts a Dask LocalCluster of N worker processes."),
+    settings: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                       help="Override one of the experiment's settings (repeatable)."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N], for the experiments whose models train there."),
     seed: int = typer.Option(0, help="Root seed; repetition seeds derive from it."),
     out: Optional[str] = typer.Option(None, help="Output directory (default runs/experiments/NAME[-quick])."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+    quiet: bool = typer.Option(False, help="No progress."),
 ) -> None:
-    """Run an experiment; write its tables (CSV, Markdown) beside the paper's numbers."""
-    from pyrovae.runs import prepare_run_dir
+    """Run an experiment; write its tables (CSV, Markdown) beside the paper's numbers.
+
+    Each finished task is kept in OUT/tasks and reused when the same command runs again."""
+    from pyrovae.errors import ConfigError
+    from pyrovae.executors import make_executor
+    from pyrovae.runs import prepare_run_dir, write_provenance
     from pyrovae.validation import out_path
 
     experiment = get_experiment(name)
-    out = Path(out_path("--out", out)) if out is not None else Path("runs") / "experiments" / (name + ("-quick" if quick else ""))
-    options = ExperimentOptions(out=out, quick=quick, reps=reps, jobs=jobs, seed=seed, progress=not quiet)
+    if full and experiment.full is None:
+        raise ConfigError(f"experiment {name!r} has no --full protocol; run it without --full")
+    if device != "cpu" and not experiment.devices:
+        raise ConfigError(f"experiment {name} trains on the CPU only; --device applies to "
+                          + ", ".join(sorted(e.name for e in EXPERIMENTS.values() if e.devices)))
+    suffix = "-quick" if quick else "-full" if full else ""
+    out = Path(out_path("--out", out)) if out is not None else Path("runs") / "experiments" / (name + suffix)
+    executor = make_executor(jobs, scheduler, cluster)
+    options = ExperimentOptions(out=out, quick=quick, full=full, reps=reps, jobs=jobs, seed=seed, progress=not quiet,
+                                device=device, overrides=_overrides(settings), executor=executor)
     prepare_run_dir(out)
-    report = experiment.run(options)
+    write_provenance(out, {"experiment": name, "executor": executor.description})
+    with executor:
+        report = experiment.run(options)
     if options.diverged:
         note = "Diverged runs, left out of every summary: " + ", ".join(options.diverged) + "."
         report.conclusion = f"{report.conclusion}\n\n{note}".strip()
+    report.task_seconds = options.task_seconds
     report.write(out)
     console.print(Markdown(report.to_markdown()))
     console.print(f"written: [bold]{out / 'report.md'}[/] (and CSV per table, report.json)")
     if options.diverged:
         fail(f"{len(options.diverged)} run(s) diverged (NaN) and are left out of the tables: "
              + ", ".join(options.diverged), 1)
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` pairs as a dict (each key once)."""
+    from pyrovae.errors import ConfigError
+
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
+        if key in overrides:
+            raise ConfigError(f"--set {key} given twice")
+        overrides[key] = value
+    return overrides

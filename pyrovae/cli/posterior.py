@@ -1,8 +1,10 @@
 """``pyrovae posterior RUN_DIR``: ground-truth posteriors of a trained run's decoder.
 
 Runs the exact (linear decoders), grid (1-D/2-D latents), NUTS or batched-HMC posterior for
-chosen data points, compares the encoder with it (KL(q‖p), seed 001 Eq. 3), and writes
-``samples.nc``, ``diagnostics.csv/.json`` and ``plots/`` (see :mod:`pyrovae.posterior.report`).
+chosen data points, compares the encoder with it (KL(q‖p), Yacoby, Pan & Doshi-Velez 2021,
+Eq. 3), and writes ``samples.nc`` (a complete ArviZ object: posterior, log_likelihood,
+posterior_predictive, observed/constant data, sample_stats), ``diagnostics.csv/.json`` and
+``plots/`` (q against the posterior, trace, rank; see :mod:`pyrovae.posterior.report`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def posterior_command(
         console.print("grid cross-check: " + ("all points agree with the grid" if not bad else f"[bold red]points {bad} disagree with the grid[/]"))
     if s["flagged_points"]:
         console.print(f"[yellow]flagged points[/] (r̂ > {s.get('rhat_max', 1.01)}, low ESS, divergences or grid): {s['flagged_points']}")
-    console.print(f"written: [bold]{out}[/] (samples.nc, diagnostics.csv, diagnostics.json, plots/)")
+    plots = ", ".join(p.name for key, p in report.files.items() if p.parent.name == "plots")
+    console.print(f"written: [bold]{out}[/] (samples.nc, diagnostics.csv, diagnostics.json, plots/: {plots})")
 
 
 posterior = posterior_command

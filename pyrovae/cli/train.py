@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from pyrovae.cli.common import cli_errors, console, fail
+from pyrovae.cli.common import chosen_threads, cli_errors, console, fail
 
 if TYPE_CHECKING:
     from pyrovae.config import RunConfig
@@ -22,6 +22,9 @@ def report_run(result, out: Path, title: str) -> None:
     m = result.metrics
     if result.status == "nan":
         _report_diverged(m)
+    if m.get("model") == "m2":
+        _report_m2(m, out, title)
+        return
     table = Table(title=title, show_header=True, header_style="bold")
     for col in ("status", "σ", "true σ", "KL", "−ELBO", "cal.", "steps", "time"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -33,6 +36,16 @@ def report_run(result, out: Path, title: str) -> None:
     table.caption = escape("σ: decoder scale; KL: mean KL[q(z|x,y) ‖ p(z)]; −ELBO: per point; cal.: calibrations")
     console.print(table)
     console.print(f"run directory: [bold]{out}[/] (plots in {out / 'plots'})")
+
+
+def _report_m2(m: dict, out: Path, title: str) -> None:
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in ("status", "σ_ε", "−J per point", "epochs", "time"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_row(m["status"], f"{m['sigma']:.4g}", f"{m['neg_elbo']:.3f}", str(m["epochs"]), f"{m['wall_time']:.0f} s")
+    table.caption = escape("−J: minus Eq. 5 of Yacoby, Pan & Doshi-Velez (2021) per point, labelled and unlabelled")
+    console.print(table)
+    console.print(f"run directory: [bold]{out}[/]")
 
 
 def _report_diverged(m: dict) -> None:
@@ -85,8 +98,16 @@ def run_from_config(cfg: RunConfig, out: Path, reps: int, jobs: int, quiet: bool
 @cli_errors
 def train_command(
     config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file of settings; flags override it."),
+    model: Optional[str] = typer.Option(
+        None, help="cvae (σ-CVAE, default) | vae (unconditional: every column modelled) | m2 (semi-supervised: a "
+        "'label' column, empty = unlabelled) | linear | cholesky (Yacoby, Pan & Doshi-Velez 2022, App. C)."),
+    noise: Optional[str] = typer.Option(
+        None, help="σ-(C)VAE observation model: fixed | calibrated | learned | learned-vector | network "
+        "(default: what --algorithm needs)."),
     dataset: Optional[str] = typer.Option(None, help="Registered data set (see `pyrovae datasets list`)."),
-    data_file: Optional[str] = typer.Option(None, help="CSV with columns x1..xp,y1..yq instead of a generator."),
+    data_file: Optional[str] = typer.Option(
+        None, help="CSV (header row) or .npy file instead of a generator: cvae reads x1..xp,y1..yq; vae, linear, "
+        "cholesky model every column; m2 needs a 'label' column (.npy: the last), empty/NaN where unlabelled."),
     n: Optional[int] = typer.Option(None, help="Number of generated points."),
     tau: Optional[float] = typer.Option(None, help="Noise level of the generator (two-moon: the true σ)."),
     data_seed: Optional[int] = typer.Option(None, help="Seed of the data generator."),
@@ -107,10 +128,18 @@ def train_command(
         None, help="block-mean (loss averaged over the K-block) | last-step (the public code's rule)."
     ),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: full batch)."),
-    latent_dim: Optional[int] = typer.Option(None, help="Latent dimension d."),
+    latent_dim: Optional[int] = typer.Option(None, help="Latent dimension d (default: 2; m2, linear: 1; "
+                                             "cholesky: the data's width)."),
+    encoder_widths: Optional[str] = typer.Option(None, help="Hidden widths of the encoder, e.g. 50,50,50 (m2: of "
+                                                 "every network)."),
+    decoder_widths: Optional[str] = typer.Option(None, help="Hidden widths of the decoder, e.g. 2,4,16,4."),
+    activation: Optional[str] = typer.Option(None, help="Hidden activation (tanh, relu, leaky_relu, ...)."),
+    gamma: Optional[float] = typer.Option(None, help="M2: weight γ of the labelled points (Eq. 5)."),
+    alpha: Optional[float] = typer.Option(None, help="M2: weight α of the classifier term (Eq. 5)."),
+    epochs: Optional[int] = typer.Option(None, help="M2: passes over the unlabelled points (default 100)."),
     seed: Optional[int] = typer.Option(None, help="Root seed of the run (and of the repetitions)."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default 1)."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default: `pyrovae --threads`, else 1)."),
     out: Optional[str] = typer.Option(None, help="Run directory (default runs/<algorithm>-<dataset>-s<seed>)."),
     reps: int = typer.Option(1, help="Repetitions with seeds derived from --seed."),
     jobs: int = typer.Option(1, help="Parallel processes for --reps with --no-vectorize."),
@@ -119,16 +148,40 @@ def train_command(
     restart: bool = typer.Option(False, "--restart", help="Discard a checkpoint already in --out and start over."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
-    """Train a σ-CVAE; resume if --out already holds a checkpoint of the same settings (--restart: start over)."""
+    """Train a model (σ-CVAE by default; --model); resume if --out already holds a checkpoint of the same
+    settings (--restart: start over)."""
     from pyrovae.config import load_config
+    from pyrovae.errors import ConfigError
     from pyrovae.validation import MAX_UNITS, integer_at_least, out_path
 
     reps, jobs = integer_at_least("--reps", reps, 1, MAX_UNITS), integer_at_least("--jobs", jobs, 1, MAX_UNITS)
     cfg = load_config(
-        config, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed, algorithm=algorithm, K=k,
-        C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr, max_steps=max_steps,
-        tol=tol, convergence=convergence, batch_size=batch_size, latent_dim=latent_dim, seed=seed, device=device,
-        threads=threads,
+        config, model=model, noise=noise, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed,
+        algorithm=algorithm, K=k, C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr,
+        max_steps=max_steps, tol=tol, convergence=convergence, batch_size=batch_size, latent_dim=latent_dim,
+        encoder_widths=_widths("--encoder-widths", encoder_widths), decoder_widths=_widths("--decoder-widths", decoder_widths),
+        activation=activation, gamma=gamma, alpha=alpha, epochs=epochs, seed=seed, device=device,
+        threads=threads if threads is not None else chosen_threads(),
     )
-    out = Path(out_path("--out", out)) if out is not None else Path("runs") / f"{cfg.algorithm}-{Path(cfg.data_file).stem if cfg.data_file else cfg.dataset}-s{cfg.seed}"
-    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} σ-CVAE (K = {cfg.K})", vectorize, restart)
+    if cfg.model == "m2" and reps > 1:
+        raise ConfigError("M2 trains one run at a time: use one --seed per run instead of --reps")
+    source = Path(cfg.data_file).stem if cfg.data_file else cfg.dataset
+    kind = "" if cfg.model == "cvae" else f"{cfg.model}-"
+    out = Path(out_path("--out", out)) if out is not None else Path("runs") / f"{kind}{cfg.algorithm}-{source}-s{cfg.seed}"
+    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} {TITLES[cfg.model]} (K = {cfg.K})"
+                    if cfg.model != "m2" else f"M2 ({cfg.algorithm}, {cfg.epochs} epochs)", vectorize, restart)
+
+
+TITLES = {"cvae": "σ-CVAE", "vae": "VAE", "m2": "M2", "linear": "scalar linear VAE", "cholesky": "Cholesky linear VAE"}
+
+
+def _widths(flag: str, value: str | None) -> list | None:
+    """``"50,50,50"`` → ``[50, 50, 50]`` (checked by the config); ``""`` → no hidden layer."""
+    if value is None:
+        return None
+    from pyrovae.errors import ConfigError
+
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers such as 50,50,50, got {value!r}") from None

@@ -26,7 +26,7 @@ import numpy as np
 
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks, progress_bar, set_aside_diverged, slug
+from pyrovae.experiments.runner import map_tasks, set_aside_diverged, slug
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds
 
@@ -151,20 +151,18 @@ def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out:
     return tasks
 
 
-@register("berger-table1", "Berger & Sebag (2021) Table 1: fixed, learned scalar and learned σ(z) on the 2-D manifold "
-          "(--full: ResNet of 4 blocks × 200, fresh batches of 100, 30,000 steps, 10 runs)",
-          "seed 004, Table 1, Figs. 4 and 10, App. A.2")
+@register("berger-table1", "Berger & Sebag (2021) Table 1: fixed, learned scalar and learned σ(z) on the 2-D "
+          "manifold",
+          "seed 004, Table 1, Figs. 4 and 10, App. A.2",
+          full="ResNet of 4 blocks × 200, fresh batches of 100, 30,000 steps, 10 runs")
 def table1(options: ExperimentOptions) -> ExperimentReport:
+    settings = options.configure(_table1_settings(options))
     reps = options.repetitions(quick=1, full=10)
-    settings = _table1_settings(options)
     start = time.perf_counter()
     runs_dir = options.out / "runs"
-    with progress_bar(options.progress, reps * 10) as bar:
-        first = map_tasks(_train_berger, table1_tasks(settings, reps, options.seed, runs_dir), options.jobs,
-                          on_done=lambda *_: bar.advance(bar.task))
-        ls_runs = [r for r in first if r["label"] == "LS-VAE"]
-        second = map_tasks(_train_berger, second_phase_tasks(settings, ls_runs, options.seed, runs_dir), options.jobs,
-                           on_done=lambda *_: bar.advance(bar.task))
+    first = map_tasks(_train_berger, table1_tasks(settings, reps, options.seed, runs_dir), options)
+    ls_runs = [r for r in first if r["label"] == "LS-VAE"]
+    second = map_tasks(_train_berger, second_phase_tasks(settings, ls_runs, options.seed, runs_dir), options)
     runs = [set_aside_diverged(r, f"{r['label']}/rep-{r['rep']:02d}", options.diverged) for r in first + second]
     rows = [f"F-VAE σ={s:g}" for s in TABLE1_SIGMAS] + ["LS-VAE", "LV-VAE", "F*-VAE", "F-VAE, replayed LS σ (App. A.2)"]
     by_label = {row: [r for r in runs if r["label"] == row] for row in rows}
@@ -296,14 +294,14 @@ def _sphere_settings(options: ExperimentOptions) -> dict:
                 depth=2, lr=1e-3, threshold_dims=(2, 3, 4, 5, 10, 20, 50, 100), threshold_rtol=1e-7, diagram_dims=50)
 
 
-@register("berger-sphere", "Berger & Sebag (2021) Theorem 1: the collapse threshold for data on a hypersphere "
-          "(--full: D up to 100, trained VAEs at D = 3, 10 over 7 noise levels, 20,000 steps, 3 runs)",
-          "seed 004, Theorem 1, Eq. (8), Fig. 2")
+@register("berger-sphere", "Berger & Sebag (2021) Theorem 1: the collapse threshold for data on a hypersphere",
+          "seed 004, Theorem 1, Eq. (8), Fig. 2",
+          full="D up to 100, trained VAEs at D = 3, 10 over 7 noise levels, 20,000 steps, 3 runs")
 def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:
     from pyrovae.theory import hypersphere as hs
 
+    st = options.configure(_sphere_settings(options))
     reps = options.repetitions(quick=1, full=3)
-    st = _sphere_settings(options)
     start = time.perf_counter()
     R = 1.0
     thresholds = ResultTable(
@@ -335,8 +333,7 @@ def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:
             for i in range(reps):
                 tasks.append(dict(D=D, R=R, sigma=sigma, rep=i, seed=seeds[i], steps=st["steps"], width=st["width"],
                                   depth=st["depth"], lr=st["lr"]))
-    with progress_bar(options.progress, len(tasks)) as bar:
-        trained = map_tasks(_train_sphere, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    trained = map_tasks(_train_sphere, tasks, options)
     keys = sorted({(t["D"], t["sigma"]) for t in trained})
     rows = [f"D={D} σ={s:.3f} (σ·√D/R={s * math.sqrt(D) / R:.2f})" for D, s in keys]
     vae = ResultTable("trained", "Fixed-σ VAEs on S_{D−1}(1): decoder radius (mean ‖μ(z) − E μ‖, z ~ N(0, I))",

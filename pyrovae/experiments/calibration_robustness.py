@@ -15,12 +15,11 @@ Per cell: the fraction of seeds whose final σ is within 5 % of τ, the median r
 fraction collapsed (final KL < 0.01), the median number of steps and how many hit the step cap.
 All seeds × σ₀ of one (variant, τ) train as one batched program
 (:class:`~pyrovae.inference.trainer.Trainer` with a list of models); each finished (variant, τ)
-is written to ``out/cells/`` at once and reused on a rerun.
+is written to ``out/tasks/`` at once and reused on a rerun with the same settings.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -35,14 +34,14 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 
 from pyrovae.data.conditional import two_moon  # noqa: E402
-from pyrovae.experiments.registry import ExperimentOptions, register  # noqa: E402
+from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable  # noqa: E402
-from pyrovae.experiments.runner import progress_bar  # noqa: E402
+from pyrovae.experiments.runner import map_tasks  # noqa: E402
 from pyrovae.inference.algorithms import make_algorithm  # noqa: E402
 from pyrovae.inference.trainer import Trainer, TrainSettings  # noqa: E402
 from pyrovae.models.cvae import SigmaCVAE  # noqa: E402
 from pyrovae.models.noise import make_noise  # noqa: E402
-from pyrovae.runs import derive_seeds, write_json  # noqa: E402
+from pyrovae.runs import derive_seeds  # noqa: E402
 
 __all__ = ["VARIANTS", "SweepSettings", "train_cell", "cell_summary", "sweep"]
 
@@ -56,8 +55,9 @@ COLLAPSE_KL = 0.01
 class SweepSettings:
     """The sweep's size: data points ``n``, step cap, seeds per cell, the grid."""
 
-    def __init__(self, quick: bool, reps: int, root_seed: int):
+    def __init__(self, quick: bool, reps: int, root_seed: int, device: str = "cpu"):
         self.n = 100 if quick else 1000
+        self.device = device  # where the batches train (``--device``)
         self.max_steps = 50 if quick else 3000
         self.oracle_steps = 50 if quick else 2000
         self.taus = (0.05, 0.3) if quick else TAUS
@@ -66,7 +66,7 @@ class SweepSettings:
 
     def as_dict(self) -> dict:
         return {"n": self.n, "max_steps": self.max_steps, "oracle_steps": self.oracle_steps, "taus": list(self.taus),
-                "sigma0": list(self.sigma0), "seeds": self.seeds}
+                "sigma0": list(self.sigma0), "seeds": self.seeds, "device": self.device}
 
 
 def _algorithm(variant: str):
@@ -77,19 +77,20 @@ def _algorithm(variant: str):
     return make_algorithm("fixed")
 
 
-def train_cell(variant: str, tau: float, settings: SweepSettings) -> list[dict]:
+def train_cell(variant: str, tau: float, settings: dict) -> list[dict]:
     """Every seed × σ₀ of ``variant`` at noise ``tau`` as one batched run (the oracle: every seed,
-    σ fixed at τ); one dict per replicate."""
+    σ fixed at τ); one dict per replicate. ``settings``: :meth:`SweepSettings.as_dict`."""
     torch.set_num_threads(1)
-    data = two_moon(n=settings.n, tau=tau, seed=0)
-    grid = [(seed, tau) for seed in settings.seeds] if variant == "oracle" else \
-        [(seed, s0) for s0 in settings.sigma0 for seed in settings.seeds]
+    data = two_moon(n=settings["n"], tau=tau, seed=0)
+    grid = [(seed, tau) for seed in settings["seeds"]] if variant == "oracle" else \
+        [(seed, s0) for s0 in settings["sigma0"] for seed in settings["seeds"]]
     models, algorithms = [], []
     for seed, s0 in grid:
         pyro.set_rng_seed(seed)  # each replicate starts from the weights its single run would start from
         algorithms.append(_algorithm(variant))
-        models.append(SigmaCVAE(data.x_dim, data.y_dim, noise=make_noise(algorithms[-1].noise, s0)))
-    steps = settings.oracle_steps if variant == "oracle" else settings.max_steps
+        models.append(SigmaCVAE(data.x_dim, data.y_dim, noise=make_noise(algorithms[-1].noise, s0))
+                      .to(settings["device"]))
+    steps = settings["oracle_steps"] if variant == "oracle" else settings["max_steps"]
     start = time.perf_counter()
     with pyro.validation_enabled(False):
         # the oracle trains a fixed number of steps (tol = 0: no early stop), the floor at that budget
@@ -100,7 +101,7 @@ def train_cell(variant: str, tau: float, settings: SweepSettings) -> list[dict]:
     rows = []
     for (seed, s0), result in zip(grid, results):
         m = result.metrics
-        sigma = _residual_sigma(result.model, data) if variant == "oracle" else m["sigma"]
+        sigma = _residual_sigma(result.model, data.to(settings["device"])) if variant == "oracle" else m["sigma"]
         rows.append({"variant": variant, "tau": tau, "sigma0": s0, "seed": seed, "status": result.status,
                      "sigma": sigma, "rel_err": abs(sigma - tau) / tau, "kl": m["kl"], "steps": m["steps"],
                      "calibrations": m["calibrations"]})
@@ -127,25 +128,14 @@ def cell_summary(rows: list[dict], cap: int) -> dict:
             "at_cap": sum(r["status"] == "max_steps" and r["steps"] >= cap for r in rows)}
 
 
-def _cell_path(out: Path, variant: str, tau: float) -> Path:
-    return out / "cells" / f"{variant}-tau{tau:g}.json"
-
-
-def sweep(out: Path, settings: SweepSettings, variants=VARIANTS, on_cell=None) -> dict[tuple[str, float], list[dict]]:
-    """Train (or reload) every (variant, τ) cell; each is written to disk as soon as it is done."""
-    results = {}
-    for tau in sorted(settings.taus, key=lambda t: abs(math.log(t / 0.1))):  # τ = 0.1 first, the extremes last
-        for variant in variants:
-            path = _cell_path(out, variant, tau)
-            if path.is_file():
-                results[(variant, tau)] = json.loads(path.read_text())["runs"]
-            else:
-                rows = train_cell(variant, tau, settings)
-                write_json(path, {"settings": settings.as_dict(), "runs": rows})
-                results[(variant, tau)] = rows
-            if on_cell is not None:
-                on_cell(variant, tau)
-    return results
+def sweep(options: ExperimentOptions, settings: SweepSettings, variants=VARIANTS) -> dict[tuple[str, float], list[dict]]:
+    """Train every (variant, τ) cell (:func:`train_cell`) on the experiment's executor; each cell is
+    written to disk as soon as it is done and reused by a rerun with the same settings
+    (:func:`~pyrovae.experiments.runner.map_tasks`)."""
+    cells = [(variant, tau) for tau in sorted(settings.taus, key=lambda t: abs(math.log(t / 0.1)))  # τ = 0.1 first
+             for variant in variants]
+    tasks = [dict(variant=variant, tau=tau, settings=settings.as_dict()) for variant, tau in cells]
+    return dict(zip(cells, map_tasks(train_cell, tasks, options, label="cells")))
 
 
 def heat_map(summaries: dict[tuple[str, float, float], dict], settings: SweepSettings, variants, path: Path) -> Path:
@@ -174,12 +164,15 @@ def heat_map(summaries: dict[tuple[str, float, float], dict], settings: SweepSet
 
 @register("calibration-robustness", "σ recovery across noise levels and σ₀: paper, code, robust, annealing, oracle",
           "Liu & Wang (2025), Algorithm 1, beyond its τ = 0.1")
+@trains_on_device
 def calibration_robustness(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=10)
-    settings = SweepSettings(options.quick, reps, options.seed)
+    settings = SweepSettings(options.quick, reps, options.seed, options.device)
+    for key, value in options.configure({k: v for k, v in settings.as_dict().items()
+                                         if k not in ("seeds", "device")}).items():
+        setattr(settings, key, value)
     start = time.perf_counter()
-    with progress_bar(options.progress, len(settings.taus) * len(VARIANTS), "cells") as bar:
-        results = sweep(options.out, settings, on_cell=lambda *_: bar.advance(bar.task))
+    results = sweep(options, settings)
     summaries = {}
     for (variant, tau), rows in results.items():
         cap = settings.oracle_steps if variant == "oracle" else settings.max_steps

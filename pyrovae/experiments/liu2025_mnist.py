@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from pyrovae.data.base import Dataset  # noqa: E402
 from pyrovae.errors import DataError  # noqa: E402
-from pyrovae.experiments.registry import ExperimentOptions, register  # noqa: E402
+from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values  # noqa: E402
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.experiments.tasks import CVAESettings, fit_cvae  # noqa: E402
@@ -79,7 +79,7 @@ def impute(model, x: torch.Tensor, draws: int) -> torch.Tensor:
 
 
 def run_split(split: str, seed: int, max_steps: int, n_images: int | None, batch_size: int, K: int = 100,
-              draws: int = 20, show: int = 10, show_draws: int = 5) -> dict:
+              draws: int = 20, show: int = 10, show_draws: int = 5, device: str = "cpu") -> dict:
     """Train on one split and return MSEs plus the images to show (numpy arrays)."""
     start = time.perf_counter()
     images = load_mnist(n_images)
@@ -90,7 +90,7 @@ def run_split(split: str, seed: int, max_steps: int, n_images: int | None, batch
     data = Dataset(f"mnist-{split}", train[:, mask], train[:, ~mask])
     settings = CVAESettings(latent_dim=5, encoder_widths=[256, 128], decoder_widths=[128, 256], activation="relu",
                             K=K, C=0.001, max_steps=max_steps, batch_size=batch_size)
-    result = fit_cvae(data, settings, seed=seed)
+    result = fit_cvae(data, settings, seed=seed, device=device)
     model = result.model
     x_test, y_test = test[:, mask], test[:, ~mask]
     torch.manual_seed(seed)
@@ -135,16 +135,17 @@ def _settings(quick: bool) -> dict:
     return dict(max_steps=1500 if quick else 20_000, n_images=None, batch_size=100, K=100)
 
 
-@register("liu-mnist", "Liu & Wang (2025) Appendix I: MNIST imputation from 1/4, 1/2, 3/4 of each image "
-          "(--full: 3 runs, at most 20,000 steps)",
-          "seed 000, Appendix I, Figure 6")
+@register("liu-mnist", "Liu & Wang (2025) Appendix I: MNIST imputation from 1/4, 1/2, 3/4 of each image",
+          "seed 000, Appendix I, Figure 6",
+          full="3 runs, at most 20,000 steps")
+@trains_on_device
 def mnist_imputation(options: ExperimentOptions) -> ExperimentReport:
+    cfg = options.configure(_settings(options.quick))
     reps = options.repetitions(quick=1, full=3)
-    cfg = _settings(options.quick)
     seeds = derive_seeds(options.seed, reps)
-    tasks = [dict(split=s, seed=seed, **cfg) for seed in seeds for s in SPLITS]
+    tasks = [dict(split=s, seed=seed, device=options.device, **cfg) for seed in seeds for s in SPLITS]
     start = time.perf_counter()
-    rows = map_tasks(run_split, tasks, options.jobs)
+    rows = map_tasks(run_split, tasks, options)
     table = ResultTable("mnist", "Per-pixel imputation MSE of the missing part on test images (mean ± sd over reps)",
                         [f"observed {s}" for s in SPLITS],
                         ["one imputation", "mean of 20 imputations", "training mean (ignores x)", "spread of imputations",

@@ -99,11 +99,22 @@ class ExperimentReport:
     figures: list[Path] = field(default_factory=list)
     wall_time: float = 0.0
     conclusion: str = ""
+    #: each task of the experiment's parallel maps: (its own wall time, whether an earlier run did it)
+    task_seconds: list[tuple[float, bool]] = field(default_factory=list)
+
+    def task_time(self) -> str:
+        """The sum of the tasks' own wall times, across processes and resumed runs ("" without tasks)."""
+        if not self.task_seconds:
+            return ""
+        total = sum(s for s, _ in self.task_seconds)
+        reused = sum(1 for _, r in self.task_seconds if r)
+        return (f" Task time {total:.0f} s, summed over the {len(self.task_seconds)} tasks' own wall times "
+                f"({reused} done by an earlier run of the same command), across processes.")
 
     def to_markdown(self) -> str:
         settings = ", ".join(f"{k} = {v}" for k, v in self.settings.items())
         parts = [f"## {self.title}", "", f"Reproduces {self.source}. Settings: {settings}. "
-                 f"Wall time {self.wall_time:.0f} s.", ""]
+                 f"Wall time {self.wall_time:.0f} s (this run).{self.task_time()}", ""]
         parts += [t.to_markdown() for t in self.tables]
         if self.conclusion:
             parts += ["", self.conclusion, ""]
@@ -121,6 +132,9 @@ class ExperimentReport:
         write_text(out / "report.md", self.to_markdown())
         write_json(out / "report.json", {"name": self.name, "title": self.title, "source": self.source,
                                          "settings": self.settings, "wall_time": self.wall_time,
+                                         "task_seconds_summed": sum(s for s, _ in self.task_seconds),
+                                         "tasks": len(self.task_seconds),
+                                         "tasks_reused": sum(1 for _, r in self.task_seconds if r),
                                          "figures": [str(p) for p in self.figures],
                                          "tables": {t.name: t.to_frame().to_dict("records") for t in self.tables}})
         return written + [out / "report.md", out / "report.json"]

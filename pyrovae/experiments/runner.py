@@ -1,54 +1,78 @@
-"""Running many trainings: a parallel map, configurations × paired repetitions, a progress bar."""
+"""Running many tasks: a parallel map whose finished tasks are kept on disk, configurations ×
+paired repetitions, progress that reads well on a terminal and in a log file."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pyrovae.config import RunConfig
+from pyrovae.executors import InProcess
 from pyrovae.runs import derive_seeds
 
-__all__ = ["map_tasks", "run_grid", "set_aside_diverged", "progress_bar", "slug"]
+if TYPE_CHECKING:
+    from pyrovae.experiments.registry import ExperimentOptions
+
+__all__ = ["map_tasks", "run_grid", "set_aside_diverged", "Progress", "slug"]
 
 
-def _call(fn: Callable[..., Any], kwargs: dict) -> Any:
-    torch.set_num_threads(1)
-    return fn(**kwargs)
+def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "ExperimentOptions | None" = None,
+              on_done: Callable[[int, Any], None] | None = None, label: str | None = None) -> list[Any]:
+    """``[fn(**t) for t in tasks]`` on the experiment's executor (``options.executor``: this process,
+    local processes or a Dask cluster; ``fn`` must be importable at module level), results in task
+    order, ``on_done(i, result)`` as each one is ready.
 
+    With ``options``, each task's result is written to ``options.out/tasks`` as it finishes
+    (:class:`~pyrovae.experiments.task_store.TaskStore`) and a rerun reuses it instead of running
+    the task again; each task's own wall time goes to ``options.task_seconds`` (reused ones with the
+    time they took when they ran); with ``options.progress``, one line per finished task
+    (:class:`Progress`). Without ``options``: in this process, nothing kept."""
+    from pyrovae.experiments.task_store import TaskStore
 
-def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], jobs: int = 1,
-              on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
-    """``[fn(**t) for t in tasks]``, in ``jobs`` spawned processes when ``jobs > 1`` — ``fn`` must be
-    importable at module level — in this process otherwise; one torch thread either way;
-    results in task order; ``on_done(i, result)`` as each finishes."""
+    tasks = list(tasks)
+    store = TaskStore(Path(options.out) / "tasks") if options is not None else None
     results: list[Any] = [None] * len(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = _call(fn, task)  # one thread here too: the same numbers as with --jobs N
-            if on_done is not None:
-                on_done(i, results[i])
-        return results
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_call, fn, dict(task)): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if on_done is not None:
-                on_done(i, results[i])
+
+    def finish(i: int, result: Any, seconds: float, reused: bool) -> None:
+        results[i] = result
+        if options is not None:
+            options.task_seconds.append((seconds, reused))
+        if on_done is not None:
+            on_done(i, result)
+
+    pending = []
+    for i, task in enumerate(tasks):
+        stored = store.load(fn, task) if store is not None else None
+        if stored is None:
+            pending.append(i)
+        else:
+            finish(i, stored.result, stored.seconds, True)
+    executor = options.executor if options is not None else InProcess()
+    enabled = options is not None and options.progress
+    with Progress(enabled, len(tasks), label or fn.__name__.strip("_"), reused=len(tasks) - len(pending)) as bar:
+        for done in executor.run(fn, [tasks[i] for i in pending]):
+            i = pending[done.index]
+            result = store.save(fn, tasks[i], done.result, done.seconds).result if store is not None else done.result
+            finish(i, result, done.seconds, False)
+            bar.advance()
     return results
 
 
 def _train_group(cfgs: list[dict], outs: list[str], batch_dir: str) -> list[dict]:
+    """Train one batch of :func:`run_grid` (:func:`pyrovae.api.train_batch`); a batch whose runs
+    all finished already (their directories say so) is read back, not trained."""
     from pyrovae.api import train_batch
 
-    results = train_batch([RunConfig(**c) for c in cfgs], outs, batch_dir=batch_dir, plots=False)
+    configs = [RunConfig(**c) for c in cfgs]
+    finished = [_finished(cfg, Path(out)) for cfg, out in zip(configs, outs)]
+    if all(m is not None for m in finished):
+        return finished
+    results = train_batch(configs, outs, batch_dir=batch_dir, plots=False)
     return [r.metrics for r in results]
 
 
@@ -69,54 +93,33 @@ def _as_json(cfg: RunConfig) -> dict:
     return json.loads(json.dumps(cfg.to_dict()))
 
 
-def run_grid(
-    configs: dict[str, RunConfig],
-    reps: int,
-    jobs: int,
-    out: Path,
-    root_seed: int = 0,
-    on_done: Callable[[str, int, dict], None] | None = None,
-    diverged: list[str] | None = None,
-) -> dict[str, list[dict]]:
-    """Train every ``configs[label]`` ``reps`` times; repetition ``i`` of every label uses the
-    same seed (paired comparison). Each run writes ``out/<label>/rep-XX``; a finished run there is
-    reused. The runs that differ only in per-replicate settings (seed, σ₀, C, calibration variant,
-    schedule length: :data:`pyrovae.api.PER_REPLICATE`) train as one batched program; the
-    batches are spread over ``jobs`` processes. Returns ``{label: [metrics of rep 0, rep 1, ...]}``;
-    a diverged run's numbers are NaN and its name goes to ``diverged`` (:func:`set_aside_diverged`)."""
+def run_grid(configs: dict[str, RunConfig], reps: int, options: "ExperimentOptions", out: Path) -> dict[str, list[dict]]:
+    """Train every ``configs[label]`` ``reps`` times on ``options.device``; repetition ``i`` of every
+    label uses the same seed, derived from ``options.seed`` (paired comparison). Each run writes
+    ``out/<label>/rep-XX``. The runs that differ only in per-replicate settings (seed, σ₀, C,
+    calibration variant, schedule length: :data:`pyrovae.api.PER_REPLICATE`) train as one batched
+    program, one task of :func:`map_tasks` each (kept on disk as it finishes, reused on rerun,
+    spread over the experiment's executor). Returns ``{label: [metrics of rep 0, rep 1, ...]}``; a
+    diverged run's numbers are NaN and its name goes to ``options.diverged`` (:func:`set_aside_diverged`)."""
     from pyrovae.api import batch_key
 
-    seeds = derive_seeds(root_seed, reps)
-    results: dict[str, list[dict]] = {label: [{} for _ in range(reps)] for label in configs}
-
-    def done(label: str, i: int, metrics: dict) -> None:
-        results[label][i] = set_aside_diverged({"rep": i, "seed": seeds[i], **metrics}, f"{label}/rep-{i:02d}",
-                                               diverged)
-        if on_done is not None:
-            on_done(label, i, results[label][i])
-
+    seeds = derive_seeds(options.seed, reps)
     groups: dict[str, list[tuple[str, int, RunConfig, Path]]] = {}
     for i in range(reps):
         for label, cfg in configs.items():
-            cfg = cfg.replace(seed=seeds[i])
-            run_dir = out / slug(label) / f"rep-{i:02d}"
-            finished = _finished(cfg, run_dir)
-            if finished is not None:
-                done(label, i, finished)
-            else:
-                groups.setdefault(batch_key(cfg), []).append((label, i, cfg, run_dir))
+            cfg = cfg.replace(seed=seeds[i], device=options.device)
+            groups.setdefault(batch_key(cfg), []).append((label, i, cfg, out / slug(label) / f"rep-{i:02d}"))
     batches = list(groups.values())
     tasks = []
     for batch in batches:
         name = hashlib.sha1(json.dumps([[lab, i] for lab, i, _, _ in batch]).encode()).hexdigest()[:12]
         tasks.append({"cfgs": [c.to_dict() for _, _, c, _ in batch], "outs": [str(d) for _, _, _, d in batch],
                       "batch_dir": str(out / "batches" / name)})
-
-    def batch_done(k: int, metrics: list[dict]) -> None:
-        for (label, i, _, _), m in zip(batches[k], metrics):
-            done(label, i, m)
-
-    map_tasks(_train_group, tasks, jobs, on_done=batch_done)
+    results: dict[str, list[dict]] = {label: [{} for _ in range(reps)] for label in configs}
+    for batch, metrics in zip(batches, map_tasks(_train_group, tasks, options, label="batches")):
+        for (label, i, _, _), m in zip(batch, metrics):
+            results[label][i] = set_aside_diverged({"rep": i, "seed": seeds[i], **m}, f"{label}/rep-{i:02d}",
+                                                   options.diverged)
     return results
 
 
@@ -137,25 +140,53 @@ def slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "_" for c in label)
 
 
-class _Silent:
-    task = None
+class Progress:
+    """Progress over ``total`` tasks, ``reused`` of them already done by an earlier run: a rich bar
+    on a terminal; elsewhere (a log file, a pipe) one plain line per finished task with the count,
+    the elapsed time and an estimate of the time left (from the pace of the tasks run so far);
+    nothing when not ``enabled``. Call :meth:`advance` as each task finishes."""
 
-    def __enter__(self):
+    def __init__(self, enabled: bool, total: int, label: str = "tasks", reused: int = 0) -> None:
+        self.enabled, self.total, self.label, self.reused = enabled, total, label, reused
+        self.done = reused
+        self._bar = None
+
+    def __enter__(self) -> "Progress":
+        if not self.enabled or self.total == 0:
+            return self
+        self._start = time.perf_counter()
+        if sys.stdout.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._bar = Bar(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn())
+            self._task = self._bar.add_task(self.label, total=self.total, completed=self.reused)
+            self._bar.start()
+        elif self.reused:
+            self._line(f"{self.reused} finished by an earlier run, reused")
         return self
 
-    def __exit__(self, *exc):
-        return False
+    def advance(self) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.advance(self._task)
+            return
+        elapsed = time.perf_counter() - self._start
+        left = (self.total - self.done) * elapsed / (self.done - self.reused)
+        self._line(f"{_clock(elapsed)} elapsed, about {_clock(left)} left")
 
-    def advance(self, task, advance: float = 1) -> None:
-        pass
+    def _line(self, text: str) -> None:
+        print(f"{self.label} {self.done}/{self.total}: {text}", flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
-def progress_bar(enabled: bool, total: int, label: str = "runs"):
-    """A rich progress bar over ``total`` runs (``bar.advance(bar.task)``); silent when disabled."""
-    if not enabled:
-        return _Silent()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar.task = bar.add_task(label, total=total)
-    return bar
+def _clock(seconds: float) -> str:
+    """``h:mm:ss``."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

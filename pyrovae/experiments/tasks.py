@@ -40,12 +40,16 @@ class CVAESettings:
         return TrainSettings(K=self.K, lr=self.lr, max_steps=self.max_steps, tol=self.tol, batch_size=self.batch_size)
 
 
-def fit_cvae(data: Dataset, settings: CVAESettings, seed: int) -> TrainResult:
-    """Train a σ-CVAE sized for ``data`` (in this process, one torch thread)."""
+def fit_cvae(data: Dataset, settings: CVAESettings, seed: int, device: str = "cpu") -> TrainResult:
+    """Train a σ-CVAE sized for ``data`` (in this process, one torch thread) on ``device``; the
+    trained model comes back on the CPU, where the experiments evaluate it. The initial weights
+    are drawn on the CPU, so they do not depend on the device."""
     torch.set_num_threads(1)
     pyro.set_rng_seed(seed)
     algorithm = make_algorithm(settings.algorithm, settings.C)
     model = SigmaCVAE(data.x_dim, data.y_dim, settings.latent_dim, settings.encoder_widths, settings.decoder_widths,
                       noise=make_noise(algorithm.noise, settings.sigma0), activation=settings.activation)
     with pyro.validation_enabled(False):
-        return Trainer(model, data, algorithm, settings.settings()).run()
+        result = Trainer(model.to(device), data, algorithm, settings.settings()).run()
+    result.model.to("cpu")
+    return result

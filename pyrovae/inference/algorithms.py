@@ -17,6 +17,7 @@ name                      σ              after each block
 ``cyclical``              analytic      as ``analytic`` with β from 5 cycles (Eq. 12, App. G.1)
 ``fixed``                 fixed         stop at convergence
 ``lagging``               any           aggressive encoder steps until I(x; z) stops rising (He et al. 2019)
+``lagging-segments``      any           R segments: encoder alone, then jointly (Yacoby et al. 2022, App. E)
 ========================  =============  ==========================================
 """
 
@@ -227,7 +228,7 @@ class ReplaySigma(Algorithm):
         return Decision(stop=stats.converged and played, event="converged" if stats.converged else "")
 
 
-ALGORITHMS = ("joint", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging")
+ALGORITHMS = ("joint", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging", "lagging-segments")
 
 # names that meant something else once: each maps to the one line that says what to use now
 RENAMED = {
@@ -275,4 +276,8 @@ def make_algorithm(
         from pyrovae.inference.lagging import LaggingInference  # it builds on this module
 
         return LaggingInference()
+    if name == "lagging-segments":
+        from pyrovae.inference.lagging_segments import SegmentedLagging  # it builds on this module
+
+        return SegmentedLagging()
     raise UnknownNameError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")

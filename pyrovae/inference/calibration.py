@@ -45,7 +45,8 @@ class CalibrationRule:
         return mean_kl < self.tolerance
 
     def draw_phi(self, generator: torch.Generator | None = None) -> float:
-        eps = float(torch.randn((), generator=generator, dtype=torch.float64))
+        device = None if generator is None else generator.device  # a replicate's stream may live on the GPU
+        eps = float(torch.randn((), generator=generator, dtype=torch.float64, device=device))
         return math.sqrt(self.variance) * eps if self.variant == "paper" else 0.5 * eps
 
     def calibrate(self, sigma: float, generator: torch.Generator | None = None) -> tuple[float, float]:

@@ -105,11 +105,13 @@ def m2_objective(model: M2, data: SemiSupervisedDataset, objective: str = "elbo"
 def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", epochs: int = 100,
              batch_size: int = 100, lr: float = 1e-3, gamma: float = 1.0, alpha: float = 0.0,
              particles: int = 10, seed: int = 0, parameters: str = "all", lagging: bool = False,
-             aggressive_inner: int = 100, lagging_window: int = 10, mi_points: int = 1000) -> M2TrainResult:
+             aggressive_inner: int = 100, lagging_window: int = 10, mi_points: int = 1000,
+             lagging_threshold: float = 0.0) -> M2TrainResult:
     """Train ``model`` in place on ``data`` (App. D: Adam, lr 0.001, batches of 100, 100 epochs);
     ``parameters="encoder"`` keeps the decoder fixed; ``lagging=True`` trains with Lagging Inference
     Networks (He et al. 2019, Alg. 1; module docstring) with at most ``aggressive_inner`` encoder-only
-    steps per batch, windows of ``lagging_window`` steps and I(x; z) on ``mi_points`` unlabelled points."""
+    steps per batch, windows of ``lagging_window`` steps (App. D's R) whose mean must fall by more than
+    ``lagging_threshold`` (App. D's T; 0 is He et al.'s code) and I(x; z) on ``mi_points`` unlabelled points."""
     if objective not in M2_OBJECTIVES:
         raise ConfigError(f"unknown M2 objective {objective!r}; known: {', '.join(M2_OBJECTIVES)}")
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles),
@@ -118,6 +120,8 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
     integer_at_least("mi_points", mi_points, 2)
     if not lr > 0 or gamma < 0 or alpha < 0:
         raise ConfigError(f"need lr > 0, gamma >= 0, alpha >= 0; got {lr}, {gamma}, {alpha}")
+    if not (math.isfinite(lagging_threshold) and lagging_threshold >= 0):
+        raise ConfigError(f"the Lagging threshold T must be finite and >= 0, got {lagging_threshold!r}")
     if parameters not in ("all", "encoder"):
         raise ConfigError(f"parameters must be 'all' or 'encoder', got {parameters!r}")
     if lagging and parameters != "all":
@@ -130,7 +134,7 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
     torch.manual_seed(int(seed))
     if lagging:
         return _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
-                             int(aggressive_inner), int(lagging_window), int(mi_points))
+                             int(aggressive_inner), int(lagging_window), int(mi_points), float(lagging_threshold))
     params = list(model.parameters()) if parameters == "all" else encoder_parameters(model)
     frozen = [] if parameters == "all" else list(model.decoder.parameters())
     for p in frozen:
@@ -153,7 +157,7 @@ def unlabelled_mutual_information(model: M2, x: torch.Tensor, seed: int = 0) -> 
 
 
 def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
-                  aggressive_inner, window, mi_points) -> M2TrainResult:
+                  aggressive_inner, window, mi_points, threshold) -> M2TrainResult:
     """Lagging Inference Networks for M2 (module docstring)."""
     encoder = encoder_parameters(model)
     encoder_ids = {id(p) for p in encoder}
@@ -191,7 +195,7 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
             iu, il = order[i:i + bs], torch.randint(n_l, (b_l,), generator=gen)
             if aggressive:
                 inner += encoder_phase(functools.partial(encoder_step, first=(iu, il), epoch=epoch),
-                                       aggressive_inner, window)
+                                       aggressive_inner, window, threshold)
                 total += step(iu, il, [dec_opt], epoch)
             else:
                 total += step(iu, il, [enc_opt, dec_opt], epoch)

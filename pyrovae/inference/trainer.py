@@ -26,7 +26,7 @@ from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import Algorithm, BlockStats
 from pyrovae.inference.objectives import check_objective, make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
-from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.models.cvae import SigmaCVAE, require_gaussian_program
 from pyrovae.optim import adam
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
 from pyrovae.validation import MAX_UNITS, integer_at_least, real, text
@@ -161,6 +161,7 @@ class Trainer:
         if len(datas) not in (1, R):
             raise ConfigError(f"{len(datas)} data sets for {R} replicates: give one shared data set or one per replicate")
         for m, alg in zip(self.models, self.algorithms):
+            require_gaussian_program(m, "the training engine (and every σ update in it)")
             alg.check_model(m)
             check_objective(self.settings.elbo, anneals=alg.name in ("monotonic", "cyclical", "annealed"))
         if R > 1 and not all(alg.batched for alg in self.algorithms):
@@ -172,6 +173,9 @@ class Trainer:
         if len({len(d) for d in datas}) > 1:
             raise ConfigError("per-replicate data sets must have the same number of points")
         device = next(self.models[0].parameters()).device
+        if device.type != "cpu" and any(getattr(d, "resample", None) is not None for d in datas):
+            raise ConfigError("a stream data set (fresh points every step) trains on the CPU: its sampler draws "
+                              "with the replicates' CPU generators")
         self.datas = [d.to(device) for d in datas]
         self.data = self.datas[0]
         if seeds is None:

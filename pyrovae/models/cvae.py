@@ -19,6 +19,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Sequence
 
 import pyro
@@ -27,12 +28,14 @@ import torch
 from pyro import poutine
 from torch import nn
 
-from pyrovae.errors import DataError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.models.nets import MLP, GaussianEncoder
 from pyrovae.models.noise import LearnedNoise, ObservationNoise
 from pyrovae.validation import MAX_UNITS, finite_matrix, integer_at_least, widths
 
-__all__ = ["SigmaCVAE"]
+__all__ = ["SigmaCVAE", "own_program", "require_gaussian_program"]
+
+_INSTANCES = itertools.count()  # each model's own name in Pyro's parameter store
 
 
 def _scaled(beta: float):
@@ -74,6 +77,12 @@ class SigmaCVAE(nn.Module):
         self.encoder = GaussianEncoder(self.x_dim + self.y_dim, encoder_widths, self.latent_dim, activation)
         self.decoder = MLP(self.x_dim + self.latent_dim, decoder_widths, self.y_dim, activation)
         self.noise = noise if noise is not None else LearnedNoise(1.0)
+        self.pyro_name = f"sigma_cvae_{next(_INSTANCES)}"
+
+    def __setstate__(self, state: dict) -> None:
+        """A copy (``copy.deepcopy``) is another model: it gets its own parameter-store name."""
+        super().__setstate__(state)
+        self.pyro_name = f"sigma_cvae_{next(_INSTANCES)}"
 
     # -- networks -----------------------------------------------------------------
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,8 +123,13 @@ class SigmaCVAE(nn.Module):
         return self.noise.sigma
 
     # -- Pyro program -------------------------------------------------------------
+    # model and guide register their networks with pyro.module, so that plain pyro.infer.SVI,
+    # Predictive and MCMC find them in the parameter store. Each model has its own name there
+    # (``pyro_name``): two models trained in one process never share parameters.
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0) -> torch.Tensor:
         self._check_widths(x, y)
+        pyro.module(f"{self.pyro_name}.decoder", self.decoder)
+        pyro.module(f"{self.pyro_name}.noise", self.noise)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         with pyro.plate("data", x.shape[0], dim=-1):
             with _scaled(beta):
@@ -124,6 +138,7 @@ class SigmaCVAE(nn.Module):
             return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=y)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+        pyro.module(f"{self.pyro_name}.encoder", self.encoder)
         with pyro.plate("data", x.shape[0], dim=-1):
             loc, scale = self.encode(x, y)
             with _scaled(beta):
@@ -164,3 +179,22 @@ class SigmaCVAE(nn.Module):
         loc, scale = self.encode(x, y)
         mean, sigma = self._mean_and_scale(x, loc + scale * torch.randn_like(loc))
         return mean + sigma * torch.randn_like(mean)
+
+
+def own_program(model: nn.Module) -> list[str]:
+    """Which of ``model`` and ``guide`` a :class:`SigmaCVAE` subclass writes itself (its own
+    likelihood or guide), in that order; ``[]`` for the Gaussian program of this module."""
+    return [name for name in ("model", "guide") if getattr(type(model), name, None) is not getattr(SigmaCVAE, name)]
+
+
+def require_gaussian_program(model: nn.Module, purpose: str) -> None:
+    """Refuse, with one line, a model whose Pyro program is not :class:`SigmaCVAE`'s Gaussian one
+    (a subclass with its own ``model`` or ``guide``, e.g. a Student-t likelihood): ``purpose``
+    (the replicate engine, the analytic σ of Eq. 10, calibration) computes with Gaussian formulas
+    and would silently give wrong numbers for it."""
+    cls = type(model)
+    own = own_program(model)
+    if not isinstance(model, SigmaCVAE) or own:
+        what = f"{cls.__name__}.{own[0]} is its own program" if own else f"{cls.__name__} is not a SigmaCVAE"
+        raise ConfigError(f"{purpose} assumes the Gaussian σ-CVAE program; {what}: train it with "
+                          "pyro.infer.SVI on its model and guide")

@@ -38,6 +38,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import ObservationNoise
 from pyrovae.posterior.exact import LinearGaussian
+from pyrovae.validation import finite_matrix
 
 __all__ = [
     "ScalarDecoder",
@@ -171,7 +172,7 @@ class TiedNoise(ObservationNoise):
 
     @property
     def sigma(self) -> float:
-        return float(self._decoder[0].noise_var().sqrt().mean())
+        return float(self._decoder[0].noise_var().detach().sqrt().mean())
 
 
 class LinearEncoder(nn.Module):
@@ -291,9 +292,28 @@ def scalar_mutual_information(theta: float, sigma_eps: float) -> float:
     return 0.5 * math.log(sigma_eps**2 / (sigma_eps**2 - theta**2))
 
 
+def _cholesky_parameters(a, b_diag, sigma_eps) -> tuple[torch.Tensor, torch.Tensor, float]:
+    r"""``A`` (K, K), ``B``'s diagonal (K,) in :math:`[0, \sigma_\varepsilon^2)` and a positive
+    :math:`\sigma_\varepsilon` as float64 tensors, or a :class:`~pyrovae.errors.ConfigError`: a full ``B``
+    matrix would otherwise be read through ``torch.diag`` as its diagonal (and summed whole by Eq. 22)."""
+    sigma_eps = _check_sigma_eps(sigma_eps)
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b_diag, dtype=torch.float64)
+    if a.dim() != 2 or a.shape[0] != a.shape[1]:
+        raise ConfigError(f"A must be a square (K, K) matrix, got shape {tuple(a.shape)}")
+    if b.shape != (a.shape[0],):
+        raise ConfigError(f"B is diagonal: pass its diagonal, shape ({a.shape[0]},), got shape {tuple(b.shape)}")
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        raise ConfigError("A and B must be finite")
+    if bool((b < 0).any()) or bool((b >= sigma_eps**2).any()):
+        raise ConfigError(f"B's diagonal must lie in [0, sigma_eps^2) = [0, {sigma_eps**2:g}), got {b.tolist()}")
+    return a, b, sigma_eps
+
+
 def cholesky_mutual_information(a: torch.Tensor, b_diag: torch.Tensor, sigma_eps: float) -> torch.Tensor:
-    r"""Eq. 22: :math:`\tfrac12[\log\det(AA^\top + \sigma_\varepsilon^2 I) - \sum_i \log(\sigma_\varepsilon^2 - B_{ii})]`."""
-    a, b_diag = torch.as_tensor(a), torch.as_tensor(b_diag)
+    r"""Eq. 22: :math:`\tfrac12[\log\det(AA^\top + \sigma_\varepsilon^2 I) - \sum_i \log(\sigma_\varepsilon^2 - B_{ii})]`
+    (float64). ``b_diag`` is B's diagonal; a full matrix, a wrong shape or an entry outside
+    :math:`[0, \sigma_\varepsilon^2)` raises :class:`~pyrovae.errors.ConfigError`."""
+    a, b_diag, sigma_eps = _cholesky_parameters(a, b_diag, sigma_eps)
     eye = torch.eye(a.shape[0], dtype=a.dtype)
     return 0.5 * (torch.logdet(a @ a.T + sigma_eps**2 * eye) - torch.log(sigma_eps**2 - b_diag).sum())
 
@@ -301,10 +321,12 @@ def cholesky_mutual_information(a: torch.Tensor, b_diag: torch.Tensor, sigma_eps
 def cholesky_posterior(a, b_diag, sigma_eps: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Eq. 23-24 written out literally: :math:`\Sigma_{z|x} = (I + L^\top (\sigma^2 I - B)^{-1} L)^{-1}`,
     :math:`\mu_{z|x} = \Sigma_{z|x} L^\top (\sigma^2 I - B)^{-1} x`, :math:`L = \mathrm{Cholesky}(AA^\top + B)`.
-    Returns ``(mean (N, K), cov (K, K))``."""
-    a, b_diag = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b_diag, dtype=torch.float64)
+    Returns ``(mean (N, K), cov (K, K))``. Parameters are checked as in :func:`cholesky_mutual_information`;
+    ``x`` must be a finite ``(N, K)`` matrix (:class:`~pyrovae.errors.DataError` otherwise)."""
+    a, b_diag, sigma_eps = _cholesky_parameters(a, b_diag, sigma_eps)
+    x = finite_matrix("x", torch.as_tensor(x, dtype=a.dtype), a.shape[0])
     chol = torch.linalg.cholesky(a @ a.T + torch.diag(b_diag))
     noise_inv = torch.diag(1.0 / (sigma_eps**2 - b_diag))
     cov = torch.linalg.inv(torch.eye(a.shape[0], dtype=a.dtype) + chol.T @ noise_inv @ chol)
-    mean = (cov @ chol.T @ noise_inv @ torch.as_tensor(x, dtype=a.dtype).T).T
+    mean = (cov @ chol.T @ noise_inv @ x.T).T
     return mean, cov

@@ -17,7 +17,12 @@ with the guide :math:`q_\phi(y \mid x)\, q_\phi(z \mid x, y)`. Three kinds of la
   :math:`\sum_k y_k \log \pi_k`, in model (prior π) and guide (π = q(·|x)); as the temperature
   falls the draws become one-hot and the objective tends to the enumerated one.
   ``relaxed_density="concrete"`` uses the Concrete densities of both sides instead (a relaxed KL
-  that does not converge to the categorical one).
+  that does not converge to the categorical one). ``straight_through=True`` (Jang et al.'s
+  straight-through Gumbel-softmax, :class:`pyro.distributions.RelaxedOneHotCategoricalStraightThrough`)
+  hands the networks the *hard* one-hot of each draw — the decoder is then trained on the labels it is
+  evaluated with — while gradients flow through the relaxed draw; the densities stay those
+  ``relaxed_density`` names (Concrete: at the relaxed draw; one-hot: at the hard one, the categorical
+  log-probability of the drawn class).
 * ``"continuous"`` — :math:`y \in \mathbb R^q`, :math:`p(y) = N(0, I)` and a Gaussian
   :math:`q(y|x)` (App. H.2).
 
@@ -75,7 +80,7 @@ from torch import nn
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.models.nets import MLP, GaussianEncoder
 
-__all__ = ["M2", "Y_KINDS", "Z_GUIDES", "OneHotDensityRelaxed", "m2_elbo_loss"]
+__all__ = ["M2", "Y_KINDS", "Z_GUIDES", "OneHotDensityRelaxed", "OneHotDensityStraightThrough", "m2_elbo_loss"]
 
 Y_KINDS = ("discrete", "relaxed", "continuous")
 Z_GUIDES = ("factorised", "conditional")
@@ -96,6 +101,14 @@ class OneHotDensityRelaxed(dist.RelaxedOneHotCategorical):
     log-probability extended linearly to the simplex, exact at one-hot values. Used by the
     ``"relaxed"`` M2 so that its objective tends to the enumerated one as the temperature falls.
     """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return (value * torch.log_softmax(self.logits, -1)).sum(-1)
+
+
+class OneHotDensityStraightThrough(dist.RelaxedOneHotCategoricalStraightThrough):
+    r"""Straight-through relaxed one-hot categorical whose ``log_prob(y)`` is :math:`\sum_k y_k \log \pi_k` at
+    the hard one-hot draw (the categorical log-probability of the drawn class)."""
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return (value * torch.log_softmax(self.logits, -1)).sum(-1)
@@ -136,6 +149,7 @@ class M2(nn.Module):
         prior_probs: :math:`p(y)` for discrete labels (uniform by default).
         temperature: of the relaxed variant (2.2 as App. D).
         relaxed_density: ``"onehot"`` or ``"concrete"`` (module docstring).
+        straight_through: relaxed draws as hard one-hots with relaxed gradients (module docstring).
         z_guide: ``"factorised"`` (paper, Eq. 13: :math:`q(z|x)` for unlabelled points) or
             ``"conditional"`` (Kingma et al.: :math:`q(z|x, y)` everywhere); module docstring.
     """
@@ -154,6 +168,7 @@ class M2(nn.Module):
         relaxed_density: str = "onehot",
         activation: str = "leaky_relu",
         z_guide: str = "factorised",
+        straight_through: bool = False,
     ):
         super().__init__()
         if y_kind not in Y_KINDS:
@@ -172,7 +187,10 @@ class M2(nn.Module):
         self.x_dim, self.latent_dim, self.y_kind = int(x_dim), int(latent_dim), y_kind
         self.num_classes = int(num_classes)
         self.y_dim = int(y_dim) if y_kind == "continuous" else self.num_classes  # width of the y input
+        if not isinstance(straight_through, bool):
+            raise ConfigError(f"straight_through must be True or False, got {straight_through!r}")
         self.temperature, self.relaxed_density = float(temperature), relaxed_density
+        self.straight_through = straight_through
         self.z_guide = z_guide
         widths = list(widths)
         self.decoder = MLP(self.latent_dim + self.y_dim, widths, self.x_dim, activation)
@@ -264,7 +282,10 @@ class M2(nn.Module):
     def _relaxed(self, probs: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> dist.Distribution:
         """The relaxed one-hot distribution of the ``"relaxed"`` variant at the model's temperature,
         with the log density ``relaxed_density`` names (module docstring)."""
-        cls = OneHotDensityRelaxed if self.relaxed_density == "onehot" else dist.RelaxedOneHotCategorical
+        cls = {(False, "onehot"): OneHotDensityRelaxed, (False, "concrete"): dist.RelaxedOneHotCategorical,
+               (True, "onehot"): OneHotDensityStraightThrough,
+               (True, "concrete"): dist.RelaxedOneHotCategoricalStraightThrough}[(self.straight_through,
+                                                                                   self.relaxed_density)]
         return cls(torch.tensor(self.temperature, dtype=self.sigma.dtype), probs=probs, logits=logits)
 
     # -- Pyro program -------------------------------------------------------------

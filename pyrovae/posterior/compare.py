@@ -9,8 +9,6 @@ r"""How far the encoder is from the true posterior, and the aggregate posterior 
   closed form.
 * The aggregate posterior :math:`q(z) = \frac1N \sum_n q_\phi(z \mid x_n)` against the prior
   :math:`N(0, I)` by the unbiased squared MMD with a Gaussian kernel (Gretton et al. 2012, Eq. 3).
-* A figure of :math:`q_\phi` beside the true posterior for chosen points (contours in 2-D,
-  curves in 1-D).
 
 References:
     Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (seed 001), Eq. 3.
@@ -20,8 +18,6 @@ References:
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,7 +36,6 @@ __all__ = [
     "mmd2_unbiased",
     "median_bandwidth",
     "aggregate_posterior_mmd",
-    "plot_q_vs_posterior",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -222,116 +217,3 @@ def aggregate_posterior_mmd(
     zp = torch.randn(loc.shape, generator=gen, dtype=torch.float64)
     h = median_bandwidth(zq, zp) if bandwidth is None else float(bandwidth)
     return {"mmd2": float(mmd2_unbiased(zq, zp, h)), "bandwidth": h, "num_points": n}
-
-
-# -- figure -----------------------------------------------------------------------------
-def _gauss_pdf_2d(g0, g1, mean, cov):
-    pos = np.stack([g0, g1], -1) - mean
-    prec = np.linalg.inv(cov)
-    q = np.einsum("...i,ij,...j->...", pos, prec, pos)
-    return np.exp(-0.5 * q) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
-
-
-def plot_q_vs_posterior(
-    q_loc: torch.Tensor,
-    q_scale: torch.Tensor,
-    reference: GridPosterior | PosteriorSamples | LinearGaussian,
-    y: torch.Tensor | None = None,
-    which: Sequence[int] | None = None,
-    path: str | Path | None = None,
-    max_panels: int = 6,
-):
-    r"""Figure of :math:`q_\phi(z \mid x_n, y_n)` beside the true posterior for chosen points.
-
-    ``which`` are positions among the reference's points (default the first ``max_panels``).
-    1-D latents: density curves (the grid's, a histogram of draws, or the exact Gaussian)
-    against :math:`q`'s. 2-D latents: filled contours (grid/exact) or draws (samples) with
-    :math:`q`'s contours on top; with more dimensions the first two are shown. ``y`` is needed
-    for a :class:`LinearGaussian` reference. Saved to ``path`` (PNG) when given; the
-    figure is returned (Agg backend, no display needed).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    q_loc = q_loc.detach().cpu().double().numpy()
-    q_scale = q_scale.detach().cpu().double().numpy()
-    n, d = q_loc.shape
-    if isinstance(reference, LinearGaussian):
-        if y is None:
-            raise ConfigError("plotting against the exact posterior needs y")
-        r_mean, r_cov = (t.detach().cpu().double().numpy() for t in reference.posterior(y))
-        label, points = "exact posterior", list(range(n))
-    elif isinstance(reference, GridPosterior):
-        r_mean, r_cov = reference.mean.cpu().double().numpy(), reference.cov.cpu().double().numpy()
-        label, points = "grid posterior", list(reference.points)
-    elif isinstance(reference, PosteriorSamples):
-        draws = reference.z.detach().cpu().double().flatten(0, 1).numpy()  # (S, N, d)
-        r_mean = draws.mean(0)
-        r_cov = np.stack([np.atleast_2d(np.cov(draws[:, i].T)) for i in range(draws.shape[1])])
-        label, points = f"{reference.method} draws", list(reference.points)
-    else:
-        raise ConfigError(f"cannot plot against {type(reference).__name__}")
-    if r_mean.shape[0] != n:
-        raise DataError(f"q has {n} points but the reference {r_mean.shape[0]}")
-    which = list(range(min(n, max_panels))) if which is None else [int(i) for i in which]
-    if not which or any(i < 0 or i >= n for i in which):
-        raise ConfigError(f"panel indices must lie in [0, {n})")
-    cols = min(3, len(which))
-    rows = int(math.ceil(len(which) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
-    for ax in axes.flat[len(which):]:
-        ax.set_visible(False)
-    for ax, i in zip(axes.flat, which):
-        r_sd = np.sqrt(np.clip(np.diagonal(r_cov[i]), 1e-300, None))
-        lo = np.minimum(r_mean[i] - 4.5 * r_sd, q_loc[i] - 4.5 * q_scale[i])
-        hi = np.maximum(r_mean[i] + 4.5 * r_sd, q_loc[i] + 4.5 * q_scale[i])
-        if d == 1:
-            t = np.linspace(lo[0], hi[0], 400)
-            q_pdf = np.exp(-0.5 * ((t - q_loc[i, 0]) / q_scale[i, 0]) ** 2) / (q_scale[i, 0] * np.sqrt(2 * np.pi))
-            if isinstance(reference, GridPosterior):
-                axis = reference.axes[0].cpu().double().numpy()
-                dens = reference.density()[i].cpu().double().numpy()
-                keep = (axis >= lo[0]) & (axis <= hi[0])
-                ax.plot(axis[keep], dens[keep], color="k", lw=1.8, label=label)
-            elif isinstance(reference, PosteriorSamples):
-                ax.hist(draws[:, i, 0], bins=50, range=(lo[0], hi[0]), density=True, color="0.7", label=label)
-            else:
-                sd = r_sd[0]
-                ax.plot(t, np.exp(-0.5 * ((t - r_mean[i, 0]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), color="k", lw=1.8, label=label)
-            ax.plot(t, q_pdf, color="C3", lw=1.5, ls="--", label="q(z | x, y)")
-            ax.set_xlabel("z")
-        else:
-            g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 160), np.linspace(lo[1], hi[1], 160), indexing="ij")
-            q_cov = np.diag(q_scale[i, :2] ** 2)
-            if isinstance(reference, GridPosterior):
-                axis = reference.axes[0].cpu().double().numpy()
-                dens = reference.density()[i].cpu().double().numpy()
-                k0 = (axis >= lo[0]) & (axis <= hi[0])
-                k1 = (axis >= lo[1]) & (axis <= hi[1])
-                if k0.sum() >= 2 and k1.sum() >= 2:
-                    ax.contourf(axis[k0], axis[k1], dens[np.ix_(k0, k1)].T, levels=12, cmap="Greys")
-                else:  # narrower than a grid cell: draw the moments instead
-                    ax.contourf(g0, g1, _gauss_pdf_2d(g0, g1, r_mean[i, :2], r_cov[i][:2, :2]), levels=12, cmap="Greys")
-            elif isinstance(reference, PosteriorSamples):
-                s = draws[:, i, :2]
-                s = s[np.linspace(0, len(s) - 1, min(len(s), 2000)).astype(int)]
-                ax.scatter(s[:, 0], s[:, 1], s=2, color="0.4", alpha=0.5, label=label)
-            else:
-                ax.contourf(g0, g1, _gauss_pdf_2d(g0, g1, r_mean[i, :2], r_cov[i][:2, :2]), levels=12, cmap="Greys")
-            ax.contour(g0, g1, _gauss_pdf_2d(g0, g1, q_loc[i, :2], q_cov), levels=6, colors="C3", linewidths=1.0)
-            ax.set_xlabel("z1")
-            ax.set_ylabel("z2")
-            ax.set_xlim(lo[0], hi[0])
-            ax.set_ylim(lo[1], hi[1])
-        ax.set_title(f"point {points[i]}", fontsize=10)
-    if d == 1:
-        axes.flat[0].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"q(z | x, y) (red) vs the true posterior ({label})", fontsize=11)
-    fig.tight_layout()
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig

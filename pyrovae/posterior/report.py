@@ -3,18 +3,24 @@ r"""One call from a trained model to ground-truth posteriors, diagnostics, files
 :func:`posterior_report` runs the chosen method on chosen data points of a trained model,
 then writes into ``out_dir``:
 
-* ``samples.nc`` — the draws as an ArviZ object (netCDF; i.i.d. draws for exact and grid);
+* ``samples.nc`` — the complete ArviZ object (netCDF; i.i.d. draws for exact and grid):
+  posterior, log_likelihood, posterior_predictive, observed_data, constant_data and
+  sample_stats in the layout of :mod:`~pyrovae.posterior.arviz_adapter`, ready for ``az.loo``,
+  ``az.plot_ppc``, ``az.plot_energy`` (batched HMC) and ``az.plot_pair(divergences=True)``;
 * ``diagnostics.csv`` — one row per point and latent: mean, sd, r̂, bulk/tail ESS,
-  divergences, :math:`KL[q_\phi \| p_\theta]` (seed 001 Eq. 3), the grid cross-check for
-  samplers with 1-D/2-D latents, and flags;
+  divergences, :math:`KL[q_\phi \| p_\theta]` (Yacoby, Pan & Doshi-Velez 2021, Eq. 3), the
+  grid cross-check for samplers with 1-D/2-D latents, and flags;
 * ``diagnostics.json`` — the settings, a summary (worst r̂ and ESS, divergences, flagged
   points, mean KL, aggregate-posterior MMD² against the prior) and per-point KL;
-* ``plots/q_vs_posterior.png`` — :math:`q_\phi` beside the true posterior.
+* ``plots/q_vs_posterior.png`` — :math:`q_\phi` beside the true posterior: the sampler's draws
+  (with the grid over them when one was computed), the grid, or the exact posterior;
+* ``plots/trace.png``, ``plots/rank.png`` — ArviZ's trace and rank plots of the first points.
 
 References:
-    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (seed 001), Eq. 3.
+    Yacoby, Pan & Doshi-Velez, *Failure Modes of Variational Autoencoders and Their Effects on
+    Downstream Tasks*, 2021, Eq. 3.
     Yacoby, Pan & Doshi-Velez, *Learning Deep Bayesian Latent Variable Regression Models
-    that Generalize* (seed 002), App. C (the exact linear-Gaussian posterior).
+    that Generalize*, 2022, App. C (the exact linear-Gaussian posterior).
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ import pandas as pd
 import torch
 
 from pyrovae.errors import ConfigError, DataError
-from pyrovae.posterior.arviz_adapter import diagnostics_summary, diagnostics_table, save_netcdf
-from pyrovae.posterior.compare import aggregate_posterior_mmd, plot_q_vs_posterior, posterior_kl
+from pyrovae.posterior.arviz_adapter import diagnostics_summary, diagnostics_table, save_netcdf, to_arviz
+from pyrovae.posterior.compare import aggregate_posterior_mmd, posterior_kl
 from pyrovae.posterior.crosscheck import grid_crosscheck
 from pyrovae.posterior.exact import linearize
+from pyrovae.posterior.figures import plot_q_vs_posterior, write_trace_and_rank
 from pyrovae.posterior.grid import grid_posterior
-from pyrovae.posterior.hmc import batched_hmc, nuts_posterior
+from pyrovae.posterior.batched_hmc import batched_hmc
+from pyrovae.posterior.nuts import nuts_posterior
 from pyrovae.posterior.samples import PosteriorSamples
 from pyrovae.posterior.target import model_target, resolve_device
 from pyrovae import validation
@@ -53,6 +61,7 @@ class PosteriorReport:
     summary: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
     samples: PosteriorSamples | None = None
+    inference_data: Any = None
 
 
 def _xy(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,16 +111,18 @@ def posterior_report(
         chains, samples, warmup: chains and draws per chain (i.i.d. draws for exact/grid);
             ``warmup`` defaults to ``samples``.
         device: ``"cpu"`` or ``"cuda"``.
-        out_dir: where to write ``samples.nc``, ``diagnostics.csv/.json`` and ``plots/``;
+        out_dir: where to write ``samples.nc``, ``diagnostics.csv/.json`` and ``plots/``
+            (``q_vs_posterior.png``, ``trace.png``, ``rank.png``);
             nothing is written when ``None``.
         crosscheck: for ``nuts``/``hmc`` with 1-D or 2-D latents, compare the draws with a grid.
         dtype: float64 on cpu and float32 on cuda by default.
-        sampler_options: extra keyword arguments of :func:`~pyrovae.posterior.hmc.nuts_posterior`
-            or :func:`~pyrovae.posterior.hmc.batched_hmc` (``max_tree_depth``, ``target_accept_prob``, ...).
+        sampler_options: extra keyword arguments of :func:`~pyrovae.posterior.nuts.nuts_posterior`
+            or :func:`~pyrovae.posterior.batched_hmc.batched_hmc` (``max_tree_depth``, ``target_accept_prob``, ...).
 
     Returns:
         a :class:`PosteriorReport`: the per-latent ``table`` (also ``diagnostics.csv``), the
-        ``summary`` (also in ``diagnostics.json``), the ``files`` written and the ``samples``.
+        ``summary`` (also in ``diagnostics.json``), the ``files`` written, the ``samples`` and
+        the complete ``inference_data`` (also ``samples.nc``).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -142,9 +153,10 @@ def posterior_report(
             target, samples, warmup, chains, num_steps=num_steps, init=init, seed=seed, **(sampler_options or {})
         )
     wall = time.perf_counter() - t0
+    idata = to_arviz(post, target, seed=seed)
     post = post.cpu()
 
-    table = diagnostics_table(post)
+    table = diagnostics_table(idata)
     if method in ("exact", "grid"):  # i.i.d. draws: r̂ and ESS describe the draws, not a sampler
         table["flag_rhat"] = False
         table["flag_ess"] = False
@@ -173,7 +185,7 @@ def posterior_report(
         table["flagged"] = table["flagged"] | table["flag_grid"].fillna(False).astype(bool)
         summary["flagged_points"] = sorted({int(p) for p in table.loc[table["flagged"], "point"]})
 
-    # the encoder against the true posterior (seed 001 Eq. 3) and the aggregate posterior vs the prior
+    # the encoder against the true posterior (Yacoby, Pan & Doshi-Velez 2021, Eq. 3) and the aggregate posterior vs the prior
     enc = target.encoder()
     kl = None
     if enc is not None:
@@ -205,7 +217,7 @@ def posterior_report(
         from pyrovae.runs import prepare_run_dir, write_json, write_text
 
         out = prepare_run_dir(out_dir)
-        files["samples"] = save_netcdf(post, out / "samples.nc")
+        files["samples"] = save_netcdf(idata, out / "samples.nc")
         write_text(out / "diagnostics.csv", table.to_csv(index=False))
         files["diagnostics_csv"] = out / "diagnostics.csv"
         payload = {"summary": summary, "sampler": post.info}
@@ -214,11 +226,11 @@ def posterior_report(
         write_json(out / "diagnostics.json", payload)
         files["diagnostics_json"] = out / "diagnostics.json"
         if enc is not None:
-            import matplotlib.pyplot as plt
-
             which = list(range(min(plot_points, target.num_points)))
-            ref = grid if grid is not None else reference
-            fig = plot_q_vs_posterior(*enc, ref, y=target.y, which=which, path=out / "plots" / "q_vs_posterior.png")
-            plt.close(fig)
+            if method in ("nuts", "hmc"):  # the sampler's draws, with the grid over them when there is one
+                plot_q_vs_posterior(*enc, post, which=which, grid=grid, path=out / "plots" / "q_vs_posterior.png")
+            else:
+                plot_q_vs_posterior(*enc, reference, y=target.y, which=which, path=out / "plots" / "q_vs_posterior.png")
             files["plot"] = out / "plots" / "q_vs_posterior.png"
-    return PosteriorReport(method, table, summary, files, post)
+        files.update(write_trace_and_rank(idata, out / "plots"))
+    return PosteriorReport(method, table, summary, files, post, idata)

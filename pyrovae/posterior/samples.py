@@ -1,11 +1,13 @@
 r"""The one sample format every posterior method returns.
 
 ``samples`` maps a site name to a tensor ``(chain, draw, N, d)``: draws of the latents
-:math:`z_n \sim p_\theta(z_n \mid y_n)` for the ``N`` chosen data points. ``stats`` holds
-per-draw sampler statistics of shape ``(chain, draw, N)`` (``diverging``, ``accept_prob``)
-and adaptation results of shape ``(chain, N, ...)`` (``step_size``, ``inv_mass``).
-Samplers whose trajectory couples all points (joint NUTS) broadcast their per-draw
-statistics over ``N``.
+:math:`z_n \sim p_\theta(z_n \mid x_n, y_n)` for the ``N`` chosen data points. ``stats`` holds
+sampler statistics: per draw and point ``(chain, draw, N)`` for samplers with one chain per
+point (the batched HMC: ``diverging``, ``acceptance_rate``, ``energy``, ``lp``, ``step_size``),
+joint per draw ``(chain, draw)`` for samplers whose trajectory moves all points at once (joint
+NUTS: ``diverging``, ``lp``, ``step_size``), and adaptation results ``(chain, N, ...)``
+(``adapted_step_size``, ``inv_mass``). :mod:`~pyrovae.posterior.arviz_adapter` writes them in
+ArviZ's layout.
 
 References:
     Kumar et al., *ArviZ a unified library for exploratory analysis of Bayesian models in
@@ -21,9 +23,7 @@ import torch
 
 from pyrovae.errors import DataError
 
-__all__ = ["PosteriorSamples", "PER_DRAW_STATS"]
-
-PER_DRAW_STATS = ("diverging", "accept_prob")
+__all__ = ["PosteriorSamples"]
 
 
 @dataclass
@@ -32,10 +32,12 @@ class PosteriorSamples:
 
     Attributes:
         samples: ``{"z": tensor (chain, draw, N, d)}``.
-        stats: per-draw ``(chain, draw, N)`` and per-chain ``(chain, N, ...)`` statistics.
+        stats: per-draw ``(chain, draw, N)`` or ``(chain, draw)`` and per-chain ``(chain, N, ...)`` statistics.
         method: ``"exact"``, ``"grid"``, ``"nuts"`` or ``"hmc"``.
         points: indices of the ``N`` points in the data set.
         info: settings and wall time, JSON-friendly.
+        inference_data: the ArviZ object the sampler's library produced (NUTS: ``az.from_pyro``),
+            the base :func:`~pyrovae.posterior.arviz_adapter.to_arviz` completes; ``None`` otherwise.
     """
 
     samples: dict[str, torch.Tensor]
@@ -43,6 +45,7 @@ class PosteriorSamples:
     method: str = ""
     points: list[int] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    inference_data: Any = None
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -67,11 +70,14 @@ class PosteriorSamples:
         return self.z.shape[1]
 
     def divergences(self) -> torch.Tensor:
-        """Number of divergent transitions per point, ``(N,)`` (zeros when not recorded)."""
+        """Number of divergent transitions per point, ``(N,)`` (zeros when not recorded; a joint
+        sampler's divergences count for every point)."""
         div = self.stats.get("diverging")
+        n = self.z.shape[2]
         if div is None:
-            return torch.zeros(self.z.shape[2], dtype=torch.long)
-        return div.to(torch.long).sum((0, 1)).cpu()
+            return torch.zeros(n, dtype=torch.long)
+        div = div.to(torch.long)
+        return (div.sum((0, 1)) if div.dim() == 3 else div.sum().expand(n)).cpu()
 
     def mean(self) -> torch.Tensor:
         """Posterior means ``(N, d)`` pooled over chains and draws."""
@@ -88,4 +94,5 @@ class PosteriorSamples:
             self.method,
             list(self.points),
             dict(self.info),
+            self.inference_data,
         )

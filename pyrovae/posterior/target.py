@@ -174,6 +174,10 @@ def model_target(
     if not torch.isfinite(ys).all() or not torch.isfinite(xs).all():
         raise DataError("x or y contains NaN or infinite values")
 
+    if "model" in _own_program(frozen):  # its own likelihood (a Student-t, say): read off its Pyro program
+        return LatentTarget(log_lik=_program_log_lik(frozen, xs, ys), latent_dim=int(frozen.latent_dim),
+                            num_points=len(idx), y=ys, points=idx, dtype=dtype, device=device, model=frozen, x=xs)
+
     decode = frozen.decode
     if xs.shape[-1] == 0 and isinstance(getattr(frozen, "decoder", None), torch.nn.Module):
         # unconditional model: skip the expand-and-concatenate of an empty x when the plain
@@ -219,3 +223,26 @@ def model_target(
         model=frozen,
         x=xs,
     )
+
+
+def _own_program(model) -> list[str]:
+    from pyrovae.models.cvae import SigmaCVAE, own_program
+
+    return own_program(model) if isinstance(model, SigmaCVAE) else []
+
+
+def _program_log_lik(model, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    r""":math:`\log p(y_n \mid x_n, z_n)` from the model's own Pyro program: its ``model`` run with the
+    latent site ``z`` conditioned on the given values, the observed site ``y``'s log-density kept per
+    point. For a model whose likelihood is not the Gaussian one, the ground truth follows what the
+    model says, not a Gaussian formula; ``z`` of shape ``(..., N, d)`` must broadcast through it."""
+    import pyro
+    from pyro import poutine
+
+    def log_lik(z: torch.Tensor) -> torch.Tensor:
+        with pyro.validation_enabled(False):
+            trace = poutine.trace(poutine.condition(model.model, data={"z": z})).get_trace(x, y)
+        site = trace.nodes["y"]
+        return site["fn"].log_prob(site["value"])
+
+    return log_lik

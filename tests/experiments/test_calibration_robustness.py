@@ -26,19 +26,23 @@ def tiny(reps: int = 2) -> cr.SweepSettings:
 
 
 def test_one_batched_cell_per_variant_and_tau_and_resume(tmp_path, monkeypatch):
+    from pyrovae.experiments.registry import ExperimentOptions
+
     settings = tiny()
-    results = cr.sweep(tmp_path, settings, variants=("robust", "oracle"))
+    results = cr.sweep(ExperimentOptions(out=tmp_path), settings, variants=("robust", "oracle"))
     robust, oracle = results[("robust", 0.1)], results[("oracle", 0.1)]
     assert [(r["sigma0"], r["seed"]) for r in robust] == [(s0, s) for s0 in (0.2, 5.0) for s in settings.seeds]
     assert len(oracle) == 2 and all(r["status"] == "max_steps" and r["steps"] == 50 for r in oracle)
     assert all(r["status"] in ("converged", "collapsed", "max_steps", "nan") for r in robust)
-    assert (tmp_path / "cells" / "robust-tau0.1.json").is_file()
+    assert len(list((tmp_path / "tasks").glob("train_cell-*.json"))) == 2
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell is read back, not trained again")
 
-    monkeypatch.setattr(cr, "train_cell", no_training)
-    assert cr.sweep(tmp_path, settings, variants=("robust", "oracle")) == results
+    monkeypatch.setattr(cr, "Trainer", no_training)
+    again = ExperimentOptions(out=tmp_path)
+    assert cr.sweep(again, settings, variants=("robust", "oracle")) == results
+    assert [reused for _, reused in again.task_seconds] == [True, True]
 
 
 def test_registered_and_never_names_the_seed():
@@ -54,5 +58,5 @@ def test_quick_run_writes_the_table_and_the_heat_map(tmp_path):
     assert report.figures[0].is_file() and report.figures[0].name == "success_heatmap.png"
     table = report.tables[0]
     assert "robust τ=0.05 σ₀=0.2" in table.rows and "oracle τ=0.3 σ₀=0.2" in table.rows
-    assert len(list((tmp_path / "cells").glob("*.json"))) == 2 * len(cr.VARIANTS)
+    assert len(list((tmp_path / "tasks").glob("train_cell-*.json"))) == 2 * len(cr.VARIANTS)
     assert "Robust variant:" in report.conclusion

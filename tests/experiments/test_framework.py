@@ -39,7 +39,8 @@ def test_table_puts_the_paper_beside_ours(tmp_path):
 
 def test_run_grid_pairs_seeds_across_configurations(tmp_path):
     base = RunConfig(n=100, max_steps=6, K=3, algorithm="analytic")
-    results = run_grid({"a": base, "b": base.replace(K=2)}, reps=2, jobs=1, out=tmp_path, root_seed=5)
+    results = run_grid({"a": base, "b": base.replace(K=2)}, reps=2, options=ExperimentOptions(out=tmp_path, seed=5),
+                       out=tmp_path)
     assert [r["seed"] for r in results["a"]] == [r["seed"] for r in results["b"]]
     assert results["a"][0]["seed"] != results["a"][1]["seed"]
     assert results["a"][0]["steps"] == 6 and (tmp_path / "a" / "rep-01" / "metrics.json").is_file()
@@ -87,7 +88,7 @@ def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_pat
 
     base = RunConfig(n=150, max_steps=40, K=5, tol=0.01, algorithm="calibrated", C=0.5)
     configs = {"s1": base, "s5": base.replace(sigma0=5.0)}
-    results = run_grid(configs, reps=2, jobs=1, out=tmp_path / "grid", root_seed=3)
+    results = run_grid(configs, reps=2, options=ExperimentOptions(out=tmp_path, seed=3), out=tmp_path / "grid")
     assert len(list((tmp_path / "grid" / "batches").iterdir())) == 1  # one batch of 4 replicates
     for label, cfg in configs.items():
         for i, row in enumerate(results[label]):
@@ -98,8 +99,8 @@ def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_pat
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr("pyrovae.experiments.runner._train_group", no_training)
-    again = run_grid(configs, reps=2, jobs=1, out=tmp_path / "grid", root_seed=3)
+    monkeypatch.setattr("pyrovae.api.train_batch", no_training)
+    again = run_grid(configs, reps=2, options=ExperimentOptions(out=tmp_path, seed=3), out=tmp_path / "grid")
     assert again["s5"][1]["sigma"] == results["s5"][1]["sigma"]
 
 

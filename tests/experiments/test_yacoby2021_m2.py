@@ -90,10 +90,82 @@ def test_real_tables_tiny_smoke_on_a_user_file(tmp_path, monkeypatch):
     assert t6.cells[("titanic / vae", "cohort 1")] == "NA" and "no file" in t5.cells[("retinopathy / vae", "S-kNN p(x)")]
 
 
-def test_relaxed_iwae_run_is_discrete_only():
-    """Method ``iwae-relaxed`` (Eq. 15 with y_s drawn from the relaxed q(y|x)) runs on the discrete
-    semi-circle and refuses the continuous one, whose label has nothing to relax."""
-    out = fit_m2_semicircle("discrete", "iwae-relaxed", **m2_settings(None, tiny=True))
-    assert math.isfinite(out["knn_px"]) and 0.0 <= out["q_y"] <= 1.0
-    with pytest.raises(ConfigError, match="continuous"):
-        fit_m2_semicircle("continuous", "iwae-relaxed", **m2_settings(None, tiny=True))
+def test_discrete_methods_relax_y_and_the_enum_row_enumerates():
+    """App. D: every paper method on the discrete set draws y from a Gumbel-softmax at T = 2.2; the extra
+    ``-enum`` row sums y exactly, and exists only where y is discrete."""
+    from pyrovae.experiments.yacoby2021_m2 import METHODS, applies
+
+    tiny = m2_settings(None, tiny=True)
+    out = fit_m2_semicircle("discrete", "iwae", **tiny)
+    assert out["labels"] == "relaxed" and math.isfinite(out["knn_px"]) and 0.0 <= out["q_y"] <= 1.0
+    assert fit_m2_semicircle("discrete", "iwae-enum", **tiny)["labels"] == "enumerated"
+    assert {m for m, spec in METHODS.items() if spec[4] == "relaxed"} == {"vae", "iwae", "iwae-s20", "lin"}
+    assert not applies("continuous", "iwae-enum") and applies("continuous", "iwae")
+    with pytest.raises(ConfigError, match="enumerates"):
+        fit_m2_semicircle("continuous", "iwae-enum", **tiny)
+
+
+class _TestSpy(dict):
+    def __getitem__(self, key):
+        if key in ("knn_px", "knn_cohort1", "knn_cohort2", "collapse", "q_y"):
+            raise AssertionError(f"selection read the test-split number {key!r}")
+        return super().__getitem__(key)
+
+
+def test_m2_selection_reads_validation_only():
+    from pyrovae.experiments.yacoby2021_m2 import m2_grid, select_m2
+
+    assert len(m2_grid("vae", True)) == 12 and len(m2_grid("iwae", True)) == 36 and len(m2_grid("lin", True)) == 48
+    assert m2_grid("iwae", False) == [{}]
+
+    def run(version, val_j, val_knn, knn):
+        return _TestSpy(version=version, val_objective=val_j, val_knn_px=val_knn, knn_px=knn)
+
+    cands = {"γ=1, α=1": [run(0, 0.5, 2.0, 0.1), run(0, 0.4, 3.0, 0.1), run(1, 0.5, 3.0, 0.1)],
+             "γ=5, α=0": [run(0, 0.9, 1.0, 9.0), run(1, 0.9, 1.0, 9.0)]}
+    label, kept = select_m2(cands, [0, 1])
+    assert label == "γ=5, α=0"  # the better validation smooth kNN, whatever the test split says
+    label, kept = select_m2({"only": cands["γ=1, α=1"]}, [0, 1])
+    assert [dict.__getitem__(r, "val_objective") for r in kept] == [0.4, 0.5]  # per version the best -J
+
+
+def test_m2_tables_report_the_validation_choice(tmp_path, monkeypatch):
+    """With the grid on, rows report the setting chosen on validation although another is better on test."""
+    from pyrovae.experiments import yacoby2021_m2 as mod
+
+    def fake(fn, tasks, jobs=1):
+        out = []
+        for t in tasks:
+            good = t["gamma"] == 2.0 and t["alpha"] == 0.1
+            out.append(dict(kind=t["kind"], method=t["method"], version=t["version"], val_objective=1.0,
+                            val_knn_px=0.5 if good else 1.0, knn_px=5.0 if good else 0.01, knn_cohort1=1.0,
+                            knn_cohort2=1.0, collapse_init=1.0, collapse=1.0, q_y=0.5, val_elbo=1.0,
+                            decoder_mse=0.0, curves=None))
+        return out
+
+    monkeypatch.setattr(mod, "map_tasks", fake)
+    monkeypatch.setattr("pyrovae.experiments.yacoby2021_m2_figures.plot_m2_panels", lambda *a, **k: tmp_path / "f.png")
+    options = ExperimentOptions(out=tmp_path, reps=2)
+    settings = dict(m2_settings(options, tiny=True), grid=True, starts=("gt", "random"))
+    report = run_tables(options, settings, methods=("vae",), kinds=("discrete",))
+    assert report.tables[0].cells[("discrete / vae", "S-kNN p(x)")].mean == pytest.approx(5.0)
+    assert "γ=2, α=0.1" in report.tables[2].note
+
+
+def test_real_selection_reads_validation_only():
+    from pyrovae.experiments.yacoby2021_m2_real import real_grid, select_real
+
+    full = dict(sigma2s=(0.01, 0.5), particles=10, grid=True)
+    assert len(real_grid("titanic", "iwae", full)) == 2 * 4 * 3 * 3 * 2 and len(real_grid("titanic", "vae", full)) == 48
+    assert real_grid("titanic", "vae", dict(sigma2s=(0.01, 0.5), particles=10)) == [
+        {"sigma2": 0.01, "particles": 10}, {"sigma2": 0.5, "particles": 10}]
+
+    def run(sigma2, restart, val_j, val_knn, knn):
+        return _TestSpy(sigma2=sigma2, gamma=1.0, alpha=1.0, particles=10, latent_dim=1, restart=restart,
+                        val_objective=val_j, val_knn_px=val_knn, knn_px=knn)
+
+    runs = [run(0.01, 0, 1.0, 3.0, 0.1), run(0.01, 1, 0.5, 2.0, 0.1), run(0.5, 0, 0.7, 2.5, 9.0),
+            run(0.5, 1, 0.9, 0.1, 9.0)]
+    # restarts by -J: 0.01 keeps restart 1 (val kNN 2.0), 0.5 keeps restart 0 (2.5); then the lower val kNN
+    best = select_real(runs)
+    assert (dict.__getitem__(best, "sigma2"), dict.__getitem__(best, "restart")) == (0.01, 1)

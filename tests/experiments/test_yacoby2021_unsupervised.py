@@ -77,3 +77,64 @@ def test_a_batch_of_runs_equals_each_run_alone():
         assert row["index"] == alone["index"] and row["init"] == alone["init"]
         for key in ("val_bound", "test_bound", "sigma2_learned", "knn"):
             assert row[key] == pytest.approx(alone[key], rel=1e-4, abs=1e-6), key
+
+
+# -- selection on validation (Table 2) ------------------------------------------------------------
+_TEST_NUMBERS = ("test_bound", "test_neg_elbo", "knn", "knn_n", "knn_alpha", "mi_mean", "hz_pvalue", "hz_normal",
+                 "arrays")
+
+
+class _TestSplitSpy(dict):
+    """A run's numbers whose test-split entries raise when read."""
+
+    def __getitem__(self, key):
+        if key in _TEST_NUMBERS:
+            raise AssertionError(f"selection read the test-split number {key!r}")
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def _run(index, restart, val, knn):
+    return {"index": index, "restart": restart, "init": "gt", "val_bound": val, "knn": knn, "test_bound": val,
+            "test_neg_elbo": val, "knn_n": 100, "knn_alpha": 1.0, "mi_mean": 0.0, "hz_pvalue": 0.5, "hz_normal": True,
+            "arrays": None}
+
+
+def test_selection_reads_validation_only_and_ignores_the_test_split():
+    from pyrovae.experiments.yacoby2021_unsupervised import select_on_validation
+
+    # "S=3" is better on validation, "S=20" on the test split's smooth kNN: selection must pick S=3
+    candidates = {"S=3": [_run(v, j, 1.0 + j, 0.9) for v in range(2) for j in range(2)],
+                  "S=20": [_run(v, j, 2.0 + j, 0.1) for v in range(2) for j in range(2)]}
+    spied = {k: [_TestSplitSpy(r) for r in runs] for k, runs in candidates.items()}
+    hyper, kept = select_on_validation(spied, versions=2)
+    assert hyper == "S=3"
+    assert [(r["index"], r["restart"]) for r in kept] == [(0, 0), (1, 0)]  # per version the best restart
+    # a diverged restart is passed over; a candidate with a version where every restart diverged is never selected
+    candidates["S=3"][0]["val_bound"] = float("nan")
+    assert select_on_validation(candidates, versions=2) == ("S=3", [candidates["S=3"][1], candidates["S=3"][2]])
+    candidates["S=3"][1]["val_bound"] = float("nan")
+    assert select_on_validation(candidates, versions=2)[0] == "S=20"
+
+
+def test_table2_reports_the_validation_choice_not_the_test_best(tmp_path, monkeypatch):
+    """End to end: runs whose validation bound prefers one hyper-parameter and whose test statistic prefers
+    another; Table 2 must report the first's test statistic."""
+    from pyrovae.experiments import yacoby2021_unsupervised as mod
+
+    def fake_runs(groups, options):
+        out = {}
+        for (kind, label, hyper), tasks in groups.items():
+            good_val = hyper in ("S=3", "T=0.05 R=5", "")
+            out[(kind, label, hyper)] = [_run(t["index"], t["restart"], 1.0 if good_val else 5.0,
+                                              0.5 if good_val else 0.01) for t in tasks]
+        return out
+
+    monkeypatch.setattr(mod, "_run_groups", fake_runs)
+    rep = table2(ExperimentOptions(out=tmp_path), tiny=True, kinds=("clusters",), iwae_s=(3, 20),
+                 lag_grid=((0.05, 5), (0.1, 10)))
+    for method in ("IWAE", "LIN", "VAE"):
+        assert rep.tables[0].cells[("Clusters", method)].mean == pytest.approx(0.5)
+    assert rep.tables[1].cells[("Clusters IWAE S=3", "selected")] == "yes"

@@ -106,8 +106,9 @@ def test_aggressive_phase_changes_only_the_guide(monkeypatch):
     real_phase = m2t.encoder_phase
     checked, moved = [], []
 
-    def phase_then_check(step, max_inner, window):
-        n = real_phase(step, max_inner, window)
+    def phase_then_check(step, max_inner, window, threshold):
+        assert threshold == 0.0  # He et al.'s code unless lagging_threshold says otherwise
+        n = real_phase(step, max_inner, window, threshold)
         checked.append(all(torch.equal(dec_before[k], v) for k, v in model.decoder.state_dict().items()))
         moved.append(any(not torch.equal(a, b) for a, b in zip(enc_before, encoder_parameters(model))))
         return n

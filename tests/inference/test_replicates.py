@@ -4,6 +4,7 @@ replicate r of a batched run equals the single run with the same seed and settin
 from __future__ import annotations
 
 import math
+import os
 
 import pyro
 import pyro.distributions as dist
@@ -20,6 +21,8 @@ from pyrovae.models import SigmaCVAE, make_noise
 
 N = 120
 SEEDS = [11, 22, 33]
+# The identity contract runs on this device: `PYROVAE_TEST_DEVICE=cuda` checks it on a GPU.
+DEVICE = os.environ.get("PYROVAE_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +30,11 @@ def data():
     return two_moon(n=N, tau=0.1, seed=0)
 
 
-def build(noise: str = "learned", seed: int = 0, sigma0: float = 1.0, x_dim: int = 1) -> SigmaCVAE:
+def build(noise: str = "learned", seed: int = 0, sigma0: float = 1.0, x_dim: int = 1,
+          device: str = "cpu") -> SigmaCVAE:
     pyro.set_rng_seed(seed)
     kwargs = {"y_dim": 2, "in_dim": x_dim + 2} if noise in ("learned-vector", "network") else {}
-    return SigmaCVAE(x_dim, 2, noise=make_noise(noise, sigma0, **kwargs))
+    return SigmaCVAE(x_dim, 2, noise=make_noise(noise, sigma0, **kwargs)).to(device)
 
 
 # -- the streams and the batched program ---------------------------------------------------
@@ -135,11 +139,13 @@ def test_replicate_equals_the_single_run_with_its_seed(data, name):
     case = CASES[name]
     d = _data_for(case, data)
     sigma0 = [1.0, 0.5, 2.0]  # a grid cell per replicate
-    models = [build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1)) for i, s in enumerate(sigma0)]
+    models = [build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1), device=DEVICE)
+              for i, s in enumerate(sigma0)]
     batch = Trainer(models, d, case["algorithm"](), _settings(case), seeds=SEEDS).run()
     assert len(batch) == 3
     for i, (s, result) in enumerate(zip(sigma0, batch)):
-        single = Trainer(build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1)), d, case["algorithm"](),
+        single = Trainer(build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1), device=DEVICE), d,
+                         case["algorithm"](),
                          _settings(case), seeds=[SEEDS[i]]).run()
         assert result.status == single.status
         assert len(result.history) == len(single.history) > 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.models.linear import (
     CholeskyDecoder,
     CubeRootEncoder,
@@ -158,3 +158,30 @@ def test_cube_root_encoder_halves_sigmoid_and_cube_root():
     torch.testing.assert_close(scale, torch.exp(0.5 * enc.log_var(h)))
     with pytest.raises(ConfigError):
         CubeRootEncoder(2, 2, hidden=3)
+
+
+@pytest.mark.parametrize("fn", ["mi", "posterior"])
+@pytest.mark.parametrize("a, b, match", [
+    (A, torch.diag(B), "pass its diagonal"),  # a full B matrix: torch.diag would read its diagonal silently
+    (A, B[:1], "pass its diagonal"),
+    (A[0], B, "square"),
+    (torch.ones(2, 3, dtype=torch.float64), B, "square"),
+    (A, torch.tensor([0.005, 0.02], dtype=torch.float64), r"\[0, sigma_eps\^2\)"),  # B > sigma^2: negative noise variance
+    (A, torch.tensor([-0.001, 0.005], dtype=torch.float64), r"\[0, sigma_eps\^2\)"),
+    (A, torch.tensor([float("nan"), 0.005], dtype=torch.float64), "finite"),
+])
+def test_cholesky_functions_refuse_bad_parameters(fn, a, b, match):
+    with pytest.raises(ConfigError, match=match):
+        if fn == "mi":
+            cholesky_mutual_information(a, b, 0.1)
+        else:
+            cholesky_posterior(a, b, 0.1, torch.zeros(3, 2, dtype=torch.float64))
+
+
+def test_cholesky_functions_refuse_bad_sigma_and_x():
+    with pytest.raises(ConfigError, match="sigma_eps must be positive"):
+        cholesky_mutual_information(A, B, 0.0)
+    with pytest.raises(DataError, match="2 columns"):
+        cholesky_posterior(A, B, 0.1, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(DataError, match="NaN"):
+        cholesky_posterior(A, B, 0.1, torch.full((3, 2), float("nan"), dtype=torch.float64))

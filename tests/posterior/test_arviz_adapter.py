@@ -26,7 +26,7 @@ def fake_samples(shift_second_chain: float = 0.0, seed: int = 0) -> PosteriorSam
     diverging = torch.zeros(2, 400, 3, dtype=torch.bool)
     diverging[0, 5, 1] = diverging[1, 7, 1] = diverging[1, 9, 2] = True
     accept = torch.rand(2, 400, 3, generator=gen, dtype=torch.float64)
-    stats = {"diverging": diverging, "accept_prob": accept, "step_size": torch.ones(2, 3)}
+    stats = {"diverging": diverging, "acceptance_rate": accept, "adapted_step_size": torch.ones(2, 3)}
     return PosteriorSamples({"z": z}, stats, "hmc", [4, 7, 9], {"num_steps": 5, "seed": seed})
 
 
@@ -38,8 +38,8 @@ def test_netcdf_round_trip(tmp_path):
     back = from_arviz(loaded)
     torch.testing.assert_close(back.z, samples.z)
     assert torch.equal(back.stats["diverging"], samples.stats["diverging"])
-    torch.testing.assert_close(back.stats["accept_prob"], samples.stats["accept_prob"])
-    assert "step_size" not in back.stats  # per-chain adaptation results are not per-draw statistics
+    torch.testing.assert_close(back.stats["acceptance_rate"], samples.stats["acceptance_rate"])
+    assert "adapted_step_size" not in back.stats  # per-chain adaptation results are not per-draw statistics
     assert back.points == [4, 7, 9] and back.method == "hmc" and back.info["num_steps"] == 5
     # the ArviZ object itself keeps the labelled dimensions
     assert loaded.posterior["z"].dims == ("chain", "draw", "point", "latent")
@@ -49,7 +49,8 @@ def test_netcdf_round_trip(tmp_path):
 def test_to_arviz_dims():
     idata = to_arviz(fake_samples())
     assert dict(idata.posterior["z"].sizes) == {"chain": 2, "draw": 400, "point": 3, "latent": 2}
-    assert idata.sample_stats["diverging"].dims == ("chain", "draw", "point")
+    assert idata.sample_stats["diverging"].dims == ("chain", "draw")
+    assert idata.sample_stats["diverging_point"].dims == ("chain", "draw", "point")
 
 
 def test_diagnostics_table_on_good_chains():

@@ -45,6 +45,21 @@ def test_grid_posterior_of_a_run(run_dir):
     assert json.loads((out / "diagnostics.json").read_text())["summary"]["points"] == [0, 2]
 
 
+def test_hmc_posterior_of_a_run_writes_a_complete_file_and_the_plots(run_dir):
+    import arviz as az
+
+    result = invoke(run_dir, "--method", "hmc", "--points", "3", "--samples", "30", "--warmup", "20", "--out", run_dir / "hmc")
+    assert result.exit_code == 0, result.output
+    out = run_dir / "hmc"
+    assert {p.name for p in (out / "plots").iterdir()} == {"q_vs_posterior.png", "trace.png", "rank.png"}
+    assert "trace.png" in result.output
+    idata = az.from_netcdf(out / "samples.nc")
+    assert {"posterior", "log_likelihood", "posterior_predictive", "observed_data", "constant_data", "sample_stats"} <= set(idata.groups())
+    assert idata.sample_stats["energy"].dims == ("chain", "draw")
+    assert idata.constant_data["x"].dims == ("point", "x_dim")  # two-moon conditions on x
+    assert idata.posterior["point"].values.tolist() == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -36,15 +36,19 @@ def check_against_grid(samples, target):
 
 
 def check_format(samples, chains, draws, n, d):
+    """Per-point statistics for the batched HMC, joint ones for NUTS (one trajectory for all points)."""
     assert samples.z.shape == (chains, draws, n, d)
-    assert samples.stats["diverging"].shape == (chains, draws, n)
-    assert samples.stats["diverging"].dtype == torch.bool
-    assert samples.stats["accept_prob"].shape == (chains, draws, n)
-    assert samples.stats["step_size"].shape == (chains, n)
-    assert ((samples.stats["accept_prob"] >= 0) & (samples.stats["accept_prob"] <= 1)).all()
+    per_point = samples.method == "hmc"
+    shape = (chains, draws, n) if per_point else (chains, draws)
+    assert samples.stats["diverging"].shape == shape and samples.stats["diverging"].dtype == torch.bool
+    assert samples.stats["lp"].shape == shape and samples.stats["step_size"].shape == shape
+    if per_point:
+        accept = samples.stats["acceptance_rate"]
+        assert accept.shape == shape and ((accept >= 0) & (accept <= 1)).all()
+        assert samples.stats["energy"].shape == shape
+        assert samples.stats["adapted_step_size"].shape == (chains, n)
+        assert (samples.stats["n_steps"] > 0).all()
     assert samples.divergences().shape == (n,)
-
-
 @pytest.mark.parametrize("latent_dim, n, warmup, draws", [(1, 3, 40, 80), (2, 2, 40, 80)])
 def test_nuts_matches_grid(latent_dim, n, warmup, draws):
     target = tanh_target(latent_dim, n, seed=DECODER_SEED[latent_dim])
@@ -53,6 +57,7 @@ def test_nuts_matches_grid(latent_dim, n, warmup, draws):
     )
     check_format(samples, 2, draws, n, latent_dim)
     assert samples.method == "nuts" and samples.points == list(range(n))
+    torch.testing.assert_close(samples.stats["lp"], target.log_joint(samples.z).sum(-1))
     check_against_grid(samples, target)
 
 
@@ -62,6 +67,9 @@ def test_batched_hmc_matches_grid(latent_dim):
     samples = batched_hmc(target, num_samples=80, warmup_steps=60, num_chains=4, num_steps=5, init="prior", seed=0)
     check_format(samples, 4, 80, 10, latent_dim)
     assert samples.method == "hmc" and samples.divergences().sum() == 0
+    torch.testing.assert_close(samples.stats["lp"], target.log_joint(samples.z))
+    # the Hamiltonian of the kept state is at least its potential energy -lp (kinetic energy >= 0)
+    assert (samples.stats["energy"] >= -samples.stats["lp"] - 1e-12).all()
     check_against_grid(samples, target)
 
 
@@ -83,12 +91,12 @@ def test_batched_hmc_adapts_a_step_size_per_point():
     lg = LinearGaussian(scales.view(3, 1, 1), torch.zeros(3, 1, dtype=D64), 0.25 * torch.eye(1, dtype=D64))
     y = torch.tensor([[0.3], [2.0], [-40.0]], dtype=D64)
     samples = batched_hmc(lg.as_target(y), num_samples=60, warmup_steps=60, num_chains=2, num_steps=5, init="prior", seed=1)
-    step = samples.stats["step_size"].mean(0)  # step size x sqrt(inverse mass) follows the posterior sd
+    step = samples.stats["adapted_step_size"].mean(0)  # step size x sqrt(inverse mass) follows the posterior sd
     eff = step * samples.stats["inv_mass"].mean(0).squeeze(-1).sqrt()
     sd = lg.posterior(y)[1].squeeze(-1).squeeze(-1).sqrt()
     ratio = eff / sd
     assert float(ratio.max() / ratio.min()) < 3.0
-    accept = samples.stats["accept_prob"].mean((0, 1))
+    accept = samples.stats["acceptance_rate"].mean((0, 1))
     assert ((accept > 0.6) & (accept < 1.0)).all()
     torch.testing.assert_close(samples.mean().squeeze(-1), lg.posterior(y)[0].squeeze(-1), rtol=0, atol=float(3 * sd.max() / 5))
 

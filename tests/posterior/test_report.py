@@ -28,7 +28,7 @@ def toy_data(n=30, y_dim=3, seed=0):
 def test_grid_report_writes_everything(tmp_path):
     model = tanh_model(1)
     report = posterior_report(model, toy_data(), method="grid", points="0,3,5", chains=2, samples=200, out_dir=tmp_path)
-    assert set(report.files) == {"samples", "diagnostics_csv", "diagnostics_json", "plot"}
+    assert set(report.files) == {"samples", "diagnostics_csv", "diagnostics_json", "plot", "trace", "rank"}
     assert all(p.is_file() for p in report.files.values())
     table = pd.read_csv(tmp_path / "diagnostics.csv")
     assert table["point"].tolist() == [0, 3, 5]

@@ -57,3 +57,30 @@ def test_model_target_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="cuda"):
             model_target(tanh_model(1), torch.zeros(3, 0), torch.zeros(3, 3), device="cuda")
+
+
+def test_a_model_with_its_own_likelihood_gets_that_likelihood_not_a_gaussian_one():
+    """A Student-t σ-CVAE: the ground truth reads log p(y | z) off its Pyro program (hand-computed
+    here with torch's Student-t), not the Gaussian formula of the parent class."""
+    import pyro
+    import pyro.distributions as dist
+
+    from pyrovae.models import SigmaCVAE
+
+    class StudentTCVAE(SigmaCVAE):
+        def model(self, x, y=None, beta=1.0):
+            with pyro.plate("data", x.shape[0], dim=-1):
+                z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1))
+                return pyro.sample("y", dist.StudentT(3.0, self.decode(x, z), 0.3).to_event(1), obs=y)
+
+    gaussian = tanh_model(2)
+    student = StudentTCVAE(0, 3, 2, encoder_widths=(8,), decoder_widths=(8,)).double()
+    student.load_state_dict(gaussian.state_dict(), strict=False)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.zeros(5, 0, dtype=torch.float64), torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    z = torch.randn(4, 5, 2, generator=gen, dtype=torch.float64)  # (draws, N, d)
+    target = model_target(student, x, y)
+    expected = torch.distributions.StudentT(3.0, gaussian.decode(x, z), 0.3).log_prob(y).sum(-1)
+    assert torch.allclose(target.log_lik(z), expected, atol=1e-10)
+    assert not torch.allclose(model_target(gaussian, x, y).log_lik(z), expected, atol=1e-3)
+    assert target.decoder_mean is None  # no Gaussian shortcuts (exact linear posterior, predictive) for it

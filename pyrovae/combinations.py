@@ -1,0 +1,80 @@
+"""Which model kind, observation model, algorithm and ELBO go together, and why the others do not.
+
+:func:`check_combination` is what :meth:`pyrovae.config.RunConfig.validate` calls last: each
+combination that makes no sense raises a :class:`~pyrovae.errors.ConfigError` whose one line says
+why (the CLI prints it with exit 2). Checks that need the data (M2's labels, the linear models'
+widths) are made where the data are built (:func:`pyrovae.api.build_model`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyrovae.errors import ConfigError
+from pyrovae.inference.algorithms import make_algorithm
+
+if TYPE_CHECKING:
+    from pyrovae.config import RunConfig
+
+__all__ = ["check_combination", "LEARNED_NOISES", "TIED_ALGORITHMS"]
+
+#: Observation models whose σ moves by gradient (joint SVI, Berger & Sebag's LS / LV-VAE).
+LEARNED_NOISES = ("learned", "learned-vector", "network")
+#: Algorithms that leave the observation noise as the model makes it (M2's fixed σ_ε, tied noise).
+TIED_ALGORITHMS = ("fixed", "lagging")
+
+
+def check_combination(cfg: "RunConfig") -> None:
+    """Refuse, with the reason, a combination of ``cfg.model``, ``noise``, ``algorithm``, ``elbo``
+    and the M2-only settings that cannot train (``cfg`` already has its defaults filled in)."""
+    kind = cfg.model
+    if kind != "m2":
+        for name, value, default in (("gamma", cfg.gamma, 1.0), ("alpha", cfg.alpha, 0.0), ("epochs", cfg.epochs, 100)):
+            if value != default:
+                raise ConfigError(f"{name} weights M2's labelled points (Yacoby, Pan & Doshi-Velez 2021, Eq. 5); "
+                                  f"model {kind!r} has no labels" if name != "epochs" else
+                                  f"epochs count M2's passes over the data; model {kind!r} trains in blocks "
+                                  "(use --max-steps)")
+    if kind in ("cvae", "vae"):
+        _check_noise(cfg)
+    elif kind == "m2":
+        if cfg.noise not in (None, "fixed"):
+            raise ConfigError(f"M2 keeps its observation σ fixed (Yacoby, Pan & Doshi-Velez 2021, App. D; set it "
+                              f"with --sigma0); --noise {cfg.noise} does not apply")
+        if cfg.algorithm not in TIED_ALGORITHMS:
+            raise ConfigError(f"M2 trains by joint SVI with its σ fixed (--algorithm fixed) or by Lagging Inference "
+                              f"Networks (--algorithm lagging); {cfg.algorithm!r} moves a σ-CVAE's σ")
+        if cfg.elbo == "meanfield":
+            raise ConfigError("M2 sums its unlabelled points' label out exactly (TraceEnum_ELBO) or bounds it by "
+                              "IWAE: use --elbo trace or --elbo iwae")
+        if cfg.device != "cpu":
+            raise ConfigError("the M2 trainer runs on the CPU: use --device cpu")
+        if cfg.algorithm == "lagging" and cfg.elbo == "iwae":
+            raise ConfigError("M2's Lagging Inference measures I(x; z) under the ELBO's q(z|x); "
+                              "use --elbo trace with --algorithm lagging")
+    else:
+        name = "scalar linear" if kind == "linear" else "Cholesky"
+        if cfg.noise is not None:
+            raise ConfigError(f"the {name} model's noise is tied to its decoder (Yacoby, Pan & Doshi-Velez 2022, "
+                              f"App. C; σ_ε is --sigma0); --noise {cfg.noise} does not apply")
+        if cfg.algorithm not in TIED_ALGORITHMS:
+            raise ConfigError(f"the {name} model's noise is tied to its decoder, so no algorithm may set it: use "
+                              f"--algorithm fixed (joint SVI) or lagging, not {cfg.algorithm!r}")
+        if kind == "linear" and cfg.latent_dim != 1:
+            raise ConfigError("the scalar linear model x = θz + ε (Yacoby, Pan & Doshi-Velez 2022, App. C.1) has one "
+                              f"latent dimension; got latent_dim = {cfg.latent_dim}")
+
+
+def _check_noise(cfg: "RunConfig") -> None:
+    """The σ-(C)VAE's ``--noise`` against what its algorithm does with σ."""
+    if cfg.noise is None:
+        return
+    need = make_algorithm(cfg.algorithm, cfg.C, cfg.calibration, cfg.anneal_blocks, cfg.cycles).noise
+    if need == "learned" and cfg.noise not in LEARNED_NOISES:
+        raise ConfigError(f"algorithm {cfg.algorithm!r} learns σ by gradient (joint SVI): use --noise "
+                          f"{', '.join(LEARNED_NOISES)}, or --algorithm fixed to keep a {cfg.noise} σ")
+    if need == "calibrated" and cfg.noise != "calibrated":
+        raise ConfigError(f"algorithm {cfg.algorithm!r} sets σ from the residuals (Liu & Wang 2025, Eq. 10): it needs "
+                          f"--noise calibrated, not {cfg.noise}")
+    if need == "fixed" and cfg.noise != "fixed":
+        raise ConfigError(f"algorithm 'fixed' keeps σ at --sigma0: it needs --noise fixed, not {cfg.noise}")

@@ -1,0 +1,137 @@
+"""Every model kind on the user's own data (issue 15, item 1): `pyrovae train --model KIND` on a CSV or
+.npy file, the kind recorded so `load_run` rebuilds it, and every senseless combination refused with
+one line that says why."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pyrovae.api import build_data, load_run, train
+from pyrovae.config import load_config
+from pyrovae.data.files import load_columns, load_file, load_labelled
+from pyrovae.errors import ConfigError, DataError
+from pyrovae.models.m2 import M2
+from tests.cli.cli_helpers import assert_one_error_line, invoke
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A noisy circle as plain columns (.npy and .csv), and as an M2 file with a label column."""
+    root = tmp_path_factory.mktemp("kinds")
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 120)
+    points = np.c_[np.cos(angle), np.sin(angle)] + 0.05 * rng.standard_normal((120, 2))
+    np.save(root / "circle.npy", points)
+    pd.DataFrame(points, columns=["a", "b"]).to_csv(root / "circle.csv", index=False)
+    labels = np.where(rng.random(120) < 0.25, np.where(angle < np.pi, 3.0, 7.0), np.nan)  # 25 % labelled
+    pd.DataFrame({"a": points[:, 0], "b": points[:, 1], "label": labels}).to_csv(root / "labelled.csv", index=False)
+    np.save(root / "one.npy", points[:, :1])
+    return root, points, labels
+
+
+def test_column_files_model_every_column(files):
+    root, points, _ = files
+    for name in ("circle.npy", "circle.csv"):
+        data = load_columns(root / name)
+        assert data.x_dim == 0 and torch.allclose(data.y, torch.as_tensor(points, dtype=torch.float32))
+    cvae = load_file(root / "circle.npy", "cvae")  # a σ-CVAE file: the last column is the response
+    assert cvae.x_dim == 1 and cvae.y_dim == 1
+
+
+def test_label_column_classes_and_unlabelled_points(files):
+    root, points, labels = files
+    data = load_labelled(root / "labelled.csv")
+    observed = ~np.isnan(labels)
+    assert data.labelled.numpy().tolist() == observed.tolist()
+    assert data.params["classes"] == [3.0, 7.0]  # the two values, in sorted order, become classes 0 and 1
+    assert data.labels[data.labelled].reshape(-1).tolist() == [0.0 if v == 3 else 1.0 for v in labels[observed]]
+    assert torch.allclose(data.y, torch.as_tensor(points, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("content, words", [
+    ("a,b\n1,2\n3,4\n5,6\n", ["label"]),
+    ("a,label\n1,\n2,\n3,\n", ["at least two label values"]),
+    ("a,label\n1,0\n2,1\n3,1\n", ["both labelled and unlabelled"]),
+    ("a,label\n1,0\n,1\n3,\n", ["column 'a'"]),
+])
+def test_bad_label_files(tmp_path, content, words):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=words[0]):
+        load_labelled(path)
+
+
+@pytest.mark.parametrize("kind, extra, cls", [
+    ("vae", ["--noise", "network", "--algorithm", "joint"], "SigmaCVAE"),
+    ("cholesky", ["--sigma0", "0.3"], "SigmaCVAE"),
+    ("linear", ["--sigma0", "1.2"], "SigmaCVAE"),
+    ("m2", ["--sigma0", "0.1", "--epochs", "2", "--encoder-widths", "8,8"], "M2"),
+])
+def test_each_kind_trains_on_a_user_file_and_reloads(files, tmp_path, kind, extra, cls):
+    root, _, _ = files
+    source = {"m2": "labelled.csv", "linear": "one.npy"}.get(kind, "circle.csv")
+    out = tmp_path / kind
+    result = invoke("train", "--model", kind, "--data-file", root / source, "--max-steps", "20", "-K", "5",
+                    "--quiet", "--out", out, *extra)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["model"] == kind
+    model, data, cfg = load_run(out)
+    assert type(model).__name__ == cls and cfg.model == kind
+    if kind == "cholesky":  # the latent dimension is the data's width, σ_ε the flag's
+        assert model.latent_dim == 2 and model.decoder.sigma_eps == pytest.approx(0.3)
+    if kind == "linear":
+        assert model.latent_dim == 1 and model.decoder.sigma_eps == pytest.approx(1.2)
+    if kind == "m2":
+        assert isinstance(model, M2) and model.num_classes == 2 and float(model.sigma) == pytest.approx(0.1)
+
+
+def test_an_unconditional_model_of_a_conditional_data_set_models_every_column():
+    data = build_data(load_config(model="vae", n=50))
+    assert data.x_dim == 0 and data.y_dim == 3  # two-moon's x and both y columns
+    assert "sigma" not in data.truth  # τ was the noise of y alone
+
+
+def test_a_run_written_before_model_kinds_is_a_cvae(tmp_path):
+    out = tmp_path / "old"
+    train(load_config(n=30, max_steps=5, K=5), out=out, plots=False)
+    config = json.loads((out / "config.json").read_text())
+    for key in ("model", "noise", "gamma", "alpha", "epochs"):
+        del config[key]
+    (out / "config.json").write_text(json.dumps(config))
+    model, _, cfg = load_run(out)
+    assert cfg.model == "cvae" and type(model).__name__ == "SigmaCVAE"
+    train(load_config(n=30, max_steps=10, K=5), out=out, plots=False)  # and it resumes: same settings
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model", "m2"], ["needs labels", "two-moon"]),
+    (["--model", "m2", "--dataset", "discrete-semicircle", "--algorithm", "calibrated"], ["M2", "calibrated"]),
+    (["--model", "m2", "--dataset", "discrete-semicircle", "--noise", "learned"], ["σ fixed", "--noise learned"]),
+    (["--model", "m2", "--dataset", "discrete-semicircle", "--elbo", "meanfield"], ["--elbo trace"]),
+    (["--model", "m2", "--dataset", "discrete-semicircle", "--reps", "2"], ["one run at a time"]),
+    (["--model", "linear", "--latent-dim", "2"], ["one latent dimension"]),
+    (["--model", "linear", "--dataset", "yacoby-circle"], ["one output", "--model cholesky"]),
+    (["--model", "cholesky", "--latent-dim", "2"], ["as many latent dimensions as data columns (3)"]),
+    (["--model", "cholesky", "--noise", "learned"], ["tied to its decoder"]),
+    (["--model", "cholesky", "--algorithm", "joint"], ["tied to its decoder", "joint"]),
+    (["--model", "vae", "--noise", "fixed", "--algorithm", "joint"], ["learns σ by gradient"]),
+    (["--noise", "learned", "--algorithm", "calibrated"], ["needs --noise calibrated"]),
+    (["--noise", "learned", "--algorithm", "fixed"], ["needs --noise fixed"]),
+    (["--gamma", "2"], ["gamma", "no labels"]),
+    (["--epochs", "5"], ["--max-steps"]),
+    (["--model", "gan"], ["unknown model 'gan'"]),
+    (["--noise", "loud"], ["unknown observation model 'loud'"]),
+])
+def test_senseless_combinations_are_one_line(tmp_path, args, words):
+    assert_one_error_line(invoke("train", *args, "--n", "20", "--max-steps", "2", "--quiet", "--out", tmp_path / "r"),
+                          *words)
+
+
+def test_the_same_refusals_in_python():
+    with pytest.raises(ConfigError, match="tied to its decoder"):
+        load_config(model="cholesky", algorithm="calibrated")
+    with pytest.raises(ConfigError, match="needs labels"):
+        build_data(load_config(model="m2", n=20))

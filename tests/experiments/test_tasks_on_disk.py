@@ -1,0 +1,152 @@
+"""Experiments that are sweep-safe: each task on disk as it finishes, reused on rerun, progress in a
+log, the true task time across resumed runs, --set overrides, --device, provenance."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pyrovae.cli.main import app
+from pyrovae.config import RunConfig
+from pyrovae.errors import ConfigError
+from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions, _load_all, override
+from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.task_store import TaskStore, decode, encode, task_digest
+
+FAIL_AT: set[int] = set()  # inputs for which _square fails (a task killed mid-grid)
+
+
+def _square(x: int, pause: float = 0.0) -> dict:
+    if x in FAIL_AT:
+        raise RuntimeError(f"task {x} failed")
+    time.sleep(pause)
+    return {"x": x, "square": x * x, "root": math.sqrt(x) if x else math.nan}
+
+
+def test_results_round_trip_through_strict_json():
+    value = {"nan": math.nan, "inf": -math.inf, "t": torch.tensor([1.5, 2.0], dtype=torch.float64),
+             "i": torch.tensor([3], dtype=torch.int64), "a": np.arange(3, dtype=np.int32), "n": np.float32(0.25),
+             "tuple": (1, "b"), "nested": [{"x": None, "y": True}]}
+    text = json.dumps(encode(value), allow_nan=False)  # strict JSON: no NaN / Infinity literals
+    back = decode(json.loads(text))
+    assert math.isnan(back["nan"]) and back["inf"] == -math.inf
+    assert back["t"].dtype == torch.float64 and torch.equal(back["t"], value["t"])
+    assert back["i"].dtype == torch.int64 and back["i"].tolist() == [3]
+    assert back["a"].dtype == np.int32 and back["a"].tolist() == [0, 1, 2]
+    assert back["n"] == 0.25 and back["tuple"] == [1, "b"] and back["nested"] == [{"x": None, "y": True}]
+    with pytest.raises(TypeError):
+        encode({"model": object()})
+
+
+def test_a_task_is_named_by_its_function_and_the_content_of_its_arguments():
+    a = {"x": 2, "w": torch.ones(3)}
+    assert task_digest(_square, a) == task_digest(_square, {"x": 2, "w": torch.ones(3)})
+    assert task_digest(_square, a) != task_digest(_square, {"x": 2, "w": torch.tensor([1.0, 1.0, 1.5])})
+    assert task_digest(_square, a) != task_digest(_square, {"x": 3, "w": torch.ones(3)})
+    assert task_digest(_square, a) != task_digest(decode, a)
+
+
+def test_each_task_is_on_disk_as_it_finishes_and_a_rerun_does_only_what_is_missing(tmp_path, monkeypatch, capsys):
+    """A grid that dies at its third task keeps the two before it; the rerun runs the rest, reuses
+    those two, and the summed task time covers both runs."""
+    tasks = [{"x": x, "pause": 0.1} for x in range(5)]
+    first = ExperimentOptions(out=tmp_path, progress=True)
+    monkeypatch.setattr(f"{__name__}.FAIL_AT", {2})
+    with pytest.raises(RuntimeError, match="task 2 failed"):
+        map_tasks(_square, tasks, first)
+    store = TaskStore(tmp_path / "tasks")
+    assert [store.load(_square, t) is not None for t in tasks] == [True, True, False, False, False]
+    assert len(first.task_seconds) == 2 and all(s >= 0.1 for s, reused in first.task_seconds if not reused)
+    capsys.readouterr()
+
+    monkeypatch.setattr(f"{__name__}.FAIL_AT", set())
+    again = ExperimentOptions(out=tmp_path, progress=True)
+    start = time.perf_counter()
+    results = map_tasks(_square, tasks, again)
+    wall = time.perf_counter() - start
+    assert [r["square"] for r in results] == [x * x for x in range(5)] and math.isnan(results[0]["root"])
+    assert [reused for _, reused in again.task_seconds].count(True) == 2
+    total = sum(s for s, _ in again.task_seconds)  # five tasks of 0.1 s; this run did only three of them
+    assert total >= 0.5 and sum(s for s, reused in again.task_seconds if reused) >= 0.2 and wall >= 0.3
+    stored = [json.loads(store.path(_square, t).read_text())["seconds"] for t in tasks]
+    assert total == pytest.approx(sum(stored))
+
+    lines = capsys.readouterr().out.strip().splitlines()  # pytest's stdout is no terminal: plain lines
+    assert lines[0] == "square 2/5: 2 finished by an earlier run, reused"
+    assert [line.split(":")[0] for line in lines[1:]] == ["square 3/5", "square 4/5", "square 5/5"]
+    assert all("elapsed, about" in line and "left" in line for line in lines[1:])
+    assert lines[-1].endswith("about 0:00:00 left")
+
+
+def test_overrides_follow_the_type_of_the_default():
+    assert override("k", "3", 1) == 3 and override("k", "0.5", 1.0) == 0.5 and override("k", "yes", False) is True
+    assert override("k", "1,2, 5", (1, 25)) == (1, 2, 5) and override("k", "[0.1, 1]", [0.5]) == [0.1, 1.0]
+    assert override("k", "200", None) == 200 and override("k", "tanh", "relu") == "tanh"
+    for value, default, why in (("abc", 1, "expected an integer"), ("0.5", 1, "expected an integer"),
+                                ("nan", 1.0, "finite"), ("maybe", True, "true or false"), ("", (1,), "list")):
+        with pytest.raises(ConfigError, match=why):
+            override("k", value, default)
+    options = ExperimentOptions(out=".", overrides={"steps": "20", "lr": "1e-2"})
+    assert options.configure({"steps": 5, "lr": 0.1, "width": 8}) == {"steps": 20, "lr": 0.01, "width": 8}
+    with pytest.raises(ConfigError, match="unknown setting 'stepz'.*known: lr, steps"):
+        ExperimentOptions(out=".", overrides={"stepz": "1"}).configure({"steps": 5, "lr": 0.1})
+
+
+def _experiment_names() -> list[str]:
+    _load_all()
+    return sorted(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", _experiment_names())
+def test_every_experiment_refuses_an_unknown_setting_before_any_work(name, tmp_path):
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, ["experiment", "run", name, "--quick", "--quiet", "--set", "no_such_setting=1",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown setting 'no_such_setting'" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+    assert time.perf_counter() - start < 20  # refused up front, not after training
+    assert not (tmp_path / "tasks").exists()
+
+
+def test_cli_set_device_and_bad_pairs_are_one_line_and_exit_2(tmp_path):
+    runner = CliRunner()
+    for args, message in ((["--set", "max_steps=abc"], "expected an integer"), (["--set", "max_steps"], "KEY=VALUE"),
+                          (["--set", "max_steps=1", "--set", "max_steps=2"], "given twice"),
+                          (["--device", "tpu"], "--device must be"), (["--jobs", "2", "--cluster", "local:2"], "--jobs"),
+                          (["--cluster", "remote:3"], "local:N")):
+        result = runner.invoke(app, ["experiment", "run", "liu-table1", "--quick", "--quiet", "--out", str(tmp_path),
+                                     *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, args
+    result = runner.invoke(app, ["experiment", "run", "berger-sphere", "--device", "cuda", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and ("CPU only" in result.output or "CUDA is not available" in result.output)
+
+
+def test_an_experiment_run_keeps_its_tasks_logs_progress_and_reports_the_summed_task_time(tmp_path, monkeypatch):
+    from pyrovae.experiments import liu2025
+
+    monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=max_steps))
+    command = ["experiment", "run", "liu-table1", "--quick", "--reps", "1", "--set", "max_steps=6",
+               "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    batches = len(list((tmp_path / "tasks").glob("train_group-*.json")))
+    assert batches >= 2 and f"batches {batches}/{batches}: " in result.output and "left" in result.output
+    config = json.loads(next((tmp_path / "runs").glob("*/rep-00/config.json")).read_text())
+    assert config["max_steps"] == 6 and config["device"] == "cpu"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["tasks"] == batches and report["tasks_reused"] == 0 and report["task_seconds_summed"] > 0
+    first_total = report["task_seconds_summed"]
+
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0 and f"batches {batches}/{batches}: {batches} finished by an earlier run" in again.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["tasks_reused"] == batches and report["task_seconds_summed"] == pytest.approx(first_total)
+    assert "summed over the" in (tmp_path / "report.md").read_text()
+    provenance = json.loads((tmp_path / "provenance.json").read_text())["invocations"]
+    assert provenance[-1]["experiment"] == "liu-table1" and provenance[-1]["executor"] == "in process"
