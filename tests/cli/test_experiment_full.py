@@ -20,7 +20,7 @@ def test_every_yacoby_experiment_describes_its_full_protocol(name):
 
 
 def test_full_is_refused_where_there_is_none_and_with_quick(tmp_path):
-    result = runner.invoke(app, ["experiment", "run", "liu-figure1", "--full", "--out", str(tmp_path / "a")])
+    result = runner.invoke(app, ["experiment", "run", "calibration-robustness", "--full", "--out", str(tmp_path / "a")])
     assert result.exit_code == 2 and "has no --full protocol" in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
     result = runner.invoke(app, ["experiment", "run", "yacoby-m2", "--full", "--quick", "--out", str(tmp_path / "b")])

@@ -51,14 +51,14 @@ def test_dai_depth_is_deterministic(tmp_path, monkeypatch):
     assert _same_tables(reports[0], reports[1])
 
 
-def _threads() -> int:
+def _threads(i: int) -> int:
     return torch.get_num_threads()
 
 
-def test_tasks_in_this_process_run_on_one_thread():
+def test_tasks_in_this_process_run_on_the_workers_thread_count(tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert map_tasks(_threads, [{}, {}], jobs=1) == [1, 1]
+        assert map_tasks(_threads, [{"i": 0}, {"i": 1}], ExperimentOptions(out=tmp_path, jobs=1)) == [1, 1]
     finally:
         torch.set_num_threads(before)
