@@ -1,5 +1,5 @@
 """One experiment's repetitions cell by cell against one batch: LiBI Table 1's VAE baseline
-(Yacoby, Pan & Doshi-Velez 2022) on LinearJTEx at the quick setting (3,000 steps, n = 500),
+(Yacoby, Pan & Doshi-Velez 2020) on LinearJTEx at the quick setting (3,000 steps, n = 500),
 evaluation included (a smaller importance-sampling S and kNN repeat count than the table's, to
 keep the run short; both paths use the same).
 

@@ -35,11 +35,11 @@ DEFAULT_ALGORITHM = {"cvae": "calibrated", "vae": "calibrated", "m2": "fixed", "
 
 @dataclass
 class RunConfig:
-    """Everything a run needs. Defaults: seed 000's two-moon experiment (Sec. 5.1, App. F).
+    """Everything a run needs. Defaults: Liu & Wang's two-moon experiment (Sec. 5.1, App. F).
 
     ``model`` picks the kind (:data:`MODELS`): the σ-CVAE (default), the unconditional VAE (every
     column of the data is modelled), M2 (a semi-supervised data set or a file with a ``label``
-    column; ``gamma``, ``alpha``, ``epochs`` are its own), or Yacoby, Pan & Doshi-Velez (2022)'s
+    column; ``gamma``, ``alpha``, ``epochs`` are its own), or Yacoby, Pan & Doshi-Velez (2020)'s
     scalar linear / Cholesky models. ``noise`` is the σ-(C)VAE's observation model (``None``: the
     one its algorithm needs). ``algorithm`` and ``latent_dim`` left ``None`` take the kind's
     defaults (:data:`DEFAULT_ALGORITHM`, :data:`DEFAULT_LATENT`). Combinations that make no sense

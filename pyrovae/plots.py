@@ -21,7 +21,7 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def plot_sigma(history: pd.DataFrame, path: Path, true_sigma: float | None = None, title: str = "") -> Path:
-    """σ after each block against gradient steps; calibrations marked with a star (seed 000 Fig. 2a)."""
+    """σ after each block against gradient steps; calibrations marked with a star (Liu & Wang 2025 Fig. 2a)."""
     fig = Figure(figsize=(6, 3.6))
     ax = fig.subplots()
     ax.plot(history["step"], history["sigma"], lw=1.5, label="σ")

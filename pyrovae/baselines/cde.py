@@ -1,9 +1,9 @@
-r"""Nonparametric conditional density estimators that seed 000's Table 3 compares against.
+r"""Nonparametric conditional density estimators that Liu & Wang's Table 3 compares against.
 
 Each baseline is fitted on ``(x, y)`` with a univariate response and returns the estimated
 conditional density :math:`\hat f(y \mid x)` of every test input on a grid of ``y`` values;
 :func:`density_moments` turns a density on a grid into the conditional mean and standard
-deviation by numerical integration (the trapezoidal rule), as App. F of seed 000 does
+deviation by numerical integration (the trapezoidal rule), as App. F of Liu & Wang (2025) does
 ("for other methods, the estimates are calculated by numerical integration").
 
 * :class:`ConditionalKDE` (CKDE, Hall et al. 2004): a Gaussian product kernel with App. F's bandwidth
@@ -29,7 +29,7 @@ deviation by numerical integration (the trapezoidal rule), as App. F of seed 000
 in the README); :func:`baseline_available` says whether one can run and, if not, why.
 
 References:
-    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (seed 000), Sec. 5.2, App. F.
+    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (Liu & Wang 2025), Sec. 5.2, App. F.
     Dalmasso, Pospisil, Lee, Izbicki, Freeman & Malz, *Conditional density estimation tools in
     python and R with applications to photometric redshifts and likelihood-free cosmological
     inference*, Astronomy and Computing 2020.

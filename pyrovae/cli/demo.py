@@ -1,4 +1,4 @@
-"""``pyrovae demo``: the Calibrated Robust σ-CVAE on two-moon (seed 000, Sec. 5.1), then its diagnosis."""
+"""``pyrovae demo``: the Calibrated Robust σ-CVAE on two-moon (Liu & Wang 2025, Sec. 5.1), then its diagnosis."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def demo_command(
         shutil.rmtree(out)
     console.print(
         "[bold]pyrovae demo[/]: Calibrated Robust σ-CVAE on two-moon (n = 5000, true σ = 0.1), "
-        "K = 25, C = 0.05, σ₀ = 1 — seed 000, Sec. 5.1 / Algorithm 1"
+        "K = 25, C = 0.05, σ₀ = 1 — Liu & Wang (2025), Sec. 5.1 / Algorithm 1"
     )
     run_from_config(cfg, out, 1, 1, quiet, "calibrated σ-CVAE on two-moon")
     from pyrovae.cli.diagnose import print_diagnosis

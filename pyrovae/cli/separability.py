@@ -1,4 +1,4 @@
-"""``pyrovae check-separability DATA``: seed 001's guideline-1 check — can a simple classifier tell
+"""``pyrovae check-separability DATA``: Yacoby, Pan & Doshi-Velez's guideline-1 check — can a simple classifier tell
 the cohorts apart? (:func:`pyrovae.metrics.separability.separability`)."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def separability_command(
     seed: int = typer.Option(0, help="Shuffles the folds."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Balanced accuracy and mean entropy of a cross-validated logistic regression of y | x (seed 001,
+    """Balanced accuracy and mean entropy of a cross-validated logistic regression of y | x (Yacoby, Pan & Doshi-Velez 2021,
     Sec. 7): high entropy means the cohorts overlap and M2 is prone to functional collapse."""
     from pyrovae.metrics.separability import separability
 

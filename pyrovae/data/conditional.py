@@ -1,4 +1,4 @@
-"""Conditional data sets of seed 000 (Liu & Wang, Doubly Robust Conditional VAE)."""
+"""Conditional data sets of Liu & Wang (2025, Doubly Robust Conditional VAE)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["two_moon"]
 
 
 def two_moon(n: int = 5000, tau: float = 0.1, seed: int = 0) -> Dataset:
-    r"""Two interleaved half circles, one per class, exactly as Section 5.1 of seed 000.
+    r"""Two interleaved half circles, one per class, exactly as Section 5.1 of Liu & Wang (2025).
 
     With :math:`\alpha \sim U[0, \pi]` and :math:`\epsilon_i \sim N(0, \tau^2)`,
 

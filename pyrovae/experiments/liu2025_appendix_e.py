@@ -204,7 +204,7 @@ def qk_gap(k: float) -> float:
 
 @register("liu-appendix-e", "Liu & Wang (2025) Appendix E: inflated σ² from a less concentrated encoder, at the "
           "coordinate-ascent fixed point only",
-          "seed 000, Appendix E",
+          "Liu & Wang (2025), Appendix E",
           full="20,000 points")
 def appendix_e(options: ExperimentOptions) -> ExperimentReport:
     st = options.configure(dict(n=2000 if options.quick else 20_000))

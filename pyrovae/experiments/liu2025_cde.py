@@ -123,7 +123,7 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
 
 
 @register("liu-table3", "Liu & Wang (2025) Table 3: CVAE vs WGCS, NNKCDE, CKDE, FlexCode on M1-M3",
-          "seed 000, Table 3",
+          "Liu & Wang (2025), Table 3",
           full="10 evaluations, 20,000 CVAE steps, 5,000 WGCS steps and 10,000 draws")
 @trains_on_device
 def table3(options: ExperimentOptions) -> ExperimentReport:

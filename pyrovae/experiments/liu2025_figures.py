@@ -1,4 +1,4 @@
-r"""Seed 000's two-moon figures as experiments, each a figure file plus tables of its numbers.
+r"""Liu & Wang's two-moon figures as experiments, each a figure file plus tables of its numbers.
 
 * ``liu-figure1`` — Figure 1 (and Fig. 2a): σ trajectories of the uncalibrated σ-CVAE (analytic
   σ, Eq. 10) for several inner step counts K, beside the calibrated σ-CVAE with K = 25; the
@@ -74,7 +74,7 @@ def _metric_table(name: str, title: str, results: dict[str, list[dict]], rows: l
 
 # -- Figure 1 -----------------------------------------------------------------------
 @register("liu-figure1", "Liu & Wang (2025) Figure 1: σ trajectories for several K, with and without calibration",
-          "seed 000, Figure 1 and Figure 2(a)",
+          "Liu & Wang (2025), Figure 1 and Figure 2(a)",
           full="K ∈ {1, 5, 25, 50, 100, 500, 2500}, 3 runs, at most 100,000 steps")
 @trains_on_device
 def figure1(options: ExperimentOptions) -> ExperimentReport:
@@ -116,7 +116,7 @@ def figure1(options: ExperimentOptions) -> ExperimentReport:
                           note="Uncalibrated = analytic σ (Eq. 10) every K steps, no calibration; "
                                "calibrated = Algorithm 1 with C = 0.05. Paper's reading beside the KL.")
     return ExperimentReport(
-        "liu-figure1", "Seed 000 Figure 1", "Liu & Wang, Figure 1 and Fig. 2(a) (two-moon, τ = 0.1, σ₀ = 1)",
+        "liu-figure1", "Liu & Wang (2025) Figure 1", "Liu & Wang, Figure 1 and Fig. 2(a) (two-moon, τ = 0.1, σ₀ = 1)",
         {"reps": reps, "K": list(ks), "max_steps": max_steps, "root_seed": options.seed},
         [table], figures=[figure], wall_time=time.perf_counter() - start,
         conclusion=_figure1_conclusion(results, ks),
@@ -139,7 +139,7 @@ SIGMA0_GRID = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 @register("liu-figure3", "Liu & Wang (2025) Figure 3 / 5(b,c): σ₀ ablation, uncalibrated vs calibrated",
-          "seed 000, Figure 3 and Figure 5(b), 5(c)",
+          "Liu & Wang (2025), Figure 3 and Figure 5(b), 5(c)",
           full="the σ₀ grid, 20 repetitions, at most 40,000 steps")
 @trains_on_device
 def figure3(options: ExperimentOptions) -> ExperimentReport:
@@ -160,7 +160,7 @@ def figure3(options: ExperimentOptions) -> ExperimentReport:
                           note="Uncalibrated = analytic σ every K = 25 steps (Fig. 3a / 5b); calibrated = "
                                "Algorithm 1 with C = 0.05 (Fig. 3b / 5c). Paper's reading beside the KL.")
     return ExperimentReport(
-        "liu-figure3", "Seed 000 Figure 3 (and 5b, 5c)", "Liu & Wang, Figure 3 and Fig. 5(b), 5(c)",
+        "liu-figure3", "Liu & Wang (2025) Figure 3 (and 5b, 5c)", "Liu & Wang, Figure 3 and Fig. 5(b), 5(c)",
         {"reps": reps, "sigma0": list(sigma0s), "K": 25, "max_steps": max_steps, "root_seed": options.seed},
         [table], figures=[figure], wall_time=time.perf_counter() - start,
         conclusion=_compare(results, [(f"uncalibrated σ0={s}", f"calibrated C=0.05 σ0={s}") for s in sigma0s]),
@@ -206,7 +206,7 @@ TOLERANCE_GRID = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
 @register("liu-figure5", "Liu & Wang (2025) Figure 5(a,d): fixed-σ CVAE across σ; tolerance C ablation",
-          "seed 000, Figure 5(a), 5(d) (App. H)",
+          "Liu & Wang (2025), Figure 5(a), 5(d) (App. H)",
           full="the σ and C grids, 20 repetitions, at most 40,000 steps")
 @trains_on_device
 def figure5(options: ExperimentOptions) -> ExperimentReport:
@@ -235,7 +235,7 @@ def figure5(options: ExperimentOptions) -> ExperimentReport:
                             note="C = 0 never calibrates (KL ≥ 0). A large C may never stop: those runs end at "
                                  "the step cap (see 'converged').")
     return ExperimentReport(
-        "liu-figure5", "Seed 000 Figure 5 (a, d)", "Liu & Wang, Figure 5(a) and 5(d) (App. H)",
+        "liu-figure5", "Liu & Wang (2025) Figure 5 (a, d)", "Liu & Wang, Figure 5(a) and 5(d) (App. H)",
         {"reps": reps, "fixed sigma": list(fixed), "C": list(tolerances), "K": 25, "max_steps": max_steps,
          "root_seed": options.seed},
         [table_a, table_d], figures=[fig_a, fig_d], wall_time=time.perf_counter() - start,

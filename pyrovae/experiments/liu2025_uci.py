@@ -1,4 +1,4 @@
-r"""Seed 000 Table 4 (``liu-table4``): test log-likelihood of the calibrated σ-CVAE on six UCI
+r"""Liu & Wang (2025) Table 4 (``liu-table4``): test log-likelihood of the calibrated σ-CVAE on six UCI
 regression sets (Sec. 5.3).
 
 Per data set and repetition: a random 75 % / 25 % train/test split (seed per repetition);
@@ -75,7 +75,7 @@ def _settings(quick: bool) -> tuple[int, int]:
 
 
 @register("liu-table4", "Liu & Wang (2025) Table 4: test log-likelihood on UCI regression sets",
-          "seed 000, Table 4",
+          "Liu & Wang (2025), Table 4",
           full="5 random 75/25 splits, at most 20,000 steps, 5,000 importance samples")
 @trains_on_device
 def table4(options: ExperimentOptions) -> ExperimentReport:
@@ -120,7 +120,7 @@ def table4(options: ExperimentOptions) -> ExperimentReport:
             diag.set(d, col, summarize_values([r[key] for r in runs]))
     ran = [d for d in DATASETS if d not in skipped]
     return ExperimentReport(
-        "liu-table4", "Seed 000 Table 4", "Liu & Wang, Table 4 (UCI, 75/25 splits)",
+        "liu-table4", "Liu & Wang (2025) Table 4", "Liu & Wang, Table 4 (UCI, 75/25 splits)",
         {"reps": reps, "max_steps": max_steps, "S": num_samples, "proposal variance inflation": 2,
          "data sets run": ", ".join(ran) or "none", "root_seed": options.seed},
         [table, diag], wall_time=time.perf_counter() - start,

@@ -1,5 +1,5 @@
 """Helpers shared by the experiments that train a σ-CVAE in process on a data set they built
-(seed 000's Tables 3 and 4 and its MNIST appendix): one training call."""
+(Liu & Wang 2025's Tables 3 and 4 and its MNIST appendix): one training call."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ __all__ = ["CVAESettings", "fit_cvae"]
 
 @dataclass
 class CVAESettings:
-    """A σ-CVAE and how to train it. Defaults: seed 000 App. F for Sec. 5.2 (tanh, latent 5,
+    """A σ-CVAE and how to train it. Defaults: Liu & Wang (2025) App. F for Sec. 5.2 (tanh, latent 5,
     encoder [32, 16, 8, 4], decoder [8, 32, 16, 4]), Algorithm 1 with K = 25 and C = 0.05,
     Adam lr 0.005, full batch, convergence at |Δ mean loss| ≤ 0.001 between blocks."""
 

@@ -1,4 +1,4 @@
-r"""Figures of seed 001's unsupervised experiments, drawn from the plain lists that
+r"""Figures of Yacoby, Pan & Doshi-Velez's unsupervised experiments, drawn from the plain lists that
 :func:`pyrovae.experiments.yacoby2021_unsupervised.fit_one` returns with ``arrays=True``.
 
 * :func:`density_panels` — one row per model, like Figures 4, 5 and 10-16: (a) samples of the learned
@@ -9,7 +9,7 @@ r"""Figures of seed 001's unsupervised experiments, drawn from the plain lists t
   :math:`f_\theta(\mu_\phi(x))` onto the learned manifold, one panel per model.
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 001), Figures 4, 5, 7, 10-16, App. E and F.
+    Yacoby, Pan & Doshi-Velez (2021), Figures 4, 5, 7, 10-16, App. E and F.
 """
 
 from __future__ import annotations

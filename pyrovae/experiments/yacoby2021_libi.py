@@ -1,4 +1,4 @@
-r"""Seed 002 (Yacoby, Pan & Doshi-Velez): Figure 1 and Table 1.
+r"""Yacoby, Pan & Doshi-Velez (2020): Figure 1 and Table 1.
 
 * ``libi-figure1`` — Figure 1. Panels A/B: over a grid of diagonal ``B`` in :math:`[0, \sigma_\varepsilon^2)^2`
   with ``A`` fixed, :math:`\min_\phi L(\theta, \phi)` (the best mean-field posterior-matching gap, the
@@ -133,7 +133,7 @@ def _figure(path, b, gap, mi, a_star, out_samples: int = 1000, seed: int = 0):
     return path
 
 
-@register("libi-figure1", "Seed 002 Figure 1: the ELBO's preferred optima of the Cholesky model", "seed 002, Figure 1")
+@register("libi-figure1", "Yacoby, Pan & Doshi-Velez (2020) Figure 1: the ELBO's preferred optima of the Cholesky model", "Yacoby, Pan & Doshi-Velez (2020), Figure 1")
 def figure1(options: ExperimentOptions) -> ExperimentReport:
     st = options.configure(dict(resolution=20 if options.quick else 50, svi_steps=800 if options.quick else 3000))
     start = time.perf_counter()
@@ -183,7 +183,7 @@ def figure1(options: ExperimentOptions) -> ExperimentReport:
                   f"{float(mi.min()):.3f}..{float(mi.max()):.3f} over the grid. L(θ_GT) = {l_gt:.3f} "
                   f"(paper 0.532), L(θ*) = {l_star:.3f} (paper 0.196). SVI check ({steps} steps; SVI can only lie "
                   f"above the closed form, by its optimisation error): " + "; ".join(svi_points) + ".")
-    return ExperimentReport("libi-figure1", "Seed 002 Figure 1", "Yacoby et al., Figure 1 (Eq. 3, σ_ε² = 0.01)",
+    return ExperimentReport("libi-figure1", "Yacoby, Pan & Doshi-Velez (2020) Figure 1", "Yacoby et al., Figure 1 (Eq. 3, σ_ε² = 0.01)",
                             {"resolution": resolution, "svi_steps": steps, "seed": options.seed},
                             [grid, checks, values], figures=[fig], wall_time=time.perf_counter() - start,
                             conclusion=conclusion)
@@ -194,7 +194,7 @@ TABLE1_KINDS = ("linear-jtex", "cubic-jtex", "gaussian-2to4", "mobius")
 #: "Lagging" is App. E's schedule (:mod:`pyrovae.inference.lagging_segments`); He et al.'s aggressive encoder
 #: (:mod:`pyrovae.inference.lagging`) is the extra row "Lagging (He et al.)", not in the paper
 TABLE1_METHODS = ("VAE", "β-VAE", "β-VAE+Anneal", "Lagging", "Lagging (He et al.)", "LiBI")
-PAPER_TABLE1 = {  # (Test-LL, S-kNN) per data set, transcribed from Table 1 of seed 002
+PAPER_TABLE1 = {  # (Test-LL, S-kNN) per data set, transcribed from Table 1 of Yacoby, Pan & Doshi-Velez (2020)
     "VAE": [("-3.15 ± 0.04", "1.62 ± 0.12"), ("-5.85 ± 0.63", "4.86 ± 1.82"), ("6.73 ± 0.23", "15.28 ± 7.98"), ("1.88 ± 0.05", "0.38 ± 0.20")],
     "β-VAE": [("-3.15 ± 0.04", "1.62 ± 0.12"), ("-5.47 ± 0.14", "2.99 ± 1.48"), ("7.65 ± 0.09", "4.10 ± 1.22"), ("1.92 ± 0.06", "0.27 ± 0.14")],
     "β-VAE+Anneal": [("-3.15 ± 0.04", "1.63 ± 0.12"), ("-12.91 ± 11.51", "2.86 ± 1.01"), ("7.54 ± 0.14", "5.86 ± 1.66"), ("1.88 ± 0.05", "0.37 ± 0.19")],
@@ -487,7 +487,7 @@ def table1_report(cfg: dict, kinds=TABLE1_KINDS, methods=TABLE1_METHODS, reps: i
                       f"({'better' if better_knn else 'not better'}).")
     if errors:
         conclusion += " Failed runs: " + "; ".join(errors)
-    return ExperimentReport("libi-table1", "Yacoby, Pan & Doshi-Velez (2022) Table 1",
+    return ExperimentReport("libi-table1", "Yacoby, Pan & Doshi-Velez (2020) Table 1",
                             "Yacoby et al., Table 1 (App. E data sets)", {"reps": reps, "seed": seed, **cfg},
                             [table, chosen], wall_time=time.perf_counter() - start, conclusion=conclusion)
 
@@ -500,7 +500,7 @@ TABLE1_QUICK = dict(n=500, steps=3000, K=100, lr=0.01, beta=2.0, rounds=2, eps_h
 #: App. E's protocol: 5 data sets per kind, 10 restarts per method and hyper-parameters, the grids above
 TABLE1_FULL = dict(TABLE1_DEFAULT, restarts=10, grid=True)
 TABLE1_FULL_PROTOCOL = (
-    "App. E of Yacoby, Pan & Doshi-Velez (2022): 5 versions of each data set (500 train / validation / test points), "
+    "App. E of Yacoby, Pan & Doshi-Velez (2020): 5 versions of each data set (500 train / validation / test points), "
     "10 restarts for every method and hyper-parameter setting, 30,000 full-batch Adam steps at lr 0.01 (the paper's "
     "30k epochs at n = 500), App. E's grids (β-VAE β ∈ {0.5, 2, 5}; annealed β ∈ {0.5, 1, 2, 5}; Lagging R per data "
     "set; LiBI ε_HZ × ε_Σ × ε_μ × R), per version the restart with the best own validation objective, per method "
@@ -510,7 +510,7 @@ TABLE1_FULL_PROTOCOL = (
     "Lagging (extra row) with its defaults, no grid.")
 
 
-@register("libi-table1", "Yacoby, Pan & Doshi-Velez (2022) Table 1: VAE baselines against LiBI on four synthetic "
+@register("libi-table1", "Yacoby, Pan & Doshi-Velez (2020) Table 1: VAE baselines against LiBI on four synthetic "
           "data sets", "Yacoby et al. 2022, Table 1", full=TABLE1_FULL_PROTOCOL)
 def table1(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=2, full=5)

@@ -1,4 +1,4 @@
-r"""Seed 001, Sec. 7 / App. E.3, Tables 3 and 4: the semi-supervised M2 model on the semi-circles.
+r"""Yacoby, Pan & Doshi-Velez (2021), Sec. 7 / App. E.3, Tables 3 and 4: the semi-supervised M2 model on the semi-circles.
 
 For each data set (Discrete / Continuous Semi-Circle, App. H) and method, M2
 (:mod:`pyrovae.models.m2`) starts at the ground truth (:mod:`pyrovae.inference.m2_init`: decoder by
@@ -328,7 +328,7 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
         conclusion += " --quick: fewer points, epochs and restarts than App. D."
     report_settings = {**settings, "gamma": gamma, "alpha": alpha, "reps": reps, "root_seed": options.seed,
                        "widths": list(WIDTHS), "methods": list(methods)}
-    return ExperimentReport("yacoby-m2", "Seed 001 Tables 3-4: semi-supervised M2 on the semi-circles",
+    return ExperimentReport("yacoby-m2", "Yacoby, Pan & Doshi-Velez (2021) Tables 3-4: semi-supervised M2 on the semi-circles",
                             "Yacoby et al., Sec. 7, App. E.3, Tables 3-4", report_settings, [t3, t4, diag],
                             figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion)
 

@@ -1,4 +1,4 @@
-r"""Panels like seed 001's Figures 6, 17 and 20: per method, the learned :math:`f_\theta(z, y)` for each
+r"""Panels like Yacoby, Pan & Doshi-Velez's Figures 6, 17 and 20: per method, the learned :math:`f_\theta(z, y)` for each
 label against the true :math:`f(z, y)` (top row), and draws of :math:`p_\theta(x|y)` against draws of the
 true cohort :math:`p(x|y)` (bottom row).
 

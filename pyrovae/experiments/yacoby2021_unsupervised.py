@@ -1,4 +1,4 @@
-r"""Seed 001 (Yacoby, Pan & Doshi-Velez), unsupervised experiments: Table 2, Appendix E.2, the
+r"""Yacoby, Pan & Doshi-Velez (2021), unsupervised experiments: Table 2, Appendix E.2, the
 Spiral-Dots noise bias (Sec. 8, Case A) and Table 1 (Sec. 8, Case B).
 
 * ``yacoby-table2`` — Clusters and Figure-8: IWAE (S ∈ {3, 10, 20}), Lagging Inference Networks
@@ -33,7 +33,7 @@ exact either way). Table 2 keeps, per method, the hyper-parameters with the lowe
 and selecting by the statistic the table reports on the test split would select on the test split).
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 4, 5.3, 8, 9, App. D, E.1, E.2, G; Table 1 and Table 2.
+    Yacoby, Pan & Doshi-Velez (2021), Sec. 4, 5.3, 8, 9, App. D, E.1, E.2, G; Table 1 and Table 2.
 """
 
 from __future__ import annotations
@@ -457,8 +457,8 @@ def table2(options: ExperimentOptions, tiny: bool = False, kinds=("clusters", "f
                   "alpha, so only the ordering IWAE < LIN <= VAE is comparable, not the values. Truth-network MSE to "
                   "the analytic f: " + ", ".join(f"{LABELS[k]} {truths[k].mse:.2g}" for k in kinds) + ".")
     figures = _figures("fig5_table2_density", options, panels)
-    return ExperimentReport("yacoby-table2", "Seed 001 Table 2 (IWAE / LIN / VAE on Clusters and Figure-8)",
-                            "seed 001, Table 2 and App. E.1", {**s, "seed": options.seed}, [table, detail],
+    return ExperimentReport("yacoby-table2", "Yacoby, Pan & Doshi-Velez (2021) Table 2 (IWAE / LIN / VAE on Clusters and Figure-8)",
+                            "Yacoby, Pan & Doshi-Velez (2021), Table 2 and App. E.1", {**s, "seed": options.seed}, [table, detail],
                             figures=figures, wall_time=time.perf_counter() - start,
                             conclusion=_table2_verdict(table, kinds))
 
@@ -518,8 +518,8 @@ def appendix_e2(options: ExperimentOptions, tiny: bool = False, kinds=("circle",
     table.note += (f" App. F check (Fig. 7): mean distance moved by the projection f(mu(x)) of a uniform grid: "
                    f"K = 1 model {_moved(_kept(results[(kinds[0], 'gt')], 1)[0]['arrays']):.3g}, "
                    f"mismatched K = 2 / small-noise model {_moved(mism['arrays']):.3g}.")
-    return ExperimentReport("yacoby-appendix-e2", "Seed 001 App. E.2 (Circle and Absolute-Value: the VAE learns p(x))",
-                            "seed 001, App. E.2, G.2, G.3", {**s, "seed": options.seed}, [table], figures=figures,
+    return ExperimentReport("yacoby-appendix-e2", "Yacoby, Pan & Doshi-Velez (2021) App. E.2 (Circle and Absolute-Value: the VAE learns p(x))",
+                            "Yacoby, Pan & Doshi-Velez (2021), App. E.2, G.2, G.3", {**s, "seed": options.seed}, [table], figures=figures,
                             wall_time=time.perf_counter() - start, conclusion=" ".join(verdicts))
 
 
@@ -583,8 +583,8 @@ def spiral_noise(options: ExperimentOptions, tiny: bool = False, exact_points: i
                   "converged." if max(l, l9) > 2 * min(l, l9) else ""))
     figures = _figures("fig16_spiral_density", options,
                        {f"Spiral VAE ({noise} noise)": kept[noise][0].get("arrays") for noise in kept})
-    return ExperimentReport("yacoby-spiral-noise", "Seed 001 Sec. 8 Case A: Spiral-Dots noise variance",
-                            "seed 001, Sec. 8 (Case A), App. G.5", {**s, "seed": options.seed}, [table], figures=figures,
+    return ExperimentReport("yacoby-spiral-noise", "Yacoby, Pan & Doshi-Velez (2021) Sec. 8 Case A: Spiral-Dots noise variance",
+                            "Yacoby, Pan & Doshi-Velez (2021), Sec. 8 (Case A), App. G.5", {**s, "seed": options.seed}, [table], figures=figures,
                             wall_time=time.perf_counter() - start, conclusion=verdict)
 
 
@@ -633,8 +633,8 @@ def table1(options: ExperimentOptions, tiny: bool = False, kinds=("figure8", "cl
                   "test x and one draw of each z_i ~ q(z|x). Truth noise variance: "
                   + ", ".join(f"{LABELS[k]} {NOISE_VAR[k]}" for k in kinds) + ".")
         tables.append(t)
-    return ExperimentReport("yacoby-table1", "Seed 001 Table 1 (latent dimension K on the 5-D Figure-8 and Clusters)",
-                            "seed 001, Sec. 8 (Case B), Table 1", {**s, "iwae_S": iwae_s, "seed": options.seed}, tables,
+    return ExperimentReport("yacoby-table1", "Yacoby, Pan & Doshi-Velez (2021) Table 1 (latent dimension K on the 5-D Figure-8 and Clusters)",
+                            "Yacoby, Pan & Doshi-Velez (2021), Sec. 8 (Case B), Table 1", {**s, "iwae_S": iwae_s, "seed": options.seed}, tables,
                             wall_time=time.perf_counter() - start, conclusion=" ".join(verdicts))
 
 

@@ -3,7 +3,7 @@ r"""Training algorithms as plug-ins to the one block loop of :mod:`pyrovae.infer
 Every algorithm trains in blocks of ``K`` gradient steps on θ, φ (and σ when it is
 learned). After each block the trainer evaluates the full data with one
 reparameterised ``z`` per point and hands the block's statistics to the algorithm,
-which may update σ, calibrate it, or stop. Convergence (seed 000, Sec. 5): the mean
+which may update σ, calibrate it, or stop. Convergence (Liu & Wang 2025, Sec. 5): the mean
 per-sample training loss changed by at most ``tol`` since the previous block.
 
 ========================  =============  ==========================================
@@ -145,7 +145,7 @@ class JointSVI(Algorithm):
 
 
 class FixedSigma(Algorithm):
-    """A CVAE whose σ never changes (equivalent to a fixed β; seed 000 App. H)."""
+    """A CVAE whose σ never changes (equivalent to a fixed β; Liu & Wang (2025) App. H)."""
 
     name = "fixed"
     noise = "fixed"
@@ -153,7 +153,7 @@ class FixedSigma(Algorithm):
 
 class AnalyticSigma(Algorithm):
     r"""Block coordinate descent of Rybkin et al. (2021): ``K`` steps on θ, φ, then
-    :math:`\sigma^2 = \frac{1}{nq}\sum_i \|y_i - \mu_\theta(x_i, z_i)\|^2` (seed 000 Eq. 10)."""
+    :math:`\sigma^2 = \frac{1}{nq}\sum_i \|y_i - \mu_\theta(x_i, z_i)\|^2` (Liu & Wang 2025 Eq. 10)."""
 
     name = "analytic"
     noise = "calibrated"
@@ -164,7 +164,7 @@ class AnalyticSigma(Algorithm):
 
 
 class CalibratedSigma(AnalyticSigma):
-    """Calibrated Robust σ-CVAE (seed 000, Algorithm 1): analytic σ, then at
+    """Calibrated Robust σ-CVAE (Liu & Wang 2025, Algorithm 1): analytic σ, then at
     convergence calibrate σ by Eq. 15 while the mean KL is below ``C``."""
 
     name = "calibrated"
@@ -206,7 +206,7 @@ class AnnealedSigma(AnalyticSigma):
 
 
 class ReplaySigma(Algorithm):
-    r"""An F-VAE whose σ follows a recorded per-block schedule (Berger & Sebag, seed 004, App. A.2).
+    r"""An F-VAE whose σ follows a recorded per-block schedule (Berger & Sebag, Berger & Sebag (2020), App. A.2).
 
     Needs a :class:`~pyrovae.models.noise.ScheduledNoise` (built from an LS-VAE history with
     ``ScheduledNoise.from_history``). σ is fixed during each block; after block ``b`` it is set

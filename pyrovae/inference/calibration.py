@@ -1,4 +1,4 @@
-r"""σ-calibration: the third step of the Calibrated Robust σ-CVAE (seed 000, Sec. 4.3).
+r"""σ-calibration: the third step of the Calibrated Robust σ-CVAE (Liu & Wang 2025, Sec. 4.3).
 
 At convergence of the ELBO, if the mean KL is below the tolerance ``C`` (the
 constraint of Eq. 14 is violated), rescale

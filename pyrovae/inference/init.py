@@ -1,4 +1,4 @@
-r"""Initialisation at the ground truth (seed 001, Sec. 4 and App. D).
+r"""Initialisation at the ground truth (Yacoby, Pan & Doshi-Velez 2021, Sec. 4 and App. D).
 
 The decoder is fitted by supervised regression on the true pairs :math:`(z, f(z))` until its mean
 squared error is below ``1e-4`` (:func:`fit_decoder`); the encoder is then fitted by maximising the
@@ -6,7 +6,7 @@ ELBO with that decoder (and the observation noise) held fixed (:func:`fit_encode
 :func:`init_at_ground_truth` does both for an unconditional :class:`~pyrovae.models.cvae.SigmaCVAE`.
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 4 "Experimental setup", App. D "Initialization at
+    Yacoby, Pan & Doshi-Velez (2021), Sec. 4 "Experimental setup", App. D "Initialization at
     Global Optima of the VAE Objective", App. G (MSE < 1e-4).
 """
 

@@ -19,7 +19,7 @@ joint SVI. The run may stop at convergence only after aggressive mode has ended.
 References:
     He, Spokoyny, Neubig & Berg-Kirkpatrick, *Lagging Inference Networks and Posterior
     Collapse in Variational Autoencoders*, ICLR 2019, Algorithm 1.
-    Yacoby, Pan & Doshi-Velez (seeds 001, 002) use it as a baseline; seed 001's App. D grid-searches
+    Yacoby, Pan & Doshi-Velez (both papers of Yacoby, Pan & Doshi-Velez (2021, 2020)) use it as a baseline; Yacoby, Pan & Doshi-Velez's App. D grid-searches
     "T, the threshold for determining whether the inference network objective has converged" over
     {0.05, 0.1} and "R, the number of training iterations for which the loss is averaged" over {5, 10}.
 """
@@ -44,7 +44,7 @@ def encoder_phase(step: Callable[[int], float], max_inner: int, window: int, thr
     """He et al. (2019)'s inner loop (Alg. 1, lines 4-8): call ``step(k)`` — one encoder-only update,
     ``k = 0`` on the current batch, later ones on fresh batches, returning its loss — at most
     ``max_inner`` times; after every ``window`` calls compare the window's mean loss with the previous
-    window's and stop as soon as it has fallen by ``threshold`` (seed 001 App. D's T) or less, or at
+    window's and stop as soon as it has fallen by ``threshold`` (Yacoby, Pan & Doshi-Velez 2021 App. D's T) or less, or at
     a non-finite loss. Returns the number of steps taken."""
     previous, losses = math.inf, []
     for k in range(int(max_inner)):

@@ -1,4 +1,4 @@
-r"""The Lagging schedule of Yacoby, Pan & Doshi-Velez (2022), App. E, as a block-loop plug-in.
+r"""The Lagging schedule of Yacoby, Pan & Doshi-Velez (2020), App. E, as a block-loop plug-in.
 
 App. E describes its Lagging Inference Networks baseline as a fixed schedule, not He et al.'s
 (2019) aggressive phase (that one is :mod:`pyrovae.inference.lagging`): "R here means we divide the

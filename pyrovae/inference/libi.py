@@ -1,4 +1,4 @@
-r"""Likelihood Before Inference (LiBI; seed 002, Sec. 2 and App. D).
+r"""Likelihood Before Inference (LiBI; Yacoby, Pan & Doshi-Velez (2020), Sec. 2 and App. D).
 
 Repeat ``R`` rounds:
 
@@ -21,10 +21,10 @@ The round whose θ gives the highest importance-sampled validation log-likelihoo
 (:func:`pyrovae.metrics.vae_log_likelihood`) is kept, with its φ ("return the best θ_t", App. D).
 
 The model is any :class:`~pyrovae.models.cvae.SigmaCVAE` (``x_dim = 0``) whose σ is not learned
-(seed 002 fixes the noise at the truth); the data are :class:`~pyrovae.data.base.Dataset`\ s.
+(Yacoby, Pan & Doshi-Velez 2020 fixes the noise at the truth); the data are :class:`~pyrovae.data.base.Dataset`\ s.
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 002), Sec. 2, Eq. 7 and 44-46, App. D.
+    Yacoby, Pan & Doshi-Velez (2020), Sec. 2, Eq. 7 and 44-46, App. D.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""Initialisation of the M2 model at the ground truth (seed 001, App. D).
+r"""Initialisation of the M2 model at the ground truth (Yacoby, Pan & Doshi-Velez 2021, App. D).
 
 "The decoder function :math:`f_\theta` is initialized to the ground-truth using full supervision
 given the ground-truth z's and :math:`f_{\theta_{GT}}`. The encoder is initialized to
@@ -14,7 +14,7 @@ restarts) ... we select the restart that yields the lowest value of the objectiv
   :math:`-J` (:func:`pyrovae.inference.m2_training.m2_objective`).
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 4, App. D, App. H ("MSE < 1e-4").
+    Yacoby, Pan & Doshi-Velez (2021), Sec. 4, App. D, App. H ("MSE < 1e-4").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""A small trainer for the M2 model (seed 001, Eq. 5): plain torch Adam over the module's parameters.
+r"""A small trainer for the M2 model (Yacoby, Pan & Doshi-Velez 2021, Eq. 5): plain torch Adam over the module's parameters.
 
 Every step takes one unlabelled batch and one labelled batch and minimises
 
@@ -15,7 +15,7 @@ initialisation, App. D); :func:`m2_objective` is the full-data per-point :math:`
 choose between restarts on validation data.
 
 ``train_m2(..., lagging=True)`` is Lagging Inference Networks (He et al., ICLR 2019, Algorithm 1; a
-baseline of seed 001, Sec. 7, App. D, Fig. 18, Tables 3-4) for the M2 model, written out here for the
+baseline of Yacoby, Pan & Doshi-Velez (2021), Sec. 7, App. D, Fig. 18, Tables 3-4) for the M2 model, written out here for the
 M2 trainer (:mod:`pyrovae.inference.lagging` is the same algorithm for the SigmaCVAE trainer):
 
 * *aggressive mode*, for every batch: encoder-only Adam steps on the guide's parameters
@@ -148,7 +148,7 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
 
 def unlabelled_mutual_information(model: M2, x: torch.Tensor, seed: int = 0) -> float:
     """He et al.'s aggregate-posterior :math:`I_q(x; z)` of the factorised unlabelled guide
-    :math:`q(z|x)` (seed 001, Eq. 13) on the points ``x``, one draw per point with a fixed ``seed``."""
+    :math:`q(z|x)` (Yacoby, Pan & Doshi-Velez 2021, Eq. 13) on the points ``x``, one draw per point with a fixed ``seed``."""
     if model.z_guide != "factorised":
         raise ConfigError(f"I(x; z) needs the factorised q(z|x); the model's guide is {model.z_guide!r}")
     with torch.no_grad():

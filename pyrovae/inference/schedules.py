@@ -4,15 +4,15 @@ r"""KL (β) annealing schedules.
 iterations split into ``n_cycle`` periods; in each, β rises linearly from ``start``
 to ``stop`` over the first ``ratio`` of the period, then holds at ``stop``.
 Monotonic annealing is ``n_cycle = 1``. With a period of ``M`` and ``ratio = 0.5``
-it equals seed 000 Eq. 12, :math:`\beta_t = 2r/M` for :math:`r < M/2` and 1 after,
+it equals Liu & Wang (2025) Eq. 12, :math:`\beta_t = 2r/M` for :math:`r < M/2` and 1 after,
 :math:`r = t \bmod M` (:func:`eq12_beta`).
 
-Seed 000's settings (Appendix G.1): cyclical = 5 cycles of ``M = 10`` blocks
+Liu & Wang's settings (Appendix G.1): cyclical = 5 cycles of ``M = 10`` blocks
 (``n_iter = 50``), monotonic = one ramp over the same 50 blocks; β = 1 afterwards.
 
 References:
     Fu et al., *Cyclical Annealing Schedule: A Simple Approach to Mitigating KL Vanishing*, NAACL 2019.
-    Liu & Wang, seed 000, Eq. 12 and Appendix G.1.
+    Liu & Wang, Liu & Wang (2025), Eq. 12 and Appendix G.1.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def frange_cycle_linear(n_iter: int, start: float = 0.0, stop: float = 1.0, n_cy
 
 
 def eq12_beta(t: int, period: int) -> float:
-    """Seed 000 Eq. 12: ``2r/M`` in the first half of each period, 1 in the second."""
+    """Liu & Wang (2025) Eq. 12: ``2r/M`` in the first half of each period, 1 in the second."""
     r = t % period
     return 2 * r / period if r < period / 2 else 1.0
 
@@ -74,5 +74,5 @@ def monotonic(n_iter: int = 50) -> BetaSchedule:
 
 
 def cyclical(n_iter: int = 50, n_cycle: int = 5) -> BetaSchedule:
-    """``n_cycle`` ramps of period ``n_iter / n_cycle`` (seed 000: 5 × 10 blocks)."""
+    """``n_cycle`` ramps of period ``n_iter / n_cycle`` (Liu & Wang 2025: 5 × 10 blocks)."""
     return BetaSchedule(n_iter=n_iter, n_cycle=n_cycle)

@@ -1,6 +1,6 @@
 """One trainer for every algorithm: blocks of ``K`` SVI steps, then the algorithm's move.
 
-The trainer owns the loop, the optimiser (Adam, seed 000's lr = 0.005), the history,
+The trainer owns the loop, the optimiser (Adam, Liu & Wang's lr = 0.005), the history,
 checkpoints and NaN handling; an :class:`~pyrovae.inference.algorithms.Algorithm`
 decides what happens between blocks. It trains ``R`` replicates (seeds, grid cells) of one
 architecture as one batched Pyro program (:mod:`pyrovae.inference.replicates`); a single run
@@ -41,7 +41,7 @@ HISTORY_COLUMNS = ["block", "step", "time", "beta", "loss", "recon", "kl", "neg_
 class TrainSettings:
     """Loop settings shared by every algorithm.
 
-    ``K`` is the number of gradient steps per block (the inner steps of seed 000);
+    ``K`` is the number of gradient steps per block (the inner steps of Liu & Wang (2025));
     ``tol`` the convergence threshold on the change of the mean per-sample loss between
     blocks; ``max_steps`` a hard cap; ``batch_size=None`` means full batch (App. F).
 
@@ -51,7 +51,7 @@ class TrainSettings:
 
     ``trainable`` names the parts the optimiser moves (the rest stays as it is: e.g. ``("encoder",)``
     fits the inference network to a fixed decoder: Yacoby, Pan & Doshi-Velez (2021) Sec. 4, and LiBI's
-    step 2 (Yacoby, Pan & Doshi-Velez 2022)).
+    step 2 (Yacoby, Pan & Doshi-Velez 2020)).
 
     ``convergence`` says which loss is compared between blocks: ``"block-mean"`` (default)
     the average over the block's ``K`` steps, ``"last-step"`` the last step's loss as the

@@ -1,11 +1,11 @@
 r"""Metrics shared by every experiment.
 
-* :mod:`~pyrovae.metrics.likelihood` — importance-sampled test log-likelihood (seed 002, Eq. 48);
+* :mod:`~pyrovae.metrics.likelihood` — importance-sampled test log-likelihood (Yacoby, Pan & Doshi-Velez 2020, Eq. 48);
 * :mod:`~pyrovae.metrics.two_sample` — smooth kNN statistic (Djolonga & Krause 2017), MMD;
 * :mod:`~pyrovae.metrics.normality` — Henze-Zirkler statistic (differentiable) and p-value;
 * :mod:`~pyrovae.metrics.information` — KSG :math:`I(x; z_j)`, aggregate-posterior MI, KL per
   dimension, active units;
-* :mod:`~pyrovae.metrics.conditional` — conditional mean/SD from draws and their MSE (seed 000).
+* :mod:`~pyrovae.metrics.conditional` — conditional mean/SD from draws and their MSE (Liu & Wang 2025).
 """
 
 from pyrovae.metrics.conditional import ConditionalMoments, MomentErrors, conditional_moments, moment_errors

@@ -1,6 +1,6 @@
 r"""Conditional moments of :math:`y \mid x` from samples, and their errors against the truth.
 
-Seed 000 (Sec. 5.2, App. F) judges a conditional generator by the mean squared error of its
+Liu & Wang (2025, Sec. 5.2, App. F) judges a conditional generator by the mean squared error of its
 conditional mean and conditional standard deviation over :math:`k` test inputs:
 
 .. math::
@@ -12,7 +12,7 @@ point for their method). For a multivariate response the squared errors are also
 the response columns.
 
 References:
-    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (seed 000), Sec. 5.2, App. F.
+    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (Liu & Wang 2025), Sec. 5.2, App. F.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ConditionalMoments:
 
 @dataclass(frozen=True)
 class MomentErrors:
-    """``mse_mean`` and ``mse_sd`` (seed 000 App. F) over ``num_points`` test points."""
+    """``mse_mean`` and ``mse_sd`` (Liu & Wang 2025 App. F) over ``num_points`` test points."""
 
     mse_mean: float
     mse_sd: float
@@ -76,7 +76,7 @@ def conditional_moments(samples, ddof: int = 1) -> ConditionalMoments:
 
 
 def moment_errors(estimate, true_mean, true_sd, ddof: int = 1) -> MomentErrors:
-    r"""MSE of the conditional mean and SD against the truth (seed 000 App. F).
+    r"""MSE of the conditional mean and SD against the truth (Liu & Wang 2025 App. F).
 
     Args:
         estimate: draws ``(S, n, q)`` / ``(S, n)``, or a :class:`ConditionalMoments`.

@@ -9,7 +9,7 @@ MI of Lagging Inference Networks, KL per latent dimension and active units.
 
   where :math:`\epsilon_i` is the distance from point :math:`i` to its :math:`k`-th neighbour in the
   joint space and :math:`n_x(i)`, :math:`n_z(i)` count the other points strictly within
-  :math:`\epsilon_i` in each marginal space. Seed 001 (App. D; Table 1) reports
+  :math:`\epsilon_i` in each marginal space. Yacoby, Pan & Doshi-Velez (2021, App. D; Table 1) reports
   :math:`I(x; z_i)` between the data and *each* latent dimension
   (:func:`latent_mutual_information`); ``sklearn``'s ``mutual_info_regression`` works column by
   column and cannot compute that for a vector :math:`x`.
@@ -23,7 +23,7 @@ MI of Lagging Inference Networks, KL per latent dimension and active units.
 
 References:
     Kraskov, Stögbauer & Grassberger, *Estimating mutual information*, Phys. Rev. E 69, 066138 (2004), Eq. 8.
-    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (seed 001), App. D.
+    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (Yacoby, Pan & Doshi-Velez 2021), App. D.
     He, Spokoyny, Neubig & Berg-Kirkpatrick, *Lagging Inference Networks and Posterior Collapse
     in VAEs*, ICLR 2019, Sec. 4-6 (and their public ``calc_mi``/``calc_au``).
     Burda, Grosse & Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016, Sec. 5.2.
@@ -79,7 +79,7 @@ def ksg_mutual_information(x, z, k: int = 3, standardise: bool = True, jitter: f
     Args:
         x: ``(n, p)`` or ``(n,)`` — a vector variable.
         z: ``(n,)`` (or ``(n, r)``) — typically one latent dimension.
-        k: neighbours (default 3, as Kraskov et al. recommend and seed 001 uses via their estimator).
+        k: neighbours (default 3, as Kraskov et al. recommend and Yacoby, Pan & Doshi-Velez (2021) uses via their estimator).
         standardise: centre and scale every column to unit SD first (the max-norm mixes columns).
         jitter: relative noise added after standardising to break ties (0 to switch off), as
             ``sklearn`` does; drawn from ``seed``.
@@ -110,7 +110,7 @@ def ksg_mutual_information(x, z, k: int = 3, standardise: bool = True, jitter: f
 
 
 def latent_mutual_information(x, z, k: int = 3, standardise: bool = True, seed: int = 0) -> np.ndarray:
-    r""":math:`I(x; z_j)` for every latent dimension ``j`` (seed 001's "mutual information between
+    r""":math:`I(x; z_j)` for every latent dimension ``j`` (Yacoby, Pan & Doshi-Velez 2021's "mutual information between
     :math:`x` and each dimension of the latent space"), by :func:`ksg_mutual_information`.
 
     ``z`` is ``(n, d)``: one latent per data point (e.g. a draw from :math:`q(z \mid x)`, or its

@@ -10,7 +10,7 @@ For one data point,
 computed as a log-sum-exp over the samples minus :math:`\log S`, in chunks of samples so
 that memory stays bounded however large :math:`S` is. For a VAE the proposal :math:`r` is
 the encoder's Gaussian :math:`q_\phi(z \mid x, y)` with its **variance inflated by a factor
-2** (standard deviation :math:`\times\sqrt2`) and :math:`S = 5000` samples, as seed 002
+2** (standard deviation :math:`\times\sqrt2`) and :math:`S = 5000` samples, as Yacoby, Pan & Doshi-Velez (2020)
 does ("We inflated the variance of the proposal distribution by a factor of 2 ... We used
 S=5000 samples").
 
@@ -21,7 +21,7 @@ delta-method standard error :math:`\sqrt{(S/\mathrm{ESS} - 1)/S}` of the log est
 
 References:
     Yacoby, Pan & Doshi-Velez, *Characterizing and Avoiding Problematic Global Optima of
-    Variational Autoencoders* (seed 002), App. E, Eq. 47-48.
+    Variational Autoencoders* (Yacoby, Pan & Doshi-Velez 2020), App. E, Eq. 47-48.
     Burda, Grosse & Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016, Eq. 8.
 """
 
@@ -79,7 +79,7 @@ def gaussian_proposal(
 ) -> Proposal:
     r"""A diagonal Gaussian proposal :math:`N(\mathrm{loc}, \text{inflation}\cdot\mathrm{scale}^2)`.
 
-    ``inflation`` multiplies the *variance* (seed 002 uses 2). ``loc`` and ``scale`` are
+    ``inflation`` multiplies the *variance* (Yacoby, Pan & Doshi-Velez 2020 uses 2). ``loc`` and ``scale`` are
     ``(n, d)``; the returned callable draws ``(m, n, d)`` and returns the log densities ``(m, n)``.
     """
     inflation = float(inflation)
@@ -113,7 +113,7 @@ def importance_log_marginal(
         \widehat{\log p}(y_n) = \operatorname{logsumexp}_s
             \big[\log p(y_n, z_n^{(s)}) - \log r_n(z_n^{(s)})\big] - \log S
 
-    (seed 002, Eq. 48, with a general proposal). Any model can reuse it: an M2 model passes a
+    (Yacoby, Pan & Doshi-Velez 2020, Eq. 48, with a general proposal). Any model can reuse it: an M2 model passes a
     ``log_joint`` that sums its label out, a linear model its closed-form joint.
 
     Args:
@@ -121,7 +121,7 @@ def importance_log_marginal(
             (the prior term included).
         proposal: ``m -> (z, log_r)`` with ``z`` ``(m, n, ...)`` and ``log_r`` ``(m, n)``,
             e.g. :func:`gaussian_proposal`.
-        num_samples: ``S`` (default 5000, seed 002).
+        num_samples: ``S`` (default 5000, Yacoby, Pan & Doshi-Velez (2020)).
         chunk_size: draws evaluated at once (memory bound); default: as many as keep
             ``chunk × n`` at about :math:`2^{18}`.
         return_diagnostics: also return :class:`ImportanceDiagnostics`.
@@ -182,7 +182,7 @@ def vae_log_likelihood(
     :math:`\sigma` from ``model.noise.scale(mean, inputs)`` (a scalar, per-output or, given the
     decoder input ``model.decoder_input(x, z)`` where the model has one, a per-point scale).
     Proposal: the encoder's :math:`N(\mathrm{loc}_\phi(x, y), \text{inflation}\cdot\mathrm{scale}_\phi(x,y)^2)`,
-    with ``inflation = 2`` and ``S = 5000`` by default (seed 002, App. E, Eq. 48).
+    with ``inflation = 2`` and ``S = 5000`` by default (Yacoby, Pan & Doshi-Velez 2020, App. E, Eq. 48).
 
     Works for any model exposing ``encode(x, y) -> (loc, scale)``, ``decode(x, z) -> mean``
     (``z`` with a leading sample dimension) and ``noise.scale(mean, inputs)``, such as

@@ -1,21 +1,21 @@
 r"""The observation-noise variance that maximises the ELBO, and the residual-normality check.
 
 For fixed encoder and decoder, the ELBO of a Gaussian decoder :math:`N(f_\theta(z), \mathrm{diag}(\sigma_d^2))`
-is maximised by (seed 001, Eq. 9 and App. C.2, Eq. 30-31)
+is maximised by (Yacoby, Pan & Doshi-Velez 2021, Eq. 9 and App. C.2, Eq. 30-31)
 
 .. math::
     \sigma_d^2 = \frac1N \sum_{n=1}^N \mathbb{E}_{q_\phi(z \mid x_n)}\big[(x_n^{(d)} - f_\theta(z)^{(d)})^2\big],
 
-and by its average over :math:`d` when one σ is shared by all dimensions (the analytic σ of seed 000,
+and by its average over :math:`d` when one σ is shared by all dimensions (the analytic σ of Liu & Wang (2025),
 Eq. 10). :func:`elbo_optimal_noise_variance` estimates the expectation with ``draws`` reparameterised
 samples per point.
 
-:func:`residual_normality` is guideline 4 of seed 001, Sec. 9: for each x find the closest point
+:func:`residual_normality` is guideline 4 of Yacoby, Pan & Doshi-Velez (2021), Sec. 9: for each x find the closest point
 :math:`f_\theta(z)` of the learned manifold, take the residual :math:`R = x - f_\theta(z)` and test it for
 normality (Henze-Zirkler). A non-Gaussian residual suggests the manifold was misestimated.
 
 References:
-    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 8 (Eq. 9), Sec. 9 (guideline 4), App. C.2.
+    Yacoby, Pan & Doshi-Velez (2021), Sec. 8 (Eq. 9), Sec. 9 (guideline 4), App. C.2.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def exact_posterior_noise_variance(model, x: torch.Tensor, y: torch.Tensor, per_
     At the generating model this is the noise variance itself in expectation:
     :math:`E_{p(x)} E_{p(z|x)}[(x - f(z))^2] = E_{p(z)} E_{p(x|z)}[(x - f(z))^2] = \sigma_\varepsilon^2`, so
     the gap between :func:`elbo_optimal_noise_variance` and this value is what the variational family
-    (and the encoder's amortisation) adds — the over-estimate of seed 001, Sec. 8, Case A."""
+    (and the encoder's amortisation) adds — the over-estimate of Yacoby, Pan & Doshi-Velez (2021), Sec. 8, Case A."""
     from pyrovae.posterior.grid import grid_posterior
     from pyrovae.posterior.target import model_target
 

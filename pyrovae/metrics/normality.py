@@ -10,7 +10,7 @@ and :math:`\beta = \frac{1}{\sqrt2}\big(\frac{2p+1}{4}\big)^{1/(p+4)} n^{1/(p+4)
         - 2(1+\beta^2)^{-p/2}\frac1n\sum_j e^{-\beta^2 D_j/(2(1+\beta^2))}
         + (1+2\beta^2)^{-p/2}\Big].
 
-Small values are consistent with normality. Seed 002 (Eq. 43-44) penalises
+Small values are consistent with normality. Yacoby, Pan & Doshi-Velez (2020, Eq. 43-44) penalises
 :math:`\epsilon_{HZ}\exp(HZ(\{h(x_n)\}))` in LiBI, hence the torch version here: it is
 differentiable in the points (through the covariance as well), for any :math:`p \ge 1`.
 The p-value uses Henze & Zirkler's log-normal approximation to the null distribution, as
@@ -19,7 +19,7 @@ The p-value uses Henze & Zirkler's log-normal approximation to the null distribu
 References:
     Henze & Zirkler, *A class of invariant consistent tests for multivariate normality*,
     Comm. Statist. Theory Methods 19(10), 1990.
-    Yacoby, Pan & Doshi-Velez (seed 002), Eq. 43-44.
+    Yacoby, Pan & Doshi-Velez (2020), Eq. 43-44.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""Diagnostics of semi-supervised VAEs (seed 001, Sec. 7, App. E.3): functional collapse and the
+r"""Diagnostics of semi-supervised VAEs (Yacoby, Pan & Doshi-Velez 2021, Sec. 7, App. E.3): functional collapse and the
 predictive quality of :math:`q(y|x)`.
 
 **Functional collapse** is a decoder that ignores ``y``: :math:`f_\theta(z, y) \approx f_\theta(z, y')`.

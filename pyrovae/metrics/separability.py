@@ -1,4 +1,4 @@
-r"""The separability check of seed 001, Sec. 7 ("Proposed benchmarks typify classes of real data")
+r"""The separability check of Yacoby, Pan & Doshi-Velez (2021), Sec. 7 ("Proposed benchmarks typify classes of real data")
 and Sec. 9, guideline 1: how well can a simple classifier tell the cohorts apart?
 
 "We train a classifier to predict y|x. Difficulty in training a good classifier indicates that

@@ -17,8 +17,8 @@ Under the permutation null, with :math:`m = \sum_{ij} P_{ij}`, :math:`r_i = \sum
 and the reported value is :math:`-(T - \mu)/\sqrt{\sigma^2 + 10^{-5}}`: near 0 (roughly
 standard normal) when both samples come from one distribution, large and positive when they
 differ (few cross-sample nearest neighbours), and negative when the samples are closer than
-chance (a sample against a copy of itself: every nearest neighbour crosses). Seeds 001 and 002 report it for model samples
-against data samples, "lower is better"; seed 002 draws 100 points from each side and
+chance (a sample against a copy of itself: every nearest neighbour crosses). both papers of Yacoby, Pan & Doshi-Velez (2021, 2020) report it for model samples
+against data samples, "lower is better"; Yacoby, Pan & Doshi-Velez (2020) draws 100 points from each side and
 averages over repetitions (:func:`smooth_knn_repeated`). The value depends on the sample
 sizes and on the inverse temperature :math:`\alpha`, so both are returned with it.
 
@@ -28,7 +28,7 @@ sizes and on the inverse temperature :math:`\alpha`, so both are returned with i
 References:
     Djolonga & Krause, *Learning Implicit Generative Models Using Differentiable Graph Tests*,
     arXiv:1709.01006, 2017, Sec. 3-4.
-    Yacoby, Pan & Doshi-Velez (seed 001, App. D "Evaluation Metrics"; seed 002, App. E).
+    Yacoby, Pan & Doshi-Velez (2021, App. D "Evaluation Metrics"; Yacoby, Pan & Doshi-Velez (2020), App. E).
     Gretton et al., *A Kernel Two-Sample Test*, JMLR 2012, Eq. 3.
 """
 
@@ -148,7 +148,7 @@ def smooth_knn_repeated(
 ) -> SmoothKNNResult:
     r"""Average of :func:`smooth_knn_statistic` over random subsamples of ``n`` points from each side.
 
-    Seed 002 (App. E) compares 100 points from :math:`p(x)` with 100 from :math:`p_\theta(x)`
+    Yacoby, Pan & Doshi-Velez (2020, App. E) compares 100 points from :math:`p(x)` with 100 from :math:`p_\theta(x)`
     and averages over 20000 repetitions; here each repetition draws ``n`` rows without
     replacement from each given sample (so ``n`` must not exceed either size). Computed
     ``batch`` repetitions at a time.

@@ -1,6 +1,6 @@
 """Ready-made :class:`~pyrovae.models.cvae.SigmaCVAE`\\ s with other networks than Appendix F's MLPs.
 
-``resnet_vae`` gives Berger & Sebag's 2-D architecture (seed 004, §4.1): encoder and decoder are
+``resnet_vae`` gives Berger & Sebag's 2-D architecture (Berger & Sebag 2020, §4.1): encoder and decoder are
 residual MLPs with 4 blocks of 200 units. The Pyro program is the same class; only its
 ``encoder`` and ``decoder`` modules differ.
 """
@@ -26,7 +26,7 @@ def resnet_vae(
     """A σ-CVAE (VAE for ``x_dim = 0``) whose encoder and decoder are residual MLPs.
 
     References:
-        Berger & Sebag (2020), seed 004, §4.1: "a ResNet with 4 residual blocks of 200 neurons".
+        Berger & Sebag (2020), §4.1: "a ResNet with 4 residual blocks of 200 neurons".
     """
     model = SigmaCVAE(x_dim, y_dim, latent_dim, encoder_widths=(2,), decoder_widths=(2,), noise=noise,
                       activation=activation)

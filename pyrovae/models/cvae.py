@@ -1,6 +1,6 @@
-r"""The Gaussian σ-CVAE of seed 000 as a Pyro program.
+r"""The Gaussian σ-CVAE of Liu & Wang (2025) as a Pyro program.
 
-Generative model (seed 000, Eq. 1 and 6):
+Generative model (Liu & Wang 2025, Eq. 1 and 6):
 
 .. math::
     z \sim N(0, I_d), \qquad y \mid x, z \sim N(\mu_\theta(x, z), \sigma^2 I_q),
@@ -52,7 +52,7 @@ class SigmaCVAE(nn.Module):
     Args:
         x_dim: number of conditioning columns (0 for an unconditional VAE).
         y_dim: number of response columns ``q``.
-        latent_dim: ``d``; 2 in seed 000's two-moon experiment.
+        latent_dim: ``d``; 2 in Liu & Wang's two-moon experiment.
         encoder_widths, decoder_widths: hidden widths; defaults are Appendix F's
             ``[16, 8, 4, 2]`` and ``[2, 4, 16, 4]``.
         noise: the observation model (default: σ learned by gradient from 1).

@@ -1,4 +1,4 @@
-r"""The linear models of seed 002 (App. C) as Pyro programs with closed forms.
+r"""The linear models of Yacoby, Pan & Doshi-Velez (2020, App. C) as Pyro programs with closed forms.
 
 Two decoders whose observation noise is *tied* to the decoder weight so that the data
 marginal does not depend on the learned parameter:
@@ -23,7 +23,7 @@ likewise :math:`|\theta| < \sigma_\varepsilon`.
 
 References:
     Yacoby, Pan & Doshi-Velez, *Learning Deep Bayesian Latent Variable Regression Models that
-    Generalize* (seed 002), Sec. 1, App. C.
+    Generalize* (Yacoby, Pan & Doshi-Velez 2020), Sec. 1, App. C.
 """
 
 from __future__ import annotations

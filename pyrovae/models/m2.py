@@ -1,6 +1,6 @@
-r"""The semi-supervised "M2" VAE of Kingma et al. (2014) as a Pyro program (seed 001, Sec. 3, App. B).
+r"""The semi-supervised "M2" VAE of Kingma et al. (2014) as a Pyro program (Yacoby, Pan & Doshi-Velez 2021, Sec. 3, App. B).
 
-Generative model (seed 001, Eq. 4 / 10):
+Generative model (Yacoby, Pan & Doshi-Velez 2021, Eq. 4 / 10):
 
 .. math::
     z \sim N(0, I_d), \qquad y \sim p(y), \qquad x \mid z, y \sim N(f_\theta(z, y), \sigma_\epsilon^2 I),
@@ -28,7 +28,7 @@ with the guide :math:`q_\phi(y \mid x)\, q_\phi(z \mid x, y)`. Three kinds of la
 
 Two guides for the **unlabelled** points (``z_guide``):
 
-* ``"factorised"`` (default; seed 001, Eq. 13 and 15 as printed): :math:`q(y|x)\,q(z|x)` — the
+* ``"factorised"`` (default; Yacoby, Pan & Doshi-Velez (2021), Eq. 13 and 15 as printed): :math:`q(y|x)\,q(z|x)` — the
   code ``z`` of an unlabelled point does not depend on ``y``, so :math:`q(z|x)` is one Gaussian
   even though the true :math:`p(z|x) = \sum_y p(z, y|x)` has one mode per branch. This mean-field
   family is what makes functional collapse a better ELBO optimum (Sec. 7). Labelled points use
@@ -60,7 +60,7 @@ objective with discrete ``y``, :math:`q(y|x)` is trained only by the α term.
 
 References:
     Kingma, Rezende, Mohamed & Welling, *Semi-supervised Learning with Deep Generative Models*, 2014.
-    Yacoby, Pan & Doshi-Velez (seed 001), Sec. 3, 7; App. B (Eq. 10-15), D.
+    Yacoby, Pan & Doshi-Velez (2021), Sec. 3, 7; App. B (Eq. 10-15), D.
     Maddison et al. / Jang et al., 2016 (the Concrete / Gumbel-softmax relaxation).
 """
 

@@ -80,7 +80,7 @@ def _residual_trunk(in_dim: int, width: int, blocks: int, activation: str) -> li
 class ResMLP(nn.Sequential):
     r"""A residual MLP: ``Linear(in_dim, width)``, ``blocks`` :class:`ResidualBlock`\ s, activation,
     ``Linear(width, out_dim)``. Berger & Sebag's 2-D experiments use 4 blocks of 200 units
-    for both encoder and decoder (seed 004, §4.1)."""
+    for both encoder and decoder (Berger & Sebag 2020, §4.1)."""
 
     def __init__(self, in_dim: int, width: int, blocks: int, out_dim: int, activation: str = "relu"):
         layers = _residual_trunk(in_dim, width, blocks, activation)

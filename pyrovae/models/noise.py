@@ -3,16 +3,16 @@ r"""Observation models: how the decoder scale :math:`\sigma` is produced.
 One model class, several noise choices. Each object maps the decoder mean to a
 scale broadcastable against it and says whether an algorithm may set it.
 
-* :class:`FixedNoise` — a constant, never changed (a fixed-σ CVAE, Appendix H of seed 000).
+* :class:`FixedNoise` — a constant, never changed (a fixed-σ CVAE, Appendix H of Liu & Wang (2025)).
 * :class:`CalibratedNoise` — a buffer set from outside: the analytic update
-  :math:`\sigma^2 = \mathbb{E}_D\mathbb{E}_q\|y-\mu\|^2/q` (seed 000 Eq. 10, Rybkin et al. 2021)
+  :math:`\sigma^2 = \mathbb{E}_D\mathbb{E}_q\|y-\mu\|^2/q` (Liu & Wang 2025 Eq. 10, Rybkin et al. 2021)
   and the calibration :math:`\sigma \leftarrow |1+\varphi|\sigma` (Eq. 15).
 * :class:`LearnedNoise` — a positive scalar learned by gradient with θ and φ (LS-VAE).
 * :class:`LearnedVectorNoise` — one positive σ per output dimension, learned, constant in z.
 * :class:`NetworkNoise` — σ(x, z) per output from a small network of the decoder's input
-  (Berger & Sebag's LV-VAE, seed 004 Eq. 11).
+  (Berger & Sebag's LV-VAE, Berger & Sebag (2020) Eq. 11).
 * :class:`ScheduledNoise` — a σ fixed within each block and set per block from a recorded
-  trajectory (seed 004 App. A.2: an F-VAE replaying LS-VAE's σ); :func:`fstar_noise` builds
+  trajectory (Berger & Sebag 2020 App. A.2: an F-VAE replaying LS-VAE's σ); :func:`fstar_noise` builds
   the F*-VAE's :class:`FixedNoise` at a finished run's final σ.
 
 ``scale(mean, inputs=None)`` gets the decoder mean and the decoder's input ``[x, z]``
@@ -159,7 +159,7 @@ class NetworkNoise(ObservationNoise):
     :attr:`sigma` is the geometric mean of σ over the last batch it was evaluated on (σ₀ before).
 
     References:
-        Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (seed 004), Eq. (11).
+        Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (Berger & Sebag 2020), Eq. (11).
     """
 
     learned = True
@@ -205,7 +205,7 @@ class NetworkNoise(ObservationNoise):
 
 
 class ScheduledNoise(CalibratedNoise):
-    r"""A σ fixed during each block and read from a recorded per-block schedule (seed 004, App. A.2).
+    r"""A σ fixed during each block and read from a recorded per-block schedule (Berger & Sebag 2020, App. A.2).
 
     ``schedule[b]`` is σ during block b (``schedule[0]`` at construction); past its end the last
     value is kept. :class:`~pyrovae.inference.algorithms.ReplaySigma` moves it on after every
@@ -255,7 +255,7 @@ def _has_column(obj, name: str) -> bool:
 
 
 def fstar_noise(source) -> FixedNoise:
-    r"""F*-VAE's observation model: :class:`FixedNoise` at a finished LS-VAE run's final σ (seed 004, §4.1).
+    r"""F*-VAE's observation model: :class:`FixedNoise` at a finished LS-VAE run's final σ (Berger & Sebag 2020, §4.1).
 
     ``source`` is a number, a trained model or observation model (its ``sigma``), a training
     result (``metrics["sigma"]``), a history table (the last row's ``sigma``) or a run directory

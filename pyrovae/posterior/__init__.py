@@ -1,7 +1,7 @@
 r"""Ground-truth posteriors of a fixed decoder: exact, grid and HMC, with ArviZ diagnostics.
 
 * :mod:`~pyrovae.posterior.target` — the per-point decoder likelihood every method works on;
-* :mod:`~pyrovae.posterior.exact` — linear-Gaussian closed forms (seed 002 App. C);
+* :mod:`~pyrovae.posterior.exact` — linear-Gaussian closed forms (Yacoby, Pan & Doshi-Velez 2020 App. C);
 * :mod:`~pyrovae.posterior.grid` — quadrature for 1-D and 2-D latents, any decoder;
 * :mod:`~pyrovae.posterior.nuts` — Pyro NUTS on the target as a Pyro program (chains in sequence), read by ``az.from_pyro``;
 * :mod:`~pyrovae.posterior.batched_hmc` — one torch HMC per chain and point, Pyro's dual averaging and Welford;

@@ -1,6 +1,6 @@
 r"""How far the encoder is from the true posterior, and the aggregate posterior from the prior.
 
-* Per point, the posterior-matching term of seed 001 Eq. 3,
+* Per point, the posterior-matching term of Yacoby, Pan & Doshi-Velez (2021) Eq. 3,
   :math:`KL[q_\phi(z \mid x) \| p_\theta(z \mid x)] = \log p_\theta(y) - \mathrm{ELBO}(y)`,
   with the ELBO estimated by Monte Carlo under :math:`q_\phi` and :math:`\log p_\theta(y)` taken
   from the exact linear-Gaussian formula, the grid's quadrature, or importance sampling with a
@@ -11,7 +11,7 @@ r"""How far the encoder is from the true posterior, and the aggregate posterior 
   :math:`N(0, I)` by the unbiased squared MMD with a Gaussian kernel (Gretton et al. 2012, Eq. 3).
 
 References:
-    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (seed 001), Eq. 3.
+    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (Yacoby, Pan & Doshi-Velez 2021), Eq. 3.
     Gretton, Borgwardt, Rasch, Schölkopf & Smola, *A Kernel Two-Sample Test*, JMLR 2012, Lemma 6 / Eq. 3.
 """
 
@@ -110,7 +110,7 @@ def posterior_kl(
     num_samples: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    r"""Per-point :math:`KL[q_\phi(z \mid x_n, y_n) \| p_\theta(z \mid x_n, y_n)]` (seed 001 Eq. 3).
+    r"""Per-point :math:`KL[q_\phi(z \mid x_n, y_n) \| p_\theta(z \mid x_n, y_n)]` (Yacoby, Pan & Doshi-Velez 2021 Eq. 3).
 
     ``q_loc``/``q_scale`` default to the target's encoder. Columns: ``point, kl, kl_se,
     log_evidence, elbo, elbo_se, source``; with a :class:`LinearGaussian` reference ``kl`` is

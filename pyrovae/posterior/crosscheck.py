@@ -16,7 +16,7 @@ References:
     Vehtari, Gelman, Simpson, Carpenter & Bürkner, *Rank-normalization, folding, and
     localization: an improved R-hat*, Bayesian Analysis 2021 (the ESS estimator, Geyer's
     initial monotone sequence, used here without rank normalisation).
-    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (seed 001), Fig. 3 (multimodal posteriors).
+    Yacoby, Pan & Doshi-Velez, *Failure Modes of VAEs* (Yacoby, Pan & Doshi-Velez 2021), Fig. 3 (multimodal posteriors).
 """
 
 from __future__ import annotations

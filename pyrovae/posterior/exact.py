@@ -1,6 +1,6 @@
 r"""Exact posteriors of a linear-Gaussian decoder, and its best mean-field Gaussian fit.
 
-Model (seed 002, App. C.1-C.2; the probabilistic PCA of Tipping & Bishop 1999):
+Model (Yacoby, Pan & Doshi-Velez 2020, App. C.1-C.2; the probabilistic PCA of Tipping & Bishop 1999):
 
 .. math::
     z \sim N(0, I_d), \qquad y \mid z \sim N(W z + b, \Sigma_\varepsilon).
@@ -11,15 +11,15 @@ Then, with posterior precision :math:`\Lambda = I + W^\top \Sigma_\varepsilon^{-
     p(z \mid y) = N\big(\Lambda^{-1} W^\top \Sigma_\varepsilon^{-1} (y - b),\ \Lambda^{-1}\big),
     \qquad p(y) = N(y; b, W W^\top + \Sigma_\varepsilon),
 
-which is seed 002 Eq. 16 (one dimension) and Eq. 23-24 (with
+which is Yacoby, Pan & Doshi-Velez (2020) Eq. 16 (one dimension) and Eq. 23-24 (with
 :math:`W = \mathrm{Cholesky}(AA^\top + B)`, :math:`\Sigma_\varepsilon = \sigma_\varepsilon^2 I - B`).
 The mean-field Gaussian closest in :math:`KL[q \| p]` keeps the mean and has variances
-:math:`1 / \Lambda_{ii}` (seed 002 App. C.3, Eq. 25-27), and the mutual information is
-:math:`I(Y; Z) = \tfrac12 \log\det \Lambda` (seed 002 Eq. 15 and 22).
+:math:`1 / \Lambda_{ii}` (Yacoby, Pan & Doshi-Velez 2020 App. C.3, Eq. 25-27), and the mutual information is
+:math:`I(Y; Z) = \tfrac12 \log\det \Lambda` (Yacoby, Pan & Doshi-Velez 2020 Eq. 15 and 22).
 
 References:
     Yacoby, Pan & Doshi-Velez, *Learning Deep Bayesian Latent Variable Regression Models
-    that Generalize* (seed 002), Appendix C.
+    that Generalize* (Yacoby, Pan & Doshi-Velez 2020), Appendix C.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class LinearGaussian:
         return y
 
     def posterior(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Mean ``(N, d)`` and covariance ``(N, d, d)`` of :math:`p(z \mid y)` (seed 002 Eq. 23-24)."""
+        r"""Mean ``(N, d)`` and covariance ``(N, d, d)`` of :math:`p(z \mid y)` (Yacoby, Pan & Doshi-Velez 2020 Eq. 23-24)."""
         y = self._check_y(y)
         lam = self.precision()
         chol = torch.linalg.cholesky(lam)
@@ -114,7 +114,7 @@ class LinearGaussian:
 
     def mean_field(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Best mean-field Gaussian in :math:`KL[q \| p(z \mid y)]`: the posterior mean and
-        variances :math:`1 / \Lambda_{ii}` (seed 002 App. C.3, Eq. 27). Returns ``(mean, var)``, each ``(N, d)``."""
+        variances :math:`1 / \Lambda_{ii}` (Yacoby, Pan & Doshi-Velez 2020 App. C.3, Eq. 27). Returns ``(mean, var)``, each ``(N, d)``."""
         mean, _ = self.posterior(y)
         var = 1.0 / torch.diagonal(self.precision(), dim1=-2, dim2=-1)
         return mean, var.expand_as(mean)
@@ -141,7 +141,7 @@ class LinearGaussian:
         return -0.5 * white.pow(2).sum(-1) - half_logdet - 0.5 * self.obs_dim * _LOG_2PI
 
     def mutual_information(self) -> torch.Tensor:
-        r""":math:`I(Y; Z) = \tfrac12 \log\det(I + W^\top\Sigma_\varepsilon^{-1}W)` (seed 002 Eq. 15, 22)."""
+        r""":math:`I(Y; Z) = \tfrac12 \log\det(I + W^\top\Sigma_\varepsilon^{-1}W)` (Yacoby, Pan & Doshi-Velez 2020 Eq. 15, 22)."""
         return torch.linalg.slogdet(self.precision())[1] * 0.5
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +171,7 @@ class LinearGaussian:
 
 
 def pedagogical_case1(theta: float, sigma_eps: float) -> LinearGaussian:
-    r"""Seed 002 App. C.1 (Eq. 10-12): :math:`x = \theta z + \varepsilon`, :math:`\varepsilon \sim N(0, \sigma_\varepsilon^2 - \theta^2)`.
+    r"""Yacoby, Pan & Doshi-Velez (2020) App. C.1 (Eq. 10-12): :math:`x = \theta z + \varepsilon`, :math:`\varepsilon \sim N(0, \sigma_\varepsilon^2 - \theta^2)`.
 
     :math:`p(x) = N(0, \sigma_\varepsilon^2)` for every :math:`\theta^2 < \sigma_\varepsilon^2`; the posterior is Eq. 16.
     """
@@ -185,7 +185,7 @@ def pedagogical_case1(theta: float, sigma_eps: float) -> LinearGaussian:
 
 
 def pedagogical_case2(a: torch.Tensor, b_diag: torch.Tensor, sigma_eps: float) -> LinearGaussian:
-    r"""Seed 002 App. C.2 (Eq. 17-19): :math:`x = \mathrm{Cholesky}(AA^\top + B) z + \varepsilon`,
+    r"""Yacoby, Pan & Doshi-Velez (2020) App. C.2 (Eq. 17-19): :math:`x = \mathrm{Cholesky}(AA^\top + B) z + \varepsilon`,
     :math:`\varepsilon \sim N(0, \sigma_\varepsilon^2 I - B)`, ``B = diag(b_diag)`` with entries in :math:`[0, \sigma_\varepsilon^2)`.
 
     ``a`` is square ``(K, K)`` so that the latent and data dimensions agree, as in the paper.
@@ -203,7 +203,7 @@ def pedagogical_case2(a: torch.Tensor, b_diag: torch.Tensor, sigma_eps: float) -
 
 
 def gaussian_kl(mean_q: torch.Tensor, cov_q: torch.Tensor, mean_p: torch.Tensor, cov_p: torch.Tensor) -> torch.Tensor:
-    r""":math:`KL[N(\mu_q, \Sigma_q) \| N(\mu_p, \Sigma_p)]` for batches ``(..., d)`` / ``(..., d, d)`` (seed 002 Eq. 25)."""
+    r""":math:`KL[N(\mu_q, \Sigma_q) \| N(\mu_p, \Sigma_p)]` for batches ``(..., d)`` / ``(..., d, d)`` (Yacoby, Pan & Doshi-Velez 2020 Eq. 25)."""
     d = mean_q.shape[-1]
     chol_p = torch.linalg.cholesky(cov_p)
     chol_q = torch.linalg.cholesky(cov_q)

@@ -16,10 +16,10 @@ too coarse for narrow modes when it is large).
 This is the "exact grid posterior" that caught HMC chains stuck in a spurious mode
 (see ``REFERENCE_NOTES.md``, "Measured here"); the true posterior
 :math:`p_\theta(z \mid x)` is what the posterior-matching objective compares
-:math:`q_\phi` with (seed 001 Eq. 3).
+:math:`q_\phi` with (Yacoby, Pan & Doshi-Velez 2021 Eq. 3).
 
 References:
-    Yacoby, Pan & Doshi-Velez, *Failure Modes of Variational Autoencoders* (seed 001), Eq. 3, Fig. 3.
+    Yacoby, Pan & Doshi-Velez, *Failure Modes of Variational Autoencoders* (Yacoby, Pan & Doshi-Velez 2021), Eq. 3, Fig. 3.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ For a decoder held fixed, the posterior over all latents factorises over data po
 
 so one object that evaluates :math:`\log p_\theta(y_n \mid z_n)` for a batch of latents
 of shape ``(..., N, d)`` serves the grid, both HMC samplers and the comparison with
-:math:`q_\phi(z \mid x, y)` (the posterior-matching objective, seed 001 Eq. 3).
+:math:`q_\phi(z \mid x, y)` (the posterior-matching objective, Yacoby, Pan & Doshi-Velez (2021) Eq. 3).
 
 References:
     Yacoby, Pan & Doshi-Velez, *Failure Modes of Variational Autoencoders and Their
-    Effects on Downstream Tasks* (seed 001), Eq. 3.
-    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (seed 000), Eq. 1.
+    Effects on Downstream Tasks* (Yacoby, Pan & Doshi-Velez 2021), Eq. 3.
+    Liu & Wang, *Doubly Robust Conditional VAE via Decoder Calibration* (Liu & Wang 2025), Eq. 1.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class LatentTarget:
         model, x: the frozen model and conditioning rows, when built by :func:`model_target`;
             they give the encoder's :math:`q_\phi(z \mid x, y)` for initialisation and comparison.
 
-    The prior is :math:`N(0, I_d)` (seed 000 Eq. 1; seed 001 Sec. 2).
+    The prior is :math:`N(0, I_d)` (Liu & Wang 2025 Eq. 1; Yacoby, Pan & Doshi-Velez (2021) Sec. 2).
     """
 
     log_lik: Callable[[torch.Tensor], torch.Tensor]

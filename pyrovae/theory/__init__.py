@@ -1,8 +1,8 @@
 """Closed forms and numerical checks behind two papers' theorems.
 
-* :mod:`pyrovae.theory.hypersphere` — Berger & Sebag (seed 004), Theorem 1 / Eq. (8): the decoder
+* :mod:`pyrovae.theory.hypersphere` — Berger & Sebag (2020), Theorem 1 / Eq. (8): the decoder
   radius a fixed-σ VAE prefers for data on a hypersphere, and the σ at which it collapses to 0.
-* :mod:`pyrovae.theory.soft_threshold` — Dai, Wang & Wipf (seed 003), Eqs. (5)-(7) / Proposition 1:
+* :mod:`pyrovae.theory.soft_threshold` — Dai, Wang & Wipf (2020), Eqs. (5)-(7) / Proposition 1:
   the soft-threshold decoder's closed-form VAE energy, its collapsed stationary point, gradients
   and Hessians.
 """

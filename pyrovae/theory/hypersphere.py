@@ -1,6 +1,6 @@
 r"""Berger & Sebag's hypersphere non-identifiability case: the decoder radius that a fixed-σ VAE prefers.
 
-The setting of Theorem 1 (seed 004, §3.1): data lie on the sphere :math:`S_{D-1}(R)\subset\mathbb{R}^D`
+The setting of Theorem 1 (Berger & Sebag 2020, §3.1): data lie on the sphere :math:`S_{D-1}(R)\subset\mathbb{R}^D`
 (no noise on the data), the observation model is :math:`\mathcal{N}(\mu(z), \sigma^2 I)` with a fixed σ,
 and with an arbitrarily powerful encoder/decoder the ELBO is tight, so the VAE maximises the marginal
 likelihood of Eq. (4), :math:`p_\theta(x) = \int \mathcal{N}(x;\mu,\sigma^2 I)\,p_\theta(\mu)\,d\mu`. By
@@ -43,7 +43,7 @@ and the sentence after the proof ("a local maximum for :math:`R<\sigma\sqrt{D-1}
 :math:`\sqrt D`.
 
 References:
-    Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (2020), seed 004:
+    Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (2020):
     Theorem 1, Eqs. (4)-(9), Fig. 2.
 """
 
@@ -139,7 +139,7 @@ def log_angular_mgf(kappa, D: int) -> np.ndarray:
     Debye's expansion where ``ive`` underflows (D in the hundreds).
 
     References:
-        Berger & Sebag (2020), seed 004, Eq. (8); DLMF 10.25.2 and 10.41.3.
+        Berger & Sebag (2020), Eq. (8); DLMF 10.25.2 and 10.41.3.
     """
     D = _check_dim(D)
     kappa = np.abs(np.asarray(kappa, dtype=float))
@@ -170,7 +170,7 @@ def bessel_ratio(kappa, D: int) -> np.ndarray:
     integration by parts); :math:`0 \le A_D < 1`, so optimal radii are < R.
 
     References:
-        Berger & Sebag (2020), seed 004, Eq. (9).
+        Berger & Sebag (2020), Eq. (9).
     """
     D = _check_dim(D)
     kappa = np.abs(np.asarray(kappa, dtype=float))
@@ -196,7 +196,7 @@ def log_likelihood(r, *, D: int, R: float, sigma: float) -> np.ndarray:
     which makes this the (radial) density of the generative model everywhere. Vectorised over ``r``.
 
     References:
-        Berger & Sebag (2020), seed 004, Theorem 1, Eqs. (4)-(8).
+        Berger & Sebag (2020), Theorem 1, Eqs. (4)-(8).
     """
     D = _check_dim(D)
     _check_positive("sigma", sigma)
@@ -217,7 +217,7 @@ def log_likelihood_gap(r, *, D: int, R: float, sigma: float) -> np.ndarray:
     Positive somewhere on r > 0 iff the collapsed decoder r = 0 is not optimal.
 
     References:
-        Berger & Sebag (2020), seed 004, Eq. (8).
+        Berger & Sebag (2020), Eq. (8).
     """
     D = _check_dim(D)
     _check_positive("R", R)
@@ -239,7 +239,7 @@ def optimal_radius(*, D: int, R: float, sigma: float, n_grid: int = 401, xtol: f
     (the collapse of Theorem 1), otherwise the maximiser (absolute tolerance ``xtol * R``).
 
     References:
-        Berger & Sebag (2020), seed 004, Theorem 1 and Eqs. (8)-(9).
+        Berger & Sebag (2020), Theorem 1 and Eqs. (8)-(9).
     """
     D = _check_dim(D)
     _check_positive("R", R)
@@ -310,7 +310,7 @@ def collapse_threshold(D: int, R: float, *, rtol: float = 1e-7, n_grid: int = 40
     depends on R/σ and moves to 0 as R/σ falls), which the bisection relies on.
 
     References:
-        Berger & Sebag (2020), seed 004, Theorem 1; compare :func:`theorem1_threshold` and
+        Berger & Sebag (2020), Theorem 1; compare :func:`theorem1_threshold` and
         :func:`exact_threshold`.
     """
     D = _check_dim(D)
@@ -352,7 +352,7 @@ def monte_carlo_log_likelihood(r: float, *, D: int, R: float, sigma: float, num_
     the latter by the delta method. Independent of every closed form in this module.
 
     References:
-        Berger & Sebag (2020), seed 004, Eqs. (4)-(6).
+        Berger & Sebag (2020), Eqs. (4)-(6).
     """
     D = _check_dim(D)
     _check_positive("R", R)
@@ -385,7 +385,7 @@ def optimal_radius_grid(dims, ratios, *, n_r: int = 400) -> np.ndarray:
     ``(len(dims), len(ratios))``.
 
     References:
-        Berger & Sebag (2020), seed 004, Eq. (8), Fig. 2.
+        Berger & Sebag (2020), Eq. (8), Fig. 2.
     """
     ratios = np.asarray(ratios, dtype=float)
     if np.any(~np.isfinite(ratios)) or np.any(ratios < 0):
@@ -414,7 +414,7 @@ def plot_likelihood_heatmap(path, *, D: int = 2, max_R_over_sigma: float = 4.0,
     Saved with the Agg backend; returns the path.
 
     References:
-        Berger & Sebag (2020), seed 004, Eq. (8), Fig. 2.
+        Berger & Sebag (2020), Eq. (8), Fig. 2.
     """
     import matplotlib
 
@@ -454,7 +454,7 @@ def plot_collapse_diagram(path, *, dims=tuple(range(2, 51)), max_R_over_sigma: f
     (Theorem 1's sufficient bound) are overlaid. Saved with the Agg backend; returns the path.
 
     References:
-        Berger & Sebag (2020), seed 004, Theorem 1, Eq. (8), Fig. 2.
+        Berger & Sebag (2020), Theorem 1, Eq. (8), Fig. 2.
     """
     import matplotlib
 

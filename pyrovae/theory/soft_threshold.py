@@ -1,6 +1,6 @@
 r"""Dai, Wang & Wipf's soft-threshold decoder: a bad local minimum at the collapsed VAE (Proposition 1).
 
-The model (seed 003, §4): decoder mean :math:`\mu_x = \pi_\alpha(W_x z) + b_x` with the soft threshold
+The model (Dai, Wang & Wipf 2020, §4): decoder mean :math:`\mu_x = \pi_\alpha(W_x z) + b_x` with the soft threshold
 :math:`\pi_\alpha(u) = \mathrm{sign}(u)(|u|-\alpha)_+` (Eq. 5; α = 0 is the affine decoder),
 decoder covariance :math:`\gamma I`, prior :math:`\mathcal N(0, I)`, and a free Gaussian encoder
 :math:`q(z|x^{(i)}) = \mathcal N(\mu_z^{(i)}, \mathrm{diag}(\sigma_z^{(i)})^2)` per data point. The energy
@@ -47,7 +47,7 @@ function, and autograd gives exact gradients and Hessians.
 
 References:
     Dai, Wang & Wipf, "The Usual Suspects? Reassessing Blame for VAE Posterior Collapse" (ICML 2020),
-    seed 003: Eqs. (5)-(7), Proposition 1, Appendix B (Lemma 3, B.1, B.2).
+    Dai, Wang & Wipf (2020): Eqs. (5)-(7), Proposition 1, Appendix B (Lemma 3, B.1, B.2).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def soft_threshold_moments(m: torch.Tensor, s2: torch.Tensor, alpha: float) -> t
     where the point-mass value is used (NaN-safe ``torch.where``).
 
     References:
-        Dai, Wang & Wipf (2020), seed 003, Eqs. (5)-(6), Lemma 3.
+        Dai, Wang & Wipf (2020), Eqs. (5)-(6), Lemma 3.
     """
     alpha = _check_alpha(alpha)
     if alpha == 0.0:
@@ -209,7 +209,7 @@ def vae_energy(params: VAEParams | torch.Tensor, alpha: float, x: torch.Tensor |
     :math:`-2\,\mathrm{ELBO} - nd\log 2\pi + n\kappa` (see :func:`negative_elbo`).
 
     References:
-        Dai, Wang & Wipf (2020), seed 003, Eqs. (5)-(6).
+        Dai, Wang & Wipf (2020), Eqs. (5)-(6).
     """
     alpha = _check_alpha(alpha)
     x = two_point_data() if x is None else _check_data(x)
@@ -227,7 +227,7 @@ def negative_elbo(params: VAEParams | torch.Tensor, alpha: float, x: torch.Tenso
     :math:`-\mathrm{ELBO} = \tfrac12\big(\text{Eq. 6} + nd\log 2\pi - n\kappa\big)`.
 
     References:
-        Dai, Wang & Wipf (2020), seed 003, Eq. (6).
+        Dai, Wang & Wipf (2020), Eq. (6).
     """
     x = two_point_data() if x is None else _check_data(x)
     p = _as_params(params, x)
@@ -243,7 +243,7 @@ def vae_energy_monte_carlo(params: VAEParams, alpha: float, x: torch.Tensor | No
     Independent of the closed form in :func:`vae_energy`; returns ``(estimate, standard error)``.
 
     References:
-        Dai, Wang & Wipf (2020), seed 003, Eq. (6).
+        Dai, Wang & Wipf (2020), Eq. (6).
     """
     alpha = _check_alpha(alpha)
     x = two_point_data() if x is None else _check_data(x)
@@ -284,7 +284,7 @@ def collapsed_point(x: torch.Tensor | None = None, kappa: int = 1) -> VAEParams:
     (Proposition 1), a saddle for α = 0.
 
     References:
-        Dai, Wang & Wipf (2020), seed 003, Eq. (7), Proposition 1, Appendix B.2.
+        Dai, Wang & Wipf (2020), Eq. (7), Proposition 1, Appendix B.2.
     """
     x = two_point_data() if x is None else _check_data(x)
     if int(kappa) < 1:
@@ -318,7 +318,7 @@ def perfect_reconstruction_point(alpha: float, delta: float, *, gamma: str = "op
     family (reconstruction exact, γ → 0).
 
     References:
-        Dai, Wang & Wipf (2020), seed 003, Proposition 1, Appendix B.1.
+        Dai, Wang & Wipf (2020), Proposition 1, Appendix B.1.
     """
     alpha = _check_alpha(alpha)
     delta = float(delta)
@@ -360,7 +360,7 @@ def hessian(params: VAEParams | torch.Tensor, alpha: float, x: torch.Tensor | No
     """Hessian of Dai et al. Eq. (6) in the flattened coordinates (``torch.autograd.functional.hessian``).
 
     References:
-        Dai, Wang & Wipf (2020), seed 003, Appendix B.2 (the block structure at Eq. 7).
+        Dai, Wang & Wipf (2020), Appendix B.2 (the block structure at Eq. 7).
     """
     x = two_point_data() if x is None else _check_data(x)
     return torch.autograd.functional.hessian(lambda v: vae_energy(v, alpha, x), _flat(params)).detach()

@@ -1,4 +1,4 @@
-"""Conditional density baselines of seed 000 Table 3: moments by integration, CKDE against statsmodels."""
+"""Conditional density baselines of Liu & Wang (2025) Table 3: moments by integration, CKDE against statsmodels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seed 002's App. E data sets against their formulas."""
+"""Yacoby, Pan & Doshi-Velez's App. E data sets against their formulas."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Seed 001's real semi-supervised sets (Tables 5-6): loaders on small fixture files in the UCI formats."""
+"""Yacoby, Pan & Doshi-Velez's real semi-supervised sets (Tables 5-6): loaders on small fixture files in the UCI formats."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""M1-M3 of seed 000 (App. F): the closed-form conditional moments against Monte Carlo."""
+"""M1-M3 of Liu & Wang (2025, App. F): the closed-form conditional moments against Monte Carlo."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Two-moon (seed 000, Sec. 5.1): the points lie on the stated half circles with N(0, tau^2) noise."""
+"""Two-moon (Liu & Wang 2025, Sec. 5.1): the points lie on the stated half circles with N(0, tau^2) noise."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UCI loaders (seed 000 Table 4) on small fixture files in the UCI repository's own formats."""
+"""UCI loaders (Liu & Wang 2025 Table 4) on small fixture files in the UCI repository's own formats."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_wrong_formats_raise_data_errors(tmp_path):
     with pytest.raises(DataError, match="lacks column"):
         load_energy(wrong_cols)
     nan = tmp_path / "Folds5x2_pp.csv"
-    nan.write_text("AT,V,AP,RH,PE\n1,2,3,4,5\n1,2,,4,5\n1,2,3,4,hot\n")
+    nan.write_text("AT,V,AP,RH,PE\n1,2,3,4,5\n1,2,4,5\n1,2,3,4,hot\n")
     with pytest.raises(DataError, match="non-numeric"):
         load_power(nan)
 

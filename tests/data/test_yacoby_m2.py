@@ -1,4 +1,4 @@
-"""Seed 001's semi-circle benchmarks (App. H, Eq. 38-39) against their formulas."""
+"""Yacoby, Pan & Doshi-Velez's semi-circle benchmarks (App. H, Eq. 38-39) against their formulas."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The generating networks of seed 001, App. G."""
+"""The generating networks of Yacoby, Pan & Doshi-Velez (2021), App. G."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""Seed 001 App. G generators against their formulas."""
+"""Yacoby, Pan & Doshi-Velez (2021) App. G generators against their formulas."""
 
 import math
 

@@ -143,7 +143,7 @@ def test_the_remedy_command_runs_as_printed(collapsed, tmp_path):
 
 
 def test_cholesky_model_is_checked_against_its_exact_posterior(root):
-    """Yacoby, Pan & Doshi-Velez (2022)'s Cholesky model: the true posterior is closed-form (App. C), and no
+    """Yacoby, Pan & Doshi-Velez (2020)'s Cholesky model: the true posterior is closed-form (App. C), and no
     mean-field q can come closer to it than the best mean-field fit, whose KL is the same for every x (C.3)."""
     from pyrovae.models.linear import posterior_matching_gap
 

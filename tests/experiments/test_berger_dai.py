@@ -1,4 +1,4 @@
-"""Smoke tests of the seed 003 / 004 experiments at tiny settings (seconds each)."""
+"""Smoke tests of the Dai, Wang & Wipf (2020) / 004 experiments at tiny settings (seconds each)."""
 
 from __future__ import annotations
 

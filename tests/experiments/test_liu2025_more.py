@@ -1,4 +1,4 @@
-"""Smoke tests of seed 000's further experiments (figures 1, 3, 5; Tables 3, 4; Appendices E, I),
+"""Smoke tests of Liu & Wang's further experiments (figures 1, 3, 5; Tables 3, 4; Appendices E, I),
 each run end to end with a tiny setting, plus the closed forms they rely on."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Seed 002 Figure 1: the landscape's argmin and the two L values of Sec. 1."""
+"""Yacoby, Pan & Doshi-Velez (2020) Figure 1: the landscape's argmin and the two L values of Sec. 1."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""SMOKE: the M2 experiments of seed 001 (Tables 3-6, the α / γ sweep) run end to end on tiny settings
+"""SMOKE: the M2 experiments of Yacoby, Pan & Doshi-Velez (2021, Tables 3-6, the α / γ sweep) run end to end on tiny settings
 and write their tables and figures (seconds)."""
 
 from __future__ import annotations

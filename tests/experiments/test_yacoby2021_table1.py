@@ -1,4 +1,4 @@
-"""Smoke test of seed 002 Table 1 at a tiny setting (seconds)."""
+"""Smoke test of Yacoby, Pan & Doshi-Velez (2020) Table 1 at a tiny setting (seconds)."""
 
 import math
 

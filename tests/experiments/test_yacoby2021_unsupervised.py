@@ -1,4 +1,4 @@
-"""Smoke tests (tiny settings, seconds) for seed 001's unsupervised experiments."""
+"""Smoke tests (tiny settings, seconds) for Yacoby, Pan & Doshi-Velez's unsupervised experiments."""
 
 import math
 

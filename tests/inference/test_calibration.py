@@ -1,4 +1,4 @@
-r"""σ-calibration (seed 000, Sec. 4.3, Eq. 14-15, Algorithm 1) and the per-block σ rules."""
+r"""σ-calibration (Liu & Wang 2025, Sec. 4.3, Eq. 14-15, Algorithm 1) and the per-block σ rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Initialisation at the ground truth (seed 001, App. D) on a tiny case."""
+"""Initialisation at the ground truth (Yacoby, Pan & Doshi-Velez 2021, App. D) on a tiny case."""
 
 import pytest
 import torch

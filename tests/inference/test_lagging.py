@@ -61,7 +61,7 @@ def test_inner_loop_stops_when_the_window_average_stops_falling(monkeypatch):
 
 
 def test_threshold_t_stops_the_inner_loop_when_the_fall_is_at_most_t(monkeypatch):
-    # seed 001 App. D: T is the threshold on the fall of the R-step window average
+    # Yacoby, Pan & Doshi-Velez (2021) App. D: T is the threshold on the fall of the R-step window average
     scripted = [5.0, 4.0, 3.0, 2.0, 2.5, 1.9, 9.0, 9.0]  # windows: 4.5, 2.5 (falls 2.0), 2.2 (falls 0.3)
     trainer, alg = _trainer(window=2, max_inner=100, threshold=0.5)
     it = iter(scripted)

@@ -1,4 +1,4 @@
-"""Yacoby, Pan & Doshi-Velez (2022) App. E's Lagging schedule: R segments, each the encoder alone and then
+"""Yacoby, Pan & Doshi-Velez (2020) App. E's Lagging schedule: R segments, each the encoder alone and then
 encoder and decoder jointly; which parameters move at which step of a tiny run."""
 
 import pyro

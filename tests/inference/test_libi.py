@@ -1,4 +1,4 @@
-"""LiBI (seed 002, Sec. 2, App. D) on a tiny LinearJTEx."""
+"""LiBI (Yacoby, Pan & Doshi-Velez 2020, Sec. 2, App. D) on a tiny LinearJTEx."""
 
 import pytest
 import torch

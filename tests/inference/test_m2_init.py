@@ -1,4 +1,4 @@
-"""Ground-truth initialisation of M2 (seed 001, App. D): decoder by regression, guide with the decoder
+"""Ground-truth initialisation of M2 (Yacoby, Pan & Doshi-Velez 2021, App. D): decoder by regression, guide with the decoder
 frozen, the restart with the best validation objective kept."""
 
 from __future__ import annotations

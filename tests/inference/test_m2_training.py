@@ -1,4 +1,4 @@
-"""The M2 trainer and the functional-collapse diagnostics (seed 001, Sec. 7)."""
+"""The M2 trainer and the functional-collapse diagnostics (Yacoby, Pan & Doshi-Velez 2021, Sec. 7)."""
 
 from __future__ import annotations
 

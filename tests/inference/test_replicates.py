@@ -214,7 +214,7 @@ def _family_models(family: str, seeds: list[int]):
     models = []
     for i in seeds:
         pyro.set_rng_seed(i)
-        if family == "cholesky":  # Yacoby, Pan & Doshi-Velez (2022)'s linear model, A learned
+        if family == "cholesky":  # Yacoby, Pan & Doshi-Velez (2020)'s linear model, A learned
             a = torch.tensor([[1.0, 0.2], [0.1, 0.8]], dtype=torch.float64) + 0.1 * i
             models.append(linear_vae(CholeskyDecoder(a, torch.tensor([0.003, 0.005], dtype=torch.float64), 0.1)).float())
         else:  # Berger & Sebag's residual networks, small

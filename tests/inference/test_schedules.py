@@ -1,4 +1,4 @@
-"""β schedules: Fu et al.'s frange_cycle_linear and seed 000's Eq. 12 / Appendix G.1 settings."""
+"""β schedules: Fu et al.'s frange_cycle_linear and Liu & Wang's Eq. 12 / Appendix G.1 settings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conditional mean and SD from draws, and their MSE against the truth (seed 000 App. F), by construction."""
+"""Conditional mean and SD from draws, and their MSE against the truth (Liu & Wang 2025 App. F), by construction."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Importance-sampled log-likelihood (seed 002 Eq. 48) against the exact linear-Gaussian marginal."""
+"""Importance-sampled log-likelihood (Yacoby, Pan & Doshi-Velez 2020 Eq. 48) against the exact linear-Gaussian marginal."""
 
 from __future__ import annotations
 

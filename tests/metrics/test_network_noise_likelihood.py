@@ -1,4 +1,4 @@
-"""A σ(x, z) observation model (seed 004 Eq. 11) in the importance-sampled likelihood and the
+"""A σ(x, z) observation model (Berger & Sebag 2020 Eq. 11) in the importance-sampled likelihood and the
 ground-truth posterior target: σ must be read from the decoder input, not from the mean alone."""
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_gradcheck_float64():
 
 
 def test_gradient_lowers_the_statistic():
-    # a few gradient steps on skewed points make them look more normal (LiBI's use, seed 002 Eq. 44)
+    # a few gradient steps on skewed points make them look more normal (LiBI's use, Yacoby, Pan & Doshi-Velez (2020) Eq. 44)
     z = torch.tensor(skewed(100, 2, seed=7), requires_grad=True)
     start = float(henze_zirkler(z).detach())
     for _ in range(20):

@@ -1,4 +1,4 @@
-"""The separability check (seed 001, Sec. 7, guideline 1): balanced accuracy and mean entropy of a
+"""The separability check (Yacoby, Pan & Doshi-Velez 2021, Sec. 7, guideline 1): balanced accuracy and mean entropy of a
 cross-validated logistic regression of y | x."""
 
 from __future__ import annotations

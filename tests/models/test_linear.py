@@ -1,4 +1,4 @@
-"""Closed forms of seed 002's linear models against Monte Carlo, the posterior subpackage and a grid."""
+"""Closed forms of Yacoby, Pan & Doshi-Velez's linear models against Monte Carlo, the posterior subpackage and a grid."""
 
 import math
 

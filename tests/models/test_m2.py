@@ -1,4 +1,4 @@
-"""The M2 model (seed 001, Eq. 4-5, 10-15): the Pyro objective against hand-written sums."""
+"""The M2 model (Yacoby, Pan & Doshi-Velez 2021, Eq. 4-5, 10-15): the Pyro objective against hand-written sums."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Observation models of seed 004: learned per-output σ, σ(x, z) from a network (LV-VAE),
+"""Observation models of Berger & Sebag (2020): learned per-output σ, σ(x, z) from a network (LV-VAE),
 F*-VAE's fixed σ from a finished run, and a replayed σ schedule (App. A.2)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""KL(q || p) per point (seed 001 Eq. 3), the unbiased MMD, and the comparison figure."""
+"""KL(q || p) per point (Yacoby, Pan & Doshi-Velez 2021 Eq. 3), the unbiased MMD, and the comparison figure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Linear-Gaussian posteriors against the closed forms of seed 002 App. C and Monte Carlo."""
+"""Linear-Gaussian posteriors against the closed forms of Yacoby, Pan & Doshi-Velez (2020) App. C and Monte Carlo."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Berger & Sebag (seed 004) Theorem 1 / Eq. (8): closed form, Monte Carlo, optimal radius, threshold."""
+"""Berger & Sebag (2020) Theorem 1 / Eq. (8): closed form, Monte Carlo, optimal radius, threshold."""
 
 from __future__ import annotations
 

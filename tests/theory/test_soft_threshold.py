@@ -1,4 +1,4 @@
-"""Dai, Wang & Wipf (seed 003) Eqs. (5)-(7), Proposition 1: closed-form energy, gradient and Hessian."""
+"""Dai, Wang & Wipf (2020) Eqs. (5)-(7), Proposition 1: closed-form energy, gradient and Hessian."""
 
 from __future__ import annotations
 

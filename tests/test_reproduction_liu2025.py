@@ -1,4 +1,4 @@
-"""Seed 000's two-moon conclusions over 5 seeds (slow: `make test-slow`, about 10 minutes on 2 cores).
+"""Liu & Wang's two-moon conclusions over 5 seeds (slow: `make test-slow`, about 10 minutes on 2 cores).
 
 Calibrated K = 25, C = 0.05, σ₀ = 1 should end near the true σ = 0.1 with a positive KL;
 joint SVI (`joint`) and the uncalibrated analytic σ (the paper's "Vanilla") with K = 25 should end collapsed
