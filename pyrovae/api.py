@@ -10,7 +10,7 @@ Example::
 Every model kind has the same one call, ``train(load_config(model=KIND, ...), out=...)``: ``cvae``
 (the σ-CVAE), ``vae`` (unconditional, every column modelled; ``noise="learned"`` is Berger &
 Sebag's LS-VAE, ``"network"`` their LV-VAE), ``m2`` (Kingma et al.'s semi-supervised M2 as in Yacoby,
-Pan & Doshi-Velez 2021), ``linear`` / ``cholesky`` (Yacoby, Pan & Doshi-Velez 2022, App. C).
+Pan & Doshi-Velez 2021), ``linear`` / ``cholesky`` (Yacoby, Pan & Doshi-Velez 2020, App. C).
 :func:`load_run` rebuilds whichever kind a run directory holds.
 """
 
@@ -59,7 +59,7 @@ def build_data(cfg: RunConfig) -> Dataset:
     model kind: the σ-CVAE reads x and y; the unconditional kinds (``vae``, ``linear``,
     ``cholesky``) model every column; M2 needs a semi-supervised data set (labels, some missing)."""
     if cfg.data_file is not None:
-        return load_file(cfg.data_file, cfg.model)
+        return load_file(cfg.data_file, cfg.model, cfg.x_cols, cfg.y_cols)
     factory = DATASETS[cfg.dataset].factory
     options = {"n": cfg.n, "tau": cfg.tau, "seed": cfg.data_seed}
     accepted = inspect.signature(factory).parameters

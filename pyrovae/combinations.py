@@ -55,13 +55,13 @@ def check_combination(cfg: "RunConfig") -> None:
     else:
         name = "scalar linear" if kind == "linear" else "Cholesky"
         if cfg.noise is not None:
-            raise ConfigError(f"the {name} model's noise is tied to its decoder (Yacoby, Pan & Doshi-Velez 2022, "
+            raise ConfigError(f"the {name} model's noise is tied to its decoder (Yacoby, Pan & Doshi-Velez 2020, "
                               f"App. C; σ_ε is --sigma0); --noise {cfg.noise} does not apply")
         if cfg.algorithm not in TIED_ALGORITHMS:
             raise ConfigError(f"the {name} model's noise is tied to its decoder, so no algorithm may set it: use "
                               f"--algorithm fixed (joint SVI) or lagging, not {cfg.algorithm!r}")
         if kind == "linear" and cfg.latent_dim != 1:
-            raise ConfigError("the scalar linear model x = θz + ε (Yacoby, Pan & Doshi-Velez 2022, App. C.1) has one "
+            raise ConfigError("the scalar linear model x = θz + ε (Yacoby, Pan & Doshi-Velez 2020, App. C.1) has one "
                               f"latent dimension; got latent_dim = {cfg.latent_dim}")
 
 

@@ -55,6 +55,8 @@ class RunConfig:
     tau: float = 0.1
     data_seed: int = 0
     data_file: str | None = None
+    x_cols: list[str] | None = None  # the data file's conditioning columns, by name (σ-CVAE)
+    y_cols: list[str] | None = None  # its response columns
     # model
     latent_dim: int | None = None
     encoder_widths: list[int] = field(default_factory=lambda: [16, 8, 4, 2])
@@ -96,6 +98,20 @@ class RunConfig:
         self.dataset = text("dataset", self.dataset, None if self.data_file else sorted(DATASETS), "data set")
         self.n = integer_at_least("n (data points)", self.n, 1, MAX_POINTS)
         self.tau = real("tau (noise level)", self.tau, 0.0)
+        if self.data_file is None and self.tau != RunConfig.tau and "tau" not in _options_of(self.dataset):
+            raise ConfigError(f"data set {self.dataset!r} has no noise level tau (its options: "
+                              f"{', '.join(_options_of(self.dataset))}); drop tau")
+        for name in ("x_cols", "y_cols"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.data_file is None:
+                raise ConfigError(f"{name} names columns of a data file; give data_file (--data-file) too")
+            if isinstance(value, str):
+                value = [c for c in value.split(",") if c.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) and c.strip() for c in value):
+                raise ConfigError(f"{name} must be a list of column names, got {value!r}")
+            setattr(self, name, [c.strip() for c in value])
         self.data_seed = seed("data_seed", self.data_seed)
         self.model = text("model", self.model, list(MODELS), "model")
         self.latent_dim = DEFAULT_LATENT[self.model] if self.latent_dim is None else \
@@ -146,6 +162,15 @@ class RunConfig:
             raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
         values = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **values).validate()
+
+
+def _options_of(dataset: str) -> list[str]:
+    """The generator options of a registered data set (``n``, ``tau``, ``seed``, …)."""
+    import inspect
+
+    from pyrovae.data.registry import DATASETS
+
+    return list(inspect.signature(DATASETS[dataset].factory).parameters)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:

@@ -21,13 +21,16 @@ datasets_app = typer.Typer(help="List data sets or export one to CSV.", no_args_
 @cli_errors
 def list_command() -> None:
     """The registered data sets with their generator options."""
+    from rich.markup import escape
+
     from pyrovae.data.registry import DATASETS
+
     table = Table(header_style="bold")
     for col in ("name", "options", "what", "source"):
         table.add_column(col)
     for entry in DATASETS.values():
         options = ", ".join(f"{p.name}={p.default}" for p in inspect.signature(entry.factory).parameters.values())
-        table.add_row(entry.name, options, entry.summary, entry.source)
+        table.add_row(*(escape(text) for text in (entry.name, options, entry.summary, entry.source)))  # "pyrovae[data]" is no markup
     console.print(table)
 
 

@@ -100,7 +100,7 @@ def train_command(
     config: Optional[Path] = typer.Option(None, "--config", help="JSON or TOML file of settings; flags override it."),
     model: Optional[str] = typer.Option(
         None, help="cvae (σ-CVAE, default) | vae (unconditional: every column modelled) | m2 (semi-supervised: a "
-        "'label' column, empty = unlabelled) | linear | cholesky (Yacoby, Pan & Doshi-Velez 2022, App. C)."),
+        "'label' column, empty = unlabelled) | linear | cholesky (Yacoby, Pan & Doshi-Velez 2020, App. C)."),
     noise: Optional[str] = typer.Option(
         None, help="σ-(C)VAE observation model: fixed | calibrated | learned | learned-vector | network "
         "(default: what --algorithm needs)."),
@@ -108,6 +108,10 @@ def train_command(
     data_file: Optional[str] = typer.Option(
         None, help="CSV (header row) or .npy file instead of a generator: cvae reads x1..xp,y1..yq; vae, linear, "
         "cholesky model every column; m2 needs a 'label' column (.npy: the last), empty/NaN where unlabelled."),
+    x_cols: Optional[str] = typer.Option(None, "--x-cols", help="The data file's conditioning columns, by name "
+                                         "(comma-separated; default: every column not a response)."),
+    y_cols: Optional[str] = typer.Option(None, "--y-cols", help="The data file's response columns, by name "
+                                         "(default: those named y, y1, y2, …, else the last)."),
     n: Optional[int] = typer.Option(None, help="Number of generated points."),
     tau: Optional[float] = typer.Option(None, help="Noise level of the generator (two-moon: the true σ)."),
     data_seed: Optional[int] = typer.Option(None, help="Seed of the data generator."),
@@ -156,7 +160,8 @@ def train_command(
 
     reps, jobs = integer_at_least("--reps", reps, 1, MAX_UNITS), integer_at_least("--jobs", jobs, 1, MAX_UNITS)
     cfg = load_config(
-        config, model=model, noise=noise, dataset=dataset, data_file=data_file, n=n, tau=tau, data_seed=data_seed,
+        config, model=model, noise=noise, dataset=dataset, data_file=data_file, x_cols=x_cols, y_cols=y_cols,
+        n=n, tau=tau, data_seed=data_seed,
         algorithm=algorithm, K=k, C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr,
         max_steps=max_steps, tol=tol, convergence=convergence, batch_size=batch_size, latent_dim=latent_dim,
         encoder_widths=_widths("--encoder-widths", encoder_widths), decoder_widths=_widths("--decoder-widths", decoder_widths),

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,10 +23,13 @@ from pyrovae.errors import DataError
 __all__ = ["load_csv", "load_columns", "load_labelled", "load_file"]
 
 
-def load_csv(path: str | Path, y_columns: int | None = None) -> Dataset:
+def load_csv(path: str | Path, y_columns: int | None = None, x_cols: Sequence[str] | None = None,
+             y_cols: Sequence[str] | None = None) -> Dataset:
     """Read a comma-separated file with a header row.
 
-    Columns named ``y…`` are responses and the rest are conditioning inputs; a file
+    ``y_cols`` / ``x_cols`` name the response and conditioning columns (either one alone takes
+    the other columns for the other role). Without them, columns named ``y``, ``y1``, ``y2``, … are
+    responses and the rest are conditioning inputs (a "year" or "yield" column is an input); a file
     without such names takes its last ``y_columns`` columns (default 1) as responses.
     Missing, empty or header-only files, unreadable numbers, NaN and ragged rows raise
     :class:`DataError` (one line, no numpy warning).
@@ -50,11 +55,39 @@ def load_csv(path: str | Path, y_columns: int | None = None) -> Dataset:
     if np.isnan(table).any():
         raise DataError(f"{path}: contains NaN values")
     names = [h.strip().lower() for h in header]
-    is_y = np.array([h.startswith("y") for h in names])
+    if x_cols is not None or y_cols is not None:
+        x_index, y_index = _chosen_columns(path, names, x_cols, y_cols)
+        return Dataset(name=path.stem, x=table[:, x_index], y=table[:, y_index], params={"file": str(path)})
+    is_y = np.array([re.fullmatch(r"y\d*", h) is not None for h in names])
     if not is_y.any():
         k = 1 if y_columns is None else y_columns
         is_y = np.arange(len(names)) >= len(names) - k
     return Dataset(name=path.stem, x=table[:, ~is_y], y=table[:, is_y], params={"file": str(path)})
+
+
+def _chosen_columns(path: Path, names: list[str], x_cols, y_cols) -> tuple[list[int], list[int]]:
+    """Indices of the named x and y columns (case and surrounding spaces ignored); a role left
+    unnamed takes every other column."""
+    def indices(role: str, wanted) -> list[int]:
+        out = []
+        for name in wanted:
+            key = str(name).strip().lower()
+            if key not in names:
+                raise DataError(f"{path}: no column {name!r} for {role}; columns: {', '.join(names)}")
+            out.append(names.index(key))
+        return out
+
+    y_index = indices("--y-cols", y_cols) if y_cols is not None else None
+    x_index = indices("--x-cols", x_cols) if x_cols is not None else None
+    if y_index is None:
+        y_index = [j for j in range(len(names)) if j not in x_index]
+    if x_index is None:
+        x_index = [j for j in range(len(names)) if j not in y_index]
+    if not y_index:
+        raise DataError(f"{path}: no response column left; name one with --y-cols")
+    if set(x_index) & set(y_index):
+        raise DataError(f"{path}: column {names[sorted(set(x_index) & set(y_index))[0]]!r} is in both --x-cols and --y-cols")
+    return x_index, y_index
 
 
 def _read_table(path: Path, allow_missing: str | None = None) -> tuple[list[str], np.ndarray]:
@@ -137,9 +170,14 @@ def load_labelled(path: str | Path, label: str = "label"):
                                  labelled=torch.as_tensor(labelled))
 
 
-def load_file(path: str | Path, model: str = "cvae") -> Dataset:
-    """The user's file read as model kind ``model`` needs it (module docstring)."""
+def load_file(path: str | Path, model: str = "cvae", x_cols: Sequence[str] | None = None,
+              y_cols: Sequence[str] | None = None) -> Dataset:
+    """The user's file read as model kind ``model`` needs it (module docstring); ``x_cols`` /
+    ``y_cols`` choose the σ-CVAE's columns of a CSV by name."""
     path = Path(path)
+    if (x_cols is not None or y_cols is not None) and (model != "cvae" or path.suffix == ".npy"):
+        raise DataError("--x-cols / --y-cols choose the columns of a CSV for the σ-CVAE (--model cvae); "
+                        "the other kinds model every column")
     if model == "m2":
         return load_labelled(path)
     if model != "cvae":
@@ -149,4 +187,4 @@ def load_file(path: str | Path, model: str = "cvae") -> Dataset:
         if table.shape[1] < 1:
             raise DataError(f"{path}: no columns")
         return Dataset(name=path.stem, x=table[:, :-1], y=table[:, -1:], params={"file": str(path)})
-    return load_csv(path)
+    return load_csv(path, x_cols=x_cols, y_cols=y_cols)

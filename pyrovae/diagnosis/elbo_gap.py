@@ -3,10 +3,10 @@ r"""The ELBO against the importance-sampled log-likelihood: how much the bound g
 :math:`\log p_\theta(x) - \mathrm{ELBO}(x) = KL[q_\phi(z|x)\|p_\theta(z|x)]` (Yacoby, Pan & Doshi-Velez
 2021, Eq. 3). Averaged over the data it is the price the ELBO charges a decoder whose posterior q
 cannot fit — the term that makes the ELBO prefer a worse model with simpler posteriors over the
-maximum-likelihood one (their Sec. 5; Yacoby, Pan & Doshi-Velez 2022, Sec. 1). Here
+maximum-likelihood one (their Sec. 5; Yacoby, Pan & Doshi-Velez 2020, Sec. 1). Here
 :math:`\log p_\theta(x)` is importance-sampled with the encoder's widened q as proposal
 (:func:`pyrovae.metrics.likelihood.vae_log_likelihood`, S = 1000, variance ×2: Yacoby, Pan &
-Doshi-Velez 2022, App. E) on up to 300 points, the ELBO averaged over 20 draws per point.
+Doshi-Velez 2020, App. E) on up to 300 points, the ELBO averaged over 20 draws per point.
 
 Same thresholds as :mod:`.mismatch` (mean − 2 se: warning 0.25, failure 0.5 nats per point; ours);
 remedy IWAE. The importance-sampling effective sample size is reported; where it is small the
@@ -48,7 +48,7 @@ def check_elbo_gap(ctx: RunContext, points: int = 300, samples: int = 1000) -> F
     if verdict != "ok":
         summary += ": the ELBO pays for a posterior q cannot fit, and prefers models whose posteriors it can"
     return Finding("ELBO vs log-likelihood", verdict, mean, f"mean − 2 se: warning ≥ {WARNING}, failure ≥ {FAILURE} nats",
-                   "Yacoby, Pan & Doshi-Velez 2021, Eq. 3 and Sec. 5; 2022, App. E (estimator); thresholds ours",
+                   "Yacoby, Pan & Doshi-Velez 2021, Eq. 3 and Sec. 5; 2020, App. E (estimator); thresholds ours",
                    summary, remedies.iwae(ctx.cfg) if verdict != "ok" else None,
                    {"log_likelihood": float(log_lik.mean()), "elbo": float(elbo.mean()), "gap_se": se, "ess_median": ess,
                     "points": m})

@@ -3,7 +3,7 @@ r"""Posterior mismatch: the encoder's q(z | x, y) against the decoder's true pos
 Per point, :math:`KL[q_\phi(z|x)\|p_\theta(z|x)] = \log p_\theta(x) - \mathrm{ELBO}(x)` (Yacoby, Pan &
 Doshi-Velez 2021, Eq. 3; :func:`pyrovae.posterior.compare.posterior_kl`), with the true posterior from
 
-* the closed form for the linear and Cholesky models (Yacoby, Pan & Doshi-Velez 2022, App. C),
+* the closed form for the linear and Cholesky models (Yacoby, Pan & Doshi-Velez 2020, App. C),
 * a grid for one or two latent dimensions (:func:`pyrovae.posterior.grid.grid_posterior`; the range
   covers the prior's bulk and every q to 6 sd, with cells at most a quarter of the narrowest q's sd),
 * batched HMC otherwise (:func:`pyrovae.posterior.batched_hmc.batched_hmc`).

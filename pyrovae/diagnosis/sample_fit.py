@@ -1,6 +1,6 @@
 r"""Data against the model's samples: the smooth k-nearest-neighbour two-sample statistic.
 
-Yacoby, Pan & Doshi-Velez (2021, App. D; 2022, App. E) judge a learned :math:`p_\theta(x)` by the
+Yacoby, Pan & Doshi-Velez (2021, App. D; 2020, App. E) judge a learned :math:`p_\theta(x)` by the
 smooth kNN statistic between its samples and held data (:func:`pyrovae.metrics.two_sample.smooth_knn_statistic`,
 Djolonga & Krause 2017, α = 1). Under "same distribution" it is roughly standard normal; large and
 positive when the samples differ. Here: up to 500 data points against as many samples (a σ-CVAE

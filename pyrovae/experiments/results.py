@@ -80,13 +80,19 @@ class ResultTable:
         return pd.DataFrame.from_records(records)
 
     def to_markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| | " + " | ".join(self.columns) + " |",
+        cell = _markdown_cell
+        lines = [f"### {self.title}", "", "| | " + " | ".join(cell(c) for c in self.columns) + " |",
                  "|---" * (len(self.columns) + 1) + "|"]
         for row in self.rows:
-            lines.append(f"| {row} | " + " | ".join(self._text(row, c) for c in self.columns) + " |")
+            lines.append(f"| {cell(row)} | " + " | ".join(cell(self._text(row, c)) for c in self.columns) + " |")
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: a ``|`` (as in ``q(y|x)``) would end the cell."""
+    return str(text).replace("|", "\\|")
 
 
 @dataclass

@@ -511,7 +511,7 @@ TABLE1_FULL_PROTOCOL = (
 
 
 @register("libi-table1", "Yacoby, Pan & Doshi-Velez (2020) Table 1: VAE baselines against LiBI on four synthetic "
-          "data sets", "Yacoby et al. 2022, Table 1", full=TABLE1_FULL_PROTOCOL)
+          "data sets", "Yacoby, Pan & Doshi-Velez (2020), Table 1", full=TABLE1_FULL_PROTOCOL)
 def table1(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=2, full=5)
     cfg = options.configure(dict(TABLE1_QUICK if options.quick else TABLE1_FULL if options.full else TABLE1_DEFAULT))

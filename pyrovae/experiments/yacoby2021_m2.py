@@ -333,8 +333,8 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
                             figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion)
 
 
-@register("yacoby-m2", "Yacoby et al. 2021 Tables 3-4: semi-supervised M2 on the semi-circles (functional collapse)",
-          "Yacoby et al. 2021, Sec. 7, App. E.3, Tables 3-4", full=FULL_PROTOCOL.format(
+@register("yacoby-m2", "Yacoby, Pan & Doshi-Velez (2021) Tables 3-4: semi-supervised M2 on the semi-circles (functional collapse)",
+          "Yacoby, Pan & Doshi-Velez (2021), Sec. 7, App. E.3, Tables 3-4", full=FULL_PROTOCOL.format(
               grid="; App. D's grid (α ∈ {0, 0.1, 1} × γ ∈ {0.5, 1, 2, 5}, IWAE S ∈ {3, 10, 20}, LIN T ∈ {0.05, 0.1} "
                    "× R ∈ {5, 10}), per method the hyper-parameters with the lowest mean validation smooth kNN of "
                    "p(x) (the captions of Tables 3-4), per version the start with the best validation objective; "

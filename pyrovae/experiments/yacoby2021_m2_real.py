@@ -196,8 +196,8 @@ def run_real(options: ExperimentOptions, settings: dict, sets: list[str] | None 
                                        "Titanic (cohort 1) but not on Contraceptive; the VAE learns p(x) better on Titanic.")
 
 
-@register("yacoby-m2-real", "Yacoby et al. 2021 Tables 5-6: semi-supervised M2 on Titanic (and the UCI files when given)",
-          "Yacoby et al. 2021, App. E.3, Tables 5-6", full=(
+@register("yacoby-m2-real", "Yacoby, Pan & Doshi-Velez (2021) Tables 5-6: semi-supervised M2 on Titanic (and the UCI files when given)",
+          "Yacoby, Pan & Doshi-Velez (2021), App. E.3, Tables 5-6", full=(
               "App. D of Yacoby, Pan & Doshi-Velez (2021): each set split 5 ways into equal train / validation / test "
               "thirds, 10 % of labels observed, 5 random restarts per split and setting, 20,000 epochs of Adam "
               "(lr 1e-3, batches of 100), leaky-ReLU 3 x 100, y by a Gumbel-softmax at T = 2.2 (Concrete densities), "

@@ -65,8 +65,8 @@ def run_sweep(options: ExperimentOptions, settings: dict, grid: list[tuple[str, 
                                        "continuous set → better q(y|x), more collapse.")
 
 
-@register("yacoby-m2-sweep", "Yacoby et al. 2021 App. D/E.3: γ and α sweeps of the semi-supervised MFG M2 model",
-          "Yacoby et al. 2021, App. D, App. E.3", full=FULL_PROTOCOL.format(
+@register("yacoby-m2-sweep", "Yacoby, Pan & Doshi-Velez (2021) App. D/E.3: γ and α sweeps of the semi-supervised MFG M2 model",
+          "Yacoby, Pan & Doshi-Velez (2021), App. D, App. E.3", full=FULL_PROTOCOL.format(
               grid="; every cell of α ∈ {0, 0.1, 1} × γ ∈ {0.5, 1, 2, 5} on both semi-circles reported (no "
                    "hyper-parameter selection: the sweep is the result), per version the start with the best "
                    "validation objective"))

@@ -639,8 +639,8 @@ def table1(options: ExperimentOptions, tiny: bool = False, kinds=("figure8", "cl
 
 
 # -- registrations --------------------------------------------------------------------------------
-@register("yacoby-table2", "Yacoby et al. 2021 Table 2: IWAE / LIN / VAE by smooth kNN on Clusters and Figure-8",
-          "Yacoby et al. 2021, Table 2, App. E.1", full=FULL_PROTOCOL.format(
+@register("yacoby-table2", "Yacoby, Pan & Doshi-Velez (2021) Table 2: IWAE / LIN / VAE by smooth kNN on Clusters and Figure-8",
+          "Yacoby, Pan & Doshi-Velez (2021), Table 2, App. E.1", full=FULL_PROTOCOL.format(
               extra="; App. D's grids (IWAE S ∈ {3, 10, 20}; LIN T ∈ {0.05, 0.1} × R ∈ {5, 10}), per method the "
                     "hyper-parameters with the lowest mean validation loss (Table 2's caption; IWAE's candidates by "
                     "their validation IWAE bound at S = 20)"))
@@ -648,22 +648,22 @@ def _table2(options: ExperimentOptions) -> ExperimentReport:
     return table2(options)
 
 
-@register("yacoby-appendix-e2", "Yacoby et al. 2021 App. E.2: Circle and Absolute-Value, where the VAE learns p(x) well",
-          "Yacoby et al. 2021, App. E.2", full=FULL_PROTOCOL.format(
+@register("yacoby-appendix-e2", "Yacoby, Pan & Doshi-Velez (2021) App. E.2: Circle and Absolute-Value, where the VAE learns p(x) well",
+          "Yacoby, Pan & Doshi-Velez (2021), App. E.2", full=FULL_PROTOCOL.format(
               extra=" (the ground-truth and the random starts reported apart, 5 restarts each)"))
 def _appendix_e2(options: ExperimentOptions) -> ExperimentReport:
     return appendix_e2(options)
 
 
-@register("yacoby-spiral-noise", "Yacoby et al. 2021 Sec. 8: the ELBO's noise variance on Spiral Dots (truth 0.01)",
-          "Yacoby et al. 2021, Sec. 8 Case A", full=FULL_PROTOCOL.format(
+@register("yacoby-spiral-noise", "Yacoby, Pan & Doshi-Velez (2021) Sec. 8: the ELBO's noise variance on Spiral Dots (truth 0.01)",
+          "Yacoby, Pan & Doshi-Velez (2021), Sec. 8 Case A", full=FULL_PROTOCOL.format(
               extra="; σ²_ε fixed at the truth then Eq. 9, and learned jointly"))
 def _spiral(options: ExperimentOptions) -> ExperimentReport:
     return spiral_noise(options)
 
 
-@register("yacoby-table1", "Yacoby et al. 2021 Table 1: latent dimension K on the 5-D Figure-8 and Clusters",
-          "Yacoby et al. 2021, Table 1", full=FULL_PROTOCOL.format(
+@register("yacoby-table1", "Yacoby, Pan & Doshi-Velez (2021) Table 1: latent dimension K on the 5-D Figure-8 and Clusters",
+          "Yacoby, Pan & Doshi-Velez (2021), Table 1", full=FULL_PROTOCOL.format(
               extra="; K ∈ {1, 2, 3}, per-dimension σ_ε learned by the ELBO, IWAE with S = 10 (the paper does not "
                     "give Table 1's S: our choice)"))
 def _table1(options: ExperimentOptions) -> ExperimentReport:

@@ -17,7 +17,7 @@ name                      σ              after each block
 ``cyclical``              analytic      as ``analytic`` with β from 5 cycles (Eq. 12, App. G.1)
 ``fixed``                 fixed         stop at convergence
 ``lagging``               any           aggressive encoder steps until I(x; z) stops rising (He et al. 2019)
-``lagging-segments``      any           R segments: encoder alone, then jointly (Yacoby et al. 2022, App. E)
+``lagging-segments``      any           R segments: encoder alone, then jointly (Yacoby, Pan & Doshi-Velez (2020), App. E)
 ========================  =============  ==========================================
 """
 

@@ -22,8 +22,8 @@ the mutual information of the joint Eq. 13 is :math:`\tfrac12\log\frac{\sigma^2}
 likewise :math:`|\theta| < \sigma_\varepsilon`.
 
 References:
-    Yacoby, Pan & Doshi-Velez, *Learning Deep Bayesian Latent Variable Regression Models that
-    Generalize* (Yacoby, Pan & Doshi-Velez 2020), Sec. 1, App. C.
+    Yacoby, Pan & Doshi-Velez (2020), *Characterizing and Avoiding Problematic Global Optima of
+    Variational Autoencoders*, Sec. 1, App. C.
 """
 
 from __future__ import annotations

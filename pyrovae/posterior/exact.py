@@ -18,8 +18,8 @@ The mean-field Gaussian closest in :math:`KL[q \| p]` keeps the mean and has var
 :math:`I(Y; Z) = \tfrac12 \log\det \Lambda` (Yacoby, Pan & Doshi-Velez 2020 Eq. 15 and 22).
 
 References:
-    Yacoby, Pan & Doshi-Velez, *Learning Deep Bayesian Latent Variable Regression Models
-    that Generalize* (Yacoby, Pan & Doshi-Velez 2020), Appendix C.
+    Yacoby, Pan & Doshi-Velez (2020), *Characterizing and Avoiding Problematic Global Optima of
+    Variational Autoencoders*, Appendix C.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ then writes into ``out_dir``:
 References:
     Yacoby, Pan & Doshi-Velez, *Failure Modes of Variational Autoencoders and Their Effects on
     Downstream Tasks*, 2021, Eq. 3.
-    Yacoby, Pan & Doshi-Velez, *Learning Deep Bayesian Latent Variable Regression Models
-    that Generalize*, 2022, App. C (the exact linear-Gaussian posterior).
+    Yacoby, Pan & Doshi-Velez, *Characterizing and Avoiding Problematic Global Optima of
+    Variational Autoencoders*, 2020, App. C (the exact linear-Gaussian posterior).
 """
 
 from __future__ import annotations
