@@ -21,6 +21,7 @@ import inspect
 import json
 import math
 import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -89,8 +90,11 @@ def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = Non
         return _build_m2(cfg, data)
     if cfg.model in ("linear", "cholesky"):
         return _build_linear(cfg, data).to(_device(cfg.device))
-    algorithm = algorithm or build_algorithm(cfg)
-    noise = cfg.noise or ("learned" if algorithm.noise == "any" else algorithm.noise)
+    if cfg.algorithm == "libi":  # LiBI keeps the noise fixed at sigma0
+        noise = cfg.noise or "fixed"
+    else:
+        algorithm = algorithm or build_algorithm(cfg)
+        noise = cfg.noise or ("learned" if algorithm.noise == "any" else algorithm.noise)
     model = SigmaCVAE(
         data.x_dim, data.y_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
         noise=make_noise(noise, cfg.sigma0, y_dim=data.y_dim, in_dim=data.x_dim + cfg.latent_dim),
@@ -156,6 +160,8 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
             write_json(run_dir / "config.json", cfg.to_dict())
         if cfg.model == "m2":
             return _train_m2(cfg, data, run_dir, plots)
+        if cfg.algorithm == "libi":
+            return _train_libi(cfg, data, run_dir)
         algorithm = build_algorithm(cfg)
         model = build_model(cfg, data, algorithm)
         with pyro.validation_enabled(False):
@@ -204,6 +210,40 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) 
 
             plot_pairs(data.y, model.sample(len(data))[0], data.x, run_dir / "plots" / "samples.png",
                        "generated  x ~ p(x)")
+    return TrainResult(model, history, metrics, "finished", run_dir)
+
+
+def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainResult:
+    """LiBI (Yacoby, Pan & Doshi-Velez 2020, Sec. 2, App. D) through :class:`~pyrovae.inference.libi.LiBI`:
+    ``rounds`` rounds, each ``max_steps / (2 rounds)`` Adam steps (``lr``) of the penalised
+    likelihood of the codes and as many of the ELBO with θ fixed; the round with the best
+    importance-sampled log-likelihood of the training data is kept (the user's file has no
+    validation split). One checkpoint, at the end; a directory that holds it is returned as it is."""
+    import pandas as pd
+
+    from pyrovae.inference.libi import LiBI, LiBISettings
+
+    model = build_model(cfg, data)
+    if run_dir is not None and has_checkpoint(run_dir):
+        tensors, _ = load_checkpoint(run_dir)
+        model.load_state_dict(tensors["models"]["0"])
+        return TrainResult(model, pd.read_csv(run_dir / "history.csv"), read_json(run_dir / "metrics.json"),
+                           "finished", run_dir)
+    per_phase = max(1, cfg.max_steps // (2 * cfg.rounds))
+    settings = LiBISettings(rounds=cfg.rounds, step1_steps=per_phase, step2_steps=per_phase, lr=cfg.lr, seed=cfg.seed)
+    start = time.perf_counter()
+    with pyro.validation_enabled(False):
+        fit = LiBI(model, settings).fit(data)
+    terms = model.terms(data.x.to(data.y.dtype), data.y)
+    kl, recon = float(terms["kl"].mean()), float(terms["recon"].mean())
+    history = pd.DataFrame(fit.history)
+    metrics = {"status": "finished", "algorithm": "libi", "model": cfg.model, "seed": cfg.seed, "sigma": model.sigma,
+               "kl": kl, "recon": recon, "neg_elbo": kl + recon, "log_lik": fit.val_log_lik, "best_round": fit.best_round,
+               "rounds": cfg.rounds, "steps": 2 * per_phase * cfg.rounds, "wall_time": time.perf_counter() - start}
+    if run_dir is not None:
+        write_text(run_dir / "history.csv", history.to_csv(index=False))
+        save_checkpoint(run_dir, {"models": {"0": model.state_dict()}}, {"status": "finished", "rounds": cfg.rounds})
+        write_json(run_dir / "metrics.json", metrics)
     return TrainResult(model, history, metrics, "finished", run_dir)
 
 
@@ -334,8 +374,9 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
     cfgs = list(cfgs)
     for cfg in cfgs:
         cfg.validate()
-        if cfg.model == "m2":
-            raise ConfigError("M2 trains through its own loop, one run at a time: train each seed with train()")
+        if cfg.model == "m2" or cfg.algorithm == "libi":
+            raise ConfigError(f"{'M2' if cfg.model == 'm2' else 'LiBI'} trains through its own loop, one run at a "
+                              "time: train each seed with train()")
     if len({batch_key(c) for c in cfgs}) != 1:
         raise ConfigError("configurations trained as one batch may differ only in " + ", ".join(PER_REPLICATE))
     if not build_algorithm(cfgs[0]).batched:

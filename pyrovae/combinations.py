@@ -28,6 +28,9 @@ def check_combination(cfg: "RunConfig") -> None:
     """Refuse, with the reason, a combination of ``cfg.model``, ``noise``, ``algorithm``, ``elbo``
     and the M2-only settings that cannot train (``cfg`` already has its defaults filled in)."""
     kind = cfg.model
+    if cfg.rounds != 1 and cfg.algorithm != "libi":
+        raise ConfigError(f"rounds count LiBI's rounds (Yacoby, Pan & Doshi-Velez 2020, App. D); algorithm "
+                          f"{cfg.algorithm!r} has none")
     if kind != "m2":
         for name, value, default in (("gamma", cfg.gamma, 1.0), ("alpha", cfg.alpha, 0.0), ("epochs", cfg.epochs, 100)):
             if value != default:
@@ -35,6 +38,9 @@ def check_combination(cfg: "RunConfig") -> None:
                                   f"model {kind!r} has no labels" if name != "epochs" else
                                   f"epochs count M2's passes over the data; model {kind!r} trains in blocks "
                                   "(use --max-steps)")
+    if cfg.algorithm == "libi":
+        _check_libi(cfg)
+        return
     if kind in ("cvae", "vae"):
         _check_noise(cfg)
     elif kind == "m2":
@@ -63,6 +69,22 @@ def check_combination(cfg: "RunConfig") -> None:
         if kind == "linear" and cfg.latent_dim != 1:
             raise ConfigError("the scalar linear model x = θz + ε (Yacoby, Pan & Doshi-Velez 2020, App. C.1) has one "
                               f"latent dimension; got latent_dim = {cfg.latent_dim}")
+
+
+def _check_libi(cfg: "RunConfig") -> None:
+    """LiBI (Yacoby, Pan & Doshi-Velez 2020) fits an unconditional VAE whose noise it does not learn."""
+    if cfg.model not in ("vae", "linear", "cholesky"):
+        raise ConfigError(f"LiBI fits an unconditional VAE with the noise fixed (Yacoby, Pan & Doshi-Velez 2020, "
+                          f"Sec. 2): use --model vae, linear or cholesky, not {cfg.model}")
+    if cfg.model == "vae" and cfg.noise not in (None, "fixed"):
+        raise ConfigError(f"LiBI keeps the observation noise fixed at --sigma0 (Yacoby, Pan & Doshi-Velez 2020, "
+                          f"App. E); --noise {cfg.noise} does not apply")
+    if cfg.model != "vae" and cfg.noise is not None:
+        raise ConfigError(f"the {cfg.model} model's noise is tied to its decoder; --noise {cfg.noise} does not apply")
+    if cfg.elbo != "trace" or cfg.particles != 1:
+        raise ConfigError("LiBI's inference phase maximises the ELBO (Eq. 45-46): use --elbo trace with one particle")
+    if cfg.device != "cpu":
+        raise ConfigError("LiBI runs on the CPU: use --device cpu")
 
 
 def _check_noise(cfg: "RunConfig") -> None:

@@ -87,6 +87,7 @@ class RunConfig:
     gamma: float = 1.0
     alpha: float = 0.0
     epochs: int = 100
+    rounds: int = 1  # LiBI's rounds R (algorithm libi); max_steps is split over its two phases per round
 
     def validate(self) -> "RunConfig":
         """Check every field's type and range (:mod:`pyrovae.validation`) and normalise it in place
@@ -146,6 +147,7 @@ class RunConfig:
         self.gamma = real("gamma (M2's labelled weight)", self.gamma, 0.0)
         self.alpha = real("alpha (M2's classifier weight)", self.alpha, 0.0)
         self.epochs = integer_at_least("epochs", self.epochs, 1, MAX_POINTS)
+        self.rounds = integer_at_least("rounds (LiBI's R)", self.rounds, 1, MAX_UNITS)
         check_combination(self)
         if self.elbo == "iwae" and self.algorithm in ("monotonic", "cyclical"):
             raise ConfigError("IWAE (RenyiELBO) cannot be combined with beta annealing: Pyro scales inside the log-sum-exp")

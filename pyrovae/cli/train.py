@@ -25,6 +25,9 @@ def report_run(result, out: Path, title: str) -> None:
     if m.get("model") == "m2":
         _report_m2(m, out, title)
         return
+    if m.get("algorithm") == "libi":
+        _report_libi(m, out, title)
+        return
     table = Table(title=title, show_header=True, header_style="bold")
     for col in ("status", "σ", "true σ", "KL", "−ELBO", "cal.", "steps", "time"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -44,6 +47,17 @@ def _report_m2(m: dict, out: Path, title: str) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_row(m["status"], f"{m['sigma']:.4g}", f"{m['neg_elbo']:.3f}", str(m["epochs"]), f"{m['wall_time']:.0f} s")
     table.caption = escape("−J: minus Eq. 5 of Yacoby, Pan & Doshi-Velez (2021) per point, labelled and unlabelled")
+    console.print(table)
+    console.print(f"run directory: [bold]{out}[/]")
+
+
+def _report_libi(m: dict, out: Path, title: str) -> None:
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in ("status", "σ", "KL", "−ELBO", "log p(x)", "best round", "steps", "time"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_row(m["status"], f"{m['sigma']:.4g}", f"{m['kl']:.3f}", f"{m['neg_elbo']:.3f}", f"{m['log_lik']:.3f}",
+                  f"{m['best_round'] + 1} of {m['rounds']}", str(m["steps"]), f"{m['wall_time']:.0f} s")
+    table.caption = escape("per point; log p(x): importance-sampled, the measure LiBI keeps its best round by")
     console.print(table)
     console.print(f"run directory: [bold]{out}[/]")
 
@@ -115,7 +129,7 @@ def train_command(
     n: Optional[int] = typer.Option(None, help="Number of generated points."),
     tau: Optional[float] = typer.Option(None, help="Noise level of the generator (two-moon: the true σ)."),
     data_seed: Optional[int] = typer.Option(None, help="Seed of the data generator."),
-    algorithm: Optional[str] = typer.Option(None, help="joint (θ, φ, σ by joint SVI) | analytic (Liu & Wang's Vanilla) | calibrated | monotonic | cyclical | fixed | lagging"),
+    algorithm: Optional[str] = typer.Option(None, help="joint (θ, φ, σ by joint SVI) | analytic (Liu & Wang's Vanilla) | calibrated | monotonic | cyclical | fixed | lagging | lagging-segments | libi (LiBI; --model vae, linear or cholesky)"),
     k: Optional[int] = typer.Option(None, "-K", "--inner-steps", help="Gradient steps per block (K)."),
     c: Optional[float] = typer.Option(None, "-C", "--tolerance", help="Calibration tolerance C on the mean KL."),
     calibration: Optional[str] = typer.Option(
@@ -141,6 +155,8 @@ def train_command(
     gamma: Optional[float] = typer.Option(None, help="M2: weight γ of the labelled points (Eq. 5)."),
     alpha: Optional[float] = typer.Option(None, help="M2: weight α of the classifier term (Eq. 5)."),
     epochs: Optional[int] = typer.Option(None, help="M2: passes over the unlabelled points (default 100)."),
+    rounds: Optional[int] = typer.Option(None, help="LiBI: rounds R; --max-steps is split over their two phases "
+                                         "(default 1)."),
     seed: Optional[int] = typer.Option(None, help="Root seed of the run (and of the repetitions)."),
     device: Optional[str] = typer.Option(None, help="cpu | cuda"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads per run (default: `pyrovae --threads`, else 1)."),
@@ -165,11 +181,12 @@ def train_command(
         algorithm=algorithm, K=k, C=c, calibration=calibration, sigma0=sigma0, elbo=elbo, particles=particles, lr=lr,
         max_steps=max_steps, tol=tol, convergence=convergence, batch_size=batch_size, latent_dim=latent_dim,
         encoder_widths=_widths("--encoder-widths", encoder_widths), decoder_widths=_widths("--decoder-widths", decoder_widths),
-        activation=activation, gamma=gamma, alpha=alpha, epochs=epochs, seed=seed, device=device,
+        activation=activation, gamma=gamma, alpha=alpha, epochs=epochs, rounds=rounds, seed=seed, device=device,
         threads=threads if threads is not None else chosen_threads(),
     )
-    if cfg.model == "m2" and reps > 1:
-        raise ConfigError("M2 trains one run at a time: use one --seed per run instead of --reps")
+    if (cfg.model == "m2" or cfg.algorithm == "libi") and reps > 1:
+        raise ConfigError(f"{'M2' if cfg.model == 'm2' else 'LiBI'} trains one run at a time: use one --seed per "
+                          "run instead of --reps")
     source = Path(cfg.data_file).stem if cfg.data_file else cfg.dataset
     kind = "" if cfg.model == "cvae" else f"{cfg.model}-"
     out = Path(out_path("--out", out)) if out is not None else Path("runs") / f"{kind}{cfg.algorithm}-{source}-s{cfg.seed}"

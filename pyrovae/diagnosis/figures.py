@@ -28,9 +28,20 @@ def encode(fig, layout: bool = True) -> str:
 
 
 def trajectories(history) -> str | None:
-    """σ (log scale, calibrations starred) and KL against gradient steps; M2's loss per epoch."""
+    """σ (log scale, calibrations starred) and KL against gradient steps; M2's loss per epoch; LiBI's
+    log-likelihood and ELBO per round."""
     if history is None or len(history) == 0:
         return None
+    if "round" in history.columns:  # LiBI: one row per round
+        fig = Figure(figsize=(6, 3.2))
+        ax = fig.subplots()
+        ax.plot(history["round"] + 1, history["val_log_lik"], marker="o", color="tab:blue", label="log p(x)")
+        ax.plot(history["round"] + 1, -history["neg_elbo"], marker="s", color="tab:green", label="ELBO")
+        ax.set_xlabel("LiBI round")
+        ax.set_ylabel("per point (nats)")
+        ax.set_title("LiBI rounds")
+        ax.legend(frameon=False)
+        return encode(fig)
     if "sigma" not in history.columns:
         fig = Figure(figsize=(6, 3.2))
         ax = fig.subplots()

@@ -46,6 +46,7 @@ __all__ = [
     "FixedSigma",
     "ReplaySigma",
     "ALGORITHMS",
+    "RUN_ALGORITHMS",
     "RENAMED",
     "algorithm_name",
     "make_algorithm",
@@ -229,6 +230,9 @@ class ReplaySigma(Algorithm):
 
 
 ALGORITHMS = ("joint", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging", "lagging-segments")
+#: What a run may name: the Trainer's plug-ins and LiBI (Yacoby, Pan & Doshi-Velez 2020), whose two
+#: phases per round train through :mod:`pyrovae.inference.libi` rather than as one plug-in.
+RUN_ALGORITHMS = (*ALGORITHMS, "libi")
 
 # names that meant something else once: each maps to the one line that says what to use now
 RENAMED = {
@@ -241,7 +245,7 @@ def algorithm_name(value: object) -> str:
     """``value`` checked against :data:`ALGORITHMS`; a renamed name gets the line that says what it is now."""
     if isinstance(value, str) and value in RENAMED:
         raise UnknownNameError(RENAMED[value])
-    return text("algorithm", value, list(ALGORITHMS))
+    return text("algorithm", value, list(RUN_ALGORITHMS))
 
 
 def make_algorithm(
