@@ -12,7 +12,7 @@ their taxonomy (Sec. 3), with the decoder σ against the data-scale threshold :m
 (:mod:`.references`):
 
 * **variance too large** — category (ii): σ is fixed (not learned) at or above the threshold, so the
-  KL term dominates and collapse is the optimum (also Berger & Sebag 2021, Theorem 1). Remedy: learn σ.
+  KL term dominates and collapse is the optimum (also Berger & Sebag 2020, Theorem 1). Remedy: learn σ.
 * **bad local minimum** — category (v): σ is learned and has grown to the threshold
   (:math:`\sigma^2 \approx \bar\gamma`, Dai et al.'s Proposition 1: the decoder explains every point as
   noise around the mean). Remedy: calibrate σ (Liu & Wang 2025, Algorithm 1), whose shrinking of σ
@@ -36,7 +36,7 @@ AU_THRESHOLD = 0.01  # Burda et al. 2016
 #: σ at this fraction of R/√D or more counts as "σ has absorbed the data's spread" (ours; Dai et al.'s
 #: Proposition 1 puts the collapsed minimum at exactly 1).
 LOCAL_MINIMUM_RATIO = 0.8
-SOURCE = "Burda et al. 2016 (active units); Dai, Wang & Wipf 2019, Sec. 3 (taxonomy)"
+SOURCE = "Burda et al. 2016 (active units); Dai, Wang & Wipf 2020, Sec. 3 (taxonomy)"
 
 
 def check_collapse(ctx: RunContext, scale_threshold: float) -> Finding:

@@ -4,9 +4,9 @@ r"""The decoder's σ against the two numbers that say whether it is sensible for
    Doshi-Velez 2021, Eq. 9; :func:`.references.analytic_sigma`). A learned or analytic σ ends at
    :math:`\hat\sigma`; a σ far from it is held there from outside (a fixed σ, a schedule) and the
    ELBO's balance between reconstruction and KL is off by the factor :math:`(\hat\sigma/\sigma)^2`
-   (Dai, Wang & Wipf 2019's γ). Verdict on the ratio σ/σ̂: ok within [0.8, 1.25], warning within
+   (Dai, Wang & Wipf 2020's γ). Verdict on the ratio σ/σ̂: ok within [0.8, 1.25], warning within
    [0.5, 2], failure outside (ours: a factor 2 in σ is a factor 4 on the reconstruction term).
-2. **σ against the data-scale threshold** :math:`R/\sqrt D` (Berger & Sebag 2021, Theorem 1 in the
+2. **σ against the data-scale threshold** :math:`R/\sqrt D` (Berger & Sebag 2020, Theorem 1 in the
    library's exact form; :func:`.references.collapse_sigma`): at or above it a decoder that ignores
    z is the ELBO's optimum. Failure at a ratio ≥ 1, warning from 0.8.
 
@@ -72,5 +72,5 @@ def check_sigma_threshold(ctx: RunContext, threshold: float) -> Finding:
         if not (noise.learned or noise.settable):
             remedy.text = "a sharper observation model: " + remedy.text
     return Finding("decoder σ vs R/√D", verdict, ratio, "failure at ≥ 1, warning at ≥ 0.8",
-                   "Berger & Sebag 2021, Theorem 1 (exact form R/√D); Dai, Wang & Wipf 2019, Prop. 1 (γ̄)",
+                   "Berger & Sebag 2020, Theorem 1 (exact form R/√D); Dai, Wang & Wipf 2020, Prop. 1 (γ̄)",
                    summary, remedy, {"sigma": sigma, "threshold": threshold})

@@ -4,10 +4,10 @@ r"""The numbers the checks hold a run against, computed from the run's own data 
   :math:`\hat\sigma^2 = \frac{1}{nq}\sum_n E_q\|y_n - \mu(x_n, z)\|^2` (Liu & Wang 2025, Eq. 10;
   Yacoby, Pan & Doshi-Velez 2021, Eq. 9).
 * :func:`collapse_sigma` — the data-scale threshold :math:`R/\sqrt D` above which a decoder that
-  ignores z is the optimum (Berger & Sebag 2021, Theorem 1 in this library's exact form,
+  ignores z is the optimum (Berger & Sebag 2020, Theorem 1 in this library's exact form,
   :func:`pyrovae.theory.hypersphere.exact_threshold`), with :math:`R^2` the mean squared distance of
   the data from what x alone predicts (the mean for an unconditional model; a cross-validated k-NN
-  regression of y on x for the σ-CVAE). :math:`(R/\sqrt D)^2` is also Dai, Wang & Wipf (2019)'s
+  regression of y on x for the σ-CVAE). :math:`(R/\sqrt D)^2` is also Dai, Wang & Wipf (2020)'s
   :math:`\bar\gamma`, the decoder variance at their collapsed local minimum (Proposition 1).
 """
 

@@ -27,8 +27,8 @@ def calibrate(cfg) -> Remedy:
 
 
 def learn_sigma(cfg) -> Remedy:
-    return Remedy("learn-sigma", "learn σ with the networks instead of fixing it (Berger & Sebag 2021's LS-VAE; "
-                  "Dai, Wang & Wipf 2019: learning γ avoids category (ii) collapse)",
+    return Remedy("learn-sigma", "learn σ with the networks instead of fixing it (Berger & Sebag 2020's LS-VAE; "
+                  "Dai, Wang & Wipf 2020: learning γ avoids category (ii) collapse)",
                   {"algorithm": "joint", "noise": "learned"})
 
 

@@ -151,7 +151,7 @@ def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out:
     return tasks
 
 
-@register("berger-table1", "Berger & Sebag (2021) Table 1: fixed, learned scalar and learned σ(z) on the 2-D "
+@register("berger-table1", "Berger & Sebag (2020) Table 1: fixed, learned scalar and learned σ(z) on the 2-D "
           "manifold",
           "Berger & Sebag (2020), Table 1, Figs. 4 and 10, App. A.2",
           full="ResNet of 4 blocks × 200, fresh batches of 100, 30,000 steps, 10 runs")
@@ -294,7 +294,7 @@ def _sphere_settings(options: ExperimentOptions) -> dict:
                 depth=2, lr=1e-3, threshold_dims=(2, 3, 4, 5, 10, 20, 50, 100), threshold_rtol=1e-7, diagram_dims=50)
 
 
-@register("berger-sphere", "Berger & Sebag (2021) Theorem 1: the collapse threshold for data on a hypersphere",
+@register("berger-sphere", "Berger & Sebag (2020) Theorem 1: the collapse threshold for data on a hypersphere",
           "Berger & Sebag (2020), Theorem 1, Eq. (8), Fig. 2",
           full="D up to 100, trained VAEs at D = 3, 10 over 7 noise levels, 20,000 steps, 3 runs")
 def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:

@@ -90,7 +90,7 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
             "w_norm": w_norm, "stayed_collapsed": energy >= e_collapsed - 1e-2}
 
 
-@register("dai-local-minimum", "Dai, Wang & Wipf (2019) Proposition 1: the soft-threshold decoder's collapsed local "
+@register("dai-local-minimum", "Dai, Wang & Wipf (2020) Proposition 1: the soft-threshold decoder's collapsed local "
           "minimum",
           "Dai, Wang & Wipf (2020), Proposition 1, Eqs. (5)-(7), App. B",
           full="20 runs per cell, 5,000 Adam steps")
@@ -232,7 +232,7 @@ def _gamma_settings(options: ExperimentOptions) -> dict:
                 linear_steps=10_000)
 
 
-@register("dai-gamma-bound", "Dai, Wang & Wipf (2019) Eq. (10): the VAE's γ against the AE's error ε across training",
+@register("dai-gamma-bound", "Dai, Wang & Wipf (2020) Eq. (10): the VAE's γ against the AE's error ε across training",
           "Dai, Wang & Wipf (2020), Sec. 5.1, Eqs. (8)-(10), Proposition 2",
           full="the linear known-answer case (10,000 steps), then MNIST-5k, width 512, depths 1, 4, 10, latent 64, "
                "20,000 steps, 3 runs")
@@ -306,7 +306,7 @@ def gamma_bound(options: ExperimentOptions) -> ExperimentReport:
                      f"On MNIST, γ* fell below the AE's ε at {below} recorded block(s): there the VAE reconstructs "
                      "better than the separately trained AE, so that AE's ε was not the bound Eq. (10) assumes."))
     return ExperimentReport(
-        "dai-gamma-bound", "Dai, Wang & Wipf (2019) Eq. (10): γ against the AE's error",
+        "dai-gamma-bound", "Dai, Wang & Wipf (2020) Eq. (10): γ against the AE's error",
         "Dai et al., Sec. 5.1, Eqs. (8)-(10)",
         {"reps": reps, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in st.items()}, "root_seed": options.seed},
         [lin, deep], figures=[figure], wall_time=time.perf_counter() - start, conclusion=conclusion,
@@ -450,7 +450,7 @@ def _depth_settings(options: ExperimentOptions) -> dict:
     return dict(depths=tuple(range(1, 11)), width=512, latent=64, steps=20_000, batch=64, lr=2e-4, n=5000)
 
 
-@register("dai-depth", "Dai, Wang & Wipf (2019) §6: reconstruction error and σ_z against depth",
+@register("dai-depth", "Dai, Wang & Wipf (2020) §6: reconstruction error and σ_z against depth",
           "Dai, Wang & Wipf (2020), Sec. 6, Fig. 1 (left), Fig. 2",
           full="MNIST-5k, width 512, depths 1-10, latent 64, 20,000 steps, 3 runs (the paper: Fashion-MNIST, 250k "
                "steps)")

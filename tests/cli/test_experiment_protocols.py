@@ -1,5 +1,5 @@
 """`pyrovae experiment run NAME --full` runs the paper's protocol for every experiment of Liu & Wang (2025),
-Dai, Wang & Wipf (2019) and Berger & Sebag (2021), and `experiment describe` says what it is (issue 17)."""
+Dai, Wang & Wipf (2020) and Berger & Sebag (2020), and `experiment describe` says what it is (issue 17)."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def test_terminal_table_and_three_report_files(reported):
     for f in summary["findings"]:
         assert f["verdict"] in ("ok", "warning", "failure") and f["threshold"] and f["source"]
     markdown = (report / "diagnosis.md").read_text()
-    assert "| check | verdict | number | threshold | source |" in markdown and "Berger & Sebag 2021" in markdown
+    assert "| check | verdict | number | threshold | source |" in markdown and "Berger & Sebag 2020" in markdown
 
 
 def test_html_is_self_contained_and_well_formed(reported):
