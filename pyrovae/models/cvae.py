@@ -29,7 +29,7 @@ from pyro import poutine
 from torch import nn
 
 from pyrovae.errors import ConfigError, DataError
-from pyrovae.models.nets import MLP, GaussianEncoder
+from pyrovae.models.nets import MLP, GaussianEncoder, register_trainable
 from pyrovae.models.noise import LearnedNoise, ObservationNoise
 from pyrovae.validation import MAX_UNITS, finite_matrix, integer_at_least, widths
 
@@ -128,8 +128,8 @@ class SigmaCVAE(nn.Module):
     # (``pyro_name``): two models trained in one process never share parameters.
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0) -> torch.Tensor:
         self._check_widths(x, y)
-        pyro.module(f"{self.pyro_name}.decoder", self.decoder)
-        pyro.module(f"{self.pyro_name}.noise", self.noise)
+        register_trainable(f"{self.pyro_name}.decoder", self.decoder)
+        register_trainable(f"{self.pyro_name}.noise", self.noise)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         with pyro.plate("data", x.shape[0], dim=-1):
             with _scaled(beta):
@@ -138,7 +138,7 @@ class SigmaCVAE(nn.Module):
             return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=y)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-        pyro.module(f"{self.pyro_name}.encoder", self.encoder)
+        register_trainable(f"{self.pyro_name}.encoder", self.encoder)
         with pyro.plate("data", x.shape[0], dim=-1):
             loc, scale = self.encode(x, y)
             with _scaled(beta):

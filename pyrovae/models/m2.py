@@ -67,6 +67,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from typing import Sequence
 
@@ -78,9 +79,11 @@ from pyro import poutine
 from torch import nn
 
 from pyrovae.errors import ConfigError, DataError
-from pyrovae.models.nets import MLP, GaussianEncoder
+from pyrovae.models.nets import MLP, GaussianEncoder, register_trainable
 
 __all__ = ["M2", "Y_KINDS", "Z_GUIDES", "OneHotDensityRelaxed", "OneHotDensityStraightThrough", "m2_elbo_loss"]
+
+_INSTANCES = itertools.count()
 
 Y_KINDS = ("discrete", "relaxed", "continuous")
 Z_GUIDES = ("factorised", "conditional")
@@ -202,6 +205,7 @@ class M2(nn.Module):
         else:
             self.y_encoder = MLP(self.x_dim, widths, self.num_classes, activation)
         self.register_buffer("sigma", torch.tensor(float(sigma)))
+        self.pyro_name = f"m2_{next(_INSTANCES)}"  # its own name in Pyro's parameter store
         if prior_probs is None:
             probs = torch.full((self.num_classes,), 1.0 / self.num_classes)
         else:
@@ -297,7 +301,16 @@ class M2(nn.Module):
             return dist.OneHotCategorical(probs=self.prior_probs)
         return self.p_y()
 
+    def __setstate__(self, state: dict) -> None:
+        """A copy (``copy.deepcopy``) is another model: it gets its own parameter-store name."""
+        super().__setstate__(state)
+        self.pyro_name = f"m2_{next(_INSTANCES)}"
+
+    # model and guide register their networks with pyro.module, so that plain pyro.infer.SVI (with
+    # TraceEnum_ELBO for a discrete y) finds them in the parameter store, each model under its own name
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
+        register_trainable(f"{self.pyro_name}.decoder", self.decoder)
+        register_trainable(f"{self.pyro_name}.y_encoder", self.y_encoder)  # the α term's q(y | x)
         y = self._check(x, y)
         labelled = y is not None
         if self.y_kind == "relaxed" and labelled:
@@ -318,6 +331,9 @@ class M2(nn.Module):
                     pyro.sample("y_aux", q, obs=y)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
+        for part in ("z_encoder", "z_encoder_x", "y_encoder"):
+            if hasattr(self, part):
+                register_trainable(f"{self.pyro_name}.{part}", getattr(self, part))
         y = self._check(x, y)
         labelled = y is not None
         if self.y_kind == "relaxed" and labelled:

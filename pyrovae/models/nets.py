@@ -10,7 +10,7 @@ from torch import nn
 from pyrovae.errors import ConfigError
 from pyrovae.validation import integer_at_least
 
-__all__ = ["ACTIVATIONS", "MLP", "GaussianEncoder", "ResidualBlock", "ResMLP", "ResGaussianEncoder"]
+__all__ = ["ACTIVATIONS", "register_trainable", "MLP", "GaussianEncoder", "ResidualBlock", "ResMLP", "ResGaussianEncoder"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -18,6 +18,17 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "softplus": nn.Softplus,
 }
+
+
+def register_trainable(name: str, module: nn.Module) -> None:
+    """``pyro.module(name, module)`` when the module trains: a network frozen for the moment (the
+    decoder during Lagging Inference Networks' encoder steps) is left out of Pyro's parameter
+    store, where SVI would otherwise warn about each of its parameters and could not train it."""
+    import pyro
+
+    params = list(module.parameters())
+    if params and all(p.requires_grad for p in params):
+        pyro.module(name, module)
 
 
 def _activation(name: str) -> type[nn.Module]:

@@ -245,3 +245,22 @@ def test_a_model_with_its_own_likelihood_is_refused_by_the_gaussian_engine():
     with pytest.raises(ConfigError, match=r"StudentTCVAE\.model is its own program.*pyro\.infer\.SVI"):
         Trainer(StudentTCVAE(1, 2), data, make_algorithm("analytic"))
     assert math.isfinite(_plain_svi(StudentTCVAE(1, 2), data.x, data.y, 3)[-1])  # plain Pyro takes it
+
+
+def test_a_frozen_network_stays_out_of_the_parameter_store_without_warnings():
+    """Lagging Inference Networks freeze the decoder during the encoder's steps: plain SVI then trains
+    the encoder alone, and Pyro's per-parameter warning about frozen tensors never fires."""
+    import warnings
+
+    from pyrovae.data import two_moon
+
+    data = two_moon(n=50, tau=0.1, seed=0)
+    model = SigmaCVAE(1, 2)
+    model.decoder.requires_grad_(False)
+    frozen = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _plain_svi(model, data.x, data.y, 3)
+    assert {k.split("$$$")[0] for k in pyro.get_param_store().keys()} == {f"{model.pyro_name}.encoder",
+                                                                         f"{model.pyro_name}.noise"}
+    assert all(torch.equal(frozen[k], v) for k, v in model.decoder.state_dict().items())
