@@ -33,9 +33,9 @@ WARNING, FAILURE = 0.25, 0.5
 def posterior_reference(ctx: RunContext, target):
     """The true posterior of ``target``'s points (module docstring) and its name."""
     if ctx.kind in ("linear", "cholesky"):
-        from pyrovae.models.linear import exact
+        from pyrovae.posterior.exact import LinearGaussian
 
-        return exact(ctx.model.decoder), "exact"
+        return LinearGaussian.from_decoder(ctx.model.decoder), "exact"
     d = target.latent_dim
     if d <= 2:
         from pyrovae.posterior.grid import grid_posterior

@@ -29,10 +29,10 @@ from pyrovae.experiments.results import ExperimentReport, ResultTable
 from pyrovae.inference.algorithms import PlainSVI
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.models.linear import (
-    CholeskyDecoder, cholesky_mutual_information, exact, linear_vae, posterior_matching_gap, vae_objective_gap,
+    CholeskyDecoder, cholesky_mutual_information, linear_vae, posterior_matching_gap, vae_objective_gap,
 )
 from pyrovae.optim import lbfgs, minimise
-from pyrovae.posterior.exact import gaussian_kl
+from pyrovae.posterior.exact import LinearGaussian, gaussian_kl
 
 __all__ = ["A_GT", "B_GT", "SIGMA_EPS", "landscape", "learn_a", "svi_gap", "figure1", "hyper_grid", "select_table1",
            "table1_report"]
@@ -80,7 +80,7 @@ def svi_gap(b_diag: torch.Tensor, a: torch.Tensor = A_GT, sigma_eps: float = SIG
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
     dec = CholeskyDecoder(a, b_diag, sigma_eps, learn="none")
-    lg = exact(dec)
+    lg = LinearGaussian.from_decoder(dec)
     _, x = lg.sample(n, torch.Generator().manual_seed(seed))
     model = linear_vae(dec).float()  # the engine trains on the data set's float32 tensors
     with torch.no_grad():
@@ -103,8 +103,8 @@ def _figure(path, b, gap, mi, a_star, out_samples: int = 1000, seed: int = 0):
     import matplotlib.pyplot as plt
 
     gen = torch.Generator().manual_seed(seed)
-    true = exact(CholeskyDecoder(A_GT, B_GT, SIGMA_EPS, learn="none"))
-    learned = exact(CholeskyDecoder(a_star, B_GT, SIGMA_EPS, learn="none"))
+    true = LinearGaussian.from_decoder(CholeskyDecoder(A_GT, B_GT, SIGMA_EPS, learn="none"))
+    learned = LinearGaussian.from_decoder(CholeskyDecoder(a_star, B_GT, SIGMA_EPS, learn="none"))
     _, x_true = true.sample(out_samples, gen)
     _, x_learned = learned.sample(out_samples, gen)
     # aggregated posteriors over the true data: E_x p_GT(z|x) and E_x q*(z|x) (best mean-field of the learned model)

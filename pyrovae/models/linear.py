@@ -12,8 +12,8 @@ marginal does not depend on the learned parameter:
 
 :func:`linear_vae` puts either decoder in a :class:`~pyrovae.models.cvae.SigmaCVAE` (``x_dim = 0``)
 with a linear mean-field encoder and a :class:`TiedNoise` observation model, so the ordinary
-trainer, algorithms and metrics apply. :func:`exact` turns the decoder into a
-:class:`~pyrovae.posterior.exact.LinearGaussian`: posterior (Eq. 16, 23-24), marginal, mutual
+trainer, algorithms and metrics apply. :meth:`LinearGaussian.from_decoder
+<pyrovae.posterior.exact.LinearGaussian.from_decoder>` turns the decoder into its closed forms: posterior (Eq. 16, 23-24), marginal, mutual
 information (Eq. 15, 22) and the best mean-field fit (C.3) all come from there.
 
 Note: Eq. 15 of the paper prints :math:`\tfrac12[\log\frac{\sigma^2}{\sigma^2-\theta^2} - 4]`;
@@ -37,7 +37,6 @@ from torch import nn
 from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import ObservationNoise
-from pyrovae.posterior.exact import LinearGaussian
 from pyrovae.validation import finite_matrix
 
 __all__ = [
@@ -48,7 +47,6 @@ __all__ = [
     "CubeRootEncoder",
     "cube_root",
     "linear_vae",
-    "exact",
     "posterior_matching_gap",
     "vae_objective_gap",
     "scalar_mutual_information",
@@ -231,7 +229,7 @@ def linear_vae(decoder: nn.Module, encoder: nn.Module | None = None, widths: Seq
     ``encoder`` defaults to a :class:`LinearEncoder` (``widths=()``) or a ReLU
     :class:`~pyrovae.models.nets.GaussianEncoder` with the given hidden widths.
     The model's dtype follows the decoder's (float64 by default; ``.float()`` it for the trainer,
-    which works on float32 data sets). :func:`exact` works in float64 either way.
+    which works on float32 data sets). :meth:`~pyrovae.posterior.exact.LinearGaussian.from_decoder` works in float64 either way.
     """
     k = decoder.weight().shape[0]
     d = decoder.weight().shape[1]
@@ -248,15 +246,6 @@ def linear_vae(decoder: nn.Module, encoder: nn.Module | None = None, widths: Seq
     model.decoder = decoder
     model.noise = TiedNoise(decoder)
     return model.to(dtype)
-
-
-def exact(decoder: nn.Module) -> LinearGaussian:
-    r"""The decoder's closed forms as a :class:`~pyrovae.posterior.exact.LinearGaussian` (no gradient)."""
-    if getattr(decoder, "cube", False):
-        raise ConfigError("the cubic decoder has no closed-form posterior")
-    with torch.no_grad():
-        w = decoder.weight().detach().double()
-        return LinearGaussian(w, torch.zeros(w.shape[0], dtype=w.dtype), torch.diag(decoder.noise_var().detach().double()))
 
 
 def _precision(weight: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:

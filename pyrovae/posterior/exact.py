@@ -85,6 +85,17 @@ class LinearGaussian:
         scale = scale.expand(scale.shape[:-1] + weight.shape[-2:-1]) if scale.dim() else scale.expand(weight.shape[-2])
         return cls(weight, bias, torch.diag_embed(scale.pow(2)))
 
+    @classmethod
+    def from_decoder(cls, decoder) -> "LinearGaussian":
+        r"""The closed forms of a linear decoder with tied noise (Yacoby, Pan & Doshi-Velez 2020, App. C;
+        :mod:`pyrovae.models.linear`): ``weight()`` is :math:`W` (``(q, d)``), ``noise_var()`` the
+        diagonal of :math:`\Sigma_\varepsilon`; in float64, without gradient. The cubic decoder has none."""
+        if getattr(decoder, "cube", False):
+            raise ConfigError("the cubic decoder has no closed-form posterior")
+        with torch.no_grad():
+            w = decoder.weight().detach().double()
+            return cls(w, torch.zeros(w.shape[0], dtype=w.dtype), torch.diag(decoder.noise_var().detach().double()))
+
     # -- posterior ---------------------------------------------------------------------
     def _whitened_weight(self) -> torch.Tensor:
         r""":math:`\Sigma_\varepsilon^{-1} W`, shape ``(..., q, d)``."""

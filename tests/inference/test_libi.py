@@ -9,7 +9,8 @@ from pyrovae.inference.algorithms import FixedSigma
 from pyrovae.inference.libi import LiBI, LiBISettings, libi_penalty
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.metrics.normality import henze_zirkler
-from pyrovae.models.linear import CholeskyDecoder, exact, linear_vae
+from pyrovae.models.linear import CholeskyDecoder, linear_vae
+from pyrovae.posterior.exact import LinearGaussian
 
 TRUE_COV = A_JTEX @ A_JTEX.T + 0.01 * torch.eye(2, dtype=torch.float64)
 
@@ -38,7 +39,7 @@ def _model(seed):
 
 
 def _cov_error(model):
-    return float((exact(model.decoder).marginal_cov() - TRUE_COV).norm())
+    return float((LinearGaussian.from_decoder(model.decoder).marginal_cov() - TRUE_COV).norm())
 
 
 def test_libi_loop_runs_and_keeps_the_best_round():

@@ -15,13 +15,12 @@ from pyrovae.models.linear import (
     cholesky_mutual_information,
     cholesky_posterior,
     cube_root,
-    exact,
     linear_vae,
     posterior_matching_gap,
     scalar_mutual_information,
     vae_objective_gap,
 )
-from pyrovae.posterior.exact import gaussian_kl, pedagogical_case1, pedagogical_case2
+from pyrovae.posterior.exact import LinearGaussian, gaussian_kl, pedagogical_case1, pedagogical_case2
 from pyrovae.posterior.grid import grid_posterior
 
 A = torch.tensor([[0.75, 0.25], [1.5, -1.0]], dtype=torch.float64)
@@ -48,7 +47,7 @@ def test_scalar_marginal_is_sigma_for_every_theta(theta):
 def test_scalar_posterior_and_mi_against_exact_and_grid():
     theta, s = 0.8, 1.0
     dec = ScalarDecoder(theta, s)
-    lg = exact(dec)
+    lg = LinearGaussian.from_decoder(dec)
     x = torch.tensor([[-1.5], [0.3], [2.0]], dtype=torch.float64)
     mean, cov = lg.posterior(x)
     torch.testing.assert_close(mean[:, 0], theta / s**2 * x[:, 0])  # Eq. 16
@@ -68,12 +67,12 @@ def test_cholesky_marginal_independent_of_b_by_monte_carlo():
         dec = CholeskyDecoder(A, b, 0.1, learn="none")
         x, _ = _draw(linear_vae(dec), 40_000, seed=1)
         torch.testing.assert_close(torch.cov(x.T), want, atol=0.06, rtol=0.03)
-        torch.testing.assert_close(exact(dec).marginal_cov(), want)
+        torch.testing.assert_close(LinearGaussian.from_decoder(dec).marginal_cov(), want)
 
 
 def test_cholesky_mi_posterior_match_eq22_24_and_exact():
     dec = CholeskyDecoder(A, B, 0.1, learn="B")
-    lg = exact(dec)
+    lg = LinearGaussian.from_decoder(dec)
     ref = pedagogical_case2(A, B, 0.1)
     x = torch.randn(5, 2, dtype=torch.float64)
     mean, cov = cholesky_posterior(A, B, 0.1, x)
@@ -86,7 +85,7 @@ def test_cholesky_mi_posterior_match_eq22_24_and_exact():
 def test_cholesky_grid_posterior_with_broad_noise():
     a = torch.tensor([[0.6, 0.2], [0.3, -0.5]], dtype=torch.float64)
     b = torch.tensor([0.3, 0.1], dtype=torch.float64)
-    lg = exact(CholeskyDecoder(a, b, 1.0, learn="none"))
+    lg = LinearGaussian.from_decoder(CholeskyDecoder(a, b, 1.0, learn="none"))
     x = torch.tensor([[0.5, -0.7], [1.2, 0.4]], dtype=torch.float64)
     grid = grid_posterior(lg.as_target(x), limit=7.0, resolution=201, on_flag="ignore")
     mean, cov = cholesky_posterior(a, b, 1.0, x)
@@ -99,7 +98,7 @@ def test_best_mean_field_gap_is_the_minimum_and_0532():
     w, nv = dec.weight().detach(), dec.noise_var().detach()
     gap = posterior_matching_gap(w, nv)
     assert float(gap) == pytest.approx(0.532, abs=5e-4)  # L(theta_GT, phi_GT) of Sec. 1
-    lg = exact(dec)
+    lg = LinearGaussian.from_decoder(dec)
     x = torch.zeros(1, 2, dtype=torch.float64)
     mean, cov = lg.posterior(x)
     mf_mean, mf_var = lg.mean_field(x)
@@ -122,7 +121,7 @@ def test_bad_input():
     with pytest.raises(ConfigError):
         CholeskyDecoder(A, B, 0.1, learn="C")
     with pytest.raises(ConfigError):
-        exact(CholeskyDecoder(A, B, 0.1, cube=True))
+        LinearGaussian.from_decoder(CholeskyDecoder(A, B, 0.1, cube=True))
 
 
 def test_elbo_gradients_reach_a_and_encoder():
