@@ -44,6 +44,12 @@ def one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int) -> torch.
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(int(steps), 1))
 
 
+def linear_decay(optimizer: torch.optim.Optimizer, steps: int, floor: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate falling linearly from its start to ``floor`` times it over ``steps`` steps, then held."""
+    steps = max(int(steps), 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(1.0 - i / steps, floor))
+
+
 @dataclass
 class Minimised:
     status: str  # done | stopped | nan

@@ -27,7 +27,7 @@ import torch
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.metrics.normality import HZResult, henze_zirkler_test
-from pyrovae.optim import adam, minimise
+from pyrovae.optim import adam, linear_decay, minimise
 from pyrovae.validation import integer_at_least
 
 __all__ = [
@@ -146,7 +146,7 @@ def closest_latents(model, x: torch.Tensor, y: torch.Tensor, steps: int = 500, l
         z0, _ = model.encode(x, y)
     z = z0.clone().requires_grad_(True)
     opt = adam([z], lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(1.0 - i / max(int(steps), 1), 0.01))
+    sched = linear_decay(opt, steps)
     frozen = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)  # only z moves; no gradient lands on the decoder
     try:

@@ -171,8 +171,10 @@ def test_state_dict_round_trip():
 
 # -- plain Pyro: SVI, Predictive and the parameter store --------------------------------------
 def _plain_svi(model: SigmaCVAE, x: torch.Tensor, y: torch.Tensor, steps: int) -> list[float]:
-    # Pyro's own optimiser on purpose: this is the code a Pyro user writes, not the library's engine
-    svi = pyro.infer.SVI(model.model, model.guide, pyro.optim.Adam({"lr": 0.01}), pyro.infer.Trace_ELBO())
+    from pyrovae.optim import adam
+
+    # plain Pyro SVI, as a Pyro user writes it; Pyro's optimiser wrapper around the library's Adam
+    svi = pyro.infer.SVI(model.model, model.guide, pyro.optim.PyroOptim(adam, {"lr": 0.01}), pyro.infer.Trace_ELBO())
     return [svi.step(x, y) / x.shape[0] for _ in range(steps)]
 
 

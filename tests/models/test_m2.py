@@ -289,8 +289,11 @@ def test_plain_pyro_svi_trains_m2_through_the_parameter_store():
     data = discrete_semicircle(n=200, seed=0)
     m = M2(2, "discrete", widths=(16, 16), sigma=0.1)
     x = data.y.float()
-    # Pyro's own optimiser on purpose: this is the code a Pyro user writes, not the library's engine
-    svi = pyro.infer.SVI(m.model, m.guide, pyro.optim.Adam({"lr": 0.01}), pyro.infer.TraceEnum_ELBO(max_plate_nesting=1))
+    from pyrovae.optim import adam
+
+    # plain Pyro SVI, as a Pyro user writes it; Pyro's optimiser wrapper around the library's Adam
+    svi = pyro.infer.SVI(m.model, m.guide, pyro.optim.PyroOptim(adam, {"lr": 0.01}),
+                         pyro.infer.TraceEnum_ELBO(max_plate_nesting=1))
     losses = [svi.step(x) / len(x) for _ in range(150)]
     store = pyro.get_param_store()
     assert {k.split("$$$")[0] for k in store.keys()} == {f"{m.pyro_name}.{p}" for p in
