@@ -187,11 +187,9 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) 
     from pyrovae.inference.m2_training import m2_objective, train_m2
 
     model = _build_m2(cfg, data)
-    if run_dir is not None and has_checkpoint(run_dir):
-        tensors, _ = load_checkpoint(run_dir)
-        model.load_state_dict(tensors["models"]["0"])
-        history = pd.read_csv(run_dir / "history.csv")
-        return TrainResult(model, history, read_json(run_dir / "metrics.json"), "finished", run_dir)
+    finished = _finished_run(model, run_dir)
+    if finished is not None:
+        return finished
     objective = "iwae" if cfg.elbo == "iwae" else "elbo"
     fit = train_m2(model, data, objective, epochs=cfg.epochs, batch_size=cfg.batch_size or 100, lr=cfg.lr,
                    gamma=cfg.gamma, alpha=cfg.alpha, particles=cfg.particles, seed=cfg.seed,
@@ -202,9 +200,7 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) 
                                                                       cfg.particles, seed=cfg.seed),
                "epochs": cfg.epochs, "wall_time": fit.seconds}
     if run_dir is not None:
-        write_text(run_dir / "history.csv", history.to_csv(index=False))
-        save_checkpoint(run_dir, {"models": {"0": model.state_dict()}}, {"status": "finished", "epochs": cfg.epochs})
-        write_json(run_dir / "metrics.json", metrics)
+        _write_finished(run_dir, model, history, metrics, {"epochs": cfg.epochs})
         if plots:
             from pyrovae.plots import plot_pairs
 
@@ -224,11 +220,9 @@ def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainRes
     from pyrovae.inference.libi import LiBI, LiBISettings
 
     model = build_model(cfg, data)
-    if run_dir is not None and has_checkpoint(run_dir):
-        tensors, _ = load_checkpoint(run_dir)
-        model.load_state_dict(tensors["models"]["0"])
-        return TrainResult(model, pd.read_csv(run_dir / "history.csv"), read_json(run_dir / "metrics.json"),
-                           "finished", run_dir)
+    finished = _finished_run(model, run_dir)
+    if finished is not None:
+        return finished
     per_phase = max(1, cfg.max_steps // (2 * cfg.rounds))
     settings = LiBISettings(rounds=cfg.rounds, step1_steps=per_phase, step2_steps=per_phase, lr=cfg.lr, seed=cfg.seed)
     start = time.perf_counter()
@@ -241,10 +235,28 @@ def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainRes
                "kl": kl, "recon": recon, "neg_elbo": kl + recon, "log_lik": fit.val_log_lik, "best_round": fit.best_round,
                "rounds": cfg.rounds, "steps": 2 * per_phase * cfg.rounds, "wall_time": time.perf_counter() - start}
     if run_dir is not None:
-        write_text(run_dir / "history.csv", history.to_csv(index=False))
-        save_checkpoint(run_dir, {"models": {"0": model.state_dict()}}, {"status": "finished", "rounds": cfg.rounds})
-        write_json(run_dir / "metrics.json", metrics)
+        _write_finished(run_dir, model, history, metrics, {"rounds": cfg.rounds})
     return TrainResult(model, history, metrics, "finished", run_dir)
+
+
+def _finished_run(model, run_dir: Path | None) -> TrainResult | None:
+    """The run a one-checkpoint trainer (M2, LiBI) already finished in ``run_dir``, read back into
+    ``model``; None when there is none."""
+    if run_dir is None or not has_checkpoint(run_dir):
+        return None
+    import pandas as pd
+
+    tensors, _ = load_checkpoint(run_dir)
+    model.load_state_dict(tensors["models"]["0"])
+    return TrainResult(model, pd.read_csv(run_dir / "history.csv"), read_json(run_dir / "metrics.json"), "finished",
+                       run_dir)
+
+
+def _write_finished(run_dir: Path, model, history, metrics: dict, state: dict) -> None:
+    """A one-checkpoint trainer's run directory: history, the final weights (its only checkpoint), metrics."""
+    write_text(run_dir / "history.csv", history.to_csv(index=False))
+    save_checkpoint(run_dir, {"models": {"0": model.state_dict()}}, {"status": "finished", **state})
+    write_json(run_dir / "metrics.json", metrics)
 
 
 #: What a run learned; meaningless when it diverged before its first block ended.
