@@ -17,7 +17,6 @@ Pan & Doshi-Velez 2021), ``linear`` / ``cholesky`` (Yacoby, Pan & Doshi-Velez 20
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import math
 import statistics
@@ -61,9 +60,8 @@ def build_data(cfg: RunConfig) -> Dataset:
     ``cholesky``) model every column; M2 needs a semi-supervised data set (labels, some missing)."""
     if cfg.data_file is not None:
         return load_file(cfg.data_file, cfg.model, cfg.x_cols, cfg.y_cols)
-    factory = DATASETS[cfg.dataset].factory
     options = {"n": cfg.n, "tau": cfg.tau, "seed": cfg.data_seed}
-    accepted = inspect.signature(factory).parameters
+    accepted = DATASETS[cfg.dataset].options
     data = make_dataset(cfg.dataset, **{k: v for k, v in options.items() if k in accepted})
     if cfg.model == "m2":
         if getattr(data, "labelled", None) is None:

@@ -99,9 +99,10 @@ class RunConfig:
         self.dataset = text("dataset", self.dataset, None if self.data_file else sorted(DATASETS), "data set")
         self.n = integer_at_least("n (data points)", self.n, 1, MAX_POINTS)
         self.tau = real("tau (noise level)", self.tau, 0.0)
-        if self.data_file is None and self.tau != RunConfig.tau and "tau" not in _options_of(self.dataset):
+        options = DATASETS[self.dataset].options if self.data_file is None else {}
+        if self.data_file is None and self.tau != RunConfig.tau and "tau" not in options:
             raise ConfigError(f"data set {self.dataset!r} has no noise level tau (its options: "
-                              f"{', '.join(_options_of(self.dataset))}); drop tau")
+                              f"{', '.join(options)}); drop tau")
         for name in ("x_cols", "y_cols"):
             value = getattr(self, name)
             if value is None:
@@ -164,15 +165,6 @@ class RunConfig:
             raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
         values = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self, **values).validate()
-
-
-def _options_of(dataset: str) -> list[str]:
-    """The generator options of a registered data set (``n``, ``tau``, ``seed``, …)."""
-    import inspect
-
-    from pyrovae.data.registry import DATASETS
-
-    return list(inspect.signature(DATASETS[dataset].factory).parameters)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:

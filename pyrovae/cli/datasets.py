@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Optional
 
@@ -29,7 +28,7 @@ def list_command() -> None:
     for col in ("name", "options", "what", "source"):
         table.add_column(col)
     for entry in DATASETS.values():
-        options = ", ".join(f"{p.name}={p.default}" for p in inspect.signature(entry.factory).parameters.values())
+        options = ", ".join(f"{name}={default}" for name, default in entry.options.items())
         table.add_row(*(escape(text) for text in (entry.name, options, entry.summary, entry.source)))  # "pyrovae[data]" is no markup
     console.print(table)
 

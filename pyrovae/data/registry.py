@@ -24,6 +24,11 @@ class DatasetEntry:
     summary: str
     source: str
 
+    @property
+    def options(self) -> dict[str, object]:
+        """The generator's options (``n``, ``tau``, ``seed``, …) with their defaults."""
+        return {name: p.default for name, p in inspect.signature(self.factory).parameters.items()}
+
 
 DATASETS: dict[str, DatasetEntry] = {}
 
@@ -38,7 +43,7 @@ def make_dataset(name: str, **kwargs) -> Dataset:
         entry = DATASETS[name]
     except KeyError:
         raise UnknownNameError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}") from None
-    accepted = inspect.signature(entry.factory).parameters
+    accepted = entry.options
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown:
         raise ConfigError(f"data set {name!r} takes no option(s) {', '.join(unknown)}; it takes: "
