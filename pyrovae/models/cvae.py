@@ -183,7 +183,10 @@ class SigmaCVAE(nn.Module):
 
 def own_program(model: nn.Module) -> list[str]:
     """Which of ``model`` and ``guide`` a :class:`SigmaCVAE` subclass writes itself (its own
-    likelihood or guide), in that order; ``[]`` for the Gaussian program of this module."""
+    likelihood or guide), in that order; ``[]`` for the Gaussian program of this module and for a
+    model that is no :class:`SigmaCVAE`."""
+    if not isinstance(model, SigmaCVAE):
+        return []
     return [name for name in ("model", "guide") if getattr(type(model), name, None) is not getattr(SigmaCVAE, name)]
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pyrovae.errors import ConfigError, DataError
+from pyrovae.models.cvae import own_program
 
 __all__ = ["LatentTarget", "model_target", "select_points", "resolve_device"]
 
@@ -174,7 +175,7 @@ def model_target(
     if not torch.isfinite(ys).all() or not torch.isfinite(xs).all():
         raise DataError("x or y contains NaN or infinite values")
 
-    if "model" in _own_program(frozen):  # its own likelihood (a Student-t, say): read off its Pyro program
+    if "model" in own_program(frozen):  # its own likelihood (a Student-t, say): read off its Pyro program
         return LatentTarget(log_lik=_program_log_lik(frozen, xs, ys), latent_dim=int(frozen.latent_dim),
                             num_points=len(idx), y=ys, points=idx, dtype=dtype, device=device, model=frozen, x=xs)
 
@@ -223,12 +224,6 @@ def model_target(
         model=frozen,
         x=xs,
     )
-
-
-def _own_program(model) -> list[str]:
-    from pyrovae.models.cvae import SigmaCVAE, own_program
-
-    return own_program(model) if isinstance(model, SigmaCVAE) else []
 
 
 def _program_log_lik(model, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
