@@ -33,7 +33,8 @@ from pyrovae.data.files import load_file
 from pyrovae.data.registry import DATASETS, make_dataset
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.executors import Executor, make_executor
-from pyrovae.inference.algorithms import Algorithm, make_algorithm
+from pyrovae.inference.algorithms import Algorithm
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pyrovae.errors import ConfigError
-from pyrovae.inference.algorithms import make_algorithm
+from pyrovae.inference.catalog import make_algorithm
 
 if TYPE_CHECKING:
     from pyrovae.config import RunConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 from pyrovae.combinations import check_combination
 from pyrovae.errors import ConfigError, DataError
-from pyrovae.inference.algorithms import algorithm_name
+from pyrovae.inference.catalog import algorithm_name
 from pyrovae.inference.robust_calibration import CALIBRATIONS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE

@@ -37,7 +37,7 @@ from pyrovae.data.conditional import two_moon  # noqa: E402
 from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable  # noqa: E402
 from pyrovae.experiments.runner import map_tasks  # noqa: E402
-from pyrovae.inference.algorithms import make_algorithm  # noqa: E402
+from pyrovae.inference.catalog import make_algorithm  # noqa: E402
 from pyrovae.inference.trainer import Trainer, TrainSettings  # noqa: E402
 from pyrovae.models.cvae import SigmaCVAE  # noqa: E402
 from pyrovae.models.noise import make_noise  # noqa: E402

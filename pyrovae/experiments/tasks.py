@@ -9,7 +9,7 @@ import pyro
 import torch
 
 from pyrovae.data.base import Dataset
-from pyrovae.inference.algorithms import make_algorithm
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise

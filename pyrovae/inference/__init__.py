@@ -1,15 +1,7 @@
 """Inference: one trainer, algorithms as plug-ins, ELBO estimators, schedules, calibration."""
 
-from pyrovae.inference.algorithms import (
-    ALGORITHMS,
-    AnalyticSigma,
-    AnnealedSigma,
-    CalibratedSigma,
-    FixedSigma,
-    ReplaySigma,
-    JointSVI,
-    make_algorithm,
-)
+from pyrovae.inference.algorithms import AnalyticSigma, AnnealedSigma, CalibratedSigma, FixedSigma, JointSVI, ReplaySigma
+from pyrovae.inference.catalog import ALGORITHMS, make_algorithm
 from pyrovae.inference.calibration import CalibrationRule
 from pyrovae.inference.objectives import ELBOS, make_elbo
 from pyrovae.inference.robust_calibration import RobustCalibratedSigma, RobustSettings

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.errors import ConfigError
 from pyrovae.inference.calibration import CalibrationRule
-from pyrovae.inference.schedules import BetaSchedule, cyclical, monotonic
+from pyrovae.inference.schedules import BetaSchedule
 from pyrovae.models.cvae import SigmaCVAE
-from pyrovae.validation import text
 
 __all__ = [
     "BlockStats",
@@ -45,11 +44,6 @@ __all__ = [
     "AnnealedSigma",
     "FixedSigma",
     "ReplaySigma",
-    "ALGORITHMS",
-    "RUN_ALGORITHMS",
-    "RENAMED",
-    "algorithm_name",
-    "make_algorithm",
 ]
 
 
@@ -227,61 +221,3 @@ class ReplaySigma(Algorithm):
         model.noise.at_block(stats.block + 1)
         played = stats.block + 2 >= len(model.noise)  # the schedule is [sigma0, one value per recorded block]
         return Decision(stop=stats.converged and played, event="converged" if stats.converged else "")
-
-
-ALGORITHMS = ("joint", "analytic", "calibrated", "monotonic", "cyclical", "fixed", "lagging", "lagging-segments")
-#: What a run may name: the Trainer's plug-ins and LiBI (Yacoby, Pan & Doshi-Velez 2020), whose two
-#: phases per round train through :mod:`pyrovae.inference.libi` rather than as one plug-in.
-RUN_ALGORITHMS = (*ALGORITHMS, "libi")
-
-# names that meant something else once: each maps to the one line that says what to use now
-RENAMED = {
-    "vanilla": "algorithm 'vanilla' was renamed 'joint' (θ, φ and σ learned jointly by SVI); "
-    "Liu & Wang's (2025) 'Vanilla' (analytic σ, no calibration) is 'analytic'",
-}
-
-
-def algorithm_name(value: object) -> str:
-    """``value`` checked against :data:`ALGORITHMS`; a renamed name gets the line that says what it is now."""
-    if isinstance(value, str) and value in RENAMED:
-        raise UnknownNameError(RENAMED[value])
-    return text("algorithm", value, list(RUN_ALGORITHMS))
-
-
-def make_algorithm(
-    name: str,
-    tolerance: float = 0.05,
-    variant: str = "paper",
-    anneal_blocks: int = 50,
-    cycles: int = 5,
-) -> Algorithm:
-    """The algorithm called ``name`` (see the table in this module's docstring). ``variant`` of
-    ``calibrated``: ``paper`` or ``code`` (Liu & Wang 2025, Algorithm 1, with tolerance ``C``), or
-    ``robust`` (ours, :mod:`.robust_calibration`; it has no tolerance ``C``)."""
-    if name == "joint":
-        return JointSVI()
-    if name in RENAMED:
-        raise UnknownNameError(RENAMED[name])
-    if name == "analytic":
-        return AnalyticSigma()
-    if name == "calibrated":
-        if variant == "robust":
-            from pyrovae.inference.robust_calibration import RobustCalibratedSigma  # it builds on this module
-
-            return RobustCalibratedSigma()
-        return CalibratedSigma(tolerance, variant)
-    if name == "monotonic":
-        return AnnealedSigma(monotonic(anneal_blocks), "monotonic")
-    if name == "cyclical":
-        return AnnealedSigma(cyclical(anneal_blocks, cycles), "cyclical")
-    if name == "fixed":
-        return FixedSigma()
-    if name == "lagging":
-        from pyrovae.inference.lagging import LaggingInference  # it builds on this module
-
-        return LaggingInference()
-    if name == "lagging-segments":
-        from pyrovae.inference.lagging_segments import SegmentedLagging  # it builds on this module
-
-        return SegmentedLagging()
-    raise UnknownNameError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")

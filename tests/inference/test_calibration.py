@@ -15,8 +15,8 @@ from pyrovae.inference.algorithms import (
     CalibratedSigma,
     FixedSigma,
     JointSVI,
-    make_algorithm,
 )
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.calibration import CalibrationRule
 from pyrovae.inference.schedules import BetaSchedule
 from pyrovae.models import CalibratedNoise, FixedNoise, LearnedNoise, SigmaCVAE

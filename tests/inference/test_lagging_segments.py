@@ -8,7 +8,7 @@ import torch
 from pyrovae.data import two_moon
 from pyrovae.errors import ConfigError
 from pyrovae.inference import Trainer, TrainSettings
-from pyrovae.inference.algorithms import make_algorithm
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.lagging_segments import SegmentedLagging, segment_phase
 from pyrovae.models import LearnedNoise, SigmaCVAE
 

@@ -13,7 +13,8 @@ import torch
 
 from pyrovae.data import Dataset, two_moon
 from pyrovae.errors import ConfigError
-from pyrovae.inference.algorithms import CalibratedSigma, PlainSVI, make_algorithm
+from pyrovae.inference.algorithms import CalibratedSigma, PlainSVI
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.objectives import make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.inference.trainer import Trainer, TrainSettings

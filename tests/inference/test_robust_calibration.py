@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pyrovae.errors import ConfigError
-from pyrovae.inference.algorithms import BlockStats, CalibratedSigma, make_algorithm
+from pyrovae.inference.algorithms import BlockStats, CalibratedSigma
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.robust_calibration import RobustCalibratedSigma, RobustSettings, plateau
 from pyrovae.models import CalibratedNoise, SigmaCVAE
 

@@ -12,7 +12,8 @@ import torch
 
 from pyrovae.data import Dataset, two_moon
 from pyrovae.errors import ConfigError
-from pyrovae.inference.algorithms import CalibratedSigma, make_algorithm
+from pyrovae.inference.algorithms import CalibratedSigma
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.replicates import ReplicatedCVAE
 from pyrovae.inference.trainer import HISTORY_COLUMNS, Trainer, TrainSettings
 from pyrovae.models import SigmaCVAE, make_noise

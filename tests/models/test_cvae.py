@@ -232,7 +232,7 @@ def test_a_model_with_its_own_likelihood_is_refused_by_the_gaussian_engine():
     import pyro.distributions as dist
 
     from pyrovae.data import two_moon
-    from pyrovae.inference.algorithms import make_algorithm
+    from pyrovae.inference.catalog import make_algorithm
     from pyrovae.inference.trainer import Trainer
 
     class StudentTCVAE(SigmaCVAE):
