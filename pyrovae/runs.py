@@ -34,6 +34,7 @@ __all__ = [
     "provenance",
     "write_json",
     "read_json",
+    "final_sigma",
     "write_text",
     "save_checkpoint",
     "load_checkpoint",
@@ -197,6 +198,14 @@ def read_json(path: str | Path) -> Any:
 CHECKPOINT, PREVIOUS, TEMPORARY = "checkpoint", "checkpoint.prev", "checkpoint.tmp-"
 _PARTS = ("state.pt", "state.json")
 _FORMAT = 1
+
+
+def final_sigma(run_dir: str | Path) -> float:
+    """A finished run's final σ (``metrics.json``'s ``sigma``), e.g. for Berger & Sebag's (2020) F*-VAE."""
+    metrics = read_json(Path(run_dir) / "metrics.json")
+    if not isinstance(metrics, dict) or metrics.get("sigma") is None:
+        raise DataError(f"{run_dir}/metrics.json has no final 'sigma'")
+    return float(metrics["sigma"])
 
 
 def save_checkpoint(run_dir: str | Path, tensors: dict[str, Any], state: dict[str, Any]) -> None:

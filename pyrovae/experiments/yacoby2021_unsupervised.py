@@ -57,7 +57,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks, set_aside_diverged
-from pyrovae.inference.algorithms import make_algorithm
+from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.init import init_at_ground_truth
 from pyrovae.inference.lagging import LaggingInference
 from pyrovae.inference.objectives import make_elbo
@@ -65,13 +65,13 @@ from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.metrics.information import latent_mutual_information
 from pyrovae.metrics.noise_fit import (
     elbo_optimal_noise_variance,
-    exact_posterior_noise_variance,
     mean_field_noise_variance,
     residual_normality,
 )
 from pyrovae.metrics.two_sample import smooth_knn_statistic
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import FixedNoise, LearnedNoise, LearnedVectorNoise
+from pyrovae.posterior.noise_variance import exact_posterior_noise_variance
 from pyrovae.runs import write_json
 
 __all__ = [

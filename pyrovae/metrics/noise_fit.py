@@ -34,7 +34,6 @@ __all__ = [
     "ResidualCheck",
     "closest_latents",
     "elbo_optimal_noise_variance",
-    "exact_posterior_noise_variance",
     "mean_field_noise_variance",
     "residual_normality",
 ]
@@ -68,35 +67,6 @@ def elbo_optimal_noise_variance(model, x: torch.Tensor, y: torch.Tensor, draws: 
     return per_dim if per_dimension else per_dim.mean()
 
 
-@torch.no_grad()
-def exact_posterior_noise_variance(model, x: torch.Tensor, y: torch.Tensor, per_dimension: bool = False,
-                                   limit: float = 9.0, resolution: int = 2001, chunk: int = 250) -> torch.Tensor:
-    r"""Eq. 9 with the exact posterior :math:`p_\theta(z \mid x)` in place of :math:`q_\phi` (1-D latent,
-    midpoint grid of :func:`pyrovae.posterior.grid.grid_posterior`).
-
-    At the generating model this is the noise variance itself in expectation:
-    :math:`E_{p(x)} E_{p(z|x)}[(x - f(z))^2] = E_{p(z)} E_{p(x|z)}[(x - f(z))^2] = \sigma_\varepsilon^2`, so
-    the gap between :func:`elbo_optimal_noise_variance` and this value is what the variational family
-    (and the encoder's amortisation) adds — the over-estimate of Yacoby, Pan & Doshi-Velez (2021), Sec. 8, Case A."""
-    from pyrovae.posterior.grid import grid_posterior
-    from pyrovae.posterior.target import model_target
-
-    _check(model, x, y)
-    if model.latent_dim != 1:
-        raise ConfigError(f"the exact-posterior noise fit needs a 1-D latent, got latent_dim={model.latent_dim}")
-    total = torch.zeros(y.shape[1], dtype=torch.float64)
-    for start in range(0, y.shape[0], chunk):
-        xs, ys = x[start:start + chunk], y[start:start + chunk]
-        post = grid_posterior(model_target(model, xs, ys), limit=limit, resolution=resolution, on_flag="ignore")
-        axis = post.axes[0].to(y.dtype)
-        z = axis[:, None, None].expand(len(axis), ys.shape[0], 1)
-        sq = (ys[None] - model.decode(xs.expand(len(axis), *xs.shape), z)).pow(2)  # (G, n, q)
-        weights = post.density().T.to(y.dtype) * post.spacing[0]  # (G, n)
-        total += (weights[..., None] * sq).sum((0, 1)).double()
-    per_dim = (total / y.shape[0]).to(y.dtype)
-    return per_dim if per_dimension else per_dim.mean()
-
-
 def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: torch.Tensor, scale0: float = 0.01,
                               steps: int = 3000, lr: float = 1e-3, particles: int = 8, draws: int = 200,
                               per_dimension: bool = False, seed: int = 0) -> torch.Tensor:
@@ -104,7 +74,7 @@ def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: tor
     ELBO of every point maximised over its own :math:`(m_n, s_n)` (no encoder network, so no amortisation
     gap) with the decoder and noise fixed, by full-batch Adam from ``loc0`` and ``scale0``.
 
-    Between :func:`exact_posterior_noise_variance` (the truth) and :func:`elbo_optimal_noise_variance` with
+    Between :func:`pyrovae.posterior.noise_variance.exact_posterior_noise_variance` (the truth) and :func:`elbo_optimal_noise_variance` with
     a trained encoder, this isolates what the mean-field family itself adds to the noise estimate."""
     _check(model, x, y)
     if steps < 0 or particles < 1 or draws < 1 or not lr > 0 or not scale0 > 0:

@@ -22,7 +22,6 @@ scale broadcastable against it and says whether an algorithm may set it.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -258,20 +257,13 @@ def fstar_noise(source) -> FixedNoise:
     r"""F*-VAE's observation model: :class:`FixedNoise` at a finished LS-VAE run's final σ (Berger & Sebag 2020, §4.1).
 
     ``source`` is a number, a trained model or observation model (its ``sigma``), a training
-    result (``metrics["sigma"]``), a history table (the last row's ``sigma``) or a run directory
-    (``metrics.json``'s ``sigma``).
+    result (``metrics["sigma"]``) or a history table (the last row's ``sigma``); for a run directory
+    pass :func:`pyrovae.runs.final_sigma` of it (models read no files).
     """
     if isinstance(source, (int, float)) and not isinstance(source, bool):
         return FixedNoise(source)
     if isinstance(source, torch.Tensor) and source.numel() == 1:
         return FixedNoise(float(source))
-    if isinstance(source, (str, Path)):
-        from pyrovae.runs import read_json
-
-        metrics = read_json(Path(source) / "metrics.json")
-        if metrics.get("sigma") is None:
-            raise DataError(f"{source}/metrics.json has no final 'sigma'")
-        return FixedNoise(metrics["sigma"])
     metrics = getattr(source, "metrics", None)
     if isinstance(metrics, dict) and "sigma" in metrics:
         return FixedNoise(metrics["sigma"])

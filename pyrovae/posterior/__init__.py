@@ -25,7 +25,6 @@ from pyrovae.posterior.compare import (
     aggregate_posterior_mmd,
     elbo_per_point,
     log_evidence_from_samples,
-    mmd2_unbiased,
     posterior_kl,
 )
 from pyrovae.posterior.figures import plot_q_vs_posterior, write_trace_and_rank
@@ -46,7 +45,7 @@ __all__ = [
     "PosteriorSamples", "batched_hmc", "initial_latents", "latent_model", "nuts_posterior",
     "CrossCheck", "effective_sample_size", "grid_crosscheck",
     "to_arviz", "from_arviz", "save_netcdf", "load_netcdf", "diagnostics_table", "diagnostics_summary",
-    "elbo_per_point", "log_evidence_from_samples", "posterior_kl", "mmd2_unbiased", "aggregate_posterior_mmd",
+    "elbo_per_point", "log_evidence_from_samples", "posterior_kl", "aggregate_posterior_mmd",
     "plot_q_vs_posterior", "write_trace_and_rank",
     "METHODS", "PosteriorReport", "posterior_report",
 ]

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from pyrovae.errors import ConfigError, DataError
+from pyrovae.metrics.two_sample import median_bandwidth, mmd2_unbiased
 from pyrovae.posterior.exact import LinearGaussian, gaussian_kl
 from pyrovae.posterior.grid import GridPosterior
 from pyrovae.posterior.samples import PosteriorSamples
@@ -33,8 +34,6 @@ __all__ = [
     "elbo_per_point",
     "log_evidence_from_samples",
     "posterior_kl",
-    "mmd2_unbiased",
-    "median_bandwidth",
     "aggregate_posterior_mmd",
 ]
 
@@ -160,45 +159,6 @@ def posterior_kl(
 
 
 # -- aggregate posterior vs prior -------------------------------------------------------
-def median_bandwidth(x: torch.Tensor, y: torch.Tensor) -> float:
-    """The median heuristic: the median pairwise distance of the pooled sample."""
-    pooled = torch.cat([x, y]).double()
-    dist = torch.cdist(pooled, pooled)
-    off = dist[~torch.eye(pooled.shape[0], dtype=torch.bool, device=pooled.device)]
-    return float(off.median().clamp_min(1e-12))
-
-
-def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
-    r"""Unbiased :math:`\widehat{MMD}^2_u` with :math:`k(a, b) = \exp(-\|a - b\|^2 / (2 h^2))`.
-
-    .. math::
-        \frac{1}{m(m-1)}\sum_{i \ne j} k(x_i, x_j) + \frac{1}{n(n-1)}\sum_{i \ne j} k(y_i, y_j)
-        - \frac{2}{mn}\sum_{i, j} k(x_i, y_j)
-
-    (Gretton et al. 2012, Eq. 3). ``bandwidth`` ``h`` defaults to :func:`median_bandwidth`.
-    It can be negative when the distributions agree.
-    """
-    x, y = torch.as_tensor(x).double(), torch.as_tensor(y).double()
-    if x.dim() == 1:
-        x = x[:, None]
-    if y.dim() == 1:
-        y = y[:, None]
-    m, n = x.shape[0], y.shape[0]
-    if m < 2 or n < 2 or x.shape[1] != y.shape[1]:
-        raise DataError(f"need two samples of at least 2 rows with the same columns, got {tuple(x.shape)} and {tuple(y.shape)}")
-    h = median_bandwidth(x, y) if bandwidth is None else float(bandwidth)
-    if not h > 0:
-        raise ConfigError(f"bandwidth must be positive, got {h}")
-
-    def k(a, b):
-        return torch.exp(-torch.cdist(a, b).pow(2) / (2.0 * h * h))
-
-    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-    return sxx + syy - 2.0 * kxy.mean()
-
-
 def aggregate_posterior_mmd(
     model, x: torch.Tensor, y: torch.Tensor, max_points: int = 2000, bandwidth: float | None = None, seed: int = 0
 ) -> dict:

@@ -17,7 +17,7 @@ from pyrovae.models import (
     FixedNoise, LearnedNoise, LearnedVectorNoise, NetworkNoise, ScheduledNoise, SigmaCVAE, fstar_noise, make_noise,
 )
 from pyrovae.optim import adam, minimise
-from pyrovae.runs import load_checkpoint, save_checkpoint, write_json
+from pyrovae.runs import final_sigma, load_checkpoint, save_checkpoint, write_json
 from pyrovae.data.base import Dataset
 
 MEAN = torch.randn(7, 3)
@@ -159,12 +159,17 @@ def test_fstar_noise_from_every_kind_of_finished_run(tmp_path):
 
     assert fstar_noise(Result()).sigma == pytest.approx(0.11)
     write_json(tmp_path / "metrics.json", {"sigma": 0.09})
-    noise = fstar_noise(tmp_path)
+    noise = fstar_noise(final_sigma(tmp_path))
     assert type(noise) is FixedNoise and noise.sigma == pytest.approx(0.09) and not noise.learned
     with pytest.raises(DataError):
         fstar_noise(pd.DataFrame({"sigma": []}))
     with pytest.raises(ConfigError):
         fstar_noise(object())
+    with pytest.raises(ConfigError):
+        fstar_noise(str(tmp_path))  # a path is read by pyrovae.runs.final_sigma, not by the model
+    write_json(tmp_path / "metrics.json", {"sigma": None})
+    with pytest.raises(DataError, match="no final 'sigma'"):
+        final_sigma(tmp_path)
     with pytest.raises(ConfigError):
         fstar_noise(-1.0)
 

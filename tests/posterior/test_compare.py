@@ -11,54 +11,17 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from pyrovae.errors import ConfigError, DataError
+from pyrovae.errors import ConfigError
 from pyrovae.posterior import (
     aggregate_posterior_mmd,
     grid_posterior,
     log_evidence_from_samples,
-    mmd2_unbiased,
     plot_q_vs_posterior,
     posterior_kl,
 )
 from tests.posterior.builders import linear_data, random_linear, tanh_model, tanh_target
 
 D64 = torch.float64
-
-
-def test_mmd_hand_computed():
-    x = torch.tensor([[0.0], [1.0]])
-    y = torch.tensor([[0.0], [2.0]])
-    # h = 1: k(a, b) = exp(-(a - b)^2 / 2)
-    kxx = math.exp(-0.5)  # one off-diagonal pair, counted twice and divided by m(m-1) = 2
-    kyy = math.exp(-2.0)
-    kxy = (1.0 + math.exp(-2.0) + math.exp(-0.5) + math.exp(-0.5)) / 4.0
-    assert float(mmd2_unbiased(x, y, bandwidth=1.0)) == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
-    # 2-D, bandwidth 2, unequal sizes
-    x2 = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
-    y2 = torch.tensor([[0.0, 1.0], [2.0, 0.0], [1.0, 1.0]])
-
-    def k(a, b):
-        return math.exp(-sum((ai - bi) ** 2 for ai, bi in zip(a, b)) / 8.0)
-
-    xs, ys = x2.tolist(), y2.tolist()
-    want = (
-        sum(k(a, b) for i, a in enumerate(xs) for j, b in enumerate(xs) if i != j) / 2
-        + sum(k(a, b) for i, a in enumerate(ys) for j, b in enumerate(ys) if i != j) / 6
-        - 2 * sum(k(a, b) for a in xs for b in ys) / 6
-    )
-    assert float(mmd2_unbiased(x2, y2, bandwidth=2.0)) == pytest.approx(want, abs=1e-12)
-
-
-def test_mmd_is_unbiased_near_zero_and_detects_a_shift():
-    gen = torch.Generator().manual_seed(0)
-    same = [float(mmd2_unbiased(torch.randn(50, 2, generator=gen), torch.randn(50, 2, generator=gen), 1.0)) for _ in range(40)]
-    assert abs(sum(same) / len(same)) < 0.01
-    shifted = float(mmd2_unbiased(torch.randn(200, 2, generator=gen), torch.randn(200, 2, generator=gen) + 1.0, 1.0))
-    assert shifted > 0.1
-    with pytest.raises(DataError):
-        mmd2_unbiased(torch.zeros(1, 2), torch.zeros(3, 2))
-    with pytest.raises(ConfigError):
-        mmd2_unbiased(torch.zeros(3, 2), torch.ones(3, 2), bandwidth=0.0)
 
 
 def test_kl_exact_grid_and_samples_agree_on_a_linear_decoder():
