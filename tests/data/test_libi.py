@@ -50,3 +50,13 @@ def test_seeding_and_bad_input():
         libi_splits("nope")
     with pytest.raises(ConfigError):
         make_dataset("linear-jtex", split="dev")
+
+
+@pytest.mark.parametrize("cube", [False, True])
+def test_the_data_layers_jtex_mean_is_the_cholesky_decoder_with_nothing_learned(cube):
+    from pyrovae.data.libi import JTExMean
+    from pyrovae.models.linear import CholeskyDecoder
+
+    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = CholeskyDecoder(A_JTEX, B_JTEX, 0.1, learn="none", cube=cube)
+    torch.testing.assert_close(JTExMean(A_JTEX, B_JTEX, cube)(z), model(z), rtol=0, atol=0)
