@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pyrovae.experiments.registry import EXPERIMENTS, get_experiment
+from pyrovae.experiments.registry import EXPERIMENTS
+from pyrovae.papers import get_experiment
 
 
 def test_the_readme_lists_every_experiment_with_its_paper():

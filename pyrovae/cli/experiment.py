@@ -10,7 +10,8 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from pyrovae.cli.common import cli_errors, console, fail
-from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions, _load_all, get_experiment
+from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions
+from pyrovae.papers import experiments as load_experiments, get_experiment
 
 __all__ = ["experiment_app"]
 
@@ -21,7 +22,7 @@ experiment_app = typer.Typer(help="Reproduce the papers' tables.", no_args_is_he
 @cli_errors
 def list_command() -> None:
     """The experiments, one per paper table or figure."""
-    _load_all()
+    load_experiments()
     table = Table(header_style="bold")
     for col in ("name", "what", "reproduces"):
         table.add_column(col)

@@ -11,7 +11,8 @@ from pyrovae.data.conditional import two_moon
 from pyrovae.data.manifolds import berger_manifold, sphere
 from pyrovae.data.simulations import m1, m2, m2_code, m3
 from pyrovae.data.uci import UCI_DATASETS, load_uci
-from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.errors import ConfigError
+from pyrovae.registry import Registry
 from pyrovae.validation import MAX_POINTS, integer_at_least, seed
 
 __all__ = ["DatasetEntry", "DATASETS", "make_dataset", "register_dataset"]
@@ -30,19 +31,17 @@ class DatasetEntry:
         return {name: p.default for name, p in inspect.signature(self.factory).parameters.items()}
 
 
-DATASETS: dict[str, DatasetEntry] = {}
+DATASETS: Registry[DatasetEntry] = Registry("data set")
 
 
 def register_dataset(name: str, factory: Callable[..., Dataset], summary: str, source: str) -> None:
-    DATASETS[name] = DatasetEntry(name, factory, summary, source)
+    """Name ``factory`` (its keyword arguments are the data set's options) with a one-line summary and its source."""
+    DATASETS.register(name, lambda f: DatasetEntry(name, f, summary, source))(factory)
 
 
 def make_dataset(name: str, **kwargs) -> Dataset:
     """Build the data set registered under ``name`` with generator options ``kwargs``."""
-    try:
-        entry = DATASETS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+    entry = DATASETS[name]
     accepted = entry.options
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown:

@@ -29,7 +29,7 @@ Splits: 5,000 / 2,000 / 2,000 train / validation / test points; ``index`` 0-4 pi
 paper's five versions, drawn from ``SeedSequence([seed, index, kind])``. By default the data are
 generated from the analytic :math:`f`; ``mean=`` substitutes another mean function, e.g. the network
 fitted to :math:`f` from which the paper generates its data (App. G;
-:mod:`pyrovae.data.yacoby_networks`), which the Yacoby, Pan & Doshi-Velez (2021) experiments use. Each
+:mod:`pyrovae.papers.yacoby_2021_failure_modes.surrogate_networks`), which the Yacoby, Pan & Doshi-Velez (2021) experiments use. Each
 :class:`~pyrovae.data.base.Dataset` has zero conditioning columns; ``truth`` holds the true codes
 ``z``, ``fz`` = :math:`f(z)` and ``noise_var``.
 
@@ -135,7 +135,7 @@ def yacoby_splits(kind: str, index: int = 0, seed: int = 0, embed: bool = False,
     """``train``/``validation``/``test`` of version ``index`` of ``kind`` (sizes default 5000/2000/2000).
 
     ``mean`` replaces the analytic 2-D :math:`f` (``(n, 1)`` z → ``(n, 2)``), e.g. the fitted generating
-    network of App. G (:func:`pyrovae.data.yacoby_networks.network_mean`); ``embed`` still applies A after it."""
+    network of App. G (:func:`pyrovae.papers.yacoby_2021_failure_modes.surrogate_networks.network_mean`); ``embed`` still applies A after it."""
     _check_kind(kind)
     integer_at_least("index", index, 0)
     sizes = dict(SPLIT_SIZES, **(sizes or {}))

@@ -1,4 +1,4 @@
-"""Named experiments, one per paper table or figure: ``pyrovae experiment list | run NAME``."""
+"""What an experiment is and accepts, and the registry the paper modules of :mod:`pyrovae.papers` fill."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pyrovae.errors import ConfigError, UnknownNameError
+from pyrovae.errors import ConfigError
 from pyrovae.executors import Executor, make_executor
+from pyrovae.registry import Registry
 from pyrovae.validation import MAX_UNITS, integer_at_least, seed, text
 
-__all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "trains_on_device", "get_experiment", "override"]
+__all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "trains_on_device", "override"]
 
 
 @dataclass
@@ -124,24 +125,26 @@ class Experiment:
     name: str
     title: str
     source: str  # the paper and table it reproduces
-    run: Callable[[ExperimentOptions], "object"]  # returns an ExperimentReport
+    fn: Callable[[ExperimentOptions], Any]  # the registered function; returns an ExperimentReport
     devices: bool = False  # its models train on ``options.device`` (:func:`trains_on_device`)
     full: str | None = None  # what --full runs (the paper's protocol), or None: no --full
 
+    def run(self, options: ExperimentOptions):
+        """Run the experiment; its report carries this record's name, title and source."""
+        report = self.fn(options)
+        report.name, report.title, report.source = self.name, self.title, self.source
+        return report
 
-EXPERIMENTS: dict[str, Experiment] = {}
+
+#: filled by the paper modules as :mod:`pyrovae.papers` imports them (:func:`pyrovae.papers.experiments`)
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
 def register(name: str, title: str, source: str, full: str | None = None):
     """Decorator registering ``fn(options) -> ExperimentReport`` under ``name``; ``full`` says what the
     experiment runs with ``--full`` (the paper's protocol), for those that have one."""
-
-    def wrap(fn):
-        EXPERIMENTS[name] = Experiment(name, title, source, fn, devices=getattr(fn, "trains_on_device", False),
-                                       full=full)
-        return fn
-
-    return wrap
+    return EXPERIMENTS.register(name, lambda fn: Experiment(name, title, source, fn, full=full,
+                                                            devices=getattr(fn, "trains_on_device", False)))
 
 
 def trains_on_device(fn):
@@ -149,21 +152,3 @@ def trains_on_device(fn):
     train on the CPU and refuse ``--device cuda``."""
     fn.trains_on_device = True
     return fn
-
-
-def get_experiment(name: str) -> Experiment:
-    _load_all()
-    try:
-        return EXPERIMENTS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}") from None
-
-
-def _load_all() -> None:
-    """Import the modules that register experiments."""
-    from pyrovae.experiments import liu2025  # noqa: F401
-    from pyrovae.experiments import berger2021, calibration_robustness, dai2019  # noqa: F401
-    from pyrovae.experiments import liu2025_appendix_e, liu2025_cde, liu2025_figures, liu2025_mnist, liu2025_uci  # noqa: F401
-    from pyrovae.experiments import yacoby2021_libi  # noqa: F401
-    from pyrovae.experiments import yacoby2021_unsupervised  # noqa: F401
-    from pyrovae.experiments import yacoby2021_m2, yacoby2021_m2_real, yacoby2021_m2_sweep  # noqa: F401

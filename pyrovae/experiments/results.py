@@ -97,9 +97,9 @@ def _markdown_cell(text: str) -> str:
 
 @dataclass
 class ExperimentReport:
-    name: str
-    title: str
-    source: str
+    """What an experiment found. Its ``name``, ``title`` and ``source`` are the registry's
+    (:meth:`pyrovae.experiments.registry.Experiment.run` fills them in), written once at ``@register``."""
+
     settings: dict[str, Any]
     tables: list[ResultTable]
     figures: list[Path] = field(default_factory=list)
@@ -107,6 +107,9 @@ class ExperimentReport:
     conclusion: str = ""
     #: each task of the experiment's parallel maps: (its own wall time, whether an earlier run did it)
     task_seconds: list[tuple[float, bool]] = field(default_factory=list)
+    name: str = ""
+    title: str = ""
+    source: str = ""
 
     def task_time(self) -> str:
         """The sum of the tasks' own wall times, across processes and resumed runs ("" without tasks)."""

@@ -26,7 +26,8 @@ import math
 import torch
 from torch import nn
 
-from pyrovae.errors import ConfigError, DataError, UnknownNameError
+from pyrovae.errors import ConfigError, DataError
+from pyrovae.registry import Registry
 from pyrovae.validation import integer_at_least
 
 __all__ = [
@@ -277,17 +278,17 @@ def fstar_noise(source) -> FixedNoise:
     raise ConfigError(f"cannot read a final sigma from {type(source).__name__}")
 
 
-NOISES = {"fixed": FixedNoise, "calibrated": CalibratedNoise, "learned": LearnedNoise,
-          "learned-vector": LearnedVectorNoise, "network": NetworkNoise}
+#: the observation models by name (``--noise``)
+NOISES: Registry[type[ObservationNoise]] = Registry("observation model")
+for _name, _cls in (("fixed", FixedNoise), ("calibrated", CalibratedNoise), ("learned", LearnedNoise),
+                    ("learned-vector", LearnedVectorNoise), ("network", NetworkNoise)):
+    NOISES.register(_name)(_cls)
 
 
 def make_noise(kind: str, sigma0: float, *, y_dim: int | None = None, in_dim: int | None = None) -> ObservationNoise:
     """The observation model ``kind`` starting at ``sigma0``; the per-output kinds need ``y_dim``
     (and ``network`` the decoder's input width ``in_dim``)."""
-    try:
-        cls = NOISES[kind]
-    except KeyError:
-        raise UnknownNameError(f"unknown observation model {kind!r}; known: {', '.join(NOISES)}") from None
+    cls = NOISES[kind]
     if kind == "learned-vector":
         if y_dim is None:
             raise ConfigError("observation model 'learned-vector' needs y_dim")

@@ -50,13 +50,11 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import optimize, special
 
 from pyrovae.errors import ConfigError
-from pyrovae.plots import save_figure
 
 __all__ = [
     "log_angular_mgf",
@@ -70,22 +68,24 @@ __all__ = [
     "theorem1_threshold",
     "monte_carlo_log_likelihood",
     "optimal_radius_grid",
-    "plot_likelihood_heatmap",
-    "plot_collapse_diagram",
     "ThresholdResult",
+    "check_dim",
+    "check_positive",
 ]
 
 # ----------------------------------------------------------------------------------------------
 # validation
 
 
-def _check_dim(D) -> int:
+def check_dim(D) -> int:
+    """``D`` as an ``int`` >= 2 (the ambient dimension), else a :class:`~pyrovae.errors.ConfigError`."""
     if isinstance(D, bool) or not float(D).is_integer() or int(D) < 2:
         raise ConfigError(f"the ambient dimension D must be an integer >= 2, got {D!r}")
     return int(D)
 
 
-def _check_positive(name: str, value) -> None:
+def check_positive(name: str, value) -> None:
+    """A :class:`~pyrovae.errors.ConfigError` naming ``name`` unless every entry of ``value`` is finite and > 0."""
     arr = np.asarray(value, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ConfigError(f"{name} must be finite and > 0, got {value!r}")
@@ -141,7 +141,7 @@ def log_angular_mgf(kappa, D: int) -> np.ndarray:
     References:
         Berger & Sebag (2020), Eq. (8); DLMF 10.25.2 and 10.41.3.
     """
-    D = _check_dim(D)
+    D = check_dim(D)
     kappa = np.abs(np.asarray(kappa, dtype=float))
     b = D / 2.0
     nu = b - 1.0
@@ -172,7 +172,7 @@ def bessel_ratio(kappa, D: int) -> np.ndarray:
     References:
         Berger & Sebag (2020), Eq. (9).
     """
-    D = _check_dim(D)
+    D = check_dim(D)
     kappa = np.abs(np.asarray(kappa, dtype=float))
     return special.ive(D / 2.0, kappa) / special.ive(D / 2.0 - 1.0, kappa)
 
@@ -198,8 +198,8 @@ def log_likelihood(r, *, D: int, R: float, sigma: float) -> np.ndarray:
     References:
         Berger & Sebag (2020), Theorem 1, Eqs. (4)-(8).
     """
-    D = _check_dim(D)
-    _check_positive("sigma", sigma)
+    D = check_dim(D)
+    check_positive("sigma", sigma)
     R_arr = np.asarray(R, dtype=float)
     if not np.all(np.isfinite(R_arr)) or np.any(R_arr < 0):
         raise ConfigError(f"the data radius R must be finite and >= 0, got {R!r}")
@@ -219,9 +219,9 @@ def log_likelihood_gap(r, *, D: int, R: float, sigma: float) -> np.ndarray:
     References:
         Berger & Sebag (2020), Eq. (8).
     """
-    D = _check_dim(D)
-    _check_positive("R", R)
-    _check_positive("sigma", sigma)
+    D = check_dim(D)
+    check_positive("R", R)
+    check_positive("sigma", sigma)
     return _gap(_check_radius(r), D, float(R), float(sigma))
 
 
@@ -241,9 +241,9 @@ def optimal_radius(*, D: int, R: float, sigma: float, n_grid: int = 401, xtol: f
     References:
         Berger & Sebag (2020), Theorem 1 and Eqs. (8)-(9).
     """
-    D = _check_dim(D)
-    _check_positive("R", R)
-    _check_positive("sigma", sigma)
+    D = check_dim(D)
+    check_positive("R", R)
+    check_positive("sigma", sigma)
     if int(n_grid) < 3:
         raise ConfigError(f"n_grid must be >= 3, got {n_grid!r}")
     R = float(R)
@@ -273,8 +273,8 @@ def theorem1_threshold(D: int, R: float) -> float:
     A sufficient condition only (it bounds sin²φ ≤ 1 in Eq. 9); the exact threshold is
     :func:`exact_threshold`.
     """
-    D = _check_dim(D)
-    _check_positive("R", R)
+    D = check_dim(D)
+    check_positive("R", R)
     return float(R) / np.sqrt(D - 1.0)
 
 
@@ -284,8 +284,8 @@ def exact_threshold(D: int, R: float) -> float:
     From the second-order expansion of Eq. (8) at r = 0 (module docstring); it agrees with the
     paper's Fig. 2 reading R/σ ≈ √2 at D = 2.
     """
-    D = _check_dim(D)
-    _check_positive("R", R)
+    D = check_dim(D)
+    check_positive("R", R)
     return float(R) / np.sqrt(float(D))
 
 
@@ -313,9 +313,9 @@ def collapse_threshold(D: int, R: float, *, rtol: float = 1e-7, n_grid: int = 40
         Berger & Sebag (2020), Theorem 1; compare :func:`theorem1_threshold` and
         :func:`exact_threshold`.
     """
-    D = _check_dim(D)
-    _check_positive("R", R)
-    _check_positive("rtol", rtol)
+    D = check_dim(D)
+    check_positive("R", R)
+    check_positive("rtol", rtol)
     R = float(R)
     lo = hi = R
     for _ in range(200):  # collapsed upper end
@@ -354,9 +354,9 @@ def monte_carlo_log_likelihood(r: float, *, D: int, R: float, sigma: float, num_
     References:
         Berger & Sebag (2020), Eqs. (4)-(6).
     """
-    D = _check_dim(D)
-    _check_positive("R", R)
-    _check_positive("sigma", sigma)
+    D = check_dim(D)
+    check_positive("R", R)
+    check_positive("sigma", sigma)
     r = float(_check_radius(r))
     if int(num_samples) < 2:
         raise ConfigError(f"num_samples must be >= 2, got {num_samples!r}")
@@ -393,7 +393,7 @@ def optimal_radius_grid(dims, ratios, *, n_r: int = 400) -> np.ndarray:
     rho = np.linspace(0.0, 1.0, int(n_r))
     out = np.zeros((len(dims), len(ratios)))
     for a, D in enumerate(dims):
-        D = _check_dim(D)
+        D = check_dim(D)
         Rs = ratios[:, None]                      # R/σ with σ = 1
         r = rho[None, :] * Rs
         gap = -(r**2) / 2 + log_angular_mgf(r * Rs, D).reshape(r.shape)
@@ -401,81 +401,3 @@ def optimal_radius_grid(dims, ratios, *, n_r: int = 400) -> np.ndarray:
         best = gap[np.arange(len(ratios)), j]
         out[a] = np.where(best > 0, rho[j], 0.0)
     return out
-
-
-def plot_likelihood_heatmap(path, *, D: int = 2, max_R_over_sigma: float = 4.0,
-                            max_r_over_sigma: float = 4.0, n: int = 161) -> Path:
-    r"""Berger & Sebag Fig. 2: Eq. (8) over (R/σ, r/σ) for a given D (default D = 2 as in the paper).
-
-    Colour is :math:`\log p_\theta(x) - \max_r \log p_\theta(x)` in each column (one column per R/σ;
-    lighter is higher), so the argmax in r is visible at every R/σ; the paper does not say how its
-    colours are scaled, so this per-column normalisation is our choice. Overlaid: the argmax
-    curve, the diagonal r = R, and the thresholds R/σ = √D (exact) and √(D−1) (Theorem 1).
-    Saved with the Agg backend; returns the path.
-
-    References:
-        Berger & Sebag (2020), Eq. (8), Fig. 2.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    D = _check_dim(D)
-    _check_positive("max_R_over_sigma", max_R_over_sigma)
-    _check_positive("max_r_over_sigma", max_r_over_sigma)
-    Rs = np.linspace(0.0, max_R_over_sigma, n)
-    rs = np.linspace(0.0, max_r_over_sigma, n)
-    RR, rr = np.meshgrid(Rs, rs)                  # rows: r/σ, columns: R/σ
-    ll = -(RR**2 + rr**2) / 2 + log_angular_mgf((rr * RR).ravel(), D).reshape(rr.shape)
-    rel = ll - ll.max(axis=0, keepdims=True)
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
-    im = ax.imshow(np.maximum(rel, -10.0), origin="lower", aspect="auto", cmap="magma",
-                   extent=(Rs[0], Rs[-1], rs[0], rs[-1]))
-    fig.colorbar(im, ax=ax, label=r"$\log p_\theta(x) - \max_r \log p_\theta(x)$")
-    ax.plot(Rs, rs[np.argmax(rel, axis=0)], color="tab:cyan", lw=1.5, label="argmax r")
-    ax.plot(Rs, np.minimum(Rs, max_r_over_sigma), color="w", ls=":", lw=1, label="r = R")
-    ax.axvline(np.sqrt(D), color="tab:green", ls="--", lw=1, label=r"$R/\sigma=\sqrt{D}$ (exact)")
-    ax.axvline(np.sqrt(D - 1), color="tab:red", ls="--", lw=1, label=r"$R/\sigma=\sqrt{D-1}$ (Thm 1)")
-    ax.set_xlim(Rs[0], Rs[-1])
-    ax.set_ylim(rs[0], rs[-1])
-    ax.set_xlabel(r"$R/\sigma$")
-    ax.set_ylabel(r"$r/\sigma$")
-    ax.set_title(f"Berger & Sebag Eq. (8), D = {D}")
-    ax.legend(loc="upper left", fontsize=7, frameon=False, labelcolor="w")
-    return save_figure(fig, Path(path))
-
-
-def plot_collapse_diagram(path, *, dims=tuple(range(2, 51)), max_R_over_sigma: float = 10.0,
-                          n_ratio: int = 200, n_r: int = 400) -> Path:
-    r"""Phase diagram of Berger & Sebag Theorem 1: optimal r/R over (D, R/σ), with both thresholds.
-
-    Cells with r* = 0 are the collapsed VAE; the curves R/σ = √D (exact boundary) and √(D−1)
-    (Theorem 1's sufficient bound) are overlaid. Saved with the Agg backend; returns the path.
-
-    References:
-        Berger & Sebag (2020), Theorem 1, Eq. (8), Fig. 2.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dims = [_check_dim(D) for D in dims]
-    if not dims:
-        raise ConfigError("dims must not be empty")
-    _check_positive("max_R_over_sigma", max_R_over_sigma)
-    ratios = np.linspace(0.0, max_R_over_sigma, n_ratio)
-    best = optimal_radius_grid(dims, ratios, n_r=n_r)
-    fig, ax = plt.subplots(figsize=(6.0, 4.6))
-    d = np.asarray(dims, dtype=float)
-    im = ax.pcolormesh(ratios, d, best, shading="nearest", cmap="viridis", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, label=r"optimal $r/R$")
-    ax.plot(np.sqrt(d), d, color="w", lw=1.5, label=r"$R/\sigma=\sqrt{D}$ (exact)")
-    ax.plot(np.sqrt(d - 1), d, color="tab:red", ls="--", lw=1.2, label=r"$R/\sigma=\sqrt{D-1}$ (Thm 1)")
-    ax.set_xlim(ratios[0], ratios[-1])
-    ax.set_xlabel(r"$R/\sigma$")
-    ax.set_ylabel("D")
-    ax.set_title("Optimal decoder radius (0: collapsed)")
-    ax.legend(loc="lower right", fontsize=7, frameon=False, labelcolor="w")
-    return save_figure(fig, Path(path))

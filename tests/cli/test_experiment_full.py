@@ -4,7 +4,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pyrovae.cli.main import app
-from pyrovae.experiments.registry import ExperimentOptions, get_experiment
+from pyrovae.experiments.registry import ExperimentOptions
+from pyrovae.papers import get_experiment
 
 runner = CliRunner()
 FULL = ("libi-table1", "yacoby-table1", "yacoby-table2", "yacoby-appendix-e2", "yacoby-spiral-noise", "yacoby-m2",

@@ -6,14 +6,15 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from pyrovae.cli.main import app
-from pyrovae.experiments.registry import EXPERIMENTS, _load_all
+from pyrovae.experiments.registry import EXPERIMENTS
+from pyrovae.papers import experiments as load_experiments
 
 runner = CliRunner()
 PAPERS = ("liu-", "dai-", "berger-")
 
 
 def test_every_experiment_of_these_papers_has_a_full_protocol():
-    _load_all()
+    load_experiments()
     names = [name for name in EXPERIMENTS if name.startswith(PAPERS)]
     assert {"liu-table1", "liu-table2", "liu-table3", "liu-appendix-e", "dai-depth", "dai-gamma-bound",
             "berger-table1"} <= set(names)

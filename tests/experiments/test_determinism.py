@@ -14,8 +14,9 @@ import json
 import numpy as np
 import torch
 
-from pyrovae.experiments import ExperimentOptions, get_experiment
-from pyrovae.experiments import dai2019
+from pyrovae.experiments import ExperimentOptions
+from pyrovae.papers import get_experiment
+from pyrovae.papers.dai_wang_wipf_2020 import experiments as dai2019
 from pyrovae.experiments.runner import map_tasks
 
 

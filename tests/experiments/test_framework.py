@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 from pyrovae.cli.main import app
 from pyrovae.config import RunConfig
 from pyrovae.errors import ConfigError, UnknownNameError
-from pyrovae.experiments import ExperimentOptions, ExperimentReport, ResultTable, get_experiment, summarize_values
-from pyrovae.experiments.liu2025 import _performance_goal, _success
+from pyrovae.experiments import ExperimentOptions, ExperimentReport, ResultTable, summarize_values
+from pyrovae.papers import get_experiment
+from pyrovae.papers.liu_wang_2025.two_moon import _performance_goal, _success
 from pyrovae.experiments.runner import run_grid
 
 
@@ -30,7 +31,7 @@ def test_table_puts_the_paper_beside_ours(tmp_path):
     md = table.to_markdown()
     assert "| A | 2 ± 1.4 (paper 2.5) | — |" in md
     assert "| B | — | NA [0/2] (paper NA) |" in md
-    report = ExperimentReport("x", "X", "paper, Table 9", {"reps": 2}, [table], wall_time=1.0, conclusion="holds")
+    report = ExperimentReport({"reps": 2}, [table], wall_time=1.0, conclusion="holds", name="x", title="X", source="paper, Table 9")
     written = report.write(tmp_path)
     assert (tmp_path / "t.csv").is_file() and (tmp_path / "report.md").read_text().count("paper 2.5") == 1
     assert json.loads((tmp_path / "report.json").read_text())["tables"]["t"][0]["mean"] == 2.0
@@ -70,7 +71,7 @@ def test_unknown_experiment_and_bad_options():
 @pytest.mark.parametrize("name, rows", [("liu-table1", 5), ("liu-table2", 4)])
 def test_liu_tables_smoke(name, rows, tmp_path, monkeypatch):
     """The two-moon tables end to end on a tiny problem (the quick setting takes minutes)."""
-    from pyrovae.experiments import liu2025
+    from pyrovae.papers.liu_wang_2025 import two_moon as liu2025
 
     monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=8))
     report = get_experiment(name).run(ExperimentOptions(out=tmp_path, quick=True, reps=1))
@@ -79,6 +80,9 @@ def test_liu_tables_smoke(name, rows, tmp_path, monkeypatch):
     assert len(table.rows) == rows and (tmp_path / "report.md").is_file()
     assert all((row, col) in table.cells for row in table.rows for col in table.columns)
     assert "(paper" in table.to_markdown()
+    experiment = get_experiment(name)  # the report's name, title and source are the registry's, written once
+    assert (report.name, report.title, report.source) == (experiment.name, experiment.title, experiment.source)
+    assert (tmp_path / "report.md").read_text().startswith(f"## {experiment.title}")
 
 
 def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_path, monkeypatch):
@@ -106,7 +110,7 @@ def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_pat
 
 def test_an_experiment_whose_runs_diverged_names_them_exits_1_and_never_averages_them(tmp_path, monkeypatch):
     """Issue 13, item 5, for experiments: a learning rate of 1e30 makes every run NaN."""
-    from pyrovae.experiments import liu2025
+    from pyrovae.papers.liu_wang_2025 import two_moon as liu2025
 
     monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=8, lr=1e30))
     result = CliRunner().invoke(app, ["experiment", "run", "liu-table1", "--quick", "--reps", "1", "--quiet",

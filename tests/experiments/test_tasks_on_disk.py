@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from pyrovae.cli.main import app
 from pyrovae.config import RunConfig
 from pyrovae.errors import ConfigError
-from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions, _load_all, override
+from pyrovae.experiments.registry import EXPERIMENTS, ExperimentOptions, override
+from pyrovae.papers import experiments as load_experiments
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.experiments.task_store import TaskStore, decode, encode, task_digest
 
@@ -99,7 +100,7 @@ def test_overrides_follow_the_type_of_the_default():
 
 
 def _experiment_names() -> list[str]:
-    _load_all()
+    load_experiments()
     return sorted(EXPERIMENTS)
 
 
@@ -128,7 +129,7 @@ def test_cli_set_device_and_bad_pairs_are_one_line_and_exit_2(tmp_path):
 
 
 def test_an_experiment_run_keeps_its_tasks_logs_progress_and_reports_the_summed_task_time(tmp_path, monkeypatch):
-    from pyrovae.experiments import liu2025
+    from pyrovae.papers.liu_wang_2025 import two_moon as liu2025
 
     monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=max_steps))
     command = ["experiment", "run", "liu-table1", "--quick", "--reps", "1", "--set", "max_steps=6",

