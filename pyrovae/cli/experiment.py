@@ -24,10 +24,10 @@ def list_command() -> None:
     """The experiments, one per paper table or figure."""
     load_experiments()
     table = Table(header_style="bold")
-    for col in ("name", "what", "reproduces"):
-        table.add_column(col)
-    for exp in sorted(EXPERIMENTS.values(), key=lambda e: e.name):
-        table.add_row(exp.name, exp.title, exp.source)
+    for col in ("name (code in pyrovae/papers/)", "what", "reproduces"):
+        table.add_column(col, overflow="fold")
+    for exp in sorted(EXPERIMENTS.values(), key=lambda e: (e.code, e.name)):
+        table.add_row(f"{exp.name}\n[dim]{exp.code.removeprefix('pyrovae/papers/')}[/]", exp.title, exp.source)
     console.print(table)
 
 
@@ -36,7 +36,8 @@ def list_command() -> None:
 def describe_command(name: str = typer.Argument(..., help="Experiment name (see `pyrovae experiment list`).")) -> None:
     """What an experiment reproduces, and what `--full` runs for it."""
     experiment = get_experiment(name)
-    console.print(f"[bold]{experiment.name}[/]: {experiment.title}\nreproduces: {experiment.source}")
+    console.print(f"[bold]{experiment.name}[/]: {experiment.title}\nreproduces: {experiment.source}\n"
+                  f"code: {experiment.code}")
     console.print("--full: " + (experiment.full or "none (this experiment has no --full protocol)"))
 
 

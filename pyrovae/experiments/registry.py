@@ -129,6 +129,11 @@ class Experiment:
     devices: bool = False  # its models train on ``options.device`` (:func:`trains_on_device`)
     full: str | None = None  # what --full runs (the paper's protocol), or None: no --full
 
+    @property
+    def code(self) -> str:
+        """Where the experiment is written, as a path inside the package (``pyrovae/papers/…/two_moon.py``)."""
+        return self.fn.__module__.replace(".", "/") + ".py"
+
     def run(self, options: ExperimentOptions):
         """Run the experiment; its report carries this record's name, title and source."""
         report = self.fn(options)

@@ -3,6 +3,8 @@ Dai, Wang & Wipf (2020) and Berger & Sebag (2020), and `experiment describe` say
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from pyrovae.cli.main import app
@@ -31,3 +33,18 @@ def test_describe_says_what_full_runs():
     # --full is accepted for these experiments (the run stops at the bad --jobs, before any training)
     result = runner.invoke(app, ["experiment", "run", "dai-gamma-bound", "--full", "--jobs", "0"])
     assert result.exit_code == 2 and "--jobs" in result.output and "no --full protocol" not in result.output
+
+
+def test_every_experiment_lives_in_its_papers_folder_and_says_where():
+    """A newcomer finds a table's code from its name: ``describe`` and ``list`` print the file."""
+    experiments = load_experiments()
+    folders = {"liu-": "liu_wang_2025", "calibration-": "liu_wang_2025", "yacoby-": "yacoby_2021_failure_modes",
+               "libi-": "yacoby_2020_libi", "dai-": "dai_wang_wipf_2020", "berger-": "berger_sebag_2020"}
+    for name, experiment in experiments.items():
+        folder = next(f for prefix, f in folders.items() if name.startswith(prefix))
+        assert experiment.code.startswith(f"pyrovae/papers/{folder}/"), (name, experiment.code)
+        assert (Path(__file__).parents[2] / experiment.code).is_file()
+    result = runner.invoke(app, ["experiment", "describe", "liu-table1"], terminal_width=200)
+    assert "code: pyrovae/papers/liu_wang_2025/two_moon.py" in result.output
+    result = runner.invoke(app, ["experiment", "list"])
+    assert result.exit_code == 0 and "liu_wang_2025/" in result.output
