@@ -31,27 +31,24 @@ def _run(name: str, tmp_path, **kw):
     return report, (tmp_path / "report.md").read_text()
 
 
-@pytest.fixture
-def tiny_two_moon(monkeypatch):
-    monkeypatch.setattr(liu2025_figures, "_base",
-                        lambda max_steps: RunConfig(dataset="two-moon", n=120, tau=0.1, K=5, max_steps=20))
+TINY_TWO_MOON = {"n": "120", "max_steps": "20"}  # Figures 3 and 5 also take K=5 (Figure 1's K is its grid)
 
 
-def test_figure1_smoke(tmp_path, tiny_two_moon):
-    report, md = _run("liu-figure1", tmp_path)
+def test_figure1_smoke(tmp_path):
+    report, md = _run("liu-figure1", tmp_path, overrides=TINY_TWO_MOON)
     assert "uncalibrated K=1" in md and "calibrated K=25" in md and "figure1_sigma_trajectories.png" in md
     hist = liu2025_figures.read_histories(tmp_path / "runs", "uncalibrated K=1", 1)[0]
     assert len(hist) == 20 and {"step", "sigma", "kl"} <= set(hist.columns)  # K = 1: one row per step
 
 
-def test_figure3_smoke(tmp_path, tiny_two_moon):
-    report, md = _run("liu-figure3", tmp_path)
+def test_figure3_smoke(tmp_path):
+    report, md = _run("liu-figure3", tmp_path, overrides={**TINY_TWO_MOON, "K": "5"})
     assert "calibrated C=0.05 σ0=0.05" in md and "uncalibrated σ0=1.0" in md
     assert "MSE of σ" in md and "initialisations" in report.conclusion
 
 
-def test_figure5_smoke(tmp_path, tiny_two_moon):
-    report, md = _run("liu-figure5", tmp_path)
+def test_figure5_smoke(tmp_path):
+    report, md = _run("liu-figure5", tmp_path, overrides={**TINY_TWO_MOON, "K": "5"})
     assert "fixed σ=0.3" in md and "calibrated C=0.5" in md
     rows = json.loads((tmp_path / "report.json").read_text())["tables"]["figure5a"]
     sigma = {r["row"]: r["mean"] for r in rows if r["column"] == "σ"}
