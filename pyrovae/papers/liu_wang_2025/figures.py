@@ -12,9 +12,12 @@ r"""Liu & Wang's two-moon figures as experiments, each a figure file plus tables
 
 Every run: 5,000 two-moon points with τ = 0.1 (data seed 0 for all repetitions, App. H),
 App. F networks, Adam lr 0.005, full batch, convergence at |Δ mean loss| ≤ 0.001 between
-K-blocks, a step cap (``max_steps``, reported). Trajectories come from each run's
-``history.csv``. The paper's curves are not tabulated, so the tables give our numbers with the
-paper's qualitative reading beside them.
+K-blocks, a step cap (``max_steps``, reported). Settings (``--set KEY=VALUE``): each figure's grid
+(``K``, ``sigma0``, ``fixed_sigma``, ``C``: comma-separated lists) and ``max_steps``, and the run's
+``n`` (points, 5,000), ``lr`` (0.005) and, for Figures 3 and 5, ``K`` (inner steps, 25; Figure 1's
+calibrated run keeps K = 25) — :data:`~pyrovae.papers.liu_wang_2025.two_moon.RUN_SETTINGS`.
+Trajectories come from each run's ``history.csv``. The paper's curves are not tabulated, so the
+tables give our numbers with the paper's qualitative reading beside them.
 """
 
 from __future__ import annotations
@@ -32,15 +35,10 @@ from pyrovae.config import RunConfig  # noqa: E402
 from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values  # noqa: E402
 from pyrovae.experiments.runner import run_grid, slug  # noqa: E402
+from pyrovae.papers.liu_wang_2025.two_moon import RUN_SETTINGS, TRUE_SIGMA, two_moon_run  # noqa: E402
 from pyrovae.plots import save_figure  # noqa: E402
 
 __all__ = ["figure1", "figure3", "figure5", "read_histories"]
-
-TRUE_SIGMA = 0.1
-
-
-def _base(max_steps: int) -> RunConfig:
-    return RunConfig(dataset="two-moon", n=5000, tau=TRUE_SIGMA, data_seed=0, K=25, max_steps=max_steps)
 
 
 def read_histories(out: Path, label: str, reps: int) -> list[pd.DataFrame]:
@@ -78,12 +76,13 @@ def _metric_table(name: str, title: str, results: dict[str, list[dict]], rows: l
           full="K ∈ {1, 5, 25, 50, 100, 500, 2500}, 3 runs, at most 100,000 steps")
 @trains_on_device
 def figure1(options: ExperimentOptions) -> ExperimentReport:
-    st = options.configure(dict(K=(1, 25, 100) if options.quick else (1, 5, 25, 50, 100, 500, 2500),
+    st = options.configure(dict({k: v for k, v in RUN_SETTINGS.items() if k != "K"},
+                                K=(1, 25, 100) if options.quick else (1, 5, 25, 50, 100, 500, 2500),
                                 max_steps=2500 if options.quick else 100_000))
     reps = options.repetitions(quick=1, full=3)
     ks, max_steps = st["K"], st["max_steps"]
-    configs = {f"uncalibrated K={k}": _base(max_steps).replace(algorithm="analytic", K=k) for k in ks}
-    configs["calibrated K=25"] = _base(max_steps).replace(algorithm="calibrated", K=25, C=0.05)
+    configs = {f"uncalibrated K={k}": two_moon_run(st, K=k).replace(algorithm="analytic") for k in ks}
+    configs["calibrated K=25"] = two_moon_run(st, K=25).replace(algorithm="calibrated", C=0.05)
     start = time.perf_counter()
     results = _grid(options, configs, reps)
     fig, (ax_s, ax_k) = plt.subplots(1, 2, figsize=(11, 4))
@@ -116,7 +115,7 @@ def figure1(options: ExperimentOptions) -> ExperimentReport:
                           note="Uncalibrated = analytic σ (Eq. 10) every K steps, no calibration; "
                                "calibrated = Algorithm 1 with C = 0.05. Paper's reading beside the KL.")
     return ExperimentReport(
-        {"reps": reps, "K": list(ks), "max_steps": max_steps, "root_seed": options.seed},
+        {"reps": reps, "K": list(ks), "max_steps": max_steps, "n": st["n"], "lr": st["lr"], "root_seed": options.seed},
         [table], figures=[figure], wall_time=time.perf_counter() - start,
         conclusion=_figure1_conclusion(results, ks),
     )
@@ -142,24 +141,26 @@ SIGMA0_GRID = (0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
           full="the σ₀ grid, 20 repetitions, at most 40,000 steps")
 @trains_on_device
 def figure3(options: ExperimentOptions) -> ExperimentReport:
-    st = options.configure(dict(sigma0=(0.05, 0.2, 1.0) if options.quick else SIGMA0_GRID,
+    st = options.configure(dict(RUN_SETTINGS, sigma0=(0.05, 0.2, 1.0) if options.quick else SIGMA0_GRID,
                                 max_steps=2500 if options.quick else 40_000))
     reps = options.repetitions(quick=1, full=20)
     sigma0s, max_steps = st["sigma0"], st["max_steps"]
     methods = {"uncalibrated": dict(algorithm="analytic"), "calibrated C=0.05": dict(algorithm="calibrated", C=0.05)}
-    configs = {f"{m} σ0={s0}": _base(max_steps).replace(sigma0=s0, **kw) for m, kw in methods.items() for s0 in sigma0s}
+    configs = {f"{m} σ0={s0}": two_moon_run(st).replace(sigma0=s0, **kw) for m, kw in methods.items() for s0 in sigma0s}
     start = time.perf_counter()
     results = _grid(options, configs, reps)
     figure = _three_panels(results, {m: [(s0, f"{m} σ0={s0}") for s0 in sigma0s] for m in methods}, "σ₀",
                            options.out / "figure3_sigma0_ablation.png", logx=True)
     paper = {f"uncalibrated σ0={s0}": "vanishing in most runs" for s0 in sigma0s}
     paper.update({f"calibrated C=0.05 σ0={s0}": "≈ 2 (σ ≈ 0.1)" for s0 in sigma0s})
-    table = _metric_table("figure3", "Final loss, MSE of σ and KL against σ₀ (K = 25; mean ± sd over repetitions)",
-                          results, list(configs), paper=paper,
-                          note="Uncalibrated = analytic σ every K = 25 steps (Fig. 3a / 5b); calibrated = "
+    table = _metric_table("figure3",
+                          f"Final loss, MSE of σ and KL against σ₀ (K = {st['K']}; mean ± sd over repetitions)", results,
+                          list(configs), paper=paper,
+                          note=f"Uncalibrated = analytic σ every K = {st['K']} steps (Fig. 3a / 5b); calibrated = "
                                "Algorithm 1 with C = 0.05 (Fig. 3b / 5c). Paper's reading beside the KL.")
     return ExperimentReport(
-        {"reps": reps, "sigma0": list(sigma0s), "K": 25, "max_steps": max_steps, "root_seed": options.seed},
+        {"reps": reps, "sigma0": list(sigma0s), "K": st["K"], "max_steps": max_steps, "n": st["n"], "lr": st["lr"],
+         "root_seed": options.seed},
         [table], figures=[figure], wall_time=time.perf_counter() - start,
         conclusion=_compare(results, [(f"uncalibrated σ0={s}", f"calibrated C=0.05 σ0={s}") for s in sigma0s]),
     )
@@ -208,13 +209,13 @@ TOLERANCE_GRID = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
           full="the σ and C grids, 20 repetitions, at most 40,000 steps")
 @trains_on_device
 def figure5(options: ExperimentOptions) -> ExperimentReport:
-    st = options.configure(dict(fixed_sigma=(0.1, 0.3, 0.6, 1.0) if options.quick else FIXED_SIGMA_GRID,
+    st = options.configure(dict(RUN_SETTINGS, fixed_sigma=(0.1, 0.3, 0.6, 1.0) if options.quick else FIXED_SIGMA_GRID,
                                 C=(0.0, 0.05, 0.5) if options.quick else TOLERANCE_GRID,
                                 max_steps=2500 if options.quick else 40_000))
     reps = options.repetitions(quick=1, full=20)
     fixed, tolerances, max_steps = st["fixed_sigma"], st["C"], st["max_steps"]
-    configs = {f"fixed σ={s}": _base(max_steps).replace(algorithm="fixed", sigma0=s) for s in fixed}
-    configs.update({f"calibrated C={c}": _base(max_steps).replace(algorithm="calibrated", C=c, sigma0=1.0)
+    configs = {f"fixed σ={s}": two_moon_run(st).replace(algorithm="fixed", sigma0=s) for s in fixed}
+    configs.update({f"calibrated C={c}": two_moon_run(st).replace(algorithm="calibrated", C=c, sigma0=1.0)
                     for c in tolerances})
     start = time.perf_counter()
     results = _grid(options, configs, reps)
@@ -225,15 +226,16 @@ def figure5(options: ExperimentOptions) -> ExperimentReport:
     paper_a = {f"fixed σ={s}": ("> 0, best at σ = 0.1" if s <= 0.2 else "shrinks; vanishes for large σ") for s in fixed}
     paper_d = {f"calibrated C={c}": ("≈ 0 (never calibrates)" if c == 0 else "> 0 (σ ≈ 0.1 for C = 0.05)")
                for c in tolerances}
-    table_a = _metric_table("figure5a", "Fixed-σ CVAE (Fig. 5a): K = 25, σ never updated", results,
+    table_a = _metric_table("figure5a", f"Fixed-σ CVAE (Fig. 5a): K = {st['K']}, σ never updated", results,
                             [f"fixed σ={s}" for s in fixed], paper=paper_a,
                             note="MSE of σ = (fixed σ − 0.1)². Paper's reading beside the KL.")
-    table_d = _metric_table("figure5d", "Calibrated σ-CVAE across the tolerance C (Fig. 5d): σ₀ = 1, K = 25", results,
+    table_d = _metric_table("figure5d", f"Calibrated σ-CVAE across the tolerance C (Fig. 5d): σ₀ = 1, K = {st['K']}",
+                            results,
                             [f"calibrated C={c}" for c in tolerances], paper=paper_d,
                             note="C = 0 never calibrates (KL ≥ 0). A large C may never stop: those runs end at "
                                  "the step cap (see 'converged').")
     return ExperimentReport(
-        {"reps": reps, "fixed sigma": list(fixed), "C": list(tolerances), "K": 25, "max_steps": max_steps,
-         "root_seed": options.seed},
+        {"reps": reps, "fixed sigma": list(fixed), "C": list(tolerances), "K": st["K"], "max_steps": max_steps,
+         "n": st["n"], "lr": st["lr"], "root_seed": options.seed},
         [table_a, table_d], figures=[fig_a, fig_d], wall_time=time.perf_counter() - start,
     )

