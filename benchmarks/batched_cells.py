@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from pyrovae.papers.yacoby_2020_libi.experiments import TABLE1_QUICK, _table1_cell, _table1_cells
+from pyrovae.papers.yacoby_2020_libi.table1 import TABLE1_QUICK, _table1_cell, _table1_cells
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ __all__ = ["MODULES", "experiments", "get_experiment"]
 MODULES = {
     "liu_wang_2025": ("two_moon", "figures", "conditional_density", "uci", "mnist", "appendix_e", "calibration_robustness"),
     "yacoby_2021_failure_modes": ("unsupervised", "m2_semicircles", "m2_sweep", "m2_real"),
-    "yacoby_2020_libi": ("experiments",),
-    "dai_wang_wipf_2020": ("experiments",),
-    "berger_sebag_2020": ("experiments",),
+    "yacoby_2020_libi": ("figure1", "table1"),
+    "dai_wang_wipf_2020": ("local_minimum", "gamma_bound", "depth"),
+    "berger_sebag_2020": ("table1", "sphere"),
 }
 
 

@@ -10,7 +10,8 @@ import pytest
 from pyrovae.errors import ConfigError
 from pyrovae.experiments import ExperimentOptions
 from pyrovae.papers import get_experiment
-from pyrovae.papers.dai_wang_wipf_2020 import experiments as dai2019
+from pyrovae.papers.dai_wang_wipf_2020.gamma_bound import linear_gamma_case, ppca_bounds
+from pyrovae.papers.dai_wang_wipf_2020.local_minimum import train_soft_threshold
 
 
 def _options(tmp_path, **settings) -> ExperimentOptions:
@@ -68,7 +69,7 @@ def test_dai_local_minimum_smoke(tmp_path):
 
 def test_soft_threshold_training_rejects_unknown_start():
     with pytest.raises(ConfigError):
-        dai2019.train_soft_threshold(0.5, "nowhere", seed=0)
+        train_soft_threshold(0.5, "nowhere", seed=0)
 
 
 def test_dai_depth_smoke(tmp_path):
@@ -86,15 +87,15 @@ def test_dai_depth_smoke(tmp_path):
 def test_ppca_bounds_by_hand():
     # rows (±2, 0, 0), (0, ±1, 0): mean 0, covariance (divisor n) diag(2, 0.5, 0); κ = 1 keeps λ = 2
     x = np.array([[2.0, 0, 0], [-2.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]])
-    bounds = dai2019.ppca_bounds(x, 1)
+    bounds = ppca_bounds(x, 1)
     assert bounds["eigenvalues"] == pytest.approx([2.0, 0.5, 0.0], abs=1e-12)
     assert bounds["epsilon"] == pytest.approx(0.5 / 3) and bounds["gamma_ml"] == pytest.approx(0.5 / 2)
     with pytest.raises(ConfigError):
-        dai2019.ppca_bounds(x, 3)
+        ppca_bounds(x, 3)
 
 
 def test_gamma_against_the_ae_bound_on_the_linear_known_answer():
-    case = dai2019.linear_gamma_case(n=1500, steps=800, seed=1)
+    case = linear_gamma_case(n=1500, steps=800, seed=1)
     path = np.asarray(case["gamma_path"])
     d, k = case["d"], case["latent"]
     assert case["gamma_ml"] / case["epsilon"] == pytest.approx(d / (d - k))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pyrovae.papers.yacoby_2020_libi.experiments import A_GT, B_GT, SIGMA_EPS, landscape, learn_a, svi_gap
+from pyrovae.papers.yacoby_2020_libi.figure1 import A_GT, B_GT, SIGMA_EPS, landscape, learn_a, svi_gap
 from pyrovae.models.linear import CholeskyDecoder, posterior_matching_gap
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from pyrovae.papers.yacoby_2020_libi.experiments import TABLE1_METHODS, table1_report
+from pyrovae.papers.yacoby_2020_libi.table1 import TABLE1_METHODS, table1_report
 
 TINY = dict(n=40, steps=40, K=20, lr=0.01, beta=2.0, rounds=1, eps_hz=1.0, S=20, knn_n=10, knn_repeats=3,
             alpha=1.0, val_samples=10)
@@ -29,7 +29,7 @@ def test_cubic_jtex_model_trains_without_overflow():
     import torch
 
     from pyrovae.data.libi import libi_splits
-    from pyrovae.papers.yacoby_2020_libi.experiments import build_model
+    from pyrovae.papers.yacoby_2020_libi.table1 import build_model
     from pyrovae.inference.algorithms import FixedSigma
     from pyrovae.inference.objectives import make_elbo
     from pyrovae.inference.trainer import Trainer, TrainSettings
@@ -52,7 +52,7 @@ def test_cubic_jtex_model_trains_without_overflow():
 def test_repetitions_of_a_method_train_as_one_batch_equal_to_each_cell_alone():
     import pytest
 
-    from pyrovae.papers.yacoby_2020_libi.experiments import _table1_cell, _table1_cells
+    from pyrovae.papers.yacoby_2020_libi.table1 import _table1_cell, _table1_cells
 
     cfg = dict(TINY, data_seed=0)
     for method in ("VAE", "β-VAE+Anneal", "Lagging"):
@@ -74,7 +74,7 @@ class _TestSpy(dict):
 def test_selection_uses_the_validation_split_only():
     """App. E: per version the restart preferred by its own validation objective, then the hyper-parameters
     with the highest mean validation log-likelihood; the test numbers are never read (they raise here)."""
-    from pyrovae.papers.yacoby_2020_libi.experiments import select_table1
+    from pyrovae.papers.yacoby_2020_libi.table1 import select_table1
 
     def run(index, own, val_ll, test_ll):
         return _TestSpy(index=index, val_own=own, val_ll=val_ll, ll=test_ll, knn=0.0)
@@ -92,7 +92,7 @@ def test_selection_uses_the_validation_split_only():
 
 
 def test_full_grids_follow_app_e():
-    from pyrovae.papers.yacoby_2020_libi.experiments import TABLE1_FULL, hyper_grid
+    from pyrovae.papers.yacoby_2020_libi.table1 import TABLE1_FULL, hyper_grid
 
     assert [h["segments"] for h in hyper_grid("Lagging", "gaussian-2to4", TABLE1_FULL)] == [5, 10, 15, 20]
     assert len(hyper_grid("LiBI", "linear-jtex", TABLE1_FULL)) == 4 * 2 * 2 * 2

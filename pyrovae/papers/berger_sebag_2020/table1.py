@@ -1,16 +1,11 @@
-r"""Berger & Sebag (2020), *Variational Auto-Encoders: Not All Failures Are Equal*.
-
-* ``berger-table1`` — Table 1 on the artificial 2-D data of §4.1 (our formula:
-  :mod:`pyrovae.data.manifolds`): the ELBO of F-VAEs with σ ∈ {1, 0.3, 0.1, 0.043, 0.03, 0.01},
-  LS-VAE (learned scalar σ from 1), LV-VAE (σ(z) per output, Eq. 11), F*-VAE (σ fixed at each
-  LS-VAE run's final σ) and the replay of App. A.2 (an F-VAE following each LS-VAE run's recorded σ
-  block by block). ResNet encoder and decoder, 100 fresh points per batch. The ELBO is the full
-  Gaussian one, ``D log σ`` and ``(D/2) log 2π`` included, in nats per point, estimated on fresh
-  test points; the data's own expected log-density (by quadrature) bounds it from above.
-  Figures like Fig. 4 (reconstruction, generation) and Fig. 10 (σ along training).
-* ``berger-sphere`` — Theorem 1: the numerically found collapse threshold against R/√D and
-  R/√(D−1), the Eq. (8) heat map (Fig. 2) and phase diagram, and fixed-σ VAEs trained on sphere
-  data on both sides of the threshold, whose decoder radius should be ≈ 0 above it.
+r"""Berger & Sebag (2020) Table 1 (``berger-table1``) on the artificial 2-D data of §4.1 (our formula:
+:mod:`pyrovae.data.manifolds`): the ELBO of F-VAEs with σ ∈ {1, 0.3, 0.1, 0.043, 0.03, 0.01},
+LS-VAE (learned scalar σ from 1), LV-VAE (σ(z) per output, Eq. 11), F*-VAE (σ fixed at each
+LS-VAE run's final σ) and the replay of App. A.2 (an F-VAE following each LS-VAE run's recorded σ
+block by block). ResNet encoder and decoder, 100 fresh points per batch. The ELBO is the full
+Gaussian one, ``D log σ`` and ``(D/2) log 2π`` included, in nats per point, estimated on fresh
+test points; the data's own expected log-density (by quadrature) bounds it from above.
+Figures like Fig. 4 (reconstruction, generation) and Fig. 10 (σ along training).
 
 The paper's numbers are transcribed from its Table 1 for comparison only.
 """
@@ -30,7 +25,8 @@ from pyrovae.experiments.runner import map_tasks, set_aside_diverged, slug
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds
 
-__all__ = ["table1", "sphere_experiment", "table1_tasks", "second_phase_tasks", "TABLE1_SIGMAS", "PAPER_TABLE1"]
+
+__all__ = ["table1", "table1_tasks", "second_phase_tasks", "TABLE1_SIGMAS", "PAPER_TABLE1"]
 
 TABLE1_SIGMAS = (1.0, 0.3, 0.1, 0.043, 0.03, 0.01)
 PAPER_TABLE1 = {
@@ -45,9 +41,6 @@ PAPER_SIGMA = {"LS-VAE": "0.043"}
 
 def _slug(label: str) -> str:
     return slug(label.replace("σ", "s").replace("*", "star"))
-
-
-# -- Table 1 ----------------------------------------------------------------------------------
 
 
 def _build_berger_model(task: dict):
@@ -249,113 +242,3 @@ def _table1_figures(runs: list[dict], rows: list[str], out: Path) -> list[Path]:
     ax.legend(fontsize=7)
     paths.append(save_figure(fig, out / "fig10_sigma_trajectory.png"))
     return paths
-
-
-# -- Theorem 1 --------------------------------------------------------------------------------
-
-
-def _train_sphere(**task) -> dict:
-    """A fixed-σ VAE on sphere data; the decoder radius: mean ‖μ(z) − E μ‖ over z ~ N(0, I)."""
-    import pyro
-    import torch
-
-    from pyrovae.data.manifolds import sphere
-    from pyrovae.inference.algorithms import FixedSigma
-    from pyrovae.inference.trainer import Trainer, TrainSettings
-    from pyrovae.models import FixedNoise, SigmaCVAE
-    from pyrovae.theory.hypersphere import optimal_radius
-
-    pyro.set_rng_seed(task["seed"])
-    D, R, sigma = task["D"], task["R"], task["sigma"]
-    data = sphere(n=500, D=D, R=R, seed=task["seed"])
-    widths = (task["width"],) * task["depth"]
-    model = SigmaCVAE(0, D, latent_dim=D, encoder_widths=widths, decoder_widths=widths,
-                      noise=FixedNoise(sigma), activation="tanh")
-    settings = TrainSettings(K=250, lr=task["lr"], max_steps=task["steps"], tol=0.0, batch_size=100,
-                             checkpoint_every=10**6)
-    with pyro.validation_enabled(False):
-        result = Trainer(model, data, FixedSigma(), settings).run()
-    torch.manual_seed(task["seed"] + 1)
-    with torch.no_grad():
-        mu = model.decode(torch.zeros(4000, 0), torch.randn(4000, D))
-        radius = float((mu - mu.mean(0)).norm(dim=1).mean())
-        kl = float(model.terms(data.x, data.y)["kl"].mean())
-    return {"D": D, "R": R, "sigma": sigma, "rep": task["rep"], "radius": radius, "kl": kl,
-            "theory_radius": optimal_radius(D=D, R=R, sigma=sigma), "status": result.status}
-
-
-def _sphere_settings(options: ExperimentOptions) -> dict:
-    if options.quick:
-        return dict(dims=(3,), factors=(0.4, 0.7, 1.5), between=True, steps=3000, width=64, depth=2, lr=2e-3,
-                    threshold_dims=(2, 3, 5, 10, 20, 50), threshold_rtol=1e-6, diagram_dims=30)
-    return dict(dims=(3, 10), factors=(0.3, 0.5, 0.7, 0.85, 1.25, 1.5, 2.0), between=True, steps=20_000, width=128,
-                depth=2, lr=1e-3, threshold_dims=(2, 3, 4, 5, 10, 20, 50, 100), threshold_rtol=1e-7, diagram_dims=50)
-
-
-@register("berger-sphere", "Berger & Sebag (2020) Theorem 1: the collapse threshold for data on a hypersphere",
-          "Berger & Sebag (2020), Theorem 1, Eq. (8), Fig. 2",
-          full="D up to 100, trained VAEs at D = 3, 10 over 7 noise levels, 20,000 steps, 3 runs")
-def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:
-    from pyrovae.papers.berger_sebag_2020.figures import plot_collapse_diagram, plot_likelihood_heatmap
-    from pyrovae.theory import hypersphere as hs
-
-    st = options.configure(_sphere_settings(options))
-    reps = options.repetitions(quick=1, full=3)
-    start = time.perf_counter()
-    R = 1.0
-    thresholds = ResultTable(
-        "thresholds", "Collapse threshold σ*/R of Eq. (8), found numerically (bisection on σ, r maximised per σ)",
-        [f"D={D}" for D in st["threshold_dims"]], ["numerical σ*", "R/√D", "R/√(D−1) (Theorem 1)", "numerical / (R/√D) − 1"],
-        note=("Theorem 1 states collapse for σ ≥ R/√(D−1); numerically the optimal radius is already 0 from "
-              "R/√D on (the tight threshold; Theorem 1's bound is sufficient, not tight — see "
-              "pyrovae.theory.hypersphere)."))
-    max_rel = 0.0
-    for D in st["threshold_dims"]:
-        res = hs.collapse_threshold(D, R, rtol=st["threshold_rtol"])
-        rel = res.sigma / hs.exact_threshold(D, R) - 1
-        max_rel = max(max_rel, abs(rel))
-        row = f"D={D}"
-        thresholds.set(row, "numerical σ*", f"{res.sigma:.5f}")
-        thresholds.set(row, "R/√D", f"{hs.exact_threshold(D, R):.5f}")
-        thresholds.set(row, "R/√(D−1) (Theorem 1)", f"{hs.theorem1_threshold(D, R):.5f}", "collapse threshold")
-        thresholds.set(row, "numerical / (R/√D) − 1", f"{rel:+.1e}")
-    figures = [plot_likelihood_heatmap(options.out / "fig2_likelihood_heatmap_D2.png", D=2),
-               plot_collapse_diagram(options.out / "collapse_diagram.png", dims=tuple(range(2, st["diagram_dims"] + 1)))]
-
-    tasks = []
-    seeds = derive_seeds(options.seed, reps)
-    for D in st["dims"]:
-        sigmas = [f * hs.exact_threshold(D, R) for f in st["factors"]]
-        if st["between"]:
-            sigmas.append(R / math.sqrt(D - 0.5))  # between R/√D and R/√(D−1)
-        for sigma in sorted(sigmas):
-            for i in range(reps):
-                tasks.append(dict(D=D, R=R, sigma=sigma, rep=i, seed=seeds[i], steps=st["steps"], width=st["width"],
-                                  depth=st["depth"], lr=st["lr"]))
-    trained = map_tasks(_train_sphere, tasks, options)
-    keys = sorted({(t["D"], t["sigma"]) for t in trained})
-    rows = [f"D={D} σ={s:.3f} (σ·√D/R={s * math.sqrt(D) / R:.2f})" for D, s in keys]
-    vae = ResultTable("trained", "Fixed-σ VAEs on S_{D−1}(1): decoder radius (mean ‖μ(z) − E μ‖, z ~ N(0, I))",
-                      rows, ["side", "learned radius", "Eq. (8) optimal r", "KL"],
-                      note=("Side: 'collapse' when σ ≥ R/√D (the tight threshold). The theory assumes an exact "
-                            "posterior and infinite capacity; a finite VAE's radius is expected below it."))
-    for row, (D, s) in zip(rows, keys):
-        rr = [t for t in trained if t["D"] == D and t["sigma"] == s]
-        side = "collapse" if s >= hs.exact_threshold(D, R) else "manifold"
-        if hs.exact_threshold(D, R) <= s < hs.theorem1_threshold(D, R):
-            side += " (between R/√D and R/√(D−1))"
-        vae.set(row, "side", side)
-        vae.set(row, "learned radius", summarize_values([t["radius"] for t in rr]))
-        vae.set(row, "Eq. (8) optimal r", f"{rr[0]['theory_radius']:.3f}")
-        vae.set(row, "KL", summarize_values([t["kl"] for t in rr]))
-    above = [t["radius"] for t in trained if t["sigma"] >= hs.exact_threshold(t["D"], R)]
-    below = [t["radius"] for t in trained if t["sigma"] < hs.exact_threshold(t["D"], R)]
-    conclusion = (f"Numerical thresholds match R/√D within {max_rel:.1e} (relative) for every D tried, and lie "
-                  f"below Theorem 1's R/√(D−1): the theorem's bound is sufficient, not tight. Trained VAEs: "
-                  f"largest radius above the threshold {max(above, default=math.nan):.3f}, smallest below "
-                  f"{min(below, default=math.nan):.3f}.")
-    return ExperimentReport(
-        {"reps": reps, "R": R, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in st.items()},
-         "root_seed": options.seed},
-        [thresholds, vae], figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion,
-    )
