@@ -93,7 +93,7 @@ def _engine_steps(trainer: Trainer, beta: float) -> dict[str, torch.Tensor]:
     """Two steps of ``trainer`` (the gradients of the second stay on the parameters: after one update,
     a layer initialised at zero, as the last of the LV-VAE's σ network, passes the gradient on); the
     stacked parameters its optimiser moves, by name."""
-    trained = {id(p) for part in trainer.settings.trainable for p in trainer.parameters(part)}
+    trained = {id(p) for group in trainer.optim.param_groups for p in group["params"]}
     named = {name: p for name, p in trainer.stack.stacked("param").items() if id(p) in trained}
     for _ in range(2):
         trainer.step(*trainer.batch(), torch.tensor([beta]))
