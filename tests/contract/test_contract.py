@@ -12,6 +12,8 @@ on a tiny problem through the public API:
 
 from __future__ import annotations
 
+import re
+
 import pyro
 import pytest
 import torch
@@ -26,8 +28,10 @@ from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import Trainer
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import NOISES
-from tests.cli.cli_helpers import invoke
+from pyrovae.cli.main import app
+from tests.cli.cli_helpers import runner
 from tests.contract.cases import COMBINATIONS, DATA, SEED
+from tests.inference.test_trainer import state_equal
 
 IDS = [str(c) for c in COMBINATIONS]
 #: Draws per point of the negative ELBO compared before and after training (the same draws for both).
@@ -48,8 +52,11 @@ def test_the_combinations_cover_every_model_noise_algorithm_and_elbo():
 
 
 def test_the_command_line_offers_what_the_combinations_are_made_of():
-    """`pyrovae train --help` names every model, observation model, algorithm and ELBO of the lists."""
-    text = " ".join(invoke("train", "--help").output.split())
+    """`pyrovae train --help` names every model, observation model, algorithm and ELBO of the lists
+    (on a terminal wide enough that no help line is cut, read with the table's borders and line
+    breaks taken out)."""
+    output = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
+    text = re.sub(r"[\s│]", "", output)
     for name in (*MODELS, *NOISES, *RUN_ALGORITHMS, *ELBOS):
         assert name in text, name
 
@@ -140,12 +147,6 @@ def test_gradients_reach_every_parameter(runs, c):
 
 
 # -- (c) save, load and resume ------------------------------------------------------------------------
-def _assert_same_state(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-
-
 def _resume_refusal(c) -> str | None:
     """What the refusal says where a run cannot be extended: M2 and LiBI write their one checkpoint at
     the end; the Lagging segments are fractions of max_steps (a run of k steps is another schedule)."""
@@ -161,7 +162,7 @@ def test_a_run_reloads_and_resumes_to_the_uninterrupted_run(runs, c):
     whole = runs.whole(c)
     model, _, cfg = load_run(whole.run_dir)
     assert cfg == runs.config(c)
-    _assert_same_state(model.state_dict(), whole.model.state_dict())
+    assert state_equal(model.state_dict(), whole.model.state_dict())
     resumed = runs.resumed(c)
     refusal = _resume_refusal(c)
     if refusal is not None:
@@ -169,7 +170,7 @@ def test_a_run_reloads_and_resumes_to_the_uninterrupted_run(runs, c):
         return
     assert not isinstance(resumed, ConfigError), resumed
     assert resumed.metrics["resumed"] and not whole.metrics["resumed"] and resumed.status == whole.status
-    _assert_same_state(resumed.model.state_dict(), whole.model.state_dict())
+    assert state_equal(resumed.model.state_dict(), whole.model.state_dict())
     assert resumed.history.drop(columns="time").equals(whole.history.drop(columns="time"))
     ignore = {"wall_time", "resumed"}
     assert {k: v for k, v in resumed.metrics.items() if k not in ignore} == \
