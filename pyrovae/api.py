@@ -278,11 +278,16 @@ def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     if not path.is_file() or not has_checkpoint(run_dir):
         return
     old = read_json(path)
-    ignore = {"max_steps", "device", "checkpoint_every", "threads"}
+    ignore = {"device", "checkpoint_every", "threads"}
+    if cfg.algorithm != "libi":  # the block engine resumes under another cap (M2 has none); LiBI's cap is its length
+        ignore.add("max_steps")
     before = RunConfig().to_dict()  # a key an older version did not write had its default value
     diff = sorted(k for k, v in cfg.to_dict().items() if k not in ignore and old.get(k, before[k]) != v)
     if diff:
-        raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(diff)}); choose another --out")
+        one = "M2" if cfg.model == "m2" else "LiBI" if cfg.algorithm == "libi" else None
+        why = f"; {one} writes its one checkpoint at the end, so its run cannot resume" if one else ""
+        raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(diff)}){why}; choose another "
+                          "--out (or --restart)")
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Dataset, RunConfig]:

@@ -109,6 +109,10 @@ class LaggingInference(Algorithm):
 
     # -- between blocks -------------------------------------------------------------
     def mutual_information(self, model: SigmaCVAE, generator: torch.Generator | None = None) -> float:
+        """:math:`I_q(x; z)` of the encoder on the validation data (``mi_points`` of them, drawn with
+        ``generator``, the replicate's stream, when there are more), with fixed draws of z as the M2
+        trainer's: it depends on the weights alone, not on torch's global generator, so a resumed run
+        takes the aggressive-mode decisions the uninterrupted run takes."""
         data = self.data
         if len(data) > self.mi_points:
             idx = torch.randperm(len(data), generator=generator, device=data.y.device)[: self.mi_points]
@@ -117,7 +121,7 @@ class LaggingInference(Algorithm):
             x, y = data.x, data.y
         with torch.no_grad():
             loc, scale = model.encode(x, y)
-            return float(aggregate_posterior_mutual_information(loc, scale, seed=None))
+            return float(aggregate_posterior_mutual_information(loc, scale, seed=0))
 
     def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
         event = ""

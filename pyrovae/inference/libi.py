@@ -142,15 +142,24 @@ class LiBI:
     def _codes(self, y: torch.Tensor) -> torch.Tensor:
         return self.code_net(y)[0]
 
+    def generative_parameters(self) -> list[torch.nn.Parameter]:
+        """What step 1 moves: θ (every parameter of the model outside its encoder that requires a
+        gradient) and the code network h, whose codes are its location alone (its log-variance head,
+        kept so that step 3 copies the encoder whole, takes no part in Eq. 44)."""
+        enc_ids = {id(p) for p in self.model.encoder.parameters()}
+        theta = [p for p in self.model.parameters() if id(p) not in enc_ids and p.requires_grad]
+        return theta + [p for name, p in self.code_net.named_parameters() if not name.startswith("log_var.")]
+
+    def generative_loss(self, y: torch.Tensor) -> torch.Tensor:
+        """Step 1's objective (Eq. 44): the codes' negative log-likelihood plus the penalties."""
+        s = self.settings
+        codes = self._codes(y)
+        return -code_log_likelihood(self.model, y, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
+
     def step1(self, y: torch.Tensor) -> dict:
         s, model = self.settings, self.model
-        enc_ids = {id(p) for p in model.encoder.parameters()}
-        theta = [p for p in model.parameters() if id(p) not in enc_ids and p.requires_grad]
-        def loss() -> torch.Tensor:
-            codes = self._codes(y)
-            return -code_log_likelihood(model, y, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
-
-        if minimise(loss, adam(theta + list(self.code_net.parameters()), s.lr), s.step1_steps).status == "nan":
+        if minimise(lambda: self.generative_loss(y), adam(self.generative_parameters(), s.lr),
+                    s.step1_steps).status == "nan":
             raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
         with torch.no_grad():
             codes = self._codes(y)
@@ -158,14 +167,18 @@ class LiBI:
             return {"code_nll": float(-code_log_likelihood(model, y, codes)),
                     **{f"penalty_{k}": float(v) for k, v in parts.items()}}
 
-    def step2(self, y: torch.Tensor) -> dict:
-        """The inference network by the ELBO with the decoder fixed (the engine, encoder only)."""
-        model, s = self.model, self.settings
+    def inference_trainer(self, y: torch.Tensor) -> Trainer:
+        """Step 2's engine: the ELBO (Eq. 45-46) on ``y``, the encoder alone trained (the decoder fixed)."""
+        s = self.settings
         data = Dataset("libi-step2", y.new_zeros(y.shape[0], 0), y)
         settings = TrainSettings(K=s.step2_steps, lr=s.lr, max_steps=s.step2_steps, tol=0.0, trainable=("encoder",),
                                  convergence="last-step", checkpoint_every=10**9)
+        return Trainer(self.model, data, PlainSVI(), settings)
+
+    def step2(self, y: torch.Tensor) -> dict:
+        """The inference network by the ELBO with the decoder fixed (the engine, encoder only)."""
         with pyro.validation_enabled(False):
-            result = Trainer(model, data, PlainSVI(), settings).run()
+            result = self.inference_trainer(y).run()
         if result.status == "nan":
             raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
         return {"neg_elbo": float(result.history["loss"].iloc[-1])}

@@ -49,6 +49,20 @@ def test_libi_trains_from_the_command_line_and_keeps_its_best_round(points, tmp_
     assert gap.verdict == "failure" and gap.value > 10  # 240 steps: the likelihood is ahead of the inference
 
 
+def test_a_finished_libi_run_is_not_passed_off_as_a_longer_one(points, tmp_path):
+    """LiBI writes one checkpoint, at the end: asking its directory for more steps is refused with the
+    reason (it used to return the shorter run as if it had trained for the new --max-steps)."""
+    cfg = load_config(model="vae", algorithm="libi", data_file=str(points), sigma0=0.1, max_steps=4)
+    first = train(cfg, out=tmp_path, plots=False)
+    assert first.metrics["steps"] == 4
+    with pytest.raises(ConfigError, match=r"\(max_steps\); LiBI writes its one checkpoint at the end"):
+        train(cfg.replace(max_steps=8), out=tmp_path, plots=False)
+    assert train(cfg, out=tmp_path, plots=False).metrics == first.metrics  # the same settings read it back
+    result = invoke("train", "--model", "vae", "--algorithm", "libi", "--data-file", points, "--sigma0", "0.1",
+                    "--max-steps", "8", "--quiet", "--out", tmp_path)
+    assert_one_error_line(result, "cannot resume")
+
+
 def test_libi_raises_the_log_likelihood_before_the_inference_catches_up(points):
     """What LiBI optimises first is the likelihood of its codes: 400 steps lift the importance-sampled
     log p(x) per point from about −89 to about −7 (measured), while the encoder, trained only in

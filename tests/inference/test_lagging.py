@@ -103,6 +103,17 @@ def test_mutual_information_is_that_of_the_encoder():
     assert 0.0 <= mi + 0.2 and mi <= math.log(200) + 0.2
 
 
+def test_mutual_information_does_not_depend_on_the_global_generator():
+    """The aggressive-mode decision reads I(x; z) after each block: drawn from torch's global generator
+    (which a checkpoint does not hold), a resumed run could decide otherwise than the uninterrupted one."""
+    trainer, alg = _trainer()
+    values = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        values.append(alg.mutual_information(trainer.model))
+    assert values[0] == values[1]
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     full, _ = _trainer(tmp_path / "a", seed=3, max_steps=30)
     full.run()
