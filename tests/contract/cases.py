@@ -1,6 +1,6 @@
 """The combinations the contract tests run: every model × observation model × algorithm × ELBO that
 ``pyrovae train`` accepts, generated from the library's own lists (:data:`pyrovae.config.MODELS`,
-:data:`pyrovae.models.noise.NOISES`, :data:`pyrovae.inference.algorithms.RUN_ALGORITHMS`,
+:data:`pyrovae.models.noise.NOISES`, :data:`pyrovae.inference.catalog.RUN_ALGORITHMS`,
 :data:`pyrovae.inference.objectives.ELBOS`) and its own refusals (:meth:`RunConfig.validate`, whose
 last check is :func:`pyrovae.combinations.check_combination`). A name added to one of those lists,
 or a refusal lifted, is tested without touching this file.
@@ -21,7 +21,7 @@ import numpy as np
 from pyrovae.api import build_algorithm
 from pyrovae.config import MODELS, RunConfig
 from pyrovae.errors import ConfigError
-from pyrovae.inference.algorithms import ALGORITHMS, RUN_ALGORITHMS
+from pyrovae.inference.catalog import ALGORITHMS, RUN_ALGORITHMS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.models.noise import NOISES
 

@@ -23,7 +23,7 @@ from pyrovae.api import build_algorithm, build_data, build_model, load_run, sett
 from pyrovae.cli.main import app
 from pyrovae.config import MODELS
 from pyrovae.errors import ConfigError
-from pyrovae.inference.algorithms import RUN_ALGORITHMS
+from pyrovae.inference.catalog import RUN_ALGORITHMS
 from pyrovae.inference.libi import LiBI, LiBISettings
 from pyrovae.inference.m2_training import m2_objective, m2_step_loss
 from pyrovae.inference.objectives import ELBOS
