@@ -30,8 +30,10 @@ the tests, with q the exact posterior at σ = 0.3 (variance ratio 2.6) and the M
 point is 0.4835, 0.4939, 0.4970 with K = 1,024, 4,096, 16,384; from q at σ = 0.9 (wider) 0.5009,
 0.5000, 0.5001. :attr:`SigmaRefinement.ess` reports how even the weights are.
 
-What it corrects, measured on two-moon (docs/RESULTS.md, "Importance-weighted σ"): the part of
-Eq. 10's bias that is q's, not the decoder's.
+What it corrects, measured on two-moon (docs/RESULTS.md, "Importance-weighted final σ"): the part
+of Eq. 10's bias that is q's (at τ = 0.05 the robust variant's median error falls from 3.4–4.5 % to
+1.0–1.8 %), not the decoder's (at τ = 0.5 the trained decoder's own maximum-likelihood σ is ≈ 10 %
+above τ, and the refinement leaves it there).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from pyrovae.validation import integer_at_least
 __all__ = ["ImportanceDraws", "SigmaRefinement", "importance_sigma"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_DECODE_BUDGET = 2**24  # numbers per decoded chunk in ImportanceDraws.draw
 
 
 @dataclass
@@ -70,7 +73,10 @@ class ImportanceDraws:
         loc, scale = model.encode(x, y)
         eps = torch.randn((particles,) + tuple(loc.shape), generator=generator, dtype=loc.dtype, device=loc.device)
         z = loc + scale * eps
-        sq_err = (y - model.decode(x, z)).pow(2).sum(-1)
+        # decoded in chunks of points, so that K × chunk × q stays near 2^24 numbers (MNIST-sized data)
+        chunk = max(1, _DECODE_BUDGET // (particles * int(y.shape[-1])))
+        sq_err = torch.cat([(y[i:i + chunk] - model.decode(x[i:i + chunk], z[:, i:i + chunk])).pow(2).sum(-1)
+                            for i in range(0, len(y), chunk)], dim=1)
         # log N(z; 0, I) − log N(z; loc, scale), the 2π terms cancelled
         log_ratio = (0.5 * (eps.pow(2) - z.pow(2)) + scale.log()).sum(-1)
         return cls(sq_err, log_ratio, int(y.shape[-1]))

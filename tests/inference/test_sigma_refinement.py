@@ -146,3 +146,16 @@ def test_the_robust_variant_ends_at_the_importance_weighted_sigma():
     assert abs(expected.sigma / 0.3 - 1) > 1e-3  # not the Eq. 10 value it was handed
     model, _ = converged_run(RobustSettings(refine_particles=0))
     assert model.sigma == pytest.approx(0.3, rel=1e-6)  # refinement off: Eq. 10's σ, as before
+
+
+def test_decoding_in_chunks_changes_nothing(monkeypatch):
+    """Large data are decoded a chunk of points at a time: the same draws give the same terms."""
+    import pyrovae.inference.sigma_refinement as sr
+
+    model, data = nonlinear_case()
+    whole = ImportanceDraws.draw(model, data.x, data.y, 32, torch.Generator().manual_seed(6))
+    monkeypatch.setattr(sr, "_DECODE_BUDGET", 32 * 2 * 7)  # 7 points per chunk: 43 chunks, the last one short
+    chunked = ImportanceDraws.draw(model, data.x, data.y, 32, torch.Generator().manual_seed(6))
+    assert chunked.sq_err.shape == (32, 300)
+    assert torch.allclose(chunked.sq_err, whole.sq_err, rtol=1e-6, atol=0)
+    assert torch.equal(chunked.log_ratio, whole.log_ratio)
