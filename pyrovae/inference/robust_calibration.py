@@ -24,6 +24,11 @@ analytic σ of Eq. 10 between calibrations and changes the three decisions:
   ends the run — ``converged`` when the latent is in use, ``collapsed`` when the mean KL is still
   below ``collapse_kl`` nats (the posterior equals the prior) after ``budget`` failed probes in
   a row. So every run ends converged, collapsed, max_steps or nan.
+* **Final σ** (:meth:`RobustCalibratedSigma.refine`): when the variant ends the run, σ is set to
+  the importance-weighted maximum-likelihood σ of the trained decoder
+  (:func:`~pyrovae.inference.sigma_refinement.importance_sigma`, ``refine_particles`` draws per
+  point from the encoder) instead of Eq. 10's expectation under q, which also carries q's
+  mismatch with the posterior. ``refine_particles = 0`` ends at Eq. 10's σ.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import torch
 from pyrovae.errors import ConfigError
 from pyrovae.inference.algorithms import AnalyticSigma, BlockStats, Decision
 from pyrovae.inference.calibration import VARIANTS
+from pyrovae.inference.sigma_refinement import importance_sigma
 from pyrovae.models.cvae import SigmaCVAE
 
 __all__ = ["RobustSettings", "RobustCalibratedSigma", "plateau", "CALIBRATIONS"]
@@ -54,14 +60,17 @@ class RobustSettings:
     min_gain: float = 0.025  # nats per output dimension a probe's plateau must gain to be accepted
     budget: int = 4  # failed probes in a row before a collapsed run stops
     collapse_kl: float = 0.01  # mean KL (nats) below which the latent is unused
+    refine_particles: int = 256  # draws per point for the final importance-weighted σ (0: Eq. 10's σ)
 
     def __post_init__(self) -> None:
         for name in ("window", "budget"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ConfigError(f"robust calibration: {name} must be an integer >= 1, got {value}")
-        if isinstance(self.hold, bool) or int(self.hold) != self.hold or self.hold < 0:
-            raise ConfigError(f"robust calibration: hold must be an integer >= 0, got {self.hold}")
+        for name in ("hold", "refine_particles"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ConfigError(f"robust calibration: {name} must be an integer >= 0, got {value}")
         if not (0 < self.shrink < 1):
             raise ConfigError(f"robust calibration: shrink must lie in (0, 1), got {self.shrink}")
         for name in ("rel_tol", "min_gain", "collapse_kl"):
@@ -115,13 +124,32 @@ class _State:
 class RobustCalibratedSigma(AnalyticSigma):
     """Robust calibrated σ-CVAE (ours; see the module docstring): analytic σ (Liu & Wang 2025,
     Eq. 10), a scale-free plateau test, calibration (Eq. 15 with a deterministic shrink) as a probe
-    judged by the ELBO gain, and a bounded number of failed probes before the status ``collapsed``."""
+    judged by the ELBO gain, a bounded number of failed probes before the status ``collapsed``, and
+    an importance-weighted final σ."""
 
     name = "calibrated"
 
     def __init__(self, settings: RobustSettings | None = None):
         self.settings = settings or RobustSettings()
         self.state = _State()
+        self.data: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, y) for the final σ, from setup
+
+    def setup(self, trainer) -> None:
+        """Keep this replicate's training data (``x``, ``y``) for :meth:`refine`."""
+        r = next(r for r, alg in enumerate(trainer.algorithms) if alg is self)
+        data = trainer.datas[r] if len(trainer.datas) > 1 else trainer.data
+        self.data = (data.x, data.y)
+
+    def refine(self, model: SigmaCVAE, rng: torch.Generator | None) -> None:
+        """Set σ to the importance-weighted maximum-likelihood σ of the trained decoder (ours,
+        :mod:`pyrovae.inference.sigma_refinement`), with draws from ``rng``. Nothing happens with
+        ``refine_particles = 0``, before :meth:`setup` has given the data, or if the estimate is
+        not a positive number (σ stays at Eq. 10's value)."""
+        if not self.settings.refine_particles or self.data is None:
+            return
+        sigma = importance_sigma(model, *self.data, particles=self.settings.refine_particles, generator=rng).sigma
+        if math.isfinite(sigma) and sigma > 0:
+            model.noise.set_sigma(sigma)
 
     def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:
         s, cfg = self.state, self.settings
@@ -140,8 +168,10 @@ class RobustCalibratedSigma(AnalyticSigma):
             s.failures += 1
             collapsed = stats.kl < cfg.collapse_kl
             if not collapsed:
+                self.refine(model, stats.rng)
                 return Decision(stop=True, event="converged")
             if s.failures >= cfg.budget:
+                self.refine(model, stats.rng)
                 return Decision(stop=True, event="collapsed", status="collapsed")
         sigma = cfg.shrink ** (s.failures + 1) * model.sigma
         model.noise.set_sigma(sigma)

@@ -11,6 +11,9 @@ every τ ∈ {0.02, 0.05, 0.1, 0.2, 0.3, 0.5} × σ₀ ∈ {0.2, 1, 5} with ``re
 * ``oracle`` — the floor: the same networks with σ fixed at the truth (independent of σ₀), then
   the analytic σ of their residuals (Eq. 10).
 
+``--set dataset=m1`` runs the same variants on M1 of Liu & Wang (2025, Sec. 5.2; App. F's networks
+for it: latent 5, encoder [32, 16, 8, 4], decoder [8, 32, 16, 4]), whose noise SD is 1: one τ = 1.
+
 Per cell: the fraction of seeds whose final σ is within 5 % of τ, the median relative error, the
 fraction collapsed (final KL < 0.01), the median number of steps and how many hit the step cap.
 All seeds × σ₀ of one (variant, τ) train as one batched program
@@ -34,9 +37,12 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 
 from pyrovae.data.conditional import two_moon  # noqa: E402
+from pyrovae.data.simulations import m1  # noqa: E402
+from pyrovae.errors import ConfigError  # noqa: E402
 from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device  # noqa: E402
 from pyrovae.experiments.results import ExperimentReport, ResultTable  # noqa: E402
 from pyrovae.experiments.runner import map_tasks  # noqa: E402
+from pyrovae.experiments.tasks import CVAESettings  # noqa: E402
 from pyrovae.inference.catalog import make_algorithm  # noqa: E402
 from pyrovae.inference.trainer import Trainer, TrainSettings  # noqa: E402
 from pyrovae.models.cvae import SigmaCVAE  # noqa: E402
@@ -50,6 +56,7 @@ TAUS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 SIGMA0 = (0.2, 1.0, 5.0)
 WITHIN = 0.05  # success: |σ̂ − τ| / τ ≤ 5 %
 COLLAPSE_KL = 0.01
+DATASETS = ("two-moon", "m1")
 
 
 class SweepSettings:
@@ -63,10 +70,24 @@ class SweepSettings:
         self.taus = (0.05, 0.3) if quick else TAUS
         self.sigma0 = (0.2, 5.0) if quick else SIGMA0
         self.seeds = derive_seeds(root_seed, reps)
+        self.dataset = "two-moon"
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "max_steps": self.max_steps, "oracle_steps": self.oracle_steps, "taus": list(self.taus),
-                "sigma0": list(self.sigma0), "seeds": self.seeds, "device": self.device}
+        out = {"n": self.n, "max_steps": self.max_steps, "oracle_steps": self.oracle_steps, "taus": list(self.taus),
+               "sigma0": list(self.sigma0), "seeds": self.seeds, "device": self.device}
+        if self.dataset != "two-moon":  # absent for two-moon: cells stored before the option existed are reused
+            out["dataset"] = self.dataset
+        return out
+
+
+def _data_and_networks(settings: dict, tau: float):
+    """Two-moon at noise τ with the default (App. F two-moon) networks, or M1 (noise SD 1) with
+    App. F's Sec. 5.2 networks (:class:`~pyrovae.experiments.tasks.CVAESettings`)."""
+    if settings.get("dataset", "two-moon") == "m1":
+        c = CVAESettings()
+        return m1(n=settings["n"], seed=0), dict(latent_dim=c.latent_dim, encoder_widths=c.encoder_widths,
+                                                 decoder_widths=c.decoder_widths)
+    return two_moon(n=settings["n"], tau=tau, seed=0), {}
 
 
 def _algorithm(variant: str):
@@ -81,14 +102,14 @@ def train_cell(variant: str, tau: float, settings: dict) -> list[dict]:
     """Every seed × σ₀ of ``variant`` at noise ``tau`` as one batched run (the oracle: every seed,
     σ fixed at τ); one dict per replicate. ``settings``: :meth:`SweepSettings.as_dict`."""
     torch.set_num_threads(1)
-    data = two_moon(n=settings["n"], tau=tau, seed=0)
+    data, networks = _data_and_networks(settings, tau)
     grid = [(seed, tau) for seed in settings["seeds"]] if variant == "oracle" else \
         [(seed, s0) for s0 in settings["sigma0"] for seed in settings["seeds"]]
     models, algorithms = [], []
     for seed, s0 in grid:
         pyro.set_rng_seed(seed)  # each replicate starts from the weights its single run would start from
         algorithms.append(_algorithm(variant))
-        models.append(SigmaCVAE(data.x_dim, data.y_dim, noise=make_noise(algorithms[-1].noise, s0))
+        models.append(SigmaCVAE(data.x_dim, data.y_dim, noise=make_noise(algorithms[-1].noise, s0), **networks)
                       .to(settings["device"]))
     steps = settings["oracle_steps"] if variant == "oracle" else settings["max_steps"]
     start = time.perf_counter()
@@ -168,9 +189,15 @@ def heat_map(summaries: dict[tuple[str, float, float], dict], settings: SweepSet
 def calibration_robustness(options: ExperimentOptions) -> ExperimentReport:
     reps = options.repetitions(quick=1, full=10)
     settings = SweepSettings(options.quick, reps, options.seed, options.device)
-    for key, value in options.configure({k: v for k, v in settings.as_dict().items()
-                                         if k not in ("seeds", "device")}).items():
+    for key, value in options.configure({**{k: v for k, v in settings.as_dict().items()
+                                            if k not in ("seeds", "device")}, "dataset": settings.dataset}).items():
         setattr(settings, key, value)
+    if settings.dataset not in DATASETS:
+        raise ConfigError(f"--set dataset={settings.dataset}: expected one of {', '.join(DATASETS)}")
+    if settings.dataset == "m1":  # M1's noise is N(0, 1): the only τ
+        if "taus" in options.overrides:
+            raise ConfigError("--set taus does not apply to dataset=m1: its noise SD is 1")
+        settings.taus = (1.0,)
     start = time.perf_counter()
     results = sweep(options, settings)
     summaries = {}
@@ -199,7 +226,7 @@ def calibration_robustness(options: ExperimentOptions) -> ExperimentReport:
                     table.set(label, column, text)
     figure = heat_map(summaries, settings, VARIANTS, options.out / "success_heatmap.png")
     return ExperimentReport(
-        {"reps": reps, "n": settings.n, "K": 25, "max_steps": settings.max_steps,
+        {"reps": reps, "dataset": settings.dataset, "n": settings.n, "K": 25, "max_steps": settings.max_steps,
          "oracle_steps": settings.oracle_steps, "root_seed": options.seed},
         [table], figures=[figure], wall_time=time.perf_counter() - start, conclusion=_verdict(summaries),
     )

@@ -60,3 +60,27 @@ def test_quick_run_writes_the_table_and_the_heat_map(tmp_path):
     assert "robust τ=0.05 σ₀=0.2" in table.rows and "oracle τ=0.3 σ₀=0.2" in table.rows
     assert len(list((tmp_path / "tasks").glob("train_cell-*.json"))) == 2 * len(cr.VARIANTS)
     assert "Robust variant:" in report.conclusion
+
+
+def test_dataset_m1_uses_m1_with_the_sec_5_2_networks_and_tau_1():
+    data, networks = cr._data_and_networks({"n": 60, "dataset": "m1"}, 1.0)
+    assert data.name == "m1" and (data.x_dim, data.y_dim) == (5, 1)
+    assert networks == {"latent_dim": 5, "encoder_widths": [32, 16, 8, 4], "decoder_widths": [8, 32, 16, 4]}
+    data, networks = cr._data_and_networks({"n": 60}, 0.3)  # the key absent: two-moon, default networks
+    assert data.name == "two-moon" and data.truth["sigma"] == 0.3 and networks == {}
+    settings = tiny(reps=1)
+    assert "dataset" not in settings.as_dict()  # two-moon cells keep the keys they were stored under
+    settings.dataset = "m1"
+    rows = cr.train_cell("oracle", 1.0, settings.as_dict())
+    assert len(rows) == 1 and rows[0]["tau"] == 1.0 and rows[0]["steps"] == 50
+    assert rows[0]["rel_err"] == pytest.approx(abs(rows[0]["sigma"] - 1.0))
+
+
+@pytest.mark.parametrize("overrides", [{"dataset": "mnist"}, {"dataset": "m1", "taus": "0.1"}])
+def test_bad_dataset_settings_are_refused_before_training(tmp_path, overrides):
+    from pyrovae.errors import ConfigError
+    from pyrovae.experiments.registry import ExperimentOptions
+
+    with pytest.raises(ConfigError):
+        get_experiment("calibration-robustness").run(ExperimentOptions(out=tmp_path, quick=True, overrides=overrides))
+    assert not (tmp_path / "tasks").exists()
