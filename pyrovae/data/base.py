@@ -67,6 +67,8 @@ class Dataset:
 
 
 def _as_matrix(t: Any, label: str) -> torch.Tensor:
+    if isinstance(t, np.ndarray) and not t.flags.writeable:  # pandas' copy-on-write arrays: torch cannot share them
+        t = np.array(t)
     t = torch.as_tensor(t, dtype=torch.get_default_dtype())
     if t.dim() == 1:
         t = t.unsqueeze(-1)

@@ -103,3 +103,19 @@ def test_csv_non_numeric(tmp_path):
     path.write_text("x1,y1\n1,2\n3,abc\n")
     with pytest.raises(DataError):
         load_csv(path)
+
+
+def test_a_read_only_array_becomes_a_dataset_without_a_warning():
+    """pandas' copy-on-write arrays are read-only; torch would warn that it cannot share their memory."""
+    import warnings
+
+    import numpy as np
+
+    from pyrovae.data.base import Dataset
+
+    y = np.arange(6.0).reshape(3, 2)
+    y.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = Dataset("read-only", np.zeros((3, 0)), y)
+    assert data.y.tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
