@@ -11,7 +11,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.experiments import ExperimentOptions
 from pyrovae.papers import get_experiment
 from pyrovae.papers.dai_wang_wipf_2020.gamma_bound import linear_gamma_case, ppca_bounds
-from pyrovae.papers.dai_wang_wipf_2020.local_minimum import train_soft_threshold
+from pyrovae.papers.dai_wang_wipf_2020.local_minimum import stayed_collapsed, train_soft_threshold
 
 
 def _options(tmp_path, **settings) -> ExperimentOptions:
@@ -70,6 +70,16 @@ def test_dai_local_minimum_smoke(tmp_path):
 def test_soft_threshold_training_rejects_unknown_start():
     with pytest.raises(ConfigError):
         train_soft_threshold(0.5, "nowhere", seed=0)
+
+
+def test_a_run_that_ends_above_the_collapsed_energy_has_not_stayed_collapsed():
+    """At α = 0 the full protocol had runs end at energy 31.6 and 44.5 with ‖W‖ ≈ 1.39, far from Eq. (7)'s
+    W = 0; they once counted as 'stayed collapsed' because their energy was not below the collapsed one."""
+    assert stayed_collapsed({"energy": 6.004, "collapsed_energy": 6.0})
+    assert not stayed_collapsed({"energy": 31.56, "collapsed_energy": 6.0})
+    assert not stayed_collapsed({"energy": -14.7, "collapsed_energy": 6.0})
+    run = train_soft_threshold(0.5, "collapsed", seed=0, steps=300)  # α > 0: Eq. (7) is a local minimum
+    assert stayed_collapsed(run) and "stayed_collapsed" not in run
 
 
 def test_dai_depth_smoke(tmp_path):
