@@ -96,6 +96,10 @@ class Algorithm:
     def setup(self, trainer) -> None:
         """Called once by the trainer before training (e.g. to build extra optimisers)."""
 
+    def at_step_cap(self, model: SigmaCVAE, generator: torch.Generator) -> None:
+        """Called once when ``max_steps`` stops this replicate, before its final metrics (draws from
+        ``generator``, a copy of the replicate's stream); nothing by default."""
+
     def run_block(self, trainer, beta: float) -> list[float]:
         """The block's gradient steps: ``trainer.block_steps()`` joint steps by default; stops early
         when every replicate's loss is NaN. Returns the per-step losses (one ``(R,)`` tensor per

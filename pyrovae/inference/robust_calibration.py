@@ -24,7 +24,8 @@ analytic σ of Eq. 10 between calibrations and changes the three decisions:
   ends the run — ``converged`` when the latent is in use, ``collapsed`` when the mean KL is still
   below ``collapse_kl`` nats (the posterior equals the prior) after ``budget`` failed probes in
   a row. So every run ends converged, collapsed, max_steps or nan.
-* **Final σ** (:meth:`RobustCalibratedSigma.refine`): when the variant ends the run, σ is set to
+* **Final σ** (:meth:`RobustCalibratedSigma.refine`): when the variant ends the run (or the step cap
+  does), σ is set to
   the importance-weighted maximum-likelihood σ of the trained decoder
   (:func:`~pyrovae.inference.sigma_refinement.importance_sigma`, ``refine_particles`` draws per
   point from the encoder) instead of Eq. 10's expectation under q, which also carries q's
@@ -139,6 +140,10 @@ class RobustCalibratedSigma(AnalyticSigma):
         r = next(r for r, alg in enumerate(trainer.algorithms) if alg is self)
         data = trainer.datas[r] if len(trainer.datas) > 1 else trainer.data
         self.data = (data.x, data.y)
+
+    def at_step_cap(self, model: SigmaCVAE, generator: torch.Generator) -> None:
+        """A run the step cap stops ends at the importance-weighted σ too (:meth:`refine`)."""
+        self.refine(model, generator)
 
     def refine(self, model: SigmaCVAE, rng: torch.Generator | None) -> None:
         """Set σ to the importance-weighted maximum-likelihood σ of the trained decoder (ours,

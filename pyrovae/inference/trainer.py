@@ -404,6 +404,8 @@ class Trainer:
         stream = self.stack.streams.generators[i]
         generator = torch.Generator(device=stream.device)  # a copy: evaluation never moves the training stream
         generator.set_state(stream.get_state())
+        if status == "max_steps":
+            self.algorithms[r].at_step_cap(self.models[r], generator)
         rep.metrics = final_metrics(self.models[r], data, history, generator=generator)
 
     def _drop_finished(self) -> None:

@@ -159,3 +159,26 @@ def test_decoding_in_chunks_changes_nothing(monkeypatch):
     assert chunked.sq_err.shape == (32, 300)
     assert torch.allclose(chunked.sq_err, whole.sq_err, rtol=1e-6, atol=0)
     assert torch.equal(chunked.log_ratio, whole.log_ratio)
+
+
+def test_a_robust_run_stopped_by_the_step_cap_also_ends_at_the_importance_weighted_sigma():
+    """The trainer calls ``at_step_cap`` before the final metrics; only the robust variant refines there."""
+    from pyrovae.data.conditional import two_moon
+    from pyrovae.inference.trainer import Trainer, TrainSettings
+    from pyrovae.models.noise import CalibratedNoise
+
+    data = two_moon(n=200, tau=0.3, seed=0)
+    results = {}
+    for particles in (0, 256):
+        torch.manual_seed(0)
+        model = SigmaCVAE(1, 2, 2, [8], [8], noise=CalibratedNoise(1.0))
+        alg = RobustCalibratedSigma(RobustSettings(refine_particles=particles))
+        results[particles] = Trainer(model, data, alg, TrainSettings(K=5, max_steps=60), seeds=[1]).run()
+    plain, refined = results[0], results[256]
+    assert plain.status == refined.status == "max_steps"
+    assert plain.history["sigma"].tolist() == refined.history["sigma"].tolist()  # training itself is unchanged
+    assert plain.model.sigma == pytest.approx(plain.history["sigma"].iloc[-1])  # Eq. 10's σ of the last block
+    assert refined.metrics["sigma"] == pytest.approx(refined.model.sigma)
+    again = importance_sigma(refined.model, data.x, data.y, particles=1024, generator=torch.Generator().manual_seed(9))
+    assert refined.model.sigma == pytest.approx(again.sigma, rel=0.02)  # the fixed point, whatever the draws
+    assert abs(refined.model.sigma / plain.model.sigma - 1) > 1e-3  # moved off Eq. 10 (by 1.6 % here)
