@@ -44,6 +44,7 @@ from pyrovae.inference.algorithms import AnalyticSigma, BlockStats, Decision
 from pyrovae.inference.calibration import VARIANTS
 from pyrovae.inference.sigma_refinement import importance_sigma
 from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.validation import integer_at_least, real
 
 __all__ = ["RobustSettings", "RobustCalibratedSigma", "plateau", "CALIBRATIONS"]
 
@@ -64,20 +65,12 @@ class RobustSettings:
     refine_particles: int = 256  # draws per point for the final importance-weighted σ (0: Eq. 10's σ)
 
     def __post_init__(self) -> None:
-        for name in ("window", "budget"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ConfigError(f"robust calibration: {name} must be an integer >= 1, got {value}")
-        for name in ("hold", "refine_particles"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ConfigError(f"robust calibration: {name} must be an integer >= 0, got {value}")
+        for name, minimum in (("window", 1), ("budget", 1), ("hold", 0), ("refine_particles", 0)):
+            integer_at_least(f"robust calibration: {name}", getattr(self, name), minimum)
         if not (0 < self.shrink < 1):
             raise ConfigError(f"robust calibration: shrink must lie in (0, 1), got {self.shrink}")
         for name in ("rel_tol", "min_gain", "collapse_kl"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"robust calibration: {name} must be finite and >= 0, got {value}")
+            real(f"robust calibration: {name}", getattr(self, name), 0.0)
         if self.window < 3:
             raise ConfigError(f"robust calibration: window must be >= 3 blocks to fit a trend, got {self.window}")
 
@@ -137,8 +130,7 @@ class RobustCalibratedSigma(AnalyticSigma):
 
     def setup(self, trainer) -> None:
         """Keep this replicate's training data (``x``, ``y``) for :meth:`refine`."""
-        r = next(r for r, alg in enumerate(trainer.algorithms) if alg is self)
-        data = trainer.datas[r] if len(trainer.datas) > 1 else trainer.data
+        data = trainer.data_of(next(r for r, alg in enumerate(trainer.algorithms) if alg is self))
         self.data = (data.x, data.y)
 
     def at_step_cap(self, model: SigmaCVAE, generator: torch.Generator) -> None:

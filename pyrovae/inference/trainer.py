@@ -214,6 +214,10 @@ class Trainer:
         subset of the parameters (Lagging Inference Networks) build theirs here."""
         return adam(params, self.settings.lr)
 
+    def data_of(self, r: int) -> Dataset:
+        """Replicate ``r``'s data: its own data set, or the one all replicates share."""
+        return self.datas[r] if len(self.datas) > 1 else self.data
+
     def parameters(self, part: str) -> list[torch.nn.Parameter]:
         """The stacked parameters of ``part`` (``encoder``, ``decoder`` or ``noise``)."""
         return self.stack.parameters_of(part)
@@ -239,7 +243,7 @@ class Trainer:
         instead, from the replicate's generator."""
         n, b = len(self.data), self.settings.batch_size
         if getattr(self.data, "resample", None) is not None:
-            sources = [self.datas[r] if len(self.datas) > 1 else self.data for r in self.active]
+            sources = [self.data_of(r) for r in self.active]
             draws = [d.resample(n if b is None else b, g) for d, g in zip(sources, self.stack.streams.generators)]
             return torch.stack([x for x, _ in draws]), torch.stack([y for _, y in draws])
         if b is None or b >= n:
@@ -400,7 +404,7 @@ class Trainer:
         rep = self.replicas[r]
         rep.status = status
         history = pd.DataFrame(rep.rows, columns=HISTORY_COLUMNS)
-        data = self.datas[r] if len(self.datas) > 1 else self.data
+        data = self.data_of(r)
         stream = self.stack.streams.generators[i]
         generator = torch.Generator(device=stream.device)  # a copy: evaluation never moves the training stream
         generator.set_state(stream.get_state())

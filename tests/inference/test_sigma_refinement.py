@@ -130,7 +130,7 @@ def converged_run(settings: RobustSettings):
     and the same plateau again: it stops ``converged``. Every block hands it the stream seeded 5."""
     model, data = nonlinear_case()
     alg = RobustCalibratedSigma(settings)
-    alg.setup(SimpleNamespace(algorithms=[alg], datas=[data], data=data))
+    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data))
     rows = [(0.3, 2.0, -1.0)] * settings.window + [(0.3, 2.0, 0.0)] * settings.hold + [(0.3, 2.0, -1.0)] * settings.window
     for b, (sigma, kl, loss) in enumerate(rows):
         decision = alg.after_block(model, BlockStats(b, loss, loss - kl, kl, sigma**2, False,
