@@ -31,6 +31,7 @@ from pyrovae.optim import adam, linear_decay, minimise
 from pyrovae.validation import integer_at_least
 
 __all__ = [
+    "check_model_data",
     "ResidualCheck",
     "closest_latents",
     "elbo_optimal_noise_variance",
@@ -39,7 +40,9 @@ __all__ = [
 ]
 
 
-def _check(model, x: torch.Tensor, y: torch.Tensor) -> None:
+def check_model_data(model, x: torch.Tensor, y: torch.Tensor) -> None:
+    """``x`` (n, p) and ``y`` (n, q) with one n, as wide as ``model``'s input and response: else a
+    :class:`~pyrovae.errors.DataError` (shapes) or :class:`~pyrovae.errors.ConfigError` (widths)."""
     if y.dim() != 2 or x.dim() != 2 or x.shape[0] != y.shape[0]:
         raise DataError(f"need x (n, p) and y (n, q) with the same n, got {tuple(x.shape)} and {tuple(y.shape)}")
     if y.shape[1] != model.y_dim or x.shape[1] != model.x_dim:
@@ -56,7 +59,7 @@ def elbo_optimal_noise_variance(model, x: torch.Tensor, y: torch.Tensor, draws: 
     ``x`` has zero columns for an unconditional VAE).
     """
     integer_at_least("draws", draws)
-    _check(model, x, y)
+    check_model_data(model, x, y)
     gen = torch.Generator(device=y.device).manual_seed(seed) if seed is not None else None
     loc, scale = model.encode(x, y)
     total = torch.zeros(y.shape[1], dtype=y.dtype, device=y.device)
@@ -76,7 +79,7 @@ def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: tor
 
     Between :func:`pyrovae.posterior.noise_variance.exact_posterior_noise_variance` (the truth) and :func:`elbo_optimal_noise_variance` with
     a trained encoder, this isolates what the mean-field family itself adds to the noise estimate."""
-    _check(model, x, y)
+    check_model_data(model, x, y)
     if steps < 0 or particles < 1 or draws < 1 or not lr > 0 or not scale0 > 0:
         raise ConfigError("mean_field_noise_variance needs steps >= 0, particles, draws >= 1, lr and scale0 > 0")
     if loc0.shape != (y.shape[0], model.latent_dim):
@@ -111,7 +114,7 @@ def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: tor
 def closest_latents(model, x: torch.Tensor, y: torch.Tensor, steps: int = 500, lr: float = 0.1) -> torch.Tensor:
     r""":math:`\arg\min_z \|y - f_\theta(x, z)\|^2` per point, by Adam from the encoder mean with the learning
     rate decaying linearly to 1% (the decoder is not changed)."""
-    _check(model, x, y)
+    check_model_data(model, x, y)
     with torch.no_grad():
         z0, _ = model.encode(x, y)
     z = z0.clone().requires_grad_(True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from pyrovae.errors import ConfigError, DataError
+from pyrovae.errors import ConfigError
+from pyrovae.metrics.noise_fit import check_model_data
 from pyrovae.posterior.grid import grid_posterior
 from pyrovae.posterior.target import model_target
 
@@ -24,8 +25,7 @@ def exact_posterior_noise_variance(model, x: torch.Tensor, y: torch.Tensor, per_
     :math:`E_{p(x)} E_{p(z|x)}[(x - f(z))^2] = E_{p(z)} E_{p(x|z)}[(x - f(z))^2] = \sigma_\varepsilon^2`, so
     the gap between :func:`pyrovae.metrics.noise_fit.elbo_optimal_noise_variance` and this value is what the variational family
     (and the encoder's amortisation) adds — the over-estimate of Yacoby, Pan & Doshi-Velez (2021), Sec. 8, Case A."""
-    if y.dim() != 2 or x.dim() != 2 or x.shape[0] != y.shape[0]:
-        raise DataError(f"need x (n, p) and y (n, q) with the same n, got {tuple(x.shape)} and {tuple(y.shape)}")
+    check_model_data(model, x, y)
     if model.latent_dim != 1:
         raise ConfigError(f"the exact-posterior noise fit needs a 1-D latent, got latent_dim={model.latent_dim}")
     total = torch.zeros(y.shape[1], dtype=torch.float64)

@@ -28,3 +28,9 @@ def test_exact_posterior_noise_variance_recovers_the_truth_at_the_generating_mod
     assert float(elbo_optimal_noise_variance(model, x, y, draws=20)) > 2 * float(per_dim.mean())
     with pytest.raises(ConfigError):
         exact_posterior_noise_variance(SigmaCVAE(0, 2, 2, [4], [4]), x[:5], y[:5])
+
+
+def test_data_of_the_wrong_width_is_refused_before_any_grid():
+    model = SigmaCVAE(0, 2, 1, [4], [4], noise=FixedNoise(0.1))
+    with pytest.raises(ConfigError, match="response columns"):
+        exact_posterior_noise_variance(model, torch.zeros(5, 0), torch.zeros(5, 3))
