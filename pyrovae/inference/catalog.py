@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from pyrovae.errors import UnknownNameError
 from pyrovae.inference.algorithms import Algorithm, AnalyticSigma, AnnealedSigma, CalibratedSigma, FixedSigma, JointSVI
 from pyrovae.inference.lagging import LaggingInference
 from pyrovae.inference.lagging_segments import SegmentedLagging
@@ -77,7 +78,7 @@ RUN_ALGORITHMS = (*ALGORITHMS, "libi")
 def algorithm_name(value: object) -> str:
     """``value`` checked against :data:`RUN_ALGORITHMS`; a renamed name gets the line that says what it is now."""
     if isinstance(value, str) and value in ALGORITHMS.renamed:
-        raise ALGORITHMS.__missing__(value)
+        raise UnknownNameError(ALGORITHMS.renamed[value])
     return text("algorithm", value, list(RUN_ALGORITHMS))
 
 
