@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     print(header)
     ratio = None
     for k in args.sizes:
-        target = model_target(model, data.x, data.y, points=k, dtype=torch.float64)
+        target = model_target(model, data.condition, data.observed, points=k, dtype=torch.float64)
         grid = grid_posterior(target, limit=6.0, resolution=args.grid_resolution, on_flag="ignore")
         sd = grid.var.sqrt()
         print(f"{k:>6} {'grid':>7}  posterior sd {float(sd.min()):.3f}–{float(sd.max()):.3f} (median {float(sd.median()):.3f}); "

@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     data = two_moon(args.n, seed=args.seed)
-    x, y = data.x, data.y
+    x, y = data.condition, data.observed
 
-    lib_model = SigmaCVAE(data.x_dim, data.y_dim)
+    lib_model = SigmaCVAE(data.condition_dim, data.observed_dim)
     hand_model = copy.deepcopy(lib_model)  # same modules, same initial weights
     settings = TrainSettings(elbo=args.elbo)
     trainer = Trainer(lib_model, data, JointSVI(), settings)

@@ -69,9 +69,9 @@ def build_data(cfg: RunConfig) -> Dataset:
             raise ConfigError(f"model m2 needs labels: data set {cfg.dataset!r} has none (use a semi-supervised one, "
                               "e.g. discrete-semicircle, or a --data-file with a 'label' column)")
         return data
-    if cfg.model != "cvae" and data.x_dim > 0:  # an unconditional model of every column
+    if cfg.model != "cvae" and data.condition_dim > 0:  # an unconditional model of every column
         truth = {k: v for k, v in data.truth.items() if k != "sigma"}  # τ was the noise of y alone
-        return Dataset(data.name, data.x[:, :0], torch.cat([data.x, data.y], 1), truth, dict(data.params))
+        return Dataset(data.name, data.condition[:, :0], torch.cat([data.condition, data.observed], 1), truth, dict(data.params))
     return data
 
 
@@ -95,8 +95,8 @@ def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = Non
         algorithm = algorithm or build_algorithm(cfg)
         noise = cfg.noise or ("learned" if algorithm.noise == "any" else algorithm.noise)
     model = SigmaCVAE(
-        data.x_dim, data.y_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
-        noise=make_noise(noise, cfg.sigma0, y_dim=data.y_dim, in_dim=data.x_dim + cfg.latent_dim),
+        data.condition_dim, data.observed_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
+        noise=make_noise(noise, cfg.sigma0, observed_dim=data.observed_dim, in_dim=data.condition_dim + cfg.latent_dim),
         activation=cfg.activation,
     )
     return model.to(_device(cfg.device))
@@ -105,7 +105,7 @@ def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = Non
 def _build_linear(cfg: RunConfig, data: Dataset) -> SigmaCVAE:
     from pyrovae.models.linear import CholeskyDecoder, ScalarDecoder, linear_vae
 
-    q = data.y_dim
+    q = data.observed_dim
     if cfg.model == "linear":
         if q != 1:
             raise ConfigError(f"the scalar linear model x = θz + ε has one output; the data have {q} columns "
@@ -128,8 +128,8 @@ def _build_m2(cfg: RunConfig, data: Dataset):
         raise ConfigError("model m2 needs a semi-supervised data set (labels, some missing)")
     continuous = data.truth.get("kind") == "continuous"
     classes = 2 if continuous else int(data.labels[labelled].max()) + 1
-    return M2(data.y_dim, "continuous" if continuous else "discrete", num_classes=max(classes, 2),
-              y_dim=data.labels.shape[1], latent_dim=cfg.latent_dim, widths=cfg.encoder_widths, sigma=cfg.sigma0,
+    return M2(data.observed_dim, "continuous" if continuous else "discrete", num_classes=max(classes, 2),
+              label_dim=data.labels.shape[1], latent_dim=cfg.latent_dim, widths=cfg.encoder_widths, sigma=cfg.sigma0,
               activation=cfg.activation)
 
 
@@ -155,7 +155,7 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
         pyro.set_rng_seed(cfg.seed)
         data = build_data(cfg)
         if run_dir is not None:
-            check_same_data(run_dir, data_digest(data.x, data.y))
+            check_same_data(run_dir, data_digest(data.condition, data.observed))
             write_json(run_dir / "config.json", cfg.to_dict())
         if cfg.model == "m2":
             return _train_m2(cfg, data, run_dir, plots)
@@ -203,7 +203,7 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) 
         if plots:
             from pyrovae.plots import plot_pairs
 
-            plot_pairs(data.y, model.sample(len(data))[0], data.x, run_dir / "plots" / "samples.png",
+            plot_pairs(data.observed, model.sample(len(data))[0], data.condition, run_dir / "plots" / "samples.png",
                        "generated  x ~ p(x)")
     return TrainResult(model, history, metrics, "finished", run_dir)
 
@@ -227,7 +227,7 @@ def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainRes
     start = time.perf_counter()
     with pyro.validation_enabled(False):
         fit = LiBI(model, settings).fit(data)
-    terms = model.terms(data.x.to(data.y.dtype), data.y)
+    terms = model.terms(data.condition.to(data.observed.dtype), data.observed)
     kl, recon = float(terms["kl"].mean()), float(terms["recon"].mean())
     history = pd.DataFrame(fit.history)
     metrics = {"status": "finished", "algorithm": "libi", "model": cfg.model, "seed": cfg.seed, "sigma": model.sigma,
@@ -402,7 +402,7 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
     with lock_run_dir(batch_dir):
         data = build_data(cfgs[0])
         if batch_dir is not None:
-            check_same_data(batch_dir, data_digest(data.x, data.y))
+            check_same_data(batch_dir, data_digest(data.condition, data.observed))
         models, algorithms = [], []
         for cfg in cfgs:
             pyro.set_rng_seed(cfg.seed)  # each replicate starts from the weights its single run would start from

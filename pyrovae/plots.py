@@ -87,7 +87,7 @@ def write_run_plots(result, data, out_dir: str | Path) -> list[Path]:
     plots = Path(out_dir) / "plots"
     model, history = result.model, result.history
     true_sigma = data.truth.get("sigma")
-    x, y = data.x.to(next(model.parameters()).device), data.y.to(next(model.parameters()).device)
+    x, y = data.condition.to(next(model.parameters()).device), data.observed.to(next(model.parameters()).device)
     return [
         plot_sigma(history, plots / "sigma.png", true_sigma, f"σ ({result.metrics['algorithm']})"),
         plot_kl(history, plots / "kl.png"),

@@ -85,17 +85,17 @@ def _matrix(a, name: str) -> np.ndarray:
     return a
 
 
-def _response(y) -> np.ndarray:
-    y = _matrix(y, "y")
-    if y.shape[1] != 1:
-        raise DataError(f"the conditional density baselines need a univariate response, got {y.shape[1]} columns")
-    return y[:, 0]
+def _response(observed) -> np.ndarray:
+    observed = _matrix(observed, "y")
+    if observed.shape[1] != 1:
+        raise DataError(f"the conditional density baselines need a univariate response, got {observed.shape[1]} columns")
+    return observed[:, 0]
 
 
-def y_grid(y, size: int = 1024, margin: float = 0.1) -> np.ndarray:
+def y_grid(observed, size: int = 1024, margin: float = 0.1) -> np.ndarray:
     """An even grid over the range of ``y`` widened by ``margin`` × range on each side."""
-    y = _response(y)
-    lo, hi = float(y.min()), float(y.max())
+    observed = _response(observed)
+    lo, hi = float(observed.min()), float(observed.max())
     pad = margin * max(hi - lo, 1e-8)
     return np.linspace(lo - pad, hi + pad, int(size))
 
@@ -122,14 +122,14 @@ def _gauss(u: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
 
 
-def _split(x: np.ndarray, y: np.ndarray, validation: float, seed: int):
-    n = x.shape[0]
+def _split(condition: np.ndarray, observed: np.ndarray, validation: float, seed: int):
+    n = condition.shape[0]
     if not 0 < validation < 1:
         raise ConfigError(f"the validation fraction must be in (0, 1), got {validation}")
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(validation * n)))
     val, train = perm[:n_val], perm[n_val:]
-    return x[train], y[train], x[val], y[val]
+    return condition[train], observed[train], condition[val], observed[val]
 
 
 def _cde_loss(grid: np.ndarray, density: np.ndarray, y_val: np.ndarray) -> float:
@@ -139,13 +139,13 @@ def _cde_loss(grid: np.ndarray, density: np.ndarray, y_val: np.ndarray) -> float
     return float(np.mean(sq - 2 * at_y))
 
 
-def paper_bandwidth(values, x_dim: int, kernel_order: int = 2) -> np.ndarray:
+def paper_bandwidth(values, condition_dim: int, kernel_order: int = 2) -> np.ndarray:
     r"""Liu & Wang's (2025) App. F bandwidth :math:`h = 1.06\,\sigma\,n^{-1/(2t+d)}`, one per column of
     ``values`` (n, k): σ the column's SD (divisor n), t = ``kernel_order`` (2 for the Gaussian kernel, whose
-    first non-zero moment is the second), d = ``x_dim`` the dimension of X (not of (X, Y))."""
+    first non-zero moment is the second), d = ``condition_dim`` the dimension of X (not of (X, Y))."""
     values = _matrix(values, "values")
     n = values.shape[0]
-    return 1.06 * values.std(axis=0) * n ** (-1.0 / (2 * int(kernel_order) + int(x_dim)))
+    return 1.06 * values.std(axis=0) * n ** (-1.0 / (2 * int(kernel_order) + int(condition_dim)))
 
 
 class ConditionalKDE:
@@ -161,10 +161,10 @@ class ConditionalKDE:
     def __init__(self, bandwidth: str = "paper", chunk: int = 256):
         self.bandwidth, self.chunk = bandwidth, int(chunk)
 
-    def fit(self, x, y) -> "ConditionalKDE":
-        self.x, self.y = _matrix(x, "x"), _response(y)
+    def fit(self, condition, observed) -> "ConditionalKDE":
+        self.condition, self.observed = _matrix(condition, "x"), _response(observed)
         if self.bandwidth == "paper":
-            h = paper_bandwidth(np.column_stack([self.y, self.x]), self.x.shape[1])
+            h = paper_bandwidth(np.column_stack([self.observed, self.condition]), self.condition.shape[1])
             self.h_y, self.h_x = float(h[0]), h[1:]
             return self
         if importlib.util.find_spec("statsmodels") is None:
@@ -173,20 +173,20 @@ class ConditionalKDE:
 
         with warnings.catch_warnings():  # statsmodels' own FutureWarning about numpy's random state
             warnings.simplefilter("ignore", FutureWarning)
-            kde = KDEMultivariateConditional(endog=self.y[:, None], exog=self.x, dep_type="c",
-                                             indep_type="c" * self.x.shape[1], bw=self.bandwidth)
+            kde = KDEMultivariateConditional(endog=self.observed[:, None], exog=self.condition, dep_type="c",
+                                             indep_type="c" * self.condition.shape[1], bw=self.bandwidth)
         self.statsmodels_kde = kde
         self.h_y, self.h_x = float(kde.bw[0]), np.asarray(kde.bw[1:], dtype=np.float64)
         return self
 
-    def density(self, x, grid: np.ndarray) -> np.ndarray:
+    def density(self, condition, grid: np.ndarray) -> np.ndarray:
         """``(m, G)``: the conditional density of each row of ``x`` at the ``grid`` points."""
-        x = _matrix(x, "x")
-        out = np.empty((x.shape[0], len(grid)))
-        ky = _gauss((np.asarray(grid)[None, :] - self.y[:, None]) / self.h_y) / self.h_y  # (n, G)
-        for start in range(0, x.shape[0], self.chunk):
-            xs = x[start:start + self.chunk]
-            d2 = (((xs[:, None, :] - self.x[None, :, :]) / self.h_x) ** 2).sum(-1)  # (c, n)
+        condition = _matrix(condition, "x")
+        out = np.empty((condition.shape[0], len(grid)))
+        ky = _gauss((np.asarray(grid)[None, :] - self.observed[:, None]) / self.h_y) / self.h_y  # (n, G)
+        for start in range(0, condition.shape[0], self.chunk):
+            xs = condition[start:start + self.chunk]
+            d2 = (((xs[:, None, :] - self.condition[None, :, :]) / self.h_x) ** 2).sum(-1)  # (c, n)
             logw = -0.5 * d2
             w = np.exp(logw - logw.max(1, keepdims=True))
             w /= w.sum(1, keepdims=True)
@@ -205,14 +205,14 @@ class NNKCDEBaseline:
         self.k_grid, self.bandwidth_grid = [int(k) for k in k_grid], [float(b) for b in bandwidth_grid]
         self.validation, self.max_validation, self.tune_grid, self.seed = validation, max_validation, tune_grid, seed
 
-    def fit(self, x, y) -> "NNKCDEBaseline":
+    def fit(self, condition, observed) -> "NNKCDEBaseline":
         import nnkcde
 
-        x, y = _matrix(x, "x"), _response(y)
-        xt, yt, xv, yv = _split(x, y, self.validation, self.seed)
+        condition, observed = _matrix(condition, "x"), _response(observed)
+        xt, yt, xv, yv = _split(condition, observed, self.validation, self.seed)
         xv, yv = xv[: self.max_validation], yv[: self.max_validation]
-        scale = float(np.std(y))
-        grid = y_grid(y, self.tune_grid)
+        scale = float(np.std(observed))
+        grid = y_grid(observed, self.tune_grid)
         model = nnkcde.NNKCDE(xt, yt)
         best = (math.inf, None, None)
         for k in self.k_grid:
@@ -226,11 +226,11 @@ class NNKCDEBaseline:
         if best[1] is None:
             raise ConfigError(f"NNKCDE: every k in {self.k_grid} exceeds the {len(yt)} training points")
         self.loss, self.k, self.bandwidth_value = best
-        self.model = nnkcde.NNKCDE(x, y, k=self.k)
+        self.model = nnkcde.NNKCDE(condition, observed, k=self.k)
         return self
 
-    def density(self, x, grid: np.ndarray) -> np.ndarray:
-        return self.model.predict(_matrix(x, "x"), np.asarray(grid), k=self.k, bandwidth=self.bandwidth_value)
+    def density(self, condition, grid: np.ndarray) -> np.ndarray:
+        return self.model.predict(_matrix(condition, "x"), np.asarray(grid), k=self.k, bandwidth=self.bandwidth_value)
 
 
 class FlexCodeBaseline:
@@ -243,15 +243,15 @@ class FlexCodeBaseline:
         self.max_basis, self.k_grid = int(max_basis), [int(k) for k in k_grid]
         self.validation, self.seed, self.n_jobs = validation, seed, n_jobs
 
-    def fit(self, x, y) -> "FlexCodeBaseline":
+    def fit(self, condition, observed) -> "FlexCodeBaseline":
         import flexcode
         from flexcode.regression_models import NN
 
-        x, y = _matrix(x, "x"), _response(y)
-        xt, yt, xv, yv = _split(x, y, self.validation, self.seed)
+        condition, observed = _matrix(condition, "x"), _response(observed)
+        xt, yt, xv, yv = _split(condition, observed, self.validation, self.seed)
         k = list(self.k_grid) if len(self.k_grid) > 1 else self.k_grid[0]  # a list means: choose by 5-fold CV
         model = flexcode.FlexCodeModel(NN, max_basis=self.max_basis, basis_system="Fourier",
-                                       regression_params={"k": k}, z_min=float(y.min()), z_max=float(y.max()))
+                                       regression_params={"k": k}, z_min=float(observed.min()), z_max=float(observed.max()))
         model.model.n_jobs = self.n_jobs  # the package defaults to every core (-1), in processes
         if model.model.models is not None:
             model.model.models.n_jobs = self.n_jobs
@@ -263,9 +263,9 @@ class FlexCodeBaseline:
         self.n_basis = len(model.best_basis)
         return self
 
-    def density(self, x, grid: np.ndarray) -> np.ndarray:
+    def density(self, condition, grid: np.ndarray) -> np.ndarray:
         """FlexCode predicts on its own even grid over the training range; interpolate onto ``grid``."""
-        cdes, own = self.model.predict(_matrix(x, "x"), n_grid=len(grid))
+        cdes, own = self.model.predict(_matrix(condition, "x"), n_grid=len(grid))
         own = np.asarray(own).ravel()
         return np.stack([np.interp(grid, own, row, left=0.0, right=0.0) for row in cdes])
 

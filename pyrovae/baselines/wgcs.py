@@ -64,14 +64,14 @@ class WGCS:
         self.seed = int(seed)
 
     # -- fitting --------------------------------------------------------------------------------
-    def fit(self, x, y) -> "WGCS":
-        x, y = _tensor(x, "x"), _tensor(y, "y")
-        if x.shape[0] != y.shape[0]:
-            raise DataError(f"x has {x.shape[0]} rows and y {y.shape[0]}")
-        self.x_loc, self.x_scale = x.mean(0), _scale(x)
-        self.y_loc, self.y_scale = y.mean(0), _scale(y)
-        xs, ys = (x - self.x_loc) / self.x_scale, (y - self.y_loc) / self.y_scale
-        p, q = x.shape[1], y.shape[1]
+    def fit(self, condition, observed) -> "WGCS":
+        condition, observed = _tensor(condition, "x"), _tensor(observed, "y")
+        if condition.shape[0] != observed.shape[0]:
+            raise DataError(f"x has {condition.shape[0]} rows and y {observed.shape[0]}")
+        self.x_loc, self.x_scale = condition.mean(0), _scale(condition)
+        self.y_loc, self.y_scale = observed.mean(0), _scale(observed)
+        xs, ys = (condition - self.x_loc) / self.x_scale, (observed - self.y_loc) / self.y_scale
+        p, q = condition.shape[1], observed.shape[1]
         with torch.random.fork_rng(devices=[]):  # the networks' initial weights, without moving the global stream
             torch.manual_seed(self.seed)
             self.generator = MLP(self.noise_dim + p, self.generator_widths, q, "leaky_relu").to(DTYPE)
@@ -116,20 +116,20 @@ class WGCS:
 
     # -- using it -------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, x, draws: int, chunk: int = 200_000) -> torch.Tensor:
+    def sample(self, condition, draws: int, chunk: int = 200_000) -> torch.Tensor:
         """``(draws, m, q)`` responses generated at the ``m`` rows of ``x``, in the data's units."""
         if not hasattr(self, "generator"):
             raise DataError("WGCS: call fit before sample")
         draws = integer_at_least("draws", draws, 1)
-        xs = (_tensor(x, "x", self.x_loc.numel()) - self.x_loc) / self.x_scale
+        xs = (_tensor(condition, "x", self.x_loc.numel()) - self.x_loc) / self.x_scale
         per = max(1, chunk // draws)  # test inputs per forward pass
         out = [self._generate(xs[i:i + per].repeat(draws, 1)).reshape(draws, -1, self.y_loc.numel())
                for i in range(0, xs.shape[0], per)]
         return torch.cat(out, 1) * self.y_scale + self.y_loc
 
-    def moments(self, x, draws: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    def moments(self, condition, draws: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
         """Conditional mean and SD of the first response at each row of ``x`` from ``draws`` draws (App. F)."""
-        ys = self.sample(x, draws)[..., 0].double()
+        ys = self.sample(condition, draws)[..., 0].double()
         return ys.mean(0).numpy(), ys.std(0).numpy()
 
 

@@ -27,19 +27,19 @@ def features_and_labels(data: str):
         labels = getattr(ds, "labels", None)
         if labels is None:
             raise DataError(f"data set {data!r} has no class labels; use a semi-supervised one or a CSV file")
-        return ds.y, labels, data
+        return ds.observed, labels, data
     path = Path(data)
     if not path.exists():
         raise DataError(f"{data!r} is neither a registered data set nor an existing file")
     by_file = {f: n for n, f in REAL_FILES.items()}
     if path.name in by_file:  # a UCI file in its own format (cmc.data, messidor_features.arff)
         ds = load_real(by_file[path.name], path)
-        return ds.y, ds.labels, path.name
+        return ds.observed, ds.labels, path.name
     ds = load_csv(path)
-    if ds.x.shape[1] < 1 or ds.y.shape[1] != 1:
+    if ds.condition.shape[1] < 1 or ds.observed.shape[1] != 1:
         raise DataError(f"{path}: need at least one feature column and exactly one label column, got "
-                        f"{ds.x.shape[1]} and {ds.y.shape[1]}")
-    return ds.x, ds.y, path.name
+                        f"{ds.condition.shape[1]} and {ds.observed.shape[1]}")
+    return ds.condition, ds.observed, path.name
 
 
 @cli_errors

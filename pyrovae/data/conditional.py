@@ -35,18 +35,18 @@ def two_moon(n: int = 5000, tau: float = 0.1, seed: int = 0) -> Dataset:
         raise ConfigError(f"two-moon needs a noise level tau >= 0, got {tau}")
     n = int(n)
     g = torch.Generator().manual_seed(int(seed))
-    x = torch.ones(n)
-    x[: n // 2] = -1.0
+    condition = torch.ones(n)
+    condition[: n // 2] = -1.0
     alpha = torch.rand(n, generator=g, dtype=torch.float64) * math.pi
     eps = torch.randn(n, 2, generator=g, dtype=torch.float64) * tau
-    upper = x < 0
+    upper = condition < 0
     y1 = torch.cos(alpha) + torch.where(upper, 0.5, -0.5)
     y2 = torch.where(upper, torch.sin(alpha) - 1 / 6, -torch.sin(alpha) + 1 / 6)
-    y = torch.stack([y1, y2], dim=1) + eps
+    observed = torch.stack([y1, y2], dim=1) + eps
     return Dataset(
         name="two-moon",
-        x=x.unsqueeze(1),
-        y=y.to(torch.get_default_dtype()),
+        condition=condition.unsqueeze(1),
+        observed=observed.to(torch.get_default_dtype()),
         truth={"sigma": float(tau), "alpha": alpha.to(torch.get_default_dtype())},
         params={"n": n, "tau": float(tau), "seed": int(seed)},
     )

@@ -57,12 +57,12 @@ def load_csv(path: str | Path, y_columns: int | None = None, x_cols: Sequence[st
     names = [h.strip().lower() for h in header]
     if x_cols is not None or y_cols is not None:
         x_index, y_index = _chosen_columns(path, names, x_cols, y_cols)
-        return Dataset(name=path.stem, x=table[:, x_index], y=table[:, y_index], params={"file": str(path)})
+        return Dataset(name=path.stem, condition=table[:, x_index], observed=table[:, y_index], params={"file": str(path)})
     is_y = np.array([re.fullmatch(r"y\d*", h) is not None for h in names])
     if not is_y.any():
         k = 1 if y_columns is None else y_columns
         is_y = np.arange(len(names)) >= len(names) - k
-    return Dataset(name=path.stem, x=table[:, ~is_y], y=table[:, is_y], params={"file": str(path)})
+    return Dataset(name=path.stem, condition=table[:, ~is_y], observed=table[:, is_y], params={"file": str(path)})
 
 
 def _chosen_columns(path: Path, names: list[str], x_cols, y_cols) -> tuple[list[int], list[int]]:
@@ -134,7 +134,7 @@ def load_columns(path: str | Path) -> Dataset:
     (``y``; no conditioning columns), as the VAE, linear and Cholesky models expect."""
     path = Path(path)
     names, table = _read_table(path)
-    return Dataset(name=path.stem, x=np.zeros((len(table), 0)), y=table, params={"file": str(path), "columns": names})
+    return Dataset(name=path.stem, condition=np.zeros((len(table), 0)), observed=table, params={"file": str(path), "columns": names})
 
 
 def load_labelled(path: str | Path, label: str = "label"):
@@ -186,5 +186,5 @@ def load_file(path: str | Path, model: str = "cvae", x_cols: Sequence[str] | Non
         names, table = _read_table(path)
         if table.shape[1] < 1:
             raise DataError(f"{path}: no columns")
-        return Dataset(name=path.stem, x=table[:, :-1], y=table[:, -1:], params={"file": str(path)})
+        return Dataset(name=path.stem, condition=table[:, :-1], observed=table[:, -1:], params={"file": str(path)})
     return load_csv(path, x_cols=x_cols, y_cols=y_cols)

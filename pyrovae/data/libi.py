@@ -130,14 +130,14 @@ def libi_splits(kind: str, index: int = 0, n: int = 500, seed: int = 0,
     z = torch.randn(3 * n, 2, generator=gen, dtype=torch.float64)
     with torch.no_grad():
         mean = decoder(z)
-    y = mean + noise_var.sqrt() * torch.randn(mean.shape, generator=gen, dtype=torch.float64)
+    observed = mean + noise_var.sqrt() * torch.randn(mean.shape, generator=gen, dtype=torch.float64)
     out = {}
     for i, split in enumerate(SPLITS):
         sl = slice(i * n, (i + 1) * n)
-        out[split] = Dataset(kind, torch.zeros(n, 0, dtype=torch.float64), y[sl],
+        out[split] = Dataset(kind, torch.zeros(n, 0, dtype=torch.float64), observed[sl],
                              truth={"z": z[sl], "noise_var": noise_var, "decoder": decoder},
                              params={"kind": kind, "index": int(index), "n": int(n), "seed": int(seed), "split": split})
-        out[split].x, out[split].y = out[split].x.to(dtype), y[sl].to(dtype)  # Dataset itself stores float32
+        out[split].condition, out[split].observed = out[split].condition.to(dtype), observed[sl].to(dtype)  # Dataset itself stores float32
     return out
 
 

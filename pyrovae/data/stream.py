@@ -40,13 +40,13 @@ class StreamDataset(Dataset):
     def resample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` fresh points from ``generator``, on the device and in the dtype of the evaluation sample."""
         n = integer_at_least("a batch's n", n)
-        x, y = self.sampler(n, generator)
-        x = torch.as_tensor(x).reshape(n, self.x_dim).to(self.y)
-        y = torch.as_tensor(y).to(self.y)
-        if y.shape != (n, self.y_dim):
-            raise DataError(f"{self.name}: the sampler returned y of shape {tuple(y.shape)}, expected {(n, self.y_dim)}")
-        return x, y
+        condition, observed = self.sampler(n, generator)
+        condition = torch.as_tensor(condition).reshape(n, self.condition_dim).to(self.observed)
+        observed = torch.as_tensor(observed).to(self.observed)
+        if observed.shape != (n, self.observed_dim):
+            raise DataError(f"{self.name}: the sampler returned observed data of shape {tuple(observed.shape)}, expected {(n, self.observed_dim)}")
+        return condition, observed
 
     def to(self, device: str | torch.device) -> "StreamDataset":
-        return StreamDataset(self.name, self.x.to(device), self.y.to(device), dict(self.truth), dict(self.params),
+        return StreamDataset(self.name, self.condition.to(device), self.observed.to(device), dict(self.truth), dict(self.params),
                              self.sampler)

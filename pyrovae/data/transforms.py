@@ -24,24 +24,24 @@ def train_test_split(data: Dataset, test_fraction: float = 0.25, seed: int = 0) 
     perm = torch.as_tensor(np.random.default_rng(seed).permutation(n))
     test, train = perm[:n_test], perm[n_test:]
     params = dict(data.params, split_seed=int(seed), test_fraction=float(test_fraction))
-    return (Dataset(data.name, data.x[train], data.y[train], {}, dict(params, part="train")),
-            Dataset(data.name, data.x[test], data.y[test], {}, dict(params, part="test")))
+    return (Dataset(data.name, data.condition[train], data.observed[train], {}, dict(params, part="train")),
+            Dataset(data.name, data.condition[test], data.observed[test], {}, dict(params, part="test")))
 
 
 @dataclass
 class Standardizer:
     r"""Column means and standard deviations of a training set; ``transform`` maps any data set
-    to :math:`(v - \text{mean}) / \text{sd}` and ``inverse_y`` maps responses back.
+    to :math:`(v - \text{mean}) / \text{sd}` and ``inverse_observed`` maps observed data back.
 
     A constant column keeps ``sd = 1``. A density of the standardised response converts to
     the original units by the Jacobian: :math:`\log p(y) = \log p(\tilde y) - \sum_j \log s_j`
     (:meth:`log_jacobian`).
     """
 
-    x_mean: torch.Tensor
-    x_sd: torch.Tensor
-    y_mean: torch.Tensor
-    y_sd: torch.Tensor
+    condition_mean: torch.Tensor
+    condition_sd: torch.Tensor
+    observed_mean: torch.Tensor
+    observed_sd: torch.Tensor
 
     @classmethod
     def fit(cls, train: Dataset) -> "Standardizer":
@@ -51,19 +51,19 @@ class Standardizer:
             sd = t.std(0)
             return t.mean(0), torch.where(sd > 0, sd, torch.ones_like(sd))
 
-        return cls(*stats(train.x), *stats(train.y))
+        return cls(*stats(train.condition), *stats(train.observed))
 
     def transform(self, data: Dataset) -> Dataset:
-        return Dataset(data.name, (data.x - self.x_mean) / self.x_sd, (data.y - self.y_mean) / self.y_sd,
+        return Dataset(data.name, (data.condition - self.condition_mean) / self.condition_sd, (data.observed - self.observed_mean) / self.observed_sd,
                        {}, dict(data.params, standardized=True))
 
-    def transform_x(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.x_mean) / self.x_sd
+    def transform_condition(self, condition: torch.Tensor) -> torch.Tensor:
+        return (condition - self.condition_mean) / self.condition_sd
 
-    def inverse_y(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self.y_sd + self.y_mean
+    def inverse_observed(self, observed: torch.Tensor) -> torch.Tensor:
+        return observed * self.observed_sd + self.observed_mean
 
     @property
     def log_jacobian(self) -> float:
         r""":math:`\sum_j \log s_j`: subtract it from a log density of standardised ``y``."""
-        return float(self.y_sd.log().sum())
+        return float(self.observed_sd.log().sum())

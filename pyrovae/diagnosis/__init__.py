@@ -59,8 +59,8 @@ def _vae_checks(ctx, figures: bool):
     from pyrovae.diagnosis.references import analytic_sigma, collapse_sigma
     from pyrovae.diagnosis.sample_fit import check_sample_fit
 
-    threshold = collapse_sigma(ctx.x, ctx.y, ctx.seed)
-    sigma_hat = analytic_sigma(ctx.model, ctx.x, ctx.y, seed=ctx.seed)
+    threshold = collapse_sigma(ctx.condition, ctx.observed, ctx.seed)
+    sigma_hat = analytic_sigma(ctx.model, ctx.condition, ctx.observed, seed=ctx.seed)
     collapse = check_collapse(ctx, threshold)
     mismatch, parts = check_mismatch(ctx)
     fit, (data, samples) = check_sample_fit(ctx)
@@ -71,7 +71,7 @@ def _vae_checks(ctx, figures: bool):
         figs = {"trajectories": fig.trajectories(ctx.history),
                 "kl_bars": fig.kl_bars(collapse.details["kl_per_dimension"], collapse.details["active"]),
                 "q_vs_posterior": fig.q_vs_posterior(parts),
-                "data_vs_samples": fig.data_vs_samples(data, samples, ctx.x.shape[1])}
+                "data_vs_samples": fig.data_vs_samples(data, samples, ctx.condition.shape[1])}
     return findings, {k: v for k, v in figs.items() if v is not None}
 
 

@@ -46,7 +46,7 @@ def check_collapse(ctx: RunContext, scale_threshold: float) -> Finding:
     kl = kl_per_dimension(ctx.loc, ctx.scale).double()
     au = active_units(ctx.loc, AU_THRESHOLD)
     z = ctx.loc + ctx.scale * torch.randn(ctx.loc.shape, generator=ctx.generator(1))
-    points = torch.cat([ctx.x, ctx.y], 1).double().numpy()
+    points = torch.cat([ctx.condition, ctx.observed], 1).double().numpy()
     mi = latent_mutual_information(points, z.double().numpy(), seed=ctx.seed)
     d = kl.shape[0]
     details = {"kl_per_dimension": kl.tolist(), "active": au.mask.tolist(), "mean_variance": au.variance.tolist(),

@@ -23,7 +23,7 @@ __all__ = ["RunContext", "load_context"]
 
 @dataclass
 class RunContext:
-    """What every check reads. ``x``, ``y`` are the subsample (``index`` into the data) on which the
+    """What every check reads. ``condition``, ``observed`` are the subsample (``index`` into the data) on which the
     encoder's ``loc`` and ``scale`` were computed (``None`` for M2, whose checks use its own networks)."""
 
     run_dir: Path
@@ -33,8 +33,8 @@ class RunContext:
     history: pd.DataFrame | None
     metrics: dict[str, Any]
     index: torch.Tensor
-    x: torch.Tensor
-    y: torch.Tensor
+    condition: torch.Tensor
+    observed: torch.Tensor
     loc: torch.Tensor | None
     scale: torch.Tensor | None
     seed: int
@@ -45,7 +45,7 @@ class RunContext:
 
     @property
     def unconditional(self) -> bool:
-        return self.x.shape[1] == 0
+        return self.condition.shape[1] == 0
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A fresh generator for one check: checks never share a stream, so each is reproducible alone."""
@@ -72,9 +72,9 @@ def load_context(run_dir: str | Path, max_points: int = 2000, seed: int = 0) -> 
     n = len(data)
     g = torch.Generator().manual_seed(int(seed))
     index = torch.randperm(n, generator=g)[:max_points]  # random order: any prefix is a random sample
-    x, y = data.x[index], data.y[index]
+    condition, observed = data.condition[index], data.observed[index]
     loc = scale = None
     if cfg.model != "m2":
         with torch.no_grad():
-            loc, scale = model.encode(x, y)
-    return RunContext(run_dir, cfg, model, data, history, metrics, index, x, y, loc, scale, int(seed))
+            loc, scale = model.encode(condition, observed)
+    return RunContext(run_dir, cfg, model, data, history, metrics, index, condition, observed, loc, scale, int(seed))

@@ -31,7 +31,7 @@ def _summary_sigma(ctx: RunContext) -> float:
     if type(noise).__name__ != "NetworkNoise":
         return float(ctx.model.sigma)
     with torch.no_grad():
-        inputs = ctx.model.decoder_input(ctx.x, ctx.loc)
+        inputs = ctx.model.decoder_input(ctx.condition, ctx.loc)
         return float(noise(ctx.model.decoder(inputs), inputs).log().mean().exp())
 
 
@@ -60,7 +60,7 @@ def check_sigma_threshold(ctx: RunContext, threshold: float) -> Finding:
     verdict = "failure" if ratio >= 1.0 else "warning" if ratio >= 0.8 else "ok"
     what = "of y given x" if not ctx.unconditional else "of the data"
     summary = (f"σ = {sigma:.4g} is {ratio:.3g} × R/√D = {threshold:.4g} (R: root-mean-square spread {what}, "
-               f"D = {ctx.y.shape[1]})")
+               f"D = {ctx.observed.shape[1]})")
     remedy = None
     if verdict == "failure":
         summary += ": at this σ a decoder that ignores z is the optimum"

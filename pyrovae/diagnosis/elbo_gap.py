@@ -30,12 +30,12 @@ __all__ = ["check_elbo_gap"]
 def check_elbo_gap(ctx: RunContext, points: int = 300, samples: int = 1000) -> Finding:
     from pyrovae.metrics.likelihood import vae_log_likelihood
 
-    m = min(points, len(ctx.y))
-    x, y = ctx.x[:m], ctx.y[:m]
-    log_lik, diag = vae_log_likelihood(ctx.model, x, y, num_samples=samples, seed=ctx.seed, return_diagnostics=True)
+    m = min(points, len(ctx.observed))
+    condition, observed = ctx.condition[:m], ctx.observed[:m]
+    log_lik, diag = vae_log_likelihood(ctx.model, condition, observed, num_samples=samples, seed=ctx.seed, return_diagnostics=True)
     g = ctx.generator(3)
     with torch.no_grad():
-        draws = [ctx.model.terms(x, y, generator=g) for _ in range(20)]
+        draws = [ctx.model.terms(condition, observed, generator=g) for _ in range(20)]
     elbo = -torch.stack([t["recon"] + t["kl"] for t in draws]).double().mean(0)
     gap = log_lik.double() - elbo
     mean = float(gap.mean())

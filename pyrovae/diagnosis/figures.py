@@ -86,23 +86,23 @@ def q_vs_posterior(parts: dict) -> str:
     from pyrovae.posterior.figures import plot_q_vs_posterior
 
     target = parts["target"]
-    fig = plot_q_vs_posterior(parts["q_loc"], parts["q_scale"], parts["reference"], y=target.y, max_panels=6)
+    fig = plot_q_vs_posterior(parts["q_loc"], parts["q_scale"], parts["reference"], observed=target.observed, max_panels=6)
     return encode(fig, layout=False)  # plot_q_vs_posterior lays itself out
 
 
-def data_vs_samples(data, samples, x_dim: int) -> str:
-    """The data beside the model's samples: the first two modelled columns after the ``x_dim``
+def data_vs_samples(data, samples, condition_dim: int) -> str:
+    """The data beside the model's samples: the first two modelled columns after the ``condition_dim``
     conditioning ones (y against x₁ for one response column; a histogram for one unconditional column)."""
     data, samples = data.detach().double().cpu().numpy(), samples.detach().double().cpu().numpy()
     fig = Figure(figsize=(9, 3.8))
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     for ax, values, title in ((axes[0], data, "data"), (axes[1], samples, "model samples")):
-        cols = values[:, x_dim:]
+        cols = values[:, condition_dim:]
         if cols.shape[1] >= 2:
             ax.scatter(cols[:, 0], cols[:, 1], s=3, alpha=0.5)
-            ax.set_xlabel("y₁" if x_dim else "column 1")
-            ax.set_ylabel("y₂" if x_dim else "column 2")
-        elif x_dim:
+            ax.set_xlabel("y₁" if condition_dim else "column 1")
+            ax.set_ylabel("y₂" if condition_dim else "column 2")
+        elif condition_dim:
             ax.scatter(values[:, 0], cols[:, 0], s=3, alpha=0.5)
             ax.set_xlabel("x₁")
             ax.set_ylabel("y")

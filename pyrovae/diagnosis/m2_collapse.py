@@ -45,7 +45,7 @@ def _data_score(ctx: RunContext, y1: float, y2: float, m: int = 200) -> tuple[fl
 
     data = ctx.data
     labels = data.labels[data.labelled].reshape(-1)
-    points = data.y[data.labelled]
+    points = data.observed[data.labelled]
     first, second = points[labels == y1][:m], points[labels == y2][:m]
     k = min(len(first), len(second))
     if k < 5:
@@ -75,7 +75,7 @@ def check_functional_collapse(ctx: RunContext) -> Finding:
         how = "model cohorts' kNN distance over the labelled data's"
     details["labels"] = [y1, y2]
     if ctx.model.discrete:
-        sep = separability(ctx.data.y[ctx.data.labelled], ctx.data.labels[ctx.data.labelled].reshape(-1), seed=ctx.seed)
+        sep = separability(ctx.data.observed[ctx.data.labelled], ctx.data.labels[ctx.data.labelled].reshape(-1), seed=ctx.seed)
         details["separability"] = {"balanced_accuracy": sep.balanced_accuracy, "normalised_entropy": sep.normalised_entropy}
     if value != value:  # NaN: not enough labels to judge
         return Finding("M2 functional collapse", "skipped", None, "", "", f"not judged: {details.get('reason', '')}",

@@ -56,9 +56,9 @@ def check_mismatch(ctx: RunContext, points: int = 12) -> tuple[Finding, dict]:
     from pyrovae.posterior.compare import posterior_kl
     from pyrovae.posterior.target import model_target
 
-    points = min(points, len(ctx.y))
-    chosen = torch.randperm(len(ctx.y), generator=ctx.generator(2))[:points].sort().values.tolist()
-    target = model_target(ctx.model, ctx.x, ctx.y, points=chosen)
+    points = min(points, len(ctx.observed))
+    chosen = torch.randperm(len(ctx.observed), generator=ctx.generator(2))[:points].sort().values.tolist()
+    target = model_target(ctx.model, ctx.condition, ctx.observed, points=chosen)
     reference, how = posterior_reference(ctx, target)
     frame = posterior_kl(target, reference, num_samples=500, seed=ctx.seed)
     kl = torch.tensor(frame["kl"].to_numpy(dtype=float))

@@ -21,34 +21,34 @@ import torch
 __all__ = ["analytic_sigma", "collapse_sigma", "residual_radius"]
 
 
-def analytic_sigma(model, x: torch.Tensor, y: torch.Tensor, draws: int = 20, seed: int = 0) -> float:
+def analytic_sigma(model, condition: torch.Tensor, observed: torch.Tensor, draws: int = 20, seed: int = 0) -> float:
     """:math:`\\hat\\sigma` of Liu & Wang's Eq. 10 with ``draws`` z ~ q per point."""
     from pyrovae.metrics.noise_fit import elbo_optimal_noise_variance
 
-    return math.sqrt(float(elbo_optimal_noise_variance(model, x, y, draws=draws, seed=seed)))
+    return math.sqrt(float(elbo_optimal_noise_variance(model, condition, observed, draws=draws, seed=seed)))
 
 
-def residual_radius(x: torch.Tensor, y: torch.Tensor, neighbours: int = 10, seed: int = 0) -> float:
+def residual_radius(condition: torch.Tensor, observed: torch.Tensor, neighbours: int = 10, seed: int = 0) -> float:
     r""":math:`R = \sqrt{\frac1n\sum_n\|y_n - \hat y(x_n)\|^2}`: ŷ the mean (no x) or a 5-fold
     cross-validated ``neighbours``-NN regression of y on x."""
-    ya = y.detach().double().cpu().numpy()
-    if x.shape[1] == 0:
+    ya = observed.detach().double().cpu().numpy()
+    if condition.shape[1] == 0:
         residual = ya - ya.mean(0)
     else:
         from sklearn.model_selection import KFold, cross_val_predict
         from sklearn.neighbors import KNeighborsRegressor
 
-        xa = x.detach().double().cpu().numpy()
+        xa = condition.detach().double().cpu().numpy()
         k = max(1, min(neighbours, len(ya) // 5 - 1))
         folds = KFold(5, shuffle=True, random_state=seed)
         residual = ya - cross_val_predict(KNeighborsRegressor(k), xa, ya, cv=folds)
     return float(np.sqrt((residual**2).sum(1).mean()))
 
 
-def collapse_sigma(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
+def collapse_sigma(condition: torch.Tensor, observed: torch.Tensor, seed: int = 0) -> float:
     """Berger & Sebag's :math:`R/\\sqrt D` for the data ``(x, y)`` (module docstring)."""
     from pyrovae.theory.hypersphere import exact_threshold
 
-    D = y.shape[1]
-    R = residual_radius(x, y, seed=seed)
+    D = observed.shape[1]
+    R = residual_radius(condition, observed, seed=seed)
     return float(exact_threshold(D, R)) if D >= 2 and R > 0 else R / math.sqrt(D)

@@ -29,18 +29,18 @@ def model_samples(ctx: RunContext, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     (y drawn at the data's x), the modelled columns otherwise; seeded by the context."""
     torch.manual_seed(ctx.seed + 4)
     if ctx.kind == "m2":
-        data = ctx.y[:m]
+        data = ctx.observed[:m]
         samples = ctx.model.sample(len(data))[0]
         return data, samples
-    x, y = ctx.x[:m], ctx.y[:m]
-    drawn = ctx.model.sample(x)
-    return torch.cat([x, y], 1), torch.cat([x, drawn], 1)
+    condition, observed = ctx.condition[:m], ctx.observed[:m]
+    drawn = ctx.model.sample(condition)
+    return torch.cat([condition, observed], 1), torch.cat([condition, drawn], 1)
 
 
 def check_sample_fit(ctx: RunContext, points: int = 500) -> tuple[Finding, tuple[torch.Tensor, torch.Tensor]]:
     from pyrovae.metrics.two_sample import smooth_knn_statistic
 
-    data, samples = model_samples(ctx, min(points, len(ctx.y)))
+    data, samples = model_samples(ctx, min(points, len(ctx.observed)))
     value = float(smooth_knn_statistic(data.double(), samples.double(), alpha=1.0).value)
     verdict = "failure" if value >= FAILURE else "warning" if value >= WARNING else "ok"
     summary = f"smooth kNN statistic between {len(data)} data points and as many model samples: {value:.3g}"

@@ -47,7 +47,7 @@ def fit_cvae(data: Dataset, settings: CVAESettings, seed: int, device: str = "cp
     torch.set_num_threads(1)
     pyro.set_rng_seed(seed)
     algorithm = make_algorithm(settings.algorithm, settings.C)
-    model = SigmaCVAE(data.x_dim, data.y_dim, settings.latent_dim, settings.encoder_widths, settings.decoder_widths,
+    model = SigmaCVAE(data.condition_dim, data.observed_dim, settings.latent_dim, settings.encoder_widths, settings.decoder_widths,
                       noise=make_noise(algorithm.noise, settings.sigma0), activation=settings.activation)
     with pyro.validation_enabled(False):
         result = Trainer(model.to(device), data, algorithm, settings.settings()).run()

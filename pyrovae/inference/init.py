@@ -89,16 +89,16 @@ def regress_encoder(model: SigmaCVAE, data: Dataset, z: torch.Tensor, steps: int
     if steps < 0 or not lr > 0 or not scale > 0:
         raise ConfigError("steps must be >= 0, lr and scale positive")
     target_log_var = 2.0 * math.log(scale)
-    z = z.to(data.y.dtype)
+    z = z.to(data.observed.dtype)
     z = z if z.dim() == 2 else z[:, None]
     def loss() -> torch.Tensor:
-        loc, q_scale = model.encode(data.x, data.y)
+        loc, q_scale = model.encode(data.condition, data.observed)
         return (loc - z).pow(2).mean() + (2.0 * q_scale.log() - target_log_var).pow(2).mean()
 
     opt = adam(model.encoder.parameters(), lr)
     minimise(loss, opt, steps, scheduler=one_cycle(opt, lr, steps))
     with torch.no_grad():
-        return float((model.encode(data.x, data.y)[0] - z).pow(2).mean())
+        return float((model.encode(data.condition, data.observed)[0] - z).pow(2).mean())
 
 
 def fit_encoder(model: SigmaCVAE, data: Dataset, steps: int = 2000, lr: float = 1e-3, batch_size: int | None = 100,
@@ -121,7 +121,7 @@ def fit_encoder(model: SigmaCVAE, data: Dataset, steps: int = 2000, lr: float = 
                                  trainable=("encoder",), checkpoint_every=10**9)
         with pyro.validation_enabled(False):
             Trainer(model, data, PlainSVI(), settings, seeds=None if seed is None else [seed]).run()
-    terms = model.terms(data.x, data.y)
+    terms = model.terms(data.condition, data.observed)
     return float((terms["recon"] + terms["kl"]).mean())
 
 
@@ -138,8 +138,8 @@ def init_at_ground_truth(model: SigmaCVAE, data: Dataset, z: torch.Tensor | None
     if z is None or fz is None:
         raise DataError(f"{data.name}: initialisation at the ground truth needs the true z and f(z)")
     z = z if z.dim() == 2 else z[:, None]
-    if model.x_dim != 0 or z.shape[1] != model.latent_dim or fz.shape[1] != model.y_dim:
-        raise ConfigError(f"model (x_dim {model.x_dim}, latent {model.latent_dim}, y {model.y_dim}) does not match "
+    if model.condition_dim != 0 or z.shape[1] != model.latent_dim or fz.shape[1] != model.observed_dim:
+        raise ConfigError(f"model (x_dim {model.condition_dim}, latent {model.latent_dim}, y {model.observed_dim}) does not match "
                           f"the truth (z {tuple(z.shape)}, f(z) {tuple(fz.shape)})")
     if seed is not None:
         torch.manual_seed(seed)

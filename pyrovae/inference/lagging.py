@@ -84,7 +84,7 @@ class LaggingInference(Algorithm):
     def setup(self, trainer) -> None:
         self.encoder_optim = trainer.optimizer(trainer.parameters("encoder"))
         self.decoder_optim = trainer.optimizer(trainer.parameters("decoder") + trainer.parameters("noise"))
-        self.data = (self.validation or trainer.data).to(trainer.data.y.device)
+        self.data = (self.validation or trainer.data).to(trainer.data.observed.device)
 
     # -- the block ------------------------------------------------------------------
     def run_block(self, trainer, beta: float) -> list[float]:
@@ -92,17 +92,17 @@ class LaggingInference(Algorithm):
             return super().run_block(trainer, beta)
         losses = []
         for _ in range(trainer.block_steps()):
-            x, y = trainer.batch()
-            self._encoder_phase(trainer, x, y, beta)
-            losses.append(trainer.step(x, y, beta, optimizer=self.decoder_optim, clip_norm=self.clip_norm))
+            condition, observed = trainer.batch()
+            self._encoder_phase(trainer, condition, observed, beta)
+            losses.append(trainer.step(condition, observed, beta, optimizer=self.decoder_optim, clip_norm=self.clip_norm))
             trainer.state.step += 1
             if not math.isfinite(losses[-1]):
                 break
         return losses
 
-    def _encoder_phase(self, trainer, x: torch.Tensor, y: torch.Tensor, beta: float) -> None:
+    def _encoder_phase(self, trainer, condition: torch.Tensor, observed: torch.Tensor, beta: float) -> None:
         def step(k: int) -> float:
-            xb, yb = (x, y) if k == 0 else trainer.batch()
+            xb, yb = (condition, observed) if k == 0 else trainer.batch()
             return float(trainer.step(xb, yb, beta, optimizer=self.encoder_optim, clip_norm=self.clip_norm))
 
         self.inner_steps += encoder_phase(step, self.max_inner, self.window, self.threshold)
@@ -115,12 +115,12 @@ class LaggingInference(Algorithm):
         takes the aggressive-mode decisions the uninterrupted run takes."""
         data = self.data
         if len(data) > self.mi_points:
-            idx = torch.randperm(len(data), generator=generator, device=data.y.device)[: self.mi_points]
-            x, y = data.x[idx], data.y[idx]
+            idx = torch.randperm(len(data), generator=generator, device=data.observed.device)[: self.mi_points]
+            condition, observed = data.condition[idx], data.observed[idx]
         else:
-            x, y = data.x, data.y
+            condition, observed = data.condition, data.observed
         with torch.no_grad():
-            loc, scale = model.encode(x, y)
+            loc, scale = model.encode(condition, observed)
             return float(aggregate_posterior_mutual_information(loc, scale, seed=0))
 
     def after_block(self, model: SigmaCVAE, stats: BlockStats) -> Decision:

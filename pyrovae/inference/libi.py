@@ -20,7 +20,7 @@ Repeat ``R`` rounds:
 The round whose θ gives the highest importance-sampled validation log-likelihood
 (:func:`pyrovae.metrics.vae_log_likelihood`) is kept, with its φ ("return the best θ_t", App. D).
 
-The model is any :class:`~pyrovae.models.cvae.SigmaCVAE` (``x_dim = 0``) whose σ is not learned
+The model is any :class:`~pyrovae.models.cvae.SigmaCVAE` (``condition_dim = 0``) whose σ is not learned
 (Yacoby, Pan & Doshi-Velez 2020 fixes the noise at the truth); the data are :class:`~pyrovae.data.base.Dataset`\ s.
 
 References:
@@ -119,28 +119,28 @@ def libi_penalty(codes: torch.Tensor, eps_hz: float = 1.0, eps_sigma: float = 0.
     return total
 
 
-def code_log_likelihood(model, y: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+def code_log_likelihood(model, observed: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     r""":math:`\frac1N\sum_n \log p_\theta(y_n \mid z_n)` under the model's Gaussian decoder and noise."""
-    x = y.new_zeros(y.shape[0], 0)
-    mean = model.decode(x, codes)
-    sigma = model.noise.scale(mean, model.decoder_input(x, codes))
-    return torch.distributions.Normal(mean, sigma).log_prob(y).sum(-1).mean()
+    condition = observed.new_zeros(observed.shape[0], 0)
+    mean = model.decode(condition, codes)
+    sigma = model.noise.scale(mean, model.decoder_input(condition, codes))
+    return torch.distributions.Normal(mean, sigma).log_prob(observed).sum(-1).mean()
 
 
 class LiBI:
-    """Run LiBI on ``model`` (a :class:`SigmaCVAE` with ``x_dim = 0`` and a fixed or tied σ)."""
+    """Run LiBI on ``model`` (a :class:`SigmaCVAE` with ``condition_dim = 0`` and a fixed or tied σ)."""
 
     def __init__(self, model, settings: LiBISettings | None = None):
-        if getattr(model, "x_dim", 0) != 0:
-            raise ConfigError("LiBI is written for unconditional models (x_dim = 0)")
+        if getattr(model, "condition_dim", 0) != 0:
+            raise ConfigError("LiBI is written for unconditional models (condition_dim = 0)")
         if getattr(model.noise, "learned", False):
             raise ConfigError("LiBI keeps the decoder noise at its given value; the model's σ is learned")
         self.model = model
         self.settings = settings or LiBISettings()
         self.code_net = copy.deepcopy(model.encoder)  # h(x; varphi): the inference model's architecture
 
-    def _codes(self, y: torch.Tensor) -> torch.Tensor:
-        return self.code_net(y)[0]
+    def _codes(self, observed: torch.Tensor) -> torch.Tensor:
+        return self.code_net(observed)[0]
 
     def generative_parameters(self) -> list[torch.nn.Parameter]:
         """What step 1 moves: θ (every parameter of the model outside its encoder that requires a
@@ -150,35 +150,35 @@ class LiBI:
         theta = [p for p in self.model.parameters() if id(p) not in enc_ids and p.requires_grad]
         return theta + [p for name, p in self.code_net.named_parameters() if not name.startswith("log_var.")]
 
-    def generative_loss(self, y: torch.Tensor) -> torch.Tensor:
+    def generative_loss(self, observed: torch.Tensor) -> torch.Tensor:
         """Step 1's objective (Eq. 44): the codes' negative log-likelihood plus the penalties."""
         s = self.settings
-        codes = self._codes(y)
-        return -code_log_likelihood(self.model, y, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
+        codes = self._codes(observed)
+        return -code_log_likelihood(self.model, observed, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
 
-    def step1(self, y: torch.Tensor) -> dict:
+    def step1(self, observed: torch.Tensor) -> dict:
         s, model = self.settings, self.model
-        if minimise(lambda: self.generative_loss(y), adam(self.generative_parameters(), s.lr),
+        if minimise(lambda: self.generative_loss(observed), adam(self.generative_parameters(), s.lr),
                     s.step1_steps).status == "nan":
             raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
         with torch.no_grad():
-            codes = self._codes(y)
+            codes = self._codes(observed)
             parts = libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu, parts=True)
-            return {"code_nll": float(-code_log_likelihood(model, y, codes)),
+            return {"code_nll": float(-code_log_likelihood(model, observed, codes)),
                     **{f"penalty_{k}": float(v) for k, v in parts.items()}}
 
-    def inference_trainer(self, y: torch.Tensor) -> Trainer:
+    def inference_trainer(self, observed: torch.Tensor) -> Trainer:
         """Step 2's engine: the ELBO (Eq. 45-46) on ``y``, the encoder alone trained (the decoder fixed)."""
         s = self.settings
-        data = Dataset("libi-step2", y.new_zeros(y.shape[0], 0), y)
+        data = Dataset("libi-step2", observed.new_zeros(observed.shape[0], 0), observed)
         settings = TrainSettings(K=s.step2_steps, lr=s.lr, max_steps=s.step2_steps, tol=0.0, trainable=("encoder",),
                                  convergence="last-step", checkpoint_every=10**9)
         return Trainer(self.model, data, PlainSVI(), settings)
 
-    def step2(self, y: torch.Tensor) -> dict:
+    def step2(self, observed: torch.Tensor) -> dict:
         """The inference network by the ELBO with the decoder fixed (the engine, encoder only)."""
         with pyro.validation_enabled(False):
-            result = self.inference_trainer(y).run()
+            result = self.inference_trainer(observed).run()
         if result.status == "nan":
             raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
         return {"neg_elbo": float(result.history["loss"].iloc[-1])}
@@ -189,13 +189,13 @@ class LiBI:
     def fit(self, train: Dataset, validation: Dataset | None = None) -> LiBIResult:
         s = self.settings
         dtype = next(self.model.parameters()).dtype
-        y = train.y.to(dtype)
-        val = (validation or train).y.to(dtype)
+        observed = train.observed.to(dtype)
+        val = (validation or train).observed.to(dtype)
         torch.manual_seed(s.seed)
         best = (-math.inf, -1, None)
         history = []
         for r in range(s.rounds):
-            row = {"round": r, **self.step1(y), **self.step2(y)}
+            row = {"round": r, **self.step1(observed), **self.step2(observed)}
             with torch.no_grad():
                 ll = float(vae_log_likelihood(self.model, val.new_zeros(val.shape[0], 0), val,
                                               num_samples=s.val_samples, seed=s.seed + r).mean())

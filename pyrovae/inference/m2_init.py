@@ -58,7 +58,7 @@ def fit_m2_decoder(model: M2, z: torch.Tensor, labels: torch.Tensor, fz: torch.T
     z = z.reshape(z.shape[0], -1)
     if z.shape[1] != model.latent_dim:
         raise ConfigError(f"the model's latent dimension {model.latent_dim} is not the truth's {z.shape[1]}")
-    if labels.shape[0] != z.shape[0] or fz.shape != (z.shape[0], model.x_dim):
+    if labels.shape[0] != z.shape[0] or fz.shape != (z.shape[0], model.observed_dim):
         raise DataError("need one label and one f(z, y) row of the data's width per true code")
     inputs = torch.cat([z, model.y_features(_labels(model, labels)).to(z.dtype)], -1)
     return fit_decoder(model.decoder, inputs, fz, target_mse, max_steps, lr)

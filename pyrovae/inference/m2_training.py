@@ -146,13 +146,13 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
             p.requires_grad_(True)
 
 
-def unlabelled_mutual_information(model: M2, x: torch.Tensor, seed: int = 0) -> float:
+def unlabelled_mutual_information(model: M2, observed: torch.Tensor, seed: int = 0) -> float:
     """He et al.'s aggregate-posterior :math:`I_q(x; z)` of the factorised unlabelled guide
     :math:`q(z|x)` (Yacoby, Pan & Doshi-Velez 2021, Eq. 13) on the points ``x``, one draw per point with a fixed ``seed``."""
     if model.z_guide != "factorised":
         raise ConfigError(f"I(x; z) needs the factorised q(z|x); the model's guide is {model.z_guide!r}")
     with torch.no_grad():
-        loc, scale = model.encode_z_unlabelled(x, None)
+        loc, scale = model.encode_z_unlabelled(observed, None)
         return float(aggregate_posterior_mutual_information(loc, scale, seed=seed))
 
 

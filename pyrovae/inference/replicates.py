@@ -121,8 +121,8 @@ def _same_architecture(models: Sequence[SigmaCVAE]) -> None:
     first = models[0]
     shapes = {k: v.shape for k, v in first.state_dict().items()}
     for m in models[1:]:
-        if type(m.noise) is not type(first.noise) or (m.x_dim, m.y_dim, m.latent_dim) != (
-            first.x_dim, first.y_dim, first.latent_dim
+        if type(m.noise) is not type(first.noise) or (m.condition_dim, m.observed_dim, m.latent_dim) != (
+            first.condition_dim, first.observed_dim, first.latent_dim
         ) or {k: v.shape for k, v in m.state_dict().items()} != shapes:
             raise ConfigError("replicates trained as one batch must share one architecture and observation model")
 
@@ -144,7 +144,7 @@ class ReplicatedCVAE(nn.Module):
                  streams: ReplicaStreams):
         super().__init__()
         self.replicates = len(streams)
-        self.latent_dim, self.y_dim, self.x_dim = template.latent_dim, template.y_dim, template.x_dim
+        self.latent_dim, self.observed_dim, self.condition_dim = template.latent_dim, template.observed_dim, template.condition_dim
         self.streams = streams
         self._template = [template]  # a list: the architecture only, on the meta device, not a submodule
         self._names = {"param": sorted(params), "buffer": sorted(buffers)}
@@ -221,20 +221,20 @@ class ReplicatedCVAE(nn.Module):
         in_dims = (0, 0, *[0 if is_b else None for is_b in batched])
         return torch.vmap(call, in_dims=in_dims)(params, buffers, *args)
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, condition: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Location and scale of every replicate's ``q(z | x, y)``, each ``(R, n, d)``."""
-        if y.dim() == 2:  # shared data: every replicate reads the same points
-            y = y.expand((self.replicates,) + y.shape)
-        inputs = torch.cat([x.expand(y.shape[:-1] + x.shape[-1:]), y], dim=-1)
+        if observed.dim() == 2:  # shared data: every replicate reads the same points
+            observed = observed.expand((self.replicates,) + observed.shape)
+        inputs = torch.cat([condition.expand(observed.shape[:-1] + condition.shape[-1:]), observed], dim=-1)
         return self._call("encoder", inputs, batched=[True])
 
-    def mean_and_scale(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def mean_and_scale(self, condition: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder mean and σ for ``z`` of shape ``(..., R, n, d)`` (replicate at -3); σ broadcasts
         against the mean."""
         zr = z.movedim(-3, 0)  # (R, ..., n, d)
-        if x.dim() == 3:  # (R, n, p): one data set per replicate, broadcast over particle dims
-            x = x.reshape(x.shape[:1] + (1,) * (zr.dim() - 3) + x.shape[1:])
-        inputs = torch.cat([x.expand(zr.shape[:-1] + x.shape[-1:]), zr], dim=-1)
+        if condition.dim() == 3:  # (R, n, p): one data set per replicate, broadcast over particle dims
+            condition = condition.reshape(condition.shape[:1] + (1,) * (zr.dim() - 3) + condition.shape[1:])
+        inputs = torch.cat([condition.expand(zr.shape[:-1] + condition.shape[-1:]), zr], dim=-1)
         mean, scale = self._call("", inputs, batched=[True])  # one call: an observation model may read the decoder
         while scale.dim() < mean.dim():  # a scalar (R,) or per-output (R, q) σ
             scale = scale.unsqueeze(1)
@@ -244,34 +244,34 @@ class ReplicatedCVAE(nn.Module):
     def _plates(self, n: int):
         return pyro.plate("replicates", self.replicates, dim=-2), pyro.plate("data", n, dim=-1)
 
-    def model(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
-        n = y.shape[-2]
+    def model(self, condition: torch.Tensor, observed: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
+        n = observed.shape[-2]
         reps, data = self._plates(n)
-        zero = torch.zeros((), dtype=y.dtype, device=y.device)
+        zero = torch.zeros((), dtype=observed.dtype, device=observed.device)
         with reps, data:
             with _scaled(beta):
                 z = pyro.sample("z", dist.Normal(zero, zero + 1).expand([self.latent_dim]).to_event(1))
-            mean, scale = self.mean_and_scale(x, z)
-            return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=y)
+            mean, scale = self.mean_and_scale(condition, z)
+            return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=observed)
 
-    def guide(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
-        reps, data = self._plates(y.shape[-2])
+    def guide(self, condition: torch.Tensor, observed: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
+        reps, data = self._plates(observed.shape[-2])
         with reps, data:
-            loc, scale = self.encode(x, y)
+            loc, scale = self.encode(condition, observed)
             with _scaled(beta):
                 return pyro.sample("z", _StreamNormal(loc, scale, self.streams).to_event(1))
 
     # -- evaluation -------------------------------------------------------------------
     @torch.no_grad()
-    def terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def terms(self, condition: torch.Tensor, observed: torch.Tensor) -> dict[str, torch.Tensor]:
         r"""Per-replicate, per-point terms with one reparameterised z each (as
         :meth:`SigmaCVAE.terms`): ``recon``, analytic ``kl`` and ``sq_err``, each ``(R, n)``, and
         ``log_sigma`` (R,): the mean of log σ over the points and outputs (log σ itself for a
         scalar σ)."""
-        loc, scale = self.encode(x, y)
+        loc, scale = self.encode(condition, observed)
         eps = self.streams.normal(loc.shape, dim=-3, dtype=loc.dtype)
-        mean, sigma = self.mean_and_scale(x, loc + scale * eps)
-        yb = y if y.dim() == 3 else y.expand(mean.shape)
+        mean, sigma = self.mean_and_scale(condition, loc + scale * eps)
+        yb = observed if observed.dim() == 3 else observed.expand(mean.shape)
         recon = -dist.Normal(mean, sigma).log_prob(yb).sum(-1)
         kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
         log_sigma = sigma.log().expand(mean.shape).mean(dim=(-2, -1))
@@ -296,7 +296,7 @@ def _scaled(beta: torch.Tensor | None):
     return handlers
 
 
-def replicate_loss(stack: ReplicatedCVAE, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | None,
+def replicate_loss(stack: ReplicatedCVAE, condition: torch.Tensor, observed: torch.Tensor, beta: torch.Tensor | None,
                    estimator: str = "trace", particles: int = 1) -> torch.Tensor:
     r"""The negative ELBO of each replicate, summed over its points: a ``(R,)`` tensor.
 
@@ -315,8 +315,8 @@ def replicate_loss(stack: ReplicatedCVAE, x: torch.Tensor, y: torch.Tensor, beta
         wrapped = poutine.replay(fn, trace=trace) if trace is not None else fn
         if particles > 1:
             with pyro.plate("particles", particles, dim=-3):
-                return poutine.trace(wrapped).get_trace(x, y, beta)
-        return poutine.trace(wrapped).get_trace(x, y, beta)
+                return poutine.trace(wrapped).get_trace(condition, observed, beta)
+        return poutine.trace(wrapped).get_trace(condition, observed, beta)
 
     guide_trace = run(stack.guide)
     model_trace = run(stack.model, guide_trace)

@@ -131,7 +131,7 @@ class RobustCalibratedSigma(AnalyticSigma):
     def setup(self, trainer) -> None:
         """Keep this replicate's training data (``x``, ``y``) for :meth:`refine`."""
         data = trainer.data_of(next(r for r, alg in enumerate(trainer.algorithms) if alg is self))
-        self.data = (data.x, data.y)
+        self.data = (data.condition, data.observed)
 
     def at_step_cap(self, model: SigmaCVAE, generator: torch.Generator) -> None:
         """A run the step cap stops ends at the importance-weighted σ too (:meth:`refine`)."""
@@ -155,7 +155,7 @@ class RobustCalibratedSigma(AnalyticSigma):
             return Decision()
         model.noise.set_sigma(math.sqrt(stats.mse))
         s.log_sigma.append(0.5 * math.log(stats.mse))
-        s.loss.append(stats.loss / model.y_dim)
+        s.loss.append(stats.loss / model.observed_dim)
         if not plateau(s.log_sigma, s.loss, cfg.window, cfg.rel_tol):
             return Decision()
         level = sum(s.loss[-cfg.window:]) / cfg.window

@@ -65,21 +65,21 @@ class ImportanceDraws:
 
     @classmethod
     @torch.no_grad()
-    def draw(cls, model: SigmaCVAE, x: torch.Tensor, y: torch.Tensor, particles: int = 256,
+    def draw(cls, model: SigmaCVAE, condition: torch.Tensor, observed: torch.Tensor, particles: int = 256,
              generator: torch.Generator | None = None) -> "ImportanceDraws":
         """``particles`` draws per point from ``model``'s encoder (from ``generator``, else torch's
         global generator)."""
         particles = integer_at_least("particles", particles)
-        loc, scale = model.encode(x, y)
+        loc, scale = model.encode(condition, observed)
         eps = torch.randn((particles,) + tuple(loc.shape), generator=generator, dtype=loc.dtype, device=loc.device)
         z = loc + scale * eps
         # decoded in chunks of points, so that K × chunk × q stays near 2^24 numbers (MNIST-sized data)
-        chunk = max(1, _DECODE_BUDGET // (particles * int(y.shape[-1])))
-        sq_err = torch.cat([(y[i:i + chunk] - model.decode(x[i:i + chunk], z[:, i:i + chunk])).pow(2).sum(-1)
-                            for i in range(0, len(y), chunk)], dim=1)
+        chunk = max(1, _DECODE_BUDGET // (particles * int(observed.shape[-1])))
+        sq_err = torch.cat([(observed[i:i + chunk] - model.decode(condition[i:i + chunk], z[:, i:i + chunk])).pow(2).sum(-1)
+                            for i in range(0, len(observed), chunk)], dim=1)
         # log N(z; 0, I) − log N(z; loc, scale), the 2π terms cancelled
         log_ratio = (0.5 * (eps.pow(2) - z.pow(2)) + scale.log()).sum(-1)
-        return cls(sq_err, log_ratio, int(y.shape[-1]))
+        return cls(sq_err, log_ratio, int(observed.shape[-1]))
 
     def weights(self, sigma: float) -> torch.Tensor:
         """Self-normalised weights :math:`w_{ik}` at ``sigma``, ``(K, n)``, each column summing to 1
@@ -115,7 +115,7 @@ class SigmaRefinement:
 
 
 @torch.no_grad()
-def importance_sigma(model: SigmaCVAE, x: torch.Tensor, y: torch.Tensor, particles: int = 256,
+def importance_sigma(model: SigmaCVAE, condition: torch.Tensor, observed: torch.Tensor, particles: int = 256,
                      max_iter: int = 200, rtol: float = 1e-7,
                      generator: torch.Generator | None = None) -> SigmaRefinement:
     """The fixed point of :meth:`ImportanceDraws.em_step` from Eq. 10's σ (module docstring):
@@ -124,7 +124,7 @@ def importance_sigma(model: SigmaCVAE, x: torch.Tensor, y: torch.Tensor, particl
     max_iter = integer_at_least("max_iter", max_iter)
     if not (math.isfinite(rtol) and rtol > 0):
         raise ConfigError(f"rtol must be a positive number, got {rtol}")
-    draws = ImportanceDraws.draw(model, x, y, particles, generator)
+    draws = ImportanceDraws.draw(model, condition, observed, particles, generator)
     sigma = sigma_q = draws.eq10()
     for iterations in range(1, max_iter + 1):
         new = draws.em_step(sigma)

@@ -167,9 +167,9 @@ class Trainer:
         if R > 1 and not all(alg.batched for alg in self.algorithms):
             raise ConfigError(f"algorithm {self.algorithms[0].name!r} trains one replicate at a time; use R = 1")
         for d in datas:
-            if d.x_dim != self.models[0].x_dim or d.y_dim != self.models[0].y_dim:
-                raise ConfigError(f"model expects {self.models[0].x_dim} input and {self.models[0].y_dim} response "
-                                  f"columns; data has {d.x_dim} and {d.y_dim}")
+            if d.condition_dim != self.models[0].condition_dim or d.observed_dim != self.models[0].observed_dim:
+                raise ConfigError(f"model expects {self.models[0].condition_dim} input and {self.models[0].observed_dim} response "
+                                  f"columns; data has {d.condition_dim} and {d.observed_dim}")
         if len({len(d) for d in datas}) > 1:
             raise ConfigError("per-replicate data sets must have the same number of points")
         device = next(self.models[0].parameters()).device
@@ -198,10 +198,10 @@ class Trainer:
     def _activate(self, active: list[int], stack: ReplicatedCVAE, optim_state: dict | None = None) -> None:
         self.active, self.stack = active, stack
         if len(self.datas) == 1:
-            self.x, self.y = self.data.x, self.data.y
+            self.condition, self.observed = self.data.condition, self.data.observed
         else:
-            self.x = torch.stack([self.datas[r].x for r in active])
-            self.y = torch.stack([self.datas[r].y for r in active])
+            self.condition = torch.stack([self.datas[r].condition for r in active])
+            self.observed = torch.stack([self.datas[r].observed for r in active])
         self.optim = self.optimizer(p for part in self.settings.trainable for p in stack.parameters_of(part))
         if optim_state is not None:
             self.optim.load_state_dict(optim_state)
@@ -245,16 +245,16 @@ class Trainer:
         if getattr(self.data, "resample", None) is not None:
             sources = [self.data_of(r) for r in self.active]
             draws = [d.resample(n if b is None else b, g) for d, g in zip(sources, self.stack.streams.generators)]
-            return torch.stack([x for x, _ in draws]), torch.stack([y for _, y in draws])
+            return torch.stack([condition for condition, _ in draws]), torch.stack([observed for _, observed in draws])
         if b is None or b >= n:
-            return self.x, self.y
+            return self.condition, self.observed
         idx = self.stack.streams.batch_indices(n, b)
-        if self.y.dim() == 2:
-            return self.x[idx], self.y[idx]
+        if self.observed.dim() == 2:
+            return self.condition[idx], self.observed[idx]
         rows = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
-        return self.x[rows, idx], self.y[rows, idx]
+        return self.condition[rows, idx], self.observed[rows, idx]
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor | float | None = None,
+    def step(self, condition: torch.Tensor, observed: torch.Tensor, beta: torch.Tensor | float | None = None,
              optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> torch.Tensor:
         """One optimiser step of every replicate still training; returns their mean per-sample
         losses ``(R,)``, NaN for a replicate whose loss or gradient is not finite (its gradient is
@@ -270,8 +270,8 @@ class Trainer:
         beta = _beta_tensor(beta, len(self.active), self.stack.device)
         self.stack.zero_grad(set_to_none=True)
         with contextlib.nullcontext() if self.validate else pyro.validation_enabled(False):
-            losses = replicate_loss(self.stack, x, y, beta, self.settings.elbo, self.settings.particles)
-        per_point = losses.detach() / x.shape[-2]
+            losses = replicate_loss(self.stack, condition, observed, beta, self.settings.elbo, self.settings.particles)
+        per_point = losses.detach() / condition.shape[-2]
         ok = torch.isfinite(per_point)
         if not bool(ok.any()):
             self._diverged |= ~ok
@@ -368,13 +368,13 @@ class Trainer:
     def _block(self, start: float) -> None:
         s, cfg = self.state, self.settings
         algs = [self.algorithms[r] for r in self.active]
-        beta = torch.tensor([alg.beta(s.block) for alg in algs], dtype=self.y.dtype, device=self.stack.device)
+        beta = torch.tensor([alg.beta(s.block) for alg in algs], dtype=self.observed.dtype, device=self.stack.device)
         losses = algs[0].run_block(self, beta)
-        losses = torch.stack([torch.as_tensor(v, dtype=self.y.dtype, device=beta.device).reshape(-1) for v in losses])
+        losses = torch.stack([torch.as_tensor(v, dtype=self.observed.dtype, device=beta.device).reshape(-1) for v in losses])
         block_loss = losses[-1] if cfg.convergence == "last-step" else losses.mean(0)
-        terms = self.stack.terms(self.x, self.y)
+        terms = self.stack.terms(self.condition, self.observed)
         recon, kl = terms["recon"].mean(-1), terms["kl"].mean(-1)
-        mse = terms["sq_err"].mean(-1) / self.stack.y_dim
+        mse = terms["sq_err"].mean(-1) / self.stack.observed_dim
         good = ~self._diverged & torch.isfinite(torch.stack([block_loss, recon, kl, mse])).all(0)
         s.elapsed = time.perf_counter() - start
         values = torch.stack([block_loss, recon, kl, mse, terms["log_sigma"], beta]).tolist()
@@ -465,7 +465,7 @@ def final_metrics(model: SigmaCVAE, data: Dataset, history: pd.DataFrame, draws:
     """Mean per-sample negative ELBO, reconstruction and KL over ``draws`` z per point (from
     ``generator``, else torch's global generator), σ and its error."""
     with torch.no_grad():
-        runs = [model.terms(data.x, data.y, generator=generator) for _ in range(draws)]
+        runs = [model.terms(data.condition, data.observed, generator=generator) for _ in range(draws)]
     recon = float(torch.stack([r["recon"] for r in runs]).mean())
     kl = float(torch.stack([r["kl"] for r in runs]).mean())
     out: dict[str, Any] = {

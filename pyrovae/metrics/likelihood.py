@@ -53,9 +53,9 @@ Proposal = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 class _VAELike(Protocol):  # what vae_log_likelihood needs of a model (SigmaCVAE has it)
     noise: torch.nn.Module
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def encode(self, condition: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...
+    def decode(self, condition: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -158,18 +158,18 @@ def importance_log_marginal(
     return estimate, ImportanceDiagnostics(ess=ess, std_error=std_error, num_samples=num_samples)
 
 
-def _check_data(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-        raise ConfigError(f"x and y must be (n, p) and (n, q) with the same n, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if torch.isnan(x).any() or torch.isnan(y).any():
+def _check_data(condition: torch.Tensor, observed: torch.Tensor) -> None:
+    if condition.dim() != 2 or observed.dim() != 2 or condition.shape[0] != observed.shape[0]:
+        raise ConfigError(f"the condition and the observed data must be (n, p) and (n, q) with the same n, got {tuple(condition.shape)} and {tuple(observed.shape)}")
+    if torch.isnan(condition).any() or torch.isnan(observed).any():
         raise DataError("x or y contains NaN")
 
 
 @torch.no_grad()
 def vae_log_likelihood(
     model: _VAELike,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    condition: torch.Tensor,
+    observed: torch.Tensor,
     num_samples: int = 5000,
     inflation: float = 2.0,
     chunk_size: int | None = None,
@@ -190,8 +190,8 @@ def vae_log_likelihood(
 
     Args:
         model: the VAE/CVAE.
-        x: conditioning inputs ``(n, p)``, ``p >= 0``.
-        y: responses ``(n, q)`` (the data the VAE models).
+        condition: conditioning inputs ``(n, p)``, ``p >= 0``.
+        observed: the observed data ``(n, q)`` (what the VAE models).
         num_samples: ``S``.
         inflation: factor on the proposal's variance.
         chunk_size: draws per chunk (memory bound); see :func:`importance_log_marginal`.
@@ -201,18 +201,18 @@ def vae_log_likelihood(
     Returns:
         ``(n,)`` float64 per-point estimates of :math:`\log p(y_n \mid x_n)` (nats).
     """
-    _check_data(x, y)
-    loc, scale = model.encode(x, y)
+    _check_data(condition, observed)
+    loc, scale = model.encode(condition, observed)
     gen = None
     if seed is not None:
         gen = torch.Generator(device=loc.device).manual_seed(int(seed))
     proposal = gaussian_proposal(loc, scale, inflation, generator=gen)
 
     def log_joint(z: torch.Tensor) -> torch.Tensor:
-        mean = model.decode(x, z)
-        inputs = model.decoder_input(x, z) if hasattr(model, "decoder_input") else None
+        mean = model.decode(condition, z)
+        inputs = model.decoder_input(condition, z) if hasattr(model, "decoder_input") else None
         sigma = model.noise.scale(mean, inputs)
-        r = (y - mean) / sigma
+        r = (observed - mean) / sigma
         log_lik = -(0.5 * r.pow(2) + torch.log(sigma).expand_as(r) + 0.5 * _LOG_2PI).sum(-1)
         log_prior = -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * _LOG_2PI)
         return log_lik + log_prior

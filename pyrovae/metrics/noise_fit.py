@@ -40,17 +40,17 @@ __all__ = [
 ]
 
 
-def check_model_data(model, x: torch.Tensor, y: torch.Tensor) -> None:
+def check_model_data(model, condition: torch.Tensor, observed: torch.Tensor) -> None:
     """``x`` (n, p) and ``y`` (n, q) with one n, as wide as ``model``'s input and response: else a
     :class:`~pyrovae.errors.DataError` (shapes) or :class:`~pyrovae.errors.ConfigError` (widths)."""
-    if y.dim() != 2 or x.dim() != 2 or x.shape[0] != y.shape[0]:
-        raise DataError(f"need x (n, p) and y (n, q) with the same n, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if y.shape[1] != model.y_dim or x.shape[1] != model.x_dim:
-        raise ConfigError(f"model expects {model.x_dim} input and {model.y_dim} response columns; got {x.shape[1]} and {y.shape[1]}")
+    if observed.dim() != 2 or condition.dim() != 2 or condition.shape[0] != observed.shape[0]:
+        raise DataError(f"need the condition (n, p) and the observed data (n, q) with the same n, got {tuple(condition.shape)} and {tuple(observed.shape)}")
+    if observed.shape[1] != model.observed_dim or condition.shape[1] != model.condition_dim:
+        raise ConfigError(f"model expects {model.condition_dim} input and {model.observed_dim} response columns; got {condition.shape[1]} and {observed.shape[1]}")
 
 
 @torch.no_grad()
-def elbo_optimal_noise_variance(model, x: torch.Tensor, y: torch.Tensor, draws: int = 100, per_dimension: bool = False,
+def elbo_optimal_noise_variance(model, condition: torch.Tensor, observed: torch.Tensor, draws: int = 100, per_dimension: bool = False,
                                 seed: int | None = 0) -> torch.Tensor:
     r"""Eq. 9: :math:`\frac1N\sum_n E_q[(y_n - f(z))^2]` per output dimension (``per_dimension=True``,
     shape ``(q,)``) or averaged over them (a 0-dim tensor, the best shared :math:`\sigma^2`).
@@ -59,18 +59,18 @@ def elbo_optimal_noise_variance(model, x: torch.Tensor, y: torch.Tensor, draws: 
     ``x`` has zero columns for an unconditional VAE).
     """
     integer_at_least("draws", draws)
-    check_model_data(model, x, y)
-    gen = torch.Generator(device=y.device).manual_seed(seed) if seed is not None else None
-    loc, scale = model.encode(x, y)
-    total = torch.zeros(y.shape[1], dtype=y.dtype, device=y.device)
+    check_model_data(model, condition, observed)
+    gen = torch.Generator(device=observed.device).manual_seed(seed) if seed is not None else None
+    loc, scale = model.encode(condition, observed)
+    total = torch.zeros(observed.shape[1], dtype=observed.dtype, device=observed.device)
     for _ in range(int(draws)):
         eps = torch.randn(loc.shape, generator=gen, dtype=loc.dtype, device=loc.device)
-        total += (y - model.decode(x, loc + scale * eps)).pow(2).mean(0)
+        total += (observed - model.decode(condition, loc + scale * eps)).pow(2).mean(0)
     per_dim = total / draws
     return per_dim if per_dimension else per_dim.mean()
 
 
-def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: torch.Tensor, scale0: float = 0.01,
+def mean_field_noise_variance(model, condition: torch.Tensor, observed: torch.Tensor, loc0: torch.Tensor, scale0: float = 0.01,
                               steps: int = 3000, lr: float = 1e-3, particles: int = 8, draws: int = 200,
                               per_dimension: bool = False, seed: int = 0) -> torch.Tensor:
     r"""Eq. 9 under the best *per-point* mean-field Gaussian :math:`q_n = N(m_n, \mathrm{diag}(s_n^2))`: the
@@ -79,21 +79,21 @@ def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: tor
 
     Between :func:`pyrovae.posterior.noise_variance.exact_posterior_noise_variance` (the truth) and :func:`elbo_optimal_noise_variance` with
     a trained encoder, this isolates what the mean-field family itself adds to the noise estimate."""
-    check_model_data(model, x, y)
+    check_model_data(model, condition, observed)
     if steps < 0 or particles < 1 or draws < 1 or not lr > 0 or not scale0 > 0:
         raise ConfigError("mean_field_noise_variance needs steps >= 0, particles, draws >= 1, lr and scale0 > 0")
-    if loc0.shape != (y.shape[0], model.latent_dim):
-        raise DataError(f"loc0 must be ({y.shape[0]}, {model.latent_dim}), got {tuple(loc0.shape)}")
-    gen = torch.Generator(device=y.device).manual_seed(seed)
-    loc = loc0.detach().clone().to(y.dtype).requires_grad_(True)
+    if loc0.shape != (observed.shape[0], model.latent_dim):
+        raise DataError(f"loc0 must be ({observed.shape[0]}, {model.latent_dim}), got {tuple(loc0.shape)}")
+    gen = torch.Generator(device=observed.device).manual_seed(seed)
+    loc = loc0.detach().clone().to(observed.dtype).requires_grad_(True)
     log_s = torch.full_like(loc, math.log(scale0)).requires_grad_(True)
     frozen = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     def loss() -> torch.Tensor:
         z = loc + log_s.exp() * torch.randn((particles, *loc.shape), generator=gen, dtype=loc.dtype, device=loc.device)
-        mean = model.decode(x.expand(particles, *x.shape), z)
-        sigma = model.noise.scale(mean, model.decoder_input(x.expand(particles, *x.shape), z))
-        rec = ((y - mean).pow(2) / (2 * sigma**2) + torch.log(sigma)).sum(-1).mean(0)
+        mean = model.decode(condition.expand(particles, *condition.shape), z)
+        sigma = model.noise.scale(mean, model.decoder_input(condition.expand(particles, *condition.shape), z))
+        rec = ((observed - mean).pow(2) / (2 * sigma**2) + torch.log(sigma)).sum(-1).mean(0)
         kl = 0.5 * (loc.pow(2) + (2 * log_s).exp() - 1 - 2 * log_s).sum(-1)
         return (rec + kl).sum()
 
@@ -103,27 +103,27 @@ def mean_field_noise_variance(model, x: torch.Tensor, y: torch.Tensor, loc0: tor
         for p, f in zip(model.parameters(), frozen):
             p.requires_grad_(f)
     with torch.no_grad():
-        total = torch.zeros(y.shape[1], dtype=y.dtype, device=y.device)
+        total = torch.zeros(observed.shape[1], dtype=observed.dtype, device=observed.device)
         for _ in range(int(draws)):
             z = loc + log_s.exp() * torch.randn(loc.shape, generator=gen, dtype=loc.dtype, device=loc.device)
-            total += (y - model.decode(x, z)).pow(2).mean(0)
+            total += (observed - model.decode(condition, z)).pow(2).mean(0)
     per_dim = total / draws
     return per_dim if per_dimension else per_dim.mean()
 
 
-def closest_latents(model, x: torch.Tensor, y: torch.Tensor, steps: int = 500, lr: float = 0.1) -> torch.Tensor:
+def closest_latents(model, condition: torch.Tensor, observed: torch.Tensor, steps: int = 500, lr: float = 0.1) -> torch.Tensor:
     r""":math:`\arg\min_z \|y - f_\theta(x, z)\|^2` per point, by Adam from the encoder mean with the learning
     rate decaying linearly to 1% (the decoder is not changed)."""
-    check_model_data(model, x, y)
+    check_model_data(model, condition, observed)
     with torch.no_grad():
-        z0, _ = model.encode(x, y)
+        z0, _ = model.encode(condition, observed)
     z = z0.clone().requires_grad_(True)
     opt = adam([z], lr)
     sched = linear_decay(opt, steps)
     frozen = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)  # only z moves; no gradient lands on the decoder
     try:
-        minimise(lambda: (y - model.decode(x, z)).pow(2).sum(), opt, steps, scheduler=sched)
+        minimise(lambda: (observed - model.decode(condition, z)).pow(2).sum(), opt, steps, scheduler=sched)
     finally:
         for p, f in zip(model.parameters(), frozen):
             p.requires_grad_(f)
@@ -143,7 +143,7 @@ class ResidualCheck:
         return self.test.normal
 
 
-def residual_normality(model, x: torch.Tensor, y: torch.Tensor, alpha: float = 0.05, steps: int = 500,
+def residual_normality(model, condition: torch.Tensor, observed: torch.Tensor, alpha: float = 0.05, steps: int = 500,
                        lr: float = 0.1, max_points: int | None = 2000) -> ResidualCheck:
     r"""Residuals :math:`R = y - f(z^*)` at the closest latent :math:`z^*` and the Henze-Zirkler test of R
     (on at most ``max_points`` points: the statistic is O(n²)).
@@ -154,15 +154,15 @@ def residual_normality(model, x: torch.Tensor, y: torch.Tensor, alpha: float = 0
     :math:`N(0, \sigma_\varepsilon^2)` up to curvature, while the 2-D vector R is not Gaussian on a curved
     manifold even then (its direction follows the normal). Otherwise the test runs on R's principal
     components whose variance is at least ``1e-2`` of the largest (the normal directions)."""
-    if max_points is not None and y.shape[0] > max_points:
-        x, y = x[:max_points], y[:max_points]
-    z = closest_latents(model, x, y, steps, lr)
+    if max_points is not None and observed.shape[0] > max_points:
+        condition, observed = condition[:max_points], observed[:max_points]
+    z = closest_latents(model, condition, observed, steps, lr)
     with torch.no_grad():
-        r = y - model.decode(x, z)
-    if model.latent_dim == 1 and y.shape[1] == 2:
+        r = observed - model.decode(condition, z)
+    if model.latent_dim == 1 and observed.shape[1] == 2:
         zt = z.clone().requires_grad_(True)
         with torch.enable_grad():
-            f = model.decode(x, zt)
+            f = model.decode(condition, zt)
             tangent = torch.stack([torch.autograd.grad(f[:, d].sum(), zt, retain_graph=True)[0][:, 0] for d in range(2)], -1)
         normal = torch.stack([-tangent[:, 1], tangent[:, 0]], -1)
         normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)

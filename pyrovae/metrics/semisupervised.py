@@ -24,7 +24,7 @@ __all__ = ["decoder_spread", "functional_collapse", "CollapseScore", "label_accu
 def _labels(model, value, n: int) -> torch.Tensor:
     if model.discrete:
         return torch.full((n,), int(value), dtype=torch.long)
-    return torch.full((n, model.y_dim), float(value))
+    return torch.full((n, model.label_dim), float(value))
 
 
 @torch.no_grad()
@@ -52,15 +52,15 @@ def functional_collapse(model, true_f: Callable[[torch.Tensor, float], torch.Ten
 
 
 @torch.no_grad()
-def label_accuracy(model, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+def label_accuracy(model, observed: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """How well ``q(y|x)`` predicts held-out labels: accuracy (discrete) or RMSE and sign agreement
     of its mean (continuous)."""
-    if x.shape[0] != labels.shape[0] or x.shape[0] == 0:
+    if observed.shape[0] != labels.shape[0] or observed.shape[0] == 0:
         raise DataError("need as many labels as points, and at least one")
     if model.discrete:
-        pred = model.y_logits(x).argmax(-1)
+        pred = model.y_logits(observed).argmax(-1)
         return {"accuracy": (pred == labels.reshape(-1).long()).float().mean().item()}
-    loc, _ = model.y_encoder(x)
+    loc, _ = model.y_encoder(observed)
     labels = labels.reshape(loc.shape)
     return {"rmse": (loc - labels).pow(2).mean().sqrt().item(),
             "sign_accuracy": ((loc > 0) == (labels > 0)).float().mean().item()}

@@ -15,21 +15,21 @@ __all__ = ["resnet_vae"]
 
 
 def resnet_vae(
-    x_dim: int,
-    y_dim: int,
+    condition_dim: int,
+    observed_dim: int,
     latent_dim: int = 2,
     width: int = 200,
     blocks: int = 4,
     noise: ObservationNoise | None = None,
     activation: str = "relu",
 ) -> SigmaCVAE:
-    """A σ-CVAE (VAE for ``x_dim = 0``) whose encoder and decoder are residual MLPs.
+    """A σ-CVAE (VAE for ``condition_dim = 0``) whose encoder and decoder are residual MLPs.
 
     References:
         Berger & Sebag (2020), §4.1: "a ResNet with 4 residual blocks of 200 neurons".
     """
-    model = SigmaCVAE(x_dim, y_dim, latent_dim, encoder_widths=(2,), decoder_widths=(2,), noise=noise,
+    model = SigmaCVAE(condition_dim, observed_dim, latent_dim, encoder_widths=(2,), decoder_widths=(2,), noise=noise,
                       activation=activation)
-    model.encoder = ResGaussianEncoder(x_dim + y_dim, width, blocks, latent_dim, activation)
-    model.decoder = ResMLP(x_dim + latent_dim, width, blocks, y_dim, activation)
+    model.encoder = ResGaussianEncoder(condition_dim + observed_dim, width, blocks, latent_dim, activation)
+    model.decoder = ResMLP(condition_dim + latent_dim, width, blocks, observed_dim, activation)
     return model

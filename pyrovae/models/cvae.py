@@ -50,8 +50,8 @@ class SigmaCVAE(nn.Module):
     """Conditional VAE with Gaussian decoder ``N(mu(x, z), sigma^2 I)``.
 
     Args:
-        x_dim: number of conditioning columns (0 for an unconditional VAE).
-        y_dim: number of response columns ``q``.
+        condition_dim: number of conditioning columns (Liu & Wang's x; 0 for an unconditional VAE).
+        observed_dim: number of observed columns ``q`` (Liu & Wang's y).
         latent_dim: ``d``; 2 in Liu & Wang's two-moon experiment.
         encoder_widths, decoder_widths: hidden widths; defaults are Appendix F's
             ``[16, 8, 4, 2]`` and ``[2, 4, 16, 4]``.
@@ -61,8 +61,8 @@ class SigmaCVAE(nn.Module):
 
     def __init__(
         self,
-        x_dim: int,
-        y_dim: int,
+        condition_dim: int,
+        observed_dim: int,
         latent_dim: int = 2,
         encoder_widths: Sequence[int] = (16, 8, 4, 2),
         decoder_widths: Sequence[int] = (2, 4, 16, 4),
@@ -70,12 +70,12 @@ class SigmaCVAE(nn.Module):
         activation: str = "tanh",
     ):
         super().__init__()
-        self.x_dim = integer_at_least("x_dim", x_dim, 0)
-        self.y_dim = integer_at_least("y_dim", y_dim)
+        self.condition_dim = integer_at_least("condition_dim", condition_dim, 0)
+        self.observed_dim = integer_at_least("observed_dim", observed_dim)
         self.latent_dim = integer_at_least("latent_dim", latent_dim, 1, MAX_UNITS)
         encoder_widths, decoder_widths = widths("encoder_widths", encoder_widths), widths("decoder_widths", decoder_widths, empty=True)
-        self.encoder = GaussianEncoder(self.x_dim + self.y_dim, encoder_widths, self.latent_dim, activation)
-        self.decoder = MLP(self.x_dim + self.latent_dim, decoder_widths, self.y_dim, activation)
+        self.encoder = GaussianEncoder(self.condition_dim + self.observed_dim, encoder_widths, self.latent_dim, activation)
+        self.decoder = MLP(self.condition_dim + self.latent_dim, decoder_widths, self.observed_dim, activation)
         self.noise = noise if noise is not None else LearnedNoise(1.0)
         self.pyro_name = f"sigma_cvae_{next(_INSTANCES)}"
 
@@ -85,27 +85,27 @@ class SigmaCVAE(nn.Module):
         self.pyro_name = f"sigma_cvae_{next(_INSTANCES)}"
 
     # -- networks -----------------------------------------------------------------
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, condition: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Location and scale of ``q(z | x, y)``."""
-        self._check_widths(x, y)
-        return self.encoder(torch.cat([x, y], dim=-1))
+        self._check_widths(condition, observed)
+        return self.encoder(torch.cat([condition, observed], dim=-1))
 
-    def _check_widths(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+    def _check_widths(self, condition: torch.Tensor, observed: torch.Tensor | None = None) -> None:
         """A ``y`` (or ``x``) of another width could broadcast or even fit the encoder's input and give
         a finite, meaningless log-probability: refuse it by name."""
-        for name, t, width in (("x", x, self.x_dim), ("y", y, self.y_dim)):
+        for name, t, width in (("x", condition, self.condition_dim), ("y", observed, self.observed_dim)):
             if t is not None and (t.dim() < 1 or t.shape[-1] != width):
                 raise DataError(f"{name} must have {width} columns for this model, got shape {tuple(t.shape)}")
 
-    def decoder_input(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def decoder_input(self, condition: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``[x, z]``, what the decoder (and a σ(x, z) observation model) reads; ``z`` may carry
         leading particle dimensions."""
-        x = x.expand(z.shape[:-1] + x.shape[-1:])
-        return torch.cat([x, z], dim=-1)
+        condition = condition.expand(z.shape[:-1] + condition.shape[-1:])
+        return torch.cat([condition, z], dim=-1)
 
-    def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, condition: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean ``mu(x, z)``; ``z`` may carry leading particle dimensions."""
-        return self.decoder(self.decoder_input(x, z))
+        return self.decoder(self.decoder_input(condition, z))
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder mean and σ for decoder inputs ``[x, z]``, without side effects (what the batched
@@ -113,8 +113,8 @@ class SigmaCVAE(nn.Module):
         mean = self.decoder(inputs)
         return mean, self.noise(mean, inputs)
 
-    def _mean_and_scale(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = self.decoder_input(x, z)
+    def _mean_and_scale(self, condition: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = self.decoder_input(condition, z)
         mean = self.decoder(inputs)
         return mean, self.noise.scale(mean, inputs)
 
@@ -126,27 +126,27 @@ class SigmaCVAE(nn.Module):
     # model and guide register their networks with pyro.module, so that plain pyro.infer.SVI,
     # Predictive and MCMC find them in the parameter store. Each model has its own name there
     # (``pyro_name``): two models trained in one process never share parameters.
-    def model(self, x: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0) -> torch.Tensor:
-        self._check_widths(x, y)
+    def model(self, condition: torch.Tensor, observed: torch.Tensor | None = None, beta: float = 1.0) -> torch.Tensor:
+        self._check_widths(condition, observed)
         register_trainable(f"{self.pyro_name}.decoder", self.decoder)
         register_trainable(f"{self.pyro_name}.noise", self.noise)
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        with pyro.plate("data", x.shape[0], dim=-1):
+        zero = torch.zeros((), dtype=condition.dtype, device=condition.device)
+        with pyro.plate("data", condition.shape[0], dim=-1):
             with _scaled(beta):
                 z = pyro.sample("z", dist.Normal(zero, zero + 1).expand([self.latent_dim]).to_event(1))
-            mean, scale = self._mean_and_scale(x, z)
-            return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=y)
+            mean, scale = self._mean_and_scale(condition, z)
+            return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=observed)
 
-    def guide(self, x: torch.Tensor, y: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    def guide(self, condition: torch.Tensor, observed: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
         register_trainable(f"{self.pyro_name}.encoder", self.encoder)
-        with pyro.plate("data", x.shape[0], dim=-1):
-            loc, scale = self.encode(x, y)
+        with pyro.plate("data", condition.shape[0], dim=-1):
+            loc, scale = self.encode(condition, observed)
             with _scaled(beta):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # -- inspection ---------------------------------------------------------------
     @torch.no_grad()
-    def terms(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def terms(self, condition: torch.Tensor, observed: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         r"""Per-point terms of the negative ELBO with one reparameterised ``z`` each.
 
         Returns ``recon`` :math:`= -\log N(y \mid \mu(x,z), \sigma^2 I)`, the analytic
@@ -154,30 +154,30 @@ class SigmaCVAE(nn.Module):
         The mean of ``sq_err / q`` is the analytic σ² of Liu & Wang's Eq. 10. The draw comes from
         ``generator`` when given (a replicate's stream), else from torch's global generator.
         """
-        loc, scale = self.encode(x, y)
+        loc, scale = self.encode(condition, observed)
         z = loc + scale * torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
-        mean, sigma = self._mean_and_scale(x, z)
-        recon = -dist.Normal(mean, sigma).log_prob(y).sum(-1)
+        mean, sigma = self._mean_and_scale(condition, z)
+        recon = -dist.Normal(mean, sigma).log_prob(observed).sum(-1)
         kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
-        return {"recon": recon, "kl": kl, "sq_err": (y - mean).pow(2).sum(-1)}
+        return {"recon": recon, "kl": kl, "sq_err": (observed - mean).pow(2).sum(-1)}
 
     @torch.no_grad()
-    def sample(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+    def sample(self, condition: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
         """Draws of ``y ~ p(y | x)``: one per row of ``x``, or ``(num_samples, n, q)``. NaN inputs are
         refused: they would come back as NaN draws."""
-        finite_matrix("x", x, self.x_dim)
+        finite_matrix("x", condition, self.condition_dim)
         if num_samples is not None:
             num_samples = integer_at_least("num_samples", num_samples)
-        z_shape = (x.shape[0], self.latent_dim) if num_samples is None else (num_samples, x.shape[0], self.latent_dim)
-        z = torch.randn(z_shape, dtype=x.dtype, device=x.device)
-        mean, sigma = self._mean_and_scale(x, z)
+        z_shape = (condition.shape[0], self.latent_dim) if num_samples is None else (num_samples, condition.shape[0], self.latent_dim)
+        z = torch.randn(z_shape, dtype=condition.dtype, device=condition.device)
+        mean, sigma = self._mean_and_scale(condition, z)
         return mean + sigma * torch.randn_like(mean)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, condition: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """``y' ~ p(y | x, z)`` with ``z ~ q(z | x, y)``: the "estimated training data" of Fig. 4."""
-        loc, scale = self.encode(x, y)
-        mean, sigma = self._mean_and_scale(x, loc + scale * torch.randn_like(loc))
+        loc, scale = self.encode(condition, observed)
+        mean, sigma = self._mean_and_scale(condition, loc + scale * torch.randn_like(loc))
         return mean + sigma * torch.randn_like(mean)
 
 

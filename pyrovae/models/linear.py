@@ -10,7 +10,7 @@ marginal does not depend on the learned parameter:
   :math:`\varepsilon \sim N(0, \sigma_\varepsilon^2 I - B)`, ``B`` diagonal in :math:`[0, \sigma_\varepsilon^2)`,
   learning ``A`` (Case 1, LinearJTEx) or ``B`` (Case 2, Figure 1A/B).
 
-:func:`linear_vae` puts either decoder in a :class:`~pyrovae.models.cvae.SigmaCVAE` (``x_dim = 0``)
+:func:`linear_vae` puts either decoder in a :class:`~pyrovae.models.cvae.SigmaCVAE` (``condition_dim = 0``)
 with a linear mean-field encoder and a :class:`TiedNoise` observation model, so the ordinary
 trainer, algorithms and metrics apply. :meth:`LinearGaussian.from_decoder
 <pyrovae.posterior.exact.LinearGaussian.from_decoder>` turns the decoder into its closed forms: posterior (Eq. 16, 23-24), marginal, mutual
@@ -307,15 +307,15 @@ def cholesky_mutual_information(a: torch.Tensor, b_diag: torch.Tensor, sigma_eps
     return 0.5 * (torch.logdet(a @ a.T + sigma_eps**2 * eye) - torch.log(sigma_eps**2 - b_diag).sum())
 
 
-def cholesky_posterior(a, b_diag, sigma_eps: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def cholesky_posterior(a, b_diag, sigma_eps: float, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Eq. 23-24 written out literally: :math:`\Sigma_{z|x} = (I + L^\top (\sigma^2 I - B)^{-1} L)^{-1}`,
     :math:`\mu_{z|x} = \Sigma_{z|x} L^\top (\sigma^2 I - B)^{-1} x`, :math:`L = \mathrm{Cholesky}(AA^\top + B)`.
     Returns ``(mean (N, K), cov (K, K))``. Parameters are checked as in :func:`cholesky_mutual_information`;
     ``x`` must be a finite ``(N, K)`` matrix (:class:`~pyrovae.errors.DataError` otherwise)."""
     a, b_diag, sigma_eps = _cholesky_parameters(a, b_diag, sigma_eps)
-    x = finite_matrix("x", torch.as_tensor(x, dtype=a.dtype), a.shape[0])
+    observed = finite_matrix("x", torch.as_tensor(observed, dtype=a.dtype), a.shape[0])
     chol = torch.linalg.cholesky(a @ a.T + torch.diag(b_diag))
     noise_inv = torch.diag(1.0 / (sigma_eps**2 - b_diag))
     cov = torch.linalg.inv(torch.eye(a.shape[0], dtype=a.dtype) + chol.T @ noise_inv @ chol)
-    mean = (cov @ chol.T @ noise_inv @ x.T).T
+    mean = (cov @ chol.T @ noise_inv @ observed.T).T
     return mean, cov

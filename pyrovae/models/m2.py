@@ -117,7 +117,7 @@ class OneHotDensityStraightThrough(dist.RelaxedOneHotCategoricalStraightThrough)
         return (value * torch.log_softmax(self.logits, -1)).sum(-1)
 
 
-def m2_elbo_loss(model: "M2", x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0,
+def m2_elbo_loss(model: "M2", observed: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0,
                  alpha: float = 0.0, particles: int = 1) -> torch.Tensor:
     """Minus one batch's share of Eq. 5 with ELBO bounds, differentiable in ``model``'s parameters:
     ``-Σ U(x)`` for ``y=None``, ``-(γ Σ L(x, y) + α Σ log q(y|x))`` otherwise. Unlabelled discrete
@@ -131,7 +131,7 @@ def m2_elbo_loss(model: "M2", x: torch.Tensor, y: torch.Tensor | None = None, ga
             raise ConfigError(f"the number of particles must be a positive integer, got {particles}")
         common = dict(num_particles=int(particles), vectorize_particles=particles > 1, max_plate_nesting=1)
         elbo = _ELBO_CACHE[key] = (pyro.infer.TraceEnum_ELBO if enum else pyro.infer.Trace_ELBO)(**common)
-    return elbo.differentiable_loss(model.model, model.guide, x, y, gamma, alpha)
+    return elbo.differentiable_loss(model.model, model.guide, observed, y, gamma, alpha)
 
 
 _ELBO_CACHE: dict[tuple[bool, int], pyro.infer.ELBO] = {}
@@ -141,10 +141,10 @@ class M2(nn.Module):
     r"""Kingma et al.'s M2 model with a fixed observation noise :math:`\sigma_\epsilon`.
 
     Args:
-        x_dim: dimension of the data ``x``.
+        observed_dim: dimension of the data ``x`` (Kingma et al.'s symbol for what M2 models).
         y_kind: ``"discrete"``, ``"relaxed"`` or ``"continuous"`` (module docstring).
         num_classes: ``K`` for discrete / relaxed labels.
-        y_dim: label dimension for continuous labels.
+        label_dim: label dimension for continuous labels.
         latent_dim: ``d``.
         widths: hidden widths of every network (App. D: three layers of 50, leaky ReLU).
         sigma: the fixed observation standard deviation :math:`\sigma_\epsilon` (App. D fixes it to
@@ -159,10 +159,10 @@ class M2(nn.Module):
 
     def __init__(
         self,
-        x_dim: int,
+        observed_dim: int,
         y_kind: str = "discrete",
         num_classes: int = 2,
-        y_dim: int = 1,
+        label_dim: int = 1,
         latent_dim: int = 1,
         widths: Sequence[int] = (50, 50, 50),
         sigma: float = 0.1,
@@ -176,9 +176,9 @@ class M2(nn.Module):
         super().__init__()
         if y_kind not in Y_KINDS:
             raise ConfigError(f"unknown label kind {y_kind!r}; known: {', '.join(Y_KINDS)}")
-        if x_dim < 1 or latent_dim < 1 or num_classes < 2 or y_dim < 1:
-            raise ConfigError(f"need x_dim, latent_dim, y_dim >= 1 and num_classes >= 2; got "
-                              f"{x_dim}, {latent_dim}, {y_dim}, {num_classes}")
+        if observed_dim < 1 or latent_dim < 1 or num_classes < 2 or label_dim < 1:
+            raise ConfigError(f"need observed_dim, latent_dim, label_dim >= 1 and num_classes >= 2; got "
+                              f"{observed_dim}, {latent_dim}, {label_dim}, {num_classes}")
         if not sigma > 0 or not math.isfinite(sigma):
             raise ConfigError(f"sigma must be positive and finite, got {sigma}")
         if not temperature > 0:
@@ -187,23 +187,23 @@ class M2(nn.Module):
             raise ConfigError(f"unknown z guide {z_guide!r}; known: {', '.join(Z_GUIDES)}")
         if relaxed_density not in ("onehot", "concrete"):
             raise ConfigError(f"relaxed_density must be 'onehot' or 'concrete', got {relaxed_density!r}")
-        self.x_dim, self.latent_dim, self.y_kind = int(x_dim), int(latent_dim), y_kind
+        self.observed_dim, self.latent_dim, self.y_kind = int(observed_dim), int(latent_dim), y_kind
         self.num_classes = int(num_classes)
-        self.y_dim = int(y_dim) if y_kind == "continuous" else self.num_classes  # width of the y input
+        self.label_dim = int(label_dim) if y_kind == "continuous" else self.num_classes  # width of the y input
         if not isinstance(straight_through, bool):
             raise ConfigError(f"straight_through must be True or False, got {straight_through!r}")
         self.temperature, self.relaxed_density = float(temperature), relaxed_density
         self.straight_through = straight_through
         self.z_guide = z_guide
         widths = list(widths)
-        self.decoder = MLP(self.latent_dim + self.y_dim, widths, self.x_dim, activation)
-        self.z_encoder = GaussianEncoder(self.x_dim + self.y_dim, widths, self.latent_dim, activation)
+        self.decoder = MLP(self.latent_dim + self.label_dim, widths, self.observed_dim, activation)
+        self.z_encoder = GaussianEncoder(self.observed_dim + self.label_dim, widths, self.latent_dim, activation)
         if z_guide == "factorised":  # q(z | x) of the unlabelled points (Eq. 13)
-            self.z_encoder_x = GaussianEncoder(self.x_dim, widths, self.latent_dim, activation)
+            self.z_encoder_x = GaussianEncoder(self.observed_dim, widths, self.latent_dim, activation)
         if y_kind == "continuous":
-            self.y_encoder: nn.Module = GaussianEncoder(self.x_dim, widths, self.y_dim, activation)
+            self.y_encoder: nn.Module = GaussianEncoder(self.observed_dim, widths, self.label_dim, activation)
         else:
-            self.y_encoder = MLP(self.x_dim, widths, self.num_classes, activation)
+            self.y_encoder = MLP(self.observed_dim, widths, self.num_classes, activation)
         self.register_buffer("sigma", torch.tensor(float(sigma)))
         self.pyro_name = f"m2_{next(_INSTANCES)}"  # its own name in Pyro's parameter store
         if prior_probs is None:
@@ -232,44 +232,44 @@ class M2(nn.Module):
         shape = torch.broadcast_shapes(z.shape[:-1], yf.shape[:-1])
         return self.decoder(torch.cat([z.expand(shape + z.shape[-1:]), yf.expand(shape + yf.shape[-1:])], -1))
 
-    def encode_z(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_z(self, observed: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Location and scale of ``q(z | x, y)``."""
         yf = self.y_features(y)
-        shape = torch.broadcast_shapes(x.shape[:-1], yf.shape[:-1])
-        return self.z_encoder(torch.cat([x.expand(shape + x.shape[-1:]), yf.expand(shape + yf.shape[-1:])], -1))
+        shape = torch.broadcast_shapes(observed.shape[:-1], yf.shape[:-1])
+        return self.z_encoder(torch.cat([observed.expand(shape + observed.shape[-1:]), yf.expand(shape + yf.shape[-1:])], -1))
 
-    def encode_z_unlabelled(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_z_unlabelled(self, observed: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Location and scale of the unlabelled guide's ``z``: ``q(z | x)`` (factorised; ``y`` unused)
         or ``q(z | x, y)`` (conditional)."""
         if self.z_guide == "factorised":
-            return self.z_encoder_x(x)
-        return self.encode_z(x, y)
+            return self.z_encoder_x(observed)
+        return self.encode_z(observed, y)
 
-    def y_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def y_logits(self, observed: torch.Tensor) -> torch.Tensor:
         """Logits of ``q(y | x)`` (discrete kinds)."""
-        return self.y_encoder(x)
+        return self.y_encoder(observed)
 
-    def q_y(self, x: torch.Tensor) -> dist.Distribution:
+    def q_y(self, observed: torch.Tensor) -> dist.Distribution:
         """``q(y | x)`` as a distribution over class indices (discrete) or ``R^q`` (continuous)."""
         if self.discrete:
-            return dist.Categorical(logits=self.y_logits(x))
-        loc, scale = self.y_encoder(x)
+            return dist.Categorical(logits=self.y_logits(observed))
+        loc, scale = self.y_encoder(observed)
         return dist.Normal(loc, scale).to_event(1)
 
     def p_y(self) -> dist.Distribution:
         if self.discrete:
             return dist.Categorical(probs=self.prior_probs)
-        zero = self.sigma.new_zeros(self.y_dim)
+        zero = self.sigma.new_zeros(self.label_dim)
         return dist.Normal(zero, torch.ones_like(zero)).to_event(1)
 
-    def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
-        if x.dim() != 2 or x.shape[-1] != self.x_dim:
-            raise DataError(f"x must have shape (n, {self.x_dim}), got {tuple(x.shape)}")
+    def _check(self, observed: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | None:
+        if observed.dim() != 2 or observed.shape[-1] != self.observed_dim:
+            raise DataError(f"the observed data must have shape (n, {self.observed_dim}), got {tuple(observed.shape)}")
         if y is None:
             return None
         if self.discrete:
             y = y.reshape(-1) if y.dim() == 2 and y.shape[-1] == 1 else y
-            if y.shape != x.shape[:1]:
+            if y.shape != observed.shape[:1]:
                 raise DataError(f"discrete labels must have shape (n,) or (n, 1), got {tuple(y.shape)}")
             if torch.is_floating_point(y):
                 if not torch.equal(y, y.round()):
@@ -279,8 +279,8 @@ class M2(nn.Module):
                 raise DataError(f"discrete labels must lie in 0..{self.num_classes - 1}")
             return y
         y = y.reshape(-1, 1) if y.dim() == 1 else y
-        if y.shape != (x.shape[0], self.y_dim):
-            raise DataError(f"continuous labels must have shape (n, {self.y_dim}), got {tuple(y.shape)}")
+        if y.shape != (observed.shape[0], self.label_dim):
+            raise DataError(f"continuous labels must have shape (n, {self.label_dim}), got {tuple(y.shape)}")
         return y
 
     def _relaxed(self, probs: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> dist.Distribution:
@@ -308,58 +308,58 @@ class M2(nn.Module):
 
     # model and guide register their networks with pyro.module, so that plain pyro.infer.SVI (with
     # TraceEnum_ELBO for a discrete y) finds them in the parameter store, each model under its own name
-    def model(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
+    def model(self, observed: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
         register_trainable(f"{self.pyro_name}.decoder", self.decoder)
         register_trainable(f"{self.pyro_name}.y_encoder", self.y_encoder)  # the α term's q(y | x)
-        y = self._check(x, y)
+        y = self._check(observed, y)
         labelled = y is not None
         if self.y_kind == "relaxed" and labelled:
-            y = F.one_hot(y, self.num_classes).to(x.dtype)
-        n = x.shape[0]
-        zero = x.new_zeros(n, self.latent_dim)
+            y = F.one_hot(y, self.num_classes).to(observed.dtype)
+        n = observed.shape[0]
+        zero = observed.new_zeros(n, self.latent_dim)
         with pyro.plate("data", n, dim=-1):
             with _scaled(gamma if labelled else 1.0):
                 z = pyro.sample("z", dist.Normal(zero, torch.ones_like(zero)).to_event(1))
                 y_site = pyro.sample("y", self._prior_site(labelled).expand([n]), obs=y)
                 loc = self.decode(z, y_site)
-                pyro.sample("x", dist.Normal(loc, self.sigma).to_event(1), obs=x)
+                pyro.sample("x", dist.Normal(loc, self.sigma).to_event(1), obs=observed)
             if labelled and alpha != 0.0:  # the discriminative term of Eq. 5 (module docstring)
                 with _scaled(alpha):
-                    q = self.q_y(x)
+                    q = self.q_y(observed)
                     if self.y_kind == "relaxed":
-                        q = dist.OneHotCategorical(logits=self.y_logits(x))
+                        q = dist.OneHotCategorical(logits=self.y_logits(observed))
                     pyro.sample("y_aux", q, obs=y)
 
-    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
+    def guide(self, observed: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0):
         for part in ("z_encoder", "z_encoder_x", "y_encoder"):
             if hasattr(self, part):
                 register_trainable(f"{self.pyro_name}.{part}", getattr(self, part))
-        y = self._check(x, y)
+        y = self._check(observed, y)
         labelled = y is not None
         if self.y_kind == "relaxed" and labelled:
-            y = F.one_hot(y, self.num_classes).to(x.dtype)
-        with pyro.plate("data", x.shape[0], dim=-1):
+            y = F.one_hot(y, self.num_classes).to(observed.dtype)
+        with pyro.plate("data", observed.shape[0], dim=-1):
             with _scaled(gamma if labelled else 1.0):
                 if not labelled:
                     if self.y_kind == "discrete":
-                        y = pyro.sample("y", self.q_y(x), infer={"enumerate": "parallel"})
+                        y = pyro.sample("y", self.q_y(observed), infer={"enumerate": "parallel"})
                     elif self.y_kind == "relaxed":
-                        y = pyro.sample("y", self._relaxed(logits=self.y_logits(x)))
+                        y = pyro.sample("y", self._relaxed(logits=self.y_logits(observed)))
                     else:
-                        y = pyro.sample("y", self.q_y(x))
-                    loc, scale = self.encode_z_unlabelled(x, y)
+                        y = pyro.sample("y", self.q_y(observed))
+                    loc, scale = self.encode_z_unlabelled(observed, y)
                 else:
-                    loc, scale = self.encode_z(x, y)
+                    loc, scale = self.encode_z(observed, y)
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # -- IWAE (Eq. 14-15), written out ----------------------------------------------
-    def log_joint_terms(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_joint_terms(self, observed: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         r""":math:`\log p(x|z,y) + \log p(y) + \log p(z)` for class indices / continuous ``y`` (broadcast)."""
-        log_px = dist.Normal(self.decode(z, y), self.sigma).log_prob(x).sum(-1)
+        log_px = dist.Normal(self.decode(z, y), self.sigma).log_prob(observed).sum(-1)
         log_pz = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
         return log_px + self.p_y().log_prob(y) + log_pz
 
-    def iwae_bound(self, x: torch.Tensor, y: torch.Tensor | None = None, particles: int = 10) -> torch.Tensor:
+    def iwae_bound(self, observed: torch.Tensor, y: torch.Tensor | None = None, particles: int = 10) -> torch.Tensor:
         r"""Per-point IWAE bound with ``S = particles``: Eq. 14 (labelled) or Eq. 15 (unlabelled).
 
         Unlabelled, ``y`` is handled three ways. Discrete: each weight is replaced by its expectation
@@ -372,18 +372,18 @@ class M2(nn.Module):
         if int(particles) != particles or particles < 1:
             raise ConfigError(f"the number of particles must be a positive integer, got {particles}")
         S = int(particles)
-        y = self._check(x, y)
+        y = self._check(observed, y)
         if y is not None:  # Eq. 14
-            loc, scale = self.encode_z(x, y)
+            loc, scale = self.encode_z(observed, y)
             z = loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)
-            log_w = self.log_joint_terms(x, y, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)
+            log_w = self.log_joint_terms(observed, y, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)
             return torch.logsumexp(log_w, 0) - math.log(S)
         if self.y_kind == "relaxed":  # Eq. 15 as printed, y_s from the relaxed q(y|x)
-            q_y = self._relaxed(logits=self.y_logits(x))
+            q_y = self._relaxed(logits=self.y_logits(observed))
             yv = q_y.rsample((S,))  # (S, n, K)
-            loc, scale = self.encode_z_unlabelled(x, yv)
+            loc, scale = self.encode_z_unlabelled(observed, yv)
             z = loc + scale * torch.randn(yv.shape[:-1] + loc.shape[-1:], dtype=loc.dtype)  # (S, n, d)
-            log_px = dist.Normal(self.decode(z, yv), self.sigma).log_prob(x).sum(-1)
+            log_px = dist.Normal(self.decode(z, yv), self.sigma).log_prob(observed).sum(-1)
             log_pz = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
             log_py = self._relaxed(probs=self.prior_probs).log_prob(yv)
             log_w = log_px + log_pz + log_py - q_y.log_prob(yv) - dist.Normal(loc, scale).log_prob(z).sum(-1)
@@ -391,31 +391,31 @@ class M2(nn.Module):
         if self.discrete:  # Eq. 15, the expectation over y taken exactly
             ys = torch.arange(self.num_classes).view(-1, 1)  # (K, 1) against (n,)
             if self.z_guide == "factorised":  # one z_s ~ q(z|x) shared by every y
-                loc, scale = self.encode_z_unlabelled(x, ys)  # (n, d)
+                loc, scale = self.encode_z_unlabelled(observed, ys)  # (n, d)
                 z = (loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)).unsqueeze(1)  # (S, 1, n, d)
-                log_w = self.log_joint_terms(x, ys, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)  # (S, K, n)
+                log_w = self.log_joint_terms(observed, ys, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)  # (S, K, n)
                 return torch.logsumexp(torch.logsumexp(log_w, 1), 0) - math.log(S)
-            loc, scale = self.encode_z(x, ys)  # (K, n, d)
+            loc, scale = self.encode_z(observed, ys)  # (K, n, d)
             z = loc + scale * torch.randn((S,) + loc.shape, dtype=loc.dtype)  # (S, K, n, d)
-            log_w = self.log_joint_terms(x, ys, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)  # (S, K, n)
-            return torch.logsumexp(log_w.reshape(-1, x.shape[0]), 0) - math.log(S)
-        qy = self.q_y(x)  # Eq. 15, continuous y
+            log_w = self.log_joint_terms(observed, ys, z) - dist.Normal(loc, scale).log_prob(z).sum(-1)  # (S, K, n)
+            return torch.logsumexp(log_w.reshape(-1, observed.shape[0]), 0) - math.log(S)
+        qy = self.q_y(observed)  # Eq. 15, continuous y
         yv = qy.rsample((S,))  # (S, n, q)
-        loc, scale = self.encode_z_unlabelled(x, yv)  # (S, n, d) or, factorised, (n, d)
+        loc, scale = self.encode_z_unlabelled(observed, yv)  # (S, n, d) or, factorised, (n, d)
         z = loc + scale * torch.randn(yv.shape[:-1] + loc.shape[-1:], dtype=loc.dtype)  # (S, n, d)
-        log_w = self.log_joint_terms(x, yv, z) - dist.Normal(loc, scale).log_prob(z).sum(-1) - qy.log_prob(yv)
+        log_w = self.log_joint_terms(observed, yv, z) - dist.Normal(loc, scale).log_prob(z).sum(-1) - qy.log_prob(yv)
         return torch.logsumexp(log_w, 0) - math.log(S)
 
-    def iwae_loss(self, x: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0,
+    def iwae_loss(self, observed: torch.Tensor, y: torch.Tensor | None = None, gamma: float = 1.0, alpha: float = 0.0,
                   particles: int = 10) -> torch.Tensor:
         """Minus the batch's share of Eq. 5 with IWAE bounds: ``-Σ bound`` (unlabelled) or
         ``-(γ Σ bound + α Σ log q(y|x))`` (labelled)."""
-        bound = self.iwae_bound(x, y, particles).sum()
+        bound = self.iwae_bound(observed, y, particles).sum()
         if y is None:
             return -bound
         loss = -gamma * bound
         if alpha != 0.0:
-            loss = loss - alpha * self.q_y(x).log_prob(self._check(x, y)).sum()
+            loss = loss - alpha * self.q_y(observed).log_prob(self._check(observed, y)).sum()
         return loss
 
     # -- inspection -----------------------------------------------------------------
@@ -428,7 +428,7 @@ class M2(nn.Module):
         elif self.discrete:
             yv = torch.full((num_samples,), int(y), dtype=torch.long)
         else:
-            yv = torch.as_tensor(y, dtype=self.sigma.dtype).expand(num_samples, self.y_dim).clone()
+            yv = torch.as_tensor(y, dtype=self.sigma.dtype).expand(num_samples, self.label_dim).clone()
         z = torch.randn(num_samples, self.latent_dim, dtype=self.sigma.dtype)
         mean = self.decode(z, yv)
         return mean + self.sigma * torch.randn_like(mean), yv

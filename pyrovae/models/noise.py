@@ -285,16 +285,16 @@ for _name, _cls in (("fixed", FixedNoise), ("calibrated", CalibratedNoise), ("le
     NOISES.register(_name)(_cls)
 
 
-def make_noise(kind: str, sigma0: float, *, y_dim: int | None = None, in_dim: int | None = None) -> ObservationNoise:
-    """The observation model ``kind`` starting at ``sigma0``; the per-output kinds need ``y_dim``
+def make_noise(kind: str, sigma0: float, *, observed_dim: int | None = None, in_dim: int | None = None) -> ObservationNoise:
+    """The observation model ``kind`` starting at ``sigma0``; the per-output kinds need ``observed_dim``
     (and ``network`` the decoder's input width ``in_dim``)."""
     cls = NOISES[kind]
     if kind == "learned-vector":
-        if y_dim is None:
-            raise ConfigError("observation model 'learned-vector' needs y_dim")
-        return cls(sigma0, y_dim)
+        if observed_dim is None:
+            raise ConfigError("observation model 'learned-vector' needs observed_dim")
+        return cls(sigma0, observed_dim)
     if kind == "network":
-        if y_dim is None or in_dim is None:
-            raise ConfigError("observation model 'network' needs y_dim and in_dim")
-        return cls(in_dim, y_dim, sigma0)
+        if observed_dim is None or in_dim is None:
+            raise ConfigError("observation model 'network' needs observed_dim and in_dim")
+        return cls(in_dim, observed_dim, sigma0)
     return cls(sigma0)

@@ -123,13 +123,13 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def coords_of(points: Sequence[int], latent_dim: int, y: torch.Tensor | None = None, x: torch.Tensor | None = None) -> dict:
+def coords_of(points: Sequence[int], latent_dim: int, observed: torch.Tensor | None = None, condition: torch.Tensor | None = None) -> dict:
     """Coordinates of the layout: data-set row indices for ``point``, 0, 1, … for the others."""
     coords = {"point": np.asarray(list(points), dtype=np.int64), "latent": np.arange(latent_dim)}
-    if y is not None:
-        coords["y_dim"] = np.arange(y.shape[-1])
-    if x is not None:
-        coords["x_dim"] = np.arange(x.shape[-1])
+    if observed is not None:
+        coords["y_dim"] = np.arange(observed.shape[-1])
+    if condition is not None:
+        coords["x_dim"] = np.arange(condition.shape[-1])
     return coords
 
 
@@ -174,13 +174,13 @@ def _sample_stats(samples: PosteriorSamples, c: int, dr: int, n: int) -> dict[st
 def _groups(samples: PosteriorSamples, target: LatentTarget | None, seed: int, max_predictive_values: int) -> dict:
     z = samples.z
     c, dr, n, d = z.shape
-    y = x = None
+    observed = condition = None
     if target is not None:
         if target.num_points != n or target.latent_dim != d:
             raise DataError(f"the target has {target.num_points} points of dimension {target.latent_dim}, the draws {n} of {d}")
-        y = target.y
-        x = target.x if target.x is not None and target.x.shape[-1] > 0 else None
-    coords = coords_of(samples.points, d, y, x)
+        observed = target.observed
+        condition = target.condition if target.condition is not None and target.condition.shape[-1] > 0 else None
+    coords = coords_of(samples.points, d, observed, condition)
     info = {_INFO_ATTR: json.dumps({"method": samples.method, **samples.info}, default=str)}
     sample = ("chain", "draw")
     groups = {"posterior": _dataset({k: _np(v) for k, v in samples.samples.items()}, coords, sample, info)}
@@ -193,17 +193,17 @@ def _groups(samples: PosteriorSamples, target: LatentTarget | None, seed: int, m
     zt = z.to(device=target.device, dtype=target.dtype).flatten(0, 1)  # (C·D, N, d)
     loglik = _in_blocks(target.log_lik, zt).view(c, dr, n)
     groups["log_likelihood"] = _dataset({"y": _np(loglik)}, coords, sample)
-    if y is not None:
-        groups["observed_data"] = _dataset({"y": _np(y)}, coords, ())
-    constant = {} if x is None else {"x": _np(x)}
+    if observed is not None:
+        groups["observed_data"] = _dataset({"y": _np(observed)}, coords, ())
+    constant = {} if condition is None else {"x": _np(condition)}
     enc = target.encoder()
     if enc is not None:
         constant.update(q_loc=_np(enc[0]), q_scale=_np(enc[1]))
     if constant:
         groups["constant_data"] = _dataset(constant, coords, ())
-    if y is not None and target.decoder_mean is not None and target.decoder_scale is not None:
+    if observed is not None and target.decoder_mean is not None and target.decoder_scale is not None:
         # every `thin`-th draw, so that the replicated data stay below max_predictive_values numbers
-        thin = max(1, math.ceil(c * dr * n * y.shape[-1] / max_predictive_values))
+        thin = max(1, math.ceil(c * dr * n * observed.shape[-1] / max_predictive_values))
         kept = torch.arange(0, dr, thin)
         zk = z[:, kept].to(device=target.device, dtype=target.dtype).flatten(0, 1)
         gen = torch.Generator(device=target.device).manual_seed(int(seed))
@@ -213,7 +213,7 @@ def _groups(samples: PosteriorSamples, target: LatentTarget | None, seed: int, m
             scale = target.decoder_scale(zb).expand_as(mean)
             return mean + scale * torch.randn(mean.shape, generator=gen, dtype=mean.dtype, device=mean.device)
 
-        y_rep = _in_blocks(replicate, zk).view(c, kept.numel(), n, y.shape[-1])
+        y_rep = _in_blocks(replicate, zk).view(c, kept.numel(), n, observed.shape[-1])
         pp_coords = {**coords, "draw": kept.numpy()}
         groups["posterior_predictive"] = _dataset({"y": _np(y_rep)}, pp_coords, sample, {"thin": thin})
     return groups

@@ -127,10 +127,10 @@ def posterior_kl(
     elbo, elbo_se = elbo_per_point(target, q_loc, q_scale, num_samples, seed)
     closed = None
     if isinstance(reference, LinearGaussian):
-        if target.y is None:
+        if target.observed is None:
             raise ConfigError("the exact reference needs the target's y")
-        log_ev = reference.log_marginal(target.y.double()).double()
-        mean, cov = reference.posterior(target.y.double())
+        log_ev = reference.log_marginal(target.observed.double()).double()
+        mean, cov = reference.posterior(target.observed.double())
         closed = gaussian_kl(q_loc.double(), torch.diag_embed(q_scale.double().pow(2)), mean, cov)
         source = "exact"
     elif isinstance(reference, GridPosterior):
@@ -160,7 +160,7 @@ def posterior_kl(
 
 # -- aggregate posterior vs prior -------------------------------------------------------
 def aggregate_posterior_mmd(
-    model, x: torch.Tensor, y: torch.Tensor, max_points: int = 2000, bandwidth: float | None = None, seed: int = 0
+    model, condition: torch.Tensor, observed: torch.Tensor, max_points: int = 2000, bandwidth: float | None = None, seed: int = 0
 ) -> dict:
     r"""Unbiased MMD² between one draw :math:`z_n \sim q_\phi(z \mid x_n, y_n)` per point (at
     most ``max_points`` points) and as many prior draws :math:`N(0, I)`. Returns
@@ -168,10 +168,10 @@ def aggregate_posterior_mmd(
     if not hasattr(model, "encode"):
         raise ConfigError(f"{type(model).__name__} has no encoder")
     gen = torch.Generator().manual_seed(int(seed))
-    n = min(int(max_points), x.shape[0])
-    idx = torch.randperm(x.shape[0], generator=gen)[:n]
+    n = min(int(max_points), condition.shape[0])
+    idx = torch.randperm(condition.shape[0], generator=gen)[:n]
     with torch.no_grad():
-        loc, scale = model.encode(x[idx], y[idx])
+        loc, scale = model.encode(condition[idx], observed[idx])
     loc, scale = loc.detach().cpu().double(), scale.detach().cpu().double()
     zq = loc + scale * torch.randn(loc.shape, generator=gen, dtype=torch.float64)
     zp = torch.randn(loc.shape, generator=gen, dtype=torch.float64)

@@ -106,27 +106,27 @@ class LinearGaussian:
         eye = torch.eye(self.latent_dim, dtype=self.weight.dtype, device=self.weight.device)
         return eye + self.weight.mT @ self._whitened_weight()
 
-    def _check_y(self, y: torch.Tensor) -> torch.Tensor:
-        y = torch.as_tensor(y, dtype=self.weight.dtype, device=self.weight.device)
-        if y.shape[-1:] != (self.obs_dim,):
-            raise DataError(f"y must have {self.obs_dim} columns, got shape {tuple(y.shape)}")
-        return y
+    def _check_y(self, observed: torch.Tensor) -> torch.Tensor:
+        observed = torch.as_tensor(observed, dtype=self.weight.dtype, device=self.weight.device)
+        if observed.shape[-1:] != (self.obs_dim,):
+            raise DataError(f"the observed data must have {self.obs_dim} columns, got shape {tuple(observed.shape)}")
+        return observed
 
-    def posterior(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Mean ``(N, d)`` and covariance ``(N, d, d)`` of :math:`p(z \mid y)` (Yacoby, Pan & Doshi-Velez 2020 Eq. 23-24)."""
-        y = self._check_y(y)
+        observed = self._check_y(observed)
         lam = self.precision()
         chol = torch.linalg.cholesky(lam)
         cov = torch.cholesky_inverse(chol)
-        rhs = (self._whitened_weight().mT @ (y - self.bias).unsqueeze(-1))  # (N, d, 1)
+        rhs = (self._whitened_weight().mT @ (observed - self.bias).unsqueeze(-1))  # (N, d, 1)
         mean = torch.cholesky_solve(rhs, chol).squeeze(-1)
         cov = cov.expand(mean.shape[:-1] + cov.shape[-2:])
         return mean, cov
 
-    def mean_field(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def mean_field(self, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Best mean-field Gaussian in :math:`KL[q \| p(z \mid y)]`: the posterior mean and
         variances :math:`1 / \Lambda_{ii}` (Yacoby, Pan & Doshi-Velez 2020 App. C.3, Eq. 27). Returns ``(mean, var)``, each ``(N, d)``."""
-        mean, _ = self.posterior(y)
+        mean, _ = self.posterior(observed)
         var = 1.0 / torch.diagonal(self.precision(), dim1=-2, dim2=-1)
         return mean, var.expand_as(mean)
 
@@ -134,19 +134,19 @@ class LinearGaussian:
         r""":math:`W W^\top + \Sigma_\varepsilon`, the covariance of :math:`p(y)`."""
         return self.weight @ self.weight.mT + self.noise_cov
 
-    def log_marginal(self, y: torch.Tensor) -> torch.Tensor:
+    def log_marginal(self, observed: torch.Tensor) -> torch.Tensor:
         r"""Exact :math:`\log p(y) = \log N(y; b, W W^\top + \Sigma_\varepsilon)`, shape ``(N,)``."""
-        y = self._check_y(y)
+        observed = self._check_y(observed)
         chol = torch.linalg.cholesky(self.marginal_cov())
-        r = y - self.bias
+        r = observed - self.bias
         white = torch.linalg.solve_triangular(chol, r.unsqueeze(-1), upper=False).squeeze(-1)
         half_logdet = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
         return -0.5 * white.pow(2).sum(-1) - half_logdet - 0.5 * self.obs_dim * _LOG_2PI
 
-    def log_likelihood(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, z: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         r""":math:`\log N(y; W z + b, \Sigma_\varepsilon)` for ``z`` of shape ``(..., N, d)``; returns ``(..., N)``."""
-        y = self._check_y(y)
-        r = y - self.bias - (self.weight @ z.unsqueeze(-1)).squeeze(-1)
+        observed = self._check_y(observed)
+        r = observed - self.bias - (self.weight @ z.unsqueeze(-1)).squeeze(-1)
         white = (self._noise_chol_inv @ r.unsqueeze(-1)).squeeze(-1)
         half_logdet = torch.diagonal(self._noise_chol, dim1=-2, dim2=-1).log().sum(-1)
         return -0.5 * white.pow(2).sum(-1) - half_logdet - 0.5 * self.obs_dim * _LOG_2PI
@@ -164,20 +164,20 @@ class LinearGaussian:
         eps = torch.randn(num, self.obs_dim, generator=generator, dtype=self.weight.dtype, device=self.weight.device)
         return z, z @ self.weight.T + self.bias + eps @ self._noise_chol.T
 
-    def as_target(self, y: torch.Tensor, points=None) -> LatentTarget:
+    def as_target(self, observed: torch.Tensor, points=None) -> LatentTarget:
         """The same decoder as a :class:`~pyrovae.posterior.target.LatentTarget` for the grid and the samplers."""
-        y = self._check_y(y)
-        if y.dim() != 2:
-            raise DataError(f"y must be a matrix (N, q), got shape {tuple(y.shape)}")
+        observed = self._check_y(observed)
+        if observed.dim() != 2:
+            raise DataError(f"the observed data must be a matrix (N, q), got shape {tuple(observed.shape)}")
         return LatentTarget(
-            log_lik=lambda z: self.log_likelihood(z, y),
+            log_lik=lambda z: self.log_likelihood(z, observed),
             latent_dim=self.latent_dim,
-            num_points=y.shape[0],
+            num_points=observed.shape[0],
             decoder_mean=lambda z: (self.weight @ z.unsqueeze(-1)).squeeze(-1) + self.bias,
-            y=y,
+            observed=observed,
             points=points,
-            dtype=y.dtype,
-            device=y.device,
+            dtype=observed.dtype,
+            device=observed.device,
         )
 
 

@@ -43,12 +43,12 @@ def _gauss_pdf_2d(g0, g1, mean, cov):
     return np.exp(-0.5 * q) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
 
 
-def _moments(reference, y, n):
+def _moments(reference, observed, n):
     """Mean ``(N, d)``, covariance ``(N, d, d)``, label and point labels of a reference."""
     if isinstance(reference, LinearGaussian):
-        if y is None:
+        if observed is None:
             raise ConfigError("plotting against the exact posterior needs y")
-        mean, cov = (t.detach().cpu().double().numpy() for t in reference.posterior(y))
+        mean, cov = (t.detach().cpu().double().numpy() for t in reference.posterior(observed))
         return mean, cov, "exact posterior", list(range(n))
     if isinstance(reference, GridPosterior):
         return reference.mean.cpu().double().numpy(), reference.cov.cpu().double().numpy(), "grid posterior", list(reference.points)
@@ -86,7 +86,7 @@ def plot_q_vs_posterior(
     q_loc: torch.Tensor,
     q_scale: torch.Tensor,
     reference: GridPosterior | PosteriorSamples | LinearGaussian,
-    y: torch.Tensor | None = None,
+    observed: torch.Tensor | None = None,
     which: Sequence[int] | None = None,
     path: str | Path | None = None,
     max_panels: int = 6,
@@ -109,7 +109,7 @@ def plot_q_vs_posterior(
     q_loc = q_loc.detach().cpu().double().numpy()
     q_scale = q_scale.detach().cpu().double().numpy()
     n, d = q_loc.shape
-    r_mean, r_cov, label, points = _moments(reference, y, n)
+    r_mean, r_cov, label, points = _moments(reference, observed, n)
     if r_mean.shape[0] != n:
         raise DataError(f"q has {n} points but the reference {r_mean.shape[0]}")
     if grid is not None and (not isinstance(reference, PosteriorSamples) or grid.num_points != n):

@@ -46,14 +46,14 @@ def latent_model(target: LatentTarget) -> Callable[[], None]:
 
     n, d = target.num_points, target.latent_dim
     kw = dict(dtype=target.dtype, device=target.device)
-    gaussian = target.decoder_mean is not None and target.decoder_scale is not None and target.y is not None
+    gaussian = target.decoder_mean is not None and target.decoder_scale is not None and target.observed is not None
 
     def model() -> None:
         with pyro.plate("point", n, dim=-1):
             z = pyro.sample("z", dist.Normal(torch.zeros(d, **kw), torch.ones(d, **kw)).to_event(1))
             if gaussian:
                 mean = target.decoder_mean(z)
-                pyro.sample("y", dist.Normal(mean, target.decoder_scale(z).expand_as(mean)).to_event(1), obs=target.y)
+                pyro.sample("y", dist.Normal(mean, target.decoder_scale(z).expand_as(mean)).to_event(1), obs=target.observed)
             else:
                 pyro.factor("log_lik", target.log_lik(z))
 
@@ -68,7 +68,7 @@ def _from_pyro(mcmc, target: LatentTarget) -> Any:
         return None
     import arviz as az
 
-    return az.from_pyro(mcmc, coords=coords_of(target.points, target.latent_dim, target.y), dims=DIMS)
+    return az.from_pyro(mcmc, coords=coords_of(target.points, target.latent_dim, target.observed), dims=DIMS)
 
 
 def nuts_posterior(

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
+from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.posterior.arviz_adapter import diagnostics_summary, diagnostics_table, save_netcdf, to_arviz
 from pyrovae.posterior.compare import aggregate_posterior_mmd, posterior_kl
@@ -64,12 +65,12 @@ class PosteriorReport:
     inference_data: Any = None
 
 
-def _xy(data) -> tuple[torch.Tensor, torch.Tensor]:
-    if hasattr(data, "x") and hasattr(data, "y"):
-        return data.x, data.y
+def _condition_and_observed(data) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, Dataset):
+        return data.condition, data.observed
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return torch.as_tensor(data[0]), torch.as_tensor(data[1])
-    raise DataError("data must be a pyrovae Dataset or a pair (x, y)")
+    raise DataError("data must be a pyrovae Dataset or a pair (condition, observed)")
 
 
 def _gaussian_draws(mean: torch.Tensor, cov: torch.Tensor, chains: int, draws: int, seed: int) -> torch.Tensor:
@@ -103,7 +104,7 @@ def posterior_report(
 
     Args:
         model: a trained Gaussian-decoder model (:class:`~pyrovae.models.cvae.SigmaCVAE`).
-        data: a :class:`~pyrovae.data.base.Dataset` or a pair ``(x, y)``.
+        data: a :class:`~pyrovae.data.base.Dataset` or a pair ``(condition, observed)``.
         method: ``"exact"`` (linear decoders only, else :class:`~pyrovae.errors.ConfigError`),
             ``"grid"`` (1-D/2-D latents), ``"nuts"`` (Pyro NUTS, chains one after another) or
             ``"hmc"`` (batched torch HMC).
@@ -131,8 +132,8 @@ def posterior_report(
     seed = validation.seed("seed", seed)
     dev = resolve_device(device)
     dtype = dtype or (torch.float32 if dev.type == "cuda" else torch.float64)
-    x, y = _xy(data)
-    target = model_target(model, x, y, points=points, device=dev, dtype=dtype)
+    condition, observed = _condition_and_observed(data)
+    target = model_target(model, condition, observed, points=points, device=dev, dtype=dtype)
     d = target.latent_dim
     if method == "grid" and d > 2:
         raise ConfigError(f"--method grid needs a 1-D or 2-D latent, this model has {d}; use nuts or hmc")
@@ -140,7 +141,7 @@ def posterior_report(
     grid = None
     if method == "exact":
         reference = linearize(target)
-        mean, cov = reference.posterior(target.y)
+        mean, cov = reference.posterior(target.observed)
         draws = _gaussian_draws(mean, cov, chains, samples, seed)
         post = PosteriorSamples({"z": draws}, {}, "exact", list(target.points), {"iid": True})
     elif method == "grid":
@@ -197,7 +198,7 @@ def posterior_report(
         summary["kl_source"] = str(kl["source"].iloc[0])
         if hasattr(model, "encode"):
             with torch.no_grad():
-                summary["aggregate_posterior"] = aggregate_posterior_mmd(target.model, x.to(dev, dtype), y.to(dev, dtype), seed=seed)
+                summary["aggregate_posterior"] = aggregate_posterior_mmd(target.model, condition.to(dev, dtype), observed.to(dev, dtype), seed=seed)
     summary.update(
         {
             "method": method,
@@ -230,7 +231,7 @@ def posterior_report(
             if method in ("nuts", "hmc"):  # the sampler's draws, with the grid over them when there is one
                 plot_q_vs_posterior(*enc, post, which=which, grid=grid, path=out / "plots" / "q_vs_posterior.png")
             else:
-                plot_q_vs_posterior(*enc, reference, y=target.y, which=which, path=out / "plots" / "q_vs_posterior.png")
+                plot_q_vs_posterior(*enc, reference, observed=target.observed, which=which, path=out / "plots" / "q_vs_posterior.png")
             files["plot"] = out / "plots" / "q_vs_posterior.png"
         files.update(write_trace_and_rank(idata, out / "plots"))
     return PosteriorReport(method, table, summary, files, post, idata)

@@ -56,9 +56,9 @@ class LatentTarget:
             it lets :func:`pyrovae.posterior.exact.linearize` test whether the decoder is linear.
         decoder_scale: optional ``z -> scale`` broadcastable to the decoder mean (standard
             deviations); it takes ``z`` because a learned :math:`\sigma(x, z)` depends on it.
-        y: optional responses ``(N, q)`` the likelihood conditions on.
+        observed: optional observed data ``(N, q)`` the likelihood conditions on.
         points: indices of the points in the original data set (for labels and tables).
-        model, x: the frozen model and conditioning rows, when built by :func:`model_target`;
+        model, condition: the frozen model and conditioning rows, when built by :func:`model_target`;
             they give the encoder's :math:`q_\phi(z \mid x, y)` for initialisation and comparison.
 
     The prior is :math:`N(0, I_d)` (Liu & Wang 2025 Eq. 1; Yacoby, Pan & Doshi-Velez (2021) Sec. 2).
@@ -69,12 +69,12 @@ class LatentTarget:
     num_points: int
     decoder_mean: Callable[[torch.Tensor], torch.Tensor] | None = None
     decoder_scale: Callable[[torch.Tensor], torch.Tensor] | None = None
-    y: torch.Tensor | None = None
+    observed: torch.Tensor | None = None
     points: Sequence[int] | None = None
     dtype: torch.dtype = field(default_factory=torch.get_default_dtype)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     model: Any = None
-    x: torch.Tensor | None = None
+    condition: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1 or self.num_points < 1:
@@ -96,11 +96,11 @@ class LatentTarget:
 
     def encoder(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         r"""Location and scale ``(N, d)`` of :math:`q_\phi(z \mid x, y)`, or ``None`` without an encoder."""
-        if self.model is None or not hasattr(self.model, "encode") or self.y is None:
+        if self.model is None or not hasattr(self.model, "encode") or self.observed is None:
             return None
-        x = self.x if self.x is not None else self.y.new_zeros(self.num_points, 0)
+        condition = self.condition if self.condition is not None else self.observed.new_zeros(self.num_points, 0)
         with torch.no_grad():
-            loc, scale = self.model.encode(x, self.y)
+            loc, scale = self.model.encode(condition, self.observed)
         return loc, scale
 
     def check_z(self, z: torch.Tensor) -> None:
@@ -145,8 +145,8 @@ def select_points(n: int, points: int | Sequence[int] | str | None) -> list[int]
 
 def model_target(
     model,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    condition: torch.Tensor,
+    observed: torch.Tensor,
     points: int | Sequence[int] | str | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
@@ -162,22 +162,22 @@ def model_target(
     for attr in ("decode", "noise", "latent_dim"):
         if not hasattr(model, attr):
             raise ConfigError(f"{type(model).__name__} has no {attr!r}; ground-truth posteriors need a Gaussian decoder model")
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-        raise DataError(f"x and y must be matrices with the same rows, got {tuple(x.shape)} and {tuple(y.shape)}")
-    idx = select_points(y.shape[0], points)
+    condition, observed = torch.as_tensor(condition), torch.as_tensor(observed)
+    if condition.dim() != 2 or observed.dim() != 2 or condition.shape[0] != observed.shape[0]:
+        raise DataError(f"the condition and the observed data must be matrices with the same rows, got {tuple(condition.shape)} and {tuple(observed.shape)}")
+    idx = select_points(observed.shape[0], points)
     device = resolve_device(device)
     dtype = dtype or next((p.dtype for p in model.parameters()), torch.get_default_dtype())
     frozen = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     frozen.requires_grad_(False)
-    xs = x[idx].to(device=device, dtype=dtype)
-    ys = y[idx].to(device=device, dtype=dtype)
+    xs = condition[idx].to(device=device, dtype=dtype)
+    ys = observed[idx].to(device=device, dtype=dtype)
     if not torch.isfinite(ys).all() or not torch.isfinite(xs).all():
         raise DataError("x or y contains NaN or infinite values")
 
     if "model" in own_program(frozen):  # its own likelihood (a Student-t, say): read off its Pyro program
         return LatentTarget(log_lik=_program_log_lik(frozen, xs, ys), latent_dim=int(frozen.latent_dim),
-                            num_points=len(idx), y=ys, points=idx, dtype=dtype, device=device, model=frozen, x=xs)
+                            num_points=len(idx), observed=ys, points=idx, dtype=dtype, device=device, model=frozen, condition=xs)
 
     decode = frozen.decode
     if xs.shape[-1] == 0 and isinstance(getattr(frozen, "decoder", None), torch.nn.Module):
@@ -217,16 +217,16 @@ def model_target(
         num_points=len(idx),
         decoder_mean=decoder_mean,
         decoder_scale=decoder_scale,
-        y=ys,
+        observed=ys,
         points=idx,
         dtype=dtype,
         device=device,
         model=frozen,
-        x=xs,
+        condition=xs,
     )
 
 
-def _program_log_lik(model, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def _program_log_lik(model, condition: torch.Tensor, observed: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     r""":math:`\log p(y_n \mid x_n, z_n)` from the model's own Pyro program: its ``model`` run with the
     latent site ``z`` conditioned on the given values, the observed site ``y``'s log-density kept per
     point. For a model whose likelihood is not the Gaussian one, the ground truth follows what the
@@ -236,7 +236,7 @@ def _program_log_lik(model, x: torch.Tensor, y: torch.Tensor) -> Callable[[torch
 
     def log_lik(z: torch.Tensor) -> torch.Tensor:
         with pyro.validation_enabled(False):
-            trace = poutine.trace(poutine.condition(model.model, data={"z": z})).get_trace(x, y)
+            trace = poutine.trace(poutine.condition(model.model, data={"z": z})).get_trace(condition, observed)
         site = trace.nodes["y"]
         return site["fn"].log_prob(site["value"])
 

@@ -31,12 +31,12 @@ def _data(n=300, seed=0):
 def test_paper_bandwidth_by_hand():
     # Liu & Wang App. F: h = 1.06 σ n^(-1/(2t + d)), t = 2 (Gaussian kernel), d = dim X.
     # y = 1, 2, 3, 4: σ = √1.25 = 1.1180340; x = 0, 0, 2, 2: σ = 1; n = 4, d = 1: 4^(-1/5) = 0.7578583.
-    h = paper_bandwidth(np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 2.0], [4.0, 2.0]]), x_dim=1)
+    h = paper_bandwidth(np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 2.0], [4.0, 2.0]]), condition_dim=1)
     assert h == pytest.approx([1.06 * 1.1180340 * 0.7578583, 1.06 * 0.7578583], rel=1e-6)
     assert h == pytest.approx([0.8981500, 0.8033298], rel=1e-6)
     # Table 3's M1 / M2 (n = 5,000, d = 5): n^(-1/9) = 0.3881533, not statsmodels' n^(-1/10) = 0.4266807
     ones = np.tile([[0.0], [2.0]], (2500, 1))  # σ = 1
-    assert paper_bandwidth(ones, x_dim=5) == pytest.approx([1.06 * 0.3881533], rel=1e-6)
+    assert paper_bandwidth(ones, condition_dim=5) == pytest.approx([1.06 * 0.3881533], rel=1e-6)
     ckde = make_baseline("ckde").fit(np.tile([[0.0], [2.0]], (2, 1)), np.array([1.0, 2.0, 3.0, 4.0]))
     assert (ckde.h_y, *ckde.h_x) == pytest.approx([0.8981500, 0.8033298], rel=1e-6)
 

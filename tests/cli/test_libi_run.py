@@ -40,7 +40,7 @@ def test_libi_trains_from_the_command_line_and_keeps_its_best_round(points, tmp_
     assert metrics["best_round"] == int(np.argmax(logliks)) and metrics["log_lik"] == pytest.approx(max(logliks))
     assert metrics["sigma"] == pytest.approx(0.1)  # the noise stays where --sigma0 put it
     model, data, cfg = load_run(out)
-    assert cfg.algorithm == "libi" and math.isfinite(float(model.terms(data.x, data.y)["recon"].mean()))
+    assert cfg.algorithm == "libi" and math.isfinite(float(model.terms(data.condition, data.observed)["recon"].mean()))
     again = train(load_config(out / "config.json"), out=out)  # a finished run is read back, not trained again
     assert again.metrics == metrics
     from pyrovae.diagnosis import diagnose

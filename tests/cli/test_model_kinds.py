@@ -36,9 +36,9 @@ def test_column_files_model_every_column(files):
     root, points, _ = files
     for name in ("circle.npy", "circle.csv"):
         data = load_columns(root / name)
-        assert data.x_dim == 0 and torch.allclose(data.y, torch.as_tensor(points, dtype=torch.float32))
+        assert data.condition_dim == 0 and torch.allclose(data.observed, torch.as_tensor(points, dtype=torch.float32))
     cvae = load_file(root / "circle.npy", "cvae")  # a σ-CVAE file: the last column is the response
-    assert cvae.x_dim == 1 and cvae.y_dim == 1
+    assert cvae.condition_dim == 1 and cvae.observed_dim == 1
 
 
 def test_label_column_classes_and_unlabelled_points(files):
@@ -48,7 +48,7 @@ def test_label_column_classes_and_unlabelled_points(files):
     assert data.labelled.numpy().tolist() == observed.tolist()
     assert data.params["classes"] == [3.0, 7.0]  # the two values, in sorted order, become classes 0 and 1
     assert data.labels[data.labelled].reshape(-1).tolist() == [0.0 if v == 3 else 1.0 for v in labels[observed]]
-    assert torch.allclose(data.y, torch.as_tensor(points, dtype=torch.float32))
+    assert torch.allclose(data.observed, torch.as_tensor(points, dtype=torch.float32))
 
 
 @pytest.mark.parametrize("content, words", [
@@ -90,7 +90,7 @@ def test_each_kind_trains_on_a_user_file_and_reloads(files, tmp_path, kind, extr
 
 def test_an_unconditional_model_of_a_conditional_data_set_models_every_column():
     data = build_data(load_config(model="vae", n=50))
-    assert data.x_dim == 0 and data.y_dim == 3  # two-moon's x and both y columns
+    assert data.condition_dim == 0 and data.observed_dim == 3  # two-moon's x and both y columns
     assert "sigma" not in data.truth  # τ was the noise of y alone
 
 

@@ -21,14 +21,14 @@ def _csv(tmp_path, text: str):
 
 def test_a_column_that_only_begins_with_y_is_an_input(tmp_path):
     d = load_csv(_csv(tmp_path, "year,yield,y\n1,2,3\n4,5,6\n7,8,9\n"))
-    assert d.x.tolist() == [[1, 2], [4, 5], [7, 8]] and d.y.tolist() == [[3], [6], [9]]
+    assert d.condition.tolist() == [[1, 2], [4, 5], [7, 8]] and d.observed.tolist() == [[3], [6], [9]]
 
 
 def test_columns_chosen_by_name(tmp_path):
     path = _csv(tmp_path, "a, B ,c,d\n1,2,3,4\n5,6,7,8\n9,10,11,12\n")
     d = load_csv(path, x_cols=["b"], y_cols=["D", "a"])
-    assert d.x.tolist() == [[2], [6], [10]] and d.y.tolist() == [[4, 1], [8, 5], [12, 9]]
-    assert load_csv(path, y_cols=["c"]).x.tolist() == [[1, 2, 4], [5, 6, 8], [9, 10, 12]]  # the rest are inputs
+    assert d.condition.tolist() == [[2], [6], [10]] and d.observed.tolist() == [[4, 1], [8, 5], [12, 9]]
+    assert load_csv(path, y_cols=["c"]).condition.tolist() == [[1, 2, 4], [5, 6, 8], [9, 10, 12]]  # the rest are inputs
 
 
 def test_train_takes_the_columns_and_records_them(tmp_path):

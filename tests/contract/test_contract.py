@@ -68,9 +68,9 @@ def _neg_elbo(model, data, cfg) -> float:
     objective of Eq. 5, ELBO or IWAE as trained, with a fixed seed)."""
     if isinstance(model, SigmaCVAE):
         generator = torch.Generator().manual_seed(0)
-        x = data.x.to(data.y.dtype)
+        x = data.condition.to(data.observed.dtype)
         with torch.no_grad():
-            terms = [model.terms(x, data.y, generator=generator) for _ in range(DRAWS)]
+            terms = [model.terms(x, data.observed, generator=generator) for _ in range(DRAWS)]
         return float(torch.stack([t["recon"] + t["kl"] for t in terms]).mean())
     return m2_objective(model, data, "iwae" if cfg.elbo == "iwae" else "elbo", cfg.gamma, cfg.alpha,
                         max(cfg.particles, 2), draws=DRAWS, seed=0)
@@ -128,7 +128,7 @@ def test_gradients_reach_every_parameter(runs, c):
     if c.algorithm == "libi":  # step 1 moves θ and the code network, step 2 the encoder (the engine)
         model = build_model(cfg, data)
         libi = LiBI(model, LiBISettings(lr=cfg.lr, seed=cfg.seed))
-        y = data.y.to(next(model.parameters()).dtype)
+        y = data.observed.to(next(model.parameters()).dtype)
         libi.generative_loss(y).backward()
         names = {id(p): name for name, p in [*model.named_parameters(), *libi.code_net.named_parameters("h")]}
         _assert_gradients({names[id(p)]: p for p in libi.generative_parameters()})

@@ -12,13 +12,13 @@ from pyrovae.errors import DataError
 # -- Dataset ----------------------------------------------------------------------
 def test_dataset_basic():
     d = Dataset("d", torch.zeros(5, 3), torch.ones(5))  # a vector y becomes one column
-    assert len(d) == 5 and d.x_dim == 3 and d.y_dim == 1 and d.y.shape == (5, 1)
-    assert d.x.dtype == torch.get_default_dtype()
+    assert len(d) == 5 and d.condition_dim == 3 and d.observed_dim == 1 and d.observed.shape == (5, 1)
+    assert d.condition.dtype == torch.get_default_dtype()
 
 
 def test_dataset_unconditional_has_zero_x_columns():
     d = Dataset("d", torch.zeros(4, 0), torch.randn(4, 2))
-    assert d.x_dim == 0 and d.y_dim == 2
+    assert d.condition_dim == 0 and d.observed_dim == 2
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
@@ -51,25 +51,25 @@ def test_csv_round_trip(tmp_path):
     path = d.to_csv(tmp_path / "moons.csv")
     assert path.read_text().splitlines()[0] == "x1,y1,y2"
     back = load_csv(path)
-    assert back.name == "moons" and back.x_dim == 1 and back.y_dim == 2
-    torch.testing.assert_close(back.x, d.x, rtol=0, atol=0)
-    torch.testing.assert_close(back.y, d.y, rtol=0, atol=0)
+    assert back.name == "moons" and back.condition_dim == 1 and back.observed_dim == 2
+    torch.testing.assert_close(back.condition, d.condition, rtol=0, atol=0)
+    torch.testing.assert_close(back.observed, d.observed, rtol=0, atol=0)
 
 
 def test_csv_round_trip_unconditional(tmp_path):
     d = Dataset("u", torch.zeros(6, 0), torch.randn(6, 3))
     back = load_csv(d.to_csv(tmp_path / "u.csv"))
-    assert back.x.shape == (6, 0)
-    torch.testing.assert_close(back.y, d.y, rtol=0, atol=0)
+    assert back.condition.shape == (6, 0)
+    torch.testing.assert_close(back.observed, d.observed, rtol=0, atol=0)
 
 
 def test_csv_without_y_names_uses_last_columns(tmp_path):
     path = tmp_path / "plain.csv"
     path.write_text("a,b,c\n1,2,3\n4,5,6\n7,8,9\n")
     d = load_csv(path)
-    assert d.x.tolist() == [[1, 2], [4, 5], [7, 8]] and d.y.tolist() == [[3], [6], [9]]
+    assert d.condition.tolist() == [[1, 2], [4, 5], [7, 8]] and d.observed.tolist() == [[3], [6], [9]]
     d2 = load_csv(path, y_columns=2)
-    assert d2.x.tolist() == [[1], [4], [7]] and d2.y.tolist() == [[2, 3], [5, 6], [8, 9]]
+    assert d2.condition.tolist() == [[1], [4], [7]] and d2.observed.tolist() == [[2, 3], [5, 6], [8, 9]]
 
 
 def test_csv_missing_file(tmp_path):
@@ -118,4 +118,4 @@ def test_a_read_only_array_becomes_a_dataset_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data = Dataset("read-only", np.zeros((3, 0)), y)
-    assert data.y.tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    assert data.observed.tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]

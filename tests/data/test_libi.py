@@ -15,18 +15,18 @@ def _chol():
 def test_linear_and_cubic_jtex_follow_eq3():
     for kind, f in (("linear-jtex", lambda h: h), ("cubic-jtex", lambda h: h.pow(3))):
         s = libi_splits(kind, index=1)
-        assert [len(d) for d in s.values()] == [500, 500, 500] and s["train"].x.shape == (500, 0)
+        assert [len(d) for d in s.values()] == [500, 500, 500] and s["train"].condition.shape == (500, 0)
         d = s["train"]
-        resid = d.y - f(d.truth["z"] @ _chol().T)
+        resid = d.observed - f(d.truth["z"] @ _chol().T)
         assert float(resid.var(0).mean()) == pytest.approx(0.004, rel=0.15)  # 0.01 - 0.006
-    y = torch.cat([d.y for d in libi_splits("linear-jtex").values()]).double()
+    y = torch.cat([d.observed for d in libi_splits("linear-jtex").values()]).double()
     torch.testing.assert_close(torch.cov(y.T), A_JTEX @ A_JTEX.T + 0.01 * torch.eye(2, dtype=torch.float64),
                                atol=0.25, rtol=0.1)
 
 
 def test_gaussian_2to4():
     d = libi_splits("gaussian-2to4")["test"]
-    resid = d.y - d.truth["z"] @ A_GAUSSIAN
+    resid = d.observed - d.truth["z"] @ A_GAUSSIAN
     assert resid.shape == (500, 4) and float(resid.std()) == pytest.approx(1e-3, rel=0.1)
 
 
@@ -39,13 +39,13 @@ def test_mobius_surrogate_and_data():
     assert float((net(zt) - mobius(zt)).abs().max()) < 0.02
     torch.testing.assert_close(mobius_surrogate()(zt), net(zt))  # deterministic
     d = make_dataset("mobius", split="validation", index=2)
-    assert float((d.y - net(d.truth["z"])).std()) == pytest.approx(1e-5**0.5, rel=0.15)
+    assert float((d.observed - net(d.truth["z"])).std()) == pytest.approx(1e-5**0.5, rel=0.15)
 
 
 def test_seeding_and_bad_input():
     a, b = libi_splits("linear-jtex", 0), libi_splits("linear-jtex", 1)
-    assert not torch.equal(a["train"].y, b["train"].y)
-    torch.testing.assert_close(libi_splits("linear-jtex", 0)["test"].y, a["test"].y)
+    assert not torch.equal(a["train"].observed, b["train"].observed)
+    torch.testing.assert_close(libi_splits("linear-jtex", 0)["test"].observed, a["test"].observed)
     with pytest.raises(UnknownNameError):
         libi_splits("nope")
     with pytest.raises(ConfigError):

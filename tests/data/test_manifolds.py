@@ -58,8 +58,8 @@ def test_berger_log_density_is_a_normalised_density():
 def test_berger_dataset_is_a_stream_and_registered():
     assert "berger-manifold" in DATASETS and "sphere" in DATASETS
     d = make_dataset("berger-manifold", n=200, seed=3)
-    assert isinstance(d, StreamDataset) and d.x.shape == (200, 0) and d.y.shape == (200, 2)
-    torch.testing.assert_close(d.y, berger_manifold(n=200, seed=3).y)  # the evaluation sample is seeded
+    assert isinstance(d, StreamDataset) and d.condition.shape == (200, 0) and d.observed.shape == (200, 2)
+    torch.testing.assert_close(d.observed, berger_manifold(n=200, seed=3).observed)  # the evaluation sample is seeded
     x, y = d.resample(50)
     assert x.shape == (50, 0) and y.shape == (50, 2)
     assert not torch.equal(d.resample(50)[1], y)  # fresh every call
@@ -72,7 +72,7 @@ def test_berger_dataset_is_a_stream_and_registered():
 
 def test_sphere_points_have_norm_R():
     d = sphere(n=100, D=5, R=2.5, seed=0)
-    torch.testing.assert_close(d.y.norm(dim=1), torch.full((100,), 2.5))
+    torch.testing.assert_close(d.observed.norm(dim=1), torch.full((100,), 2.5))
     torch.testing.assert_close(d.resample(7)[1].norm(dim=1), torch.full((7,), 2.5))
     for bad in (dict(D=1), dict(R=0.0), dict(R=float("nan"))):
         with pytest.raises(ConfigError):

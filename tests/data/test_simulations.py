@@ -68,17 +68,17 @@ def test_m2_factors_from_the_mixture_mgf():
 @pytest.mark.parametrize("name, p", [("m1", 5), ("m2", 5), ("m2-code", 5), ("m3", 2)])
 def test_generated_data_agree_with_their_truth(name, p):
     d = FACTORIES[name](n=20_000, seed=3) if name == "m2-code" else make_dataset(name, n=20_000, seed=3)
-    assert d.x.shape == (20_000, p) and d.y.shape == (20_000, 1)
+    assert d.condition.shape == (20_000, p) and d.observed.shape == (20_000, 1)
     assert d.truth["mean"].shape == (20_000, 1) and d.truth["sd"].shape == (20_000, 1)
     # standardised residuals have mean 0 and variance 1 when the truth is right
-    r = (d.y - d.truth["mean"]) / d.truth["sd"]
+    r = (d.observed - d.truth["mean"]) / d.truth["sd"]
     assert float(r.mean()) == pytest.approx(0.0, abs=0.03)
     assert float(r.var()) == pytest.approx(1.0, abs=0.05)
     # x ~ N(0, I)
-    assert d.x.mean(0).abs().max() < 0.05 and (d.x.std(0) - 1).abs().max() < 0.05
+    assert d.condition.mean(0).abs().max() < 0.05 and (d.condition.std(0) - 1).abs().max() < 0.05
     # reproducible from the seed, different across seeds
-    assert torch.equal(d.y, make_dataset(name, n=20_000, seed=3).y)
-    assert not torch.equal(d.y[:5], make_dataset(name, n=20_000, seed=4).y[:5])
+    assert torch.equal(d.observed, make_dataset(name, n=20_000, seed=3).observed)
+    assert not torch.equal(d.observed[:5], make_dataset(name, n=20_000, seed=4).observed[:5])
 
 
 def test_bad_options():

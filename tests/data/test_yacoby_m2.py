@@ -41,7 +41,7 @@ def test_continuous_f_matches_eq39_and_limits():
 @pytest.mark.parametrize("make", [discrete_semicircle, continuous_semicircle])
 def test_generators_split_and_noise(make):
     ds = make(n=400, seed=3)
-    assert isinstance(ds, SemiSupervisedDataset) and ds.points.shape == (400, 2) and ds.x.shape == (400, 0)
+    assert isinstance(ds, SemiSupervisedDataset) and ds.points.shape == (400, 2) and ds.condition.shape == (400, 0)
     assert int(ds.labelled.sum()) == 40
     xl, yl, xu = ds.split()
     assert xl.shape == (40, 2) and yl.shape == (40, 1) and xu.shape == (360, 2)

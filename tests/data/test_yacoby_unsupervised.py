@@ -26,7 +26,7 @@ def test_figure8_is_a_lemniscate():
 
 def test_figure8_points_lie_on_the_curve_up_to_the_noise():
     d = yacoby_splits("figure8", sizes=SMALL)["train"]
-    resid = d.y.double() - d.truth["fz"].double()
+    resid = d.observed.double() - d.truth["fz"].double()
     assert resid.var(0).sub(NOISE_VAR["figure8"]).abs().max() < 0.006
     assert abs(float(resid.mean(0).abs().max())) < 0.03
 
@@ -58,7 +58,7 @@ def test_embedding_uses_the_stated_matrix():
     z = torch.randn(10, 1, dtype=torch.float64)
     assert torch.allclose(f5(z), clusters_f(z) @ A_EMBED)
     d = yacoby_splits("figure8", embed=True, sizes=SMALL)["train"]
-    assert d.y_dim == 5 and d.x_dim == 0
+    assert d.observed_dim == 5 and d.condition_dim == 0
     assert torch.allclose(d.truth["fz"].double(), figure8_f(d.truth["z"].double()) @ A_EMBED, atol=1e-5)
 
 
@@ -67,10 +67,10 @@ def test_splits_versions_and_registry():
     assert [len(s[k]) for k in ("train", "validation", "test")] == [5000, 2000, 2000]
     again = yacoby_splits("circle", index=1)["test"]
     other = yacoby_splits("circle", index=2)["test"]
-    assert torch.equal(s["test"].y, again.y) and not torch.equal(s["test"].y, other.y)
+    assert torch.equal(s["test"].observed, again.observed) and not torch.equal(s["test"].observed, other.observed)
     for kind in KINDS:
         d = make_dataset(f"yacoby-{kind}", n=20, split="validation")
-        assert d.y.shape == (20, 2) and d.truth["noise_var"] == NOISE_VAR[kind]
+        assert d.observed.shape == (20, 2) and d.truth["noise_var"] == NOISE_VAR[kind]
     with pytest.raises(UnknownNameError):
         yacoby_splits("square")
     with pytest.raises(ConfigError):

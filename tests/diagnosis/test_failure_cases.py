@@ -99,7 +99,7 @@ def test_calibrated_two_moon_raises_no_alarm(healthy):
 def test_hypersphere_vae_above_berger_sebag_threshold(sphere, root):
     finding = sphere.finding("decoder σ vs R/√D")
     _, data, _ = load_run(root / "sphere")
-    y = data.y.double()
+    y = data.observed.double()
     by_hand = math.sqrt(float((y - y.mean(0)).pow(2).sum(1).mean()) / 3)  # R/√D with R the RMS radius
     assert finding.details["threshold"] == pytest.approx(by_hand, rel=1e-6)
     assert by_hand == pytest.approx(1 / math.sqrt(3), rel=0.05)  # points on the unit sphere of R³

@@ -43,8 +43,8 @@ def test_encoder_fit_keeps_decoder_and_finds_the_posterior():
     assert all(p.requires_grad for p in model.parameters())
     # linear-Gaussian truth: the exact posterior mean of z given y is w^T y / (w^T w + s2), w = (1, .5)
     w = torch.tensor([1.0, 0.5])
-    post_mean = d.y @ w / (w @ w + 0.01)
-    loc, scale = model.encode(d.x, d.y)
+    post_mean = d.observed @ w / (w @ w + 0.01)
+    loc, scale = model.encode(d.condition, d.observed)
     assert torch.allclose(loc[:, 0], post_mean, atol=0.1)
     assert torch.allclose(scale[:, 0].mean(), torch.tensor(float((0.01 / (w @ w + 0.01)) ** 0.5)), rtol=0.3)
     assert loss == pytest.approx(info.encoder_loss, abs=0.3)
@@ -72,10 +72,10 @@ def test_encoder_warm_start_regresses_the_mean_on_the_true_codes():
     d = _tiny(400)
     model = SigmaCVAE(0, 2, 1, [20, 20], [20, 20], noise=FixedNoise(0.1), activation="leaky_relu")
     with torch.no_grad():
-        start = float((model.encode(d.x, d.y)[0] - d.truth["z"]).pow(2).mean())
+        start = float((model.encode(d.condition, d.observed)[0] - d.truth["z"]).pow(2).mean())
     mse = regress_encoder(model, d, d.truth["z"], steps=300, scale=0.05)
     assert mse < 0.02 < start
     with torch.no_grad():
-        assert torch.allclose(model.encode(d.x, d.y)[1].median(), torch.tensor(0.05), rtol=0.2)
+        assert torch.allclose(model.encode(d.condition, d.observed)[1].median(), torch.tensor(0.05), rtol=0.2)
     with pytest.raises(ConfigError):
         regress_encoder(model, d, d.truth["z"], steps=1, scale=0.0)

@@ -31,11 +31,11 @@ def data():
     return two_moon(n=N, tau=0.1, seed=0)
 
 
-def build(noise: str = "learned", seed: int = 0, sigma0: float = 1.0, x_dim: int = 1,
+def build(noise: str = "learned", seed: int = 0, sigma0: float = 1.0, condition_dim: int = 1,
           device: str = "cpu") -> SigmaCVAE:
     pyro.set_rng_seed(seed)
-    kwargs = {"y_dim": 2, "in_dim": x_dim + 2} if noise in ("learned-vector", "network") else {}
-    return SigmaCVAE(x_dim, 2, noise=make_noise(noise, sigma0, **kwargs)).to(device)
+    kwargs = {"observed_dim": 2, "in_dim": condition_dim + 2} if noise in ("learned-vector", "network") else {}
+    return SigmaCVAE(condition_dim, 2, noise=make_noise(noise, sigma0, **kwargs)).to(device)
 
 
 # -- the streams and the batched program ---------------------------------------------------
@@ -54,14 +54,14 @@ def test_replicate_loss_is_the_hand_computed_negative_elbo(data):
     models = [build("learned", seed=s, sigma0=0.5 + s / 100) for s in SEEDS]
     stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
     beta = torch.tensor([1.0, 0.3, 0.0])
-    losses = replicate_loss(stack, data.x, data.y, beta)
+    losses = replicate_loss(stack, data.condition, data.observed, beta)
     for r, (model, seed) in enumerate(zip(models, SEEDS)):
         eps = torch.randn((N, 2), generator=torch.Generator().manual_seed(seed))
-        loc, scale = model.encode(data.x, data.y)
+        loc, scale = model.encode(data.condition, data.observed)
         z = loc + scale * eps
         log_prior = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
         log_q = dist.Normal(loc, scale).log_prob(z).sum(-1)
-        log_lik = dist.Normal(model.decode(data.x, z), model.sigma).log_prob(data.y).sum(-1)
+        log_lik = dist.Normal(model.decode(data.condition, z), model.sigma).log_prob(data.observed).sum(-1)
         expected = -(log_lik + float(beta[r]) * (log_prior - log_q)).sum()
         assert float(losses[r].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
 
@@ -70,22 +70,22 @@ def test_replicate_loss_is_the_hand_computed_negative_elbo(data):
 def test_replicate_loss_sums_to_pyros_elbo_on_the_batched_program(data, estimator):
     """Pyro's own Trace_ELBO / TraceMeanField_ELBO on the same program (same draws) gives the sum."""
     models = [build("calibrated", seed=s) for s in SEEDS]
-    ours = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, estimator)
+    ours = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, estimator)
     stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
     elbo = pyro.infer.TraceMeanField_ELBO(max_plate_nesting=2) if estimator == "meanfield" else \
         pyro.infer.Trace_ELBO(max_plate_nesting=2)
-    pyros = elbo.differentiable_loss(stack.model, stack.guide, data.x, data.y, None)
+    pyros = elbo.differentiable_loss(stack.model, stack.guide, data.condition, data.observed, None)
     assert float(ours.sum().detach()) == pytest.approx(float(pyros.detach()), rel=1e-5)
 
 
 def test_iwae_with_one_particle_is_the_elbo_and_with_more_is_a_tighter_bound(data):
     models = [build("learned", seed=s) for s in SEEDS]
-    elbo1 = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "trace")
-    iwae1 = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "iwae")
+    elbo1 = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, "trace")
+    iwae1 = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, "iwae")
     assert torch.allclose(elbo1, iwae1)
     # with S particles, per point -log mean_s w_s <= -mean_s log w_s (Jensen), same draws
-    trace = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "trace", 8)
-    iwae = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.x, data.y, None, "iwae", 8)
+    trace = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, "trace", 8)
+    iwae = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, "iwae", 8)
     assert (iwae < trace).all()
 
 
@@ -114,7 +114,7 @@ CASES = {
     "joint-minibatch": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", batch_size=40),
     "joint-vector": dict(algorithm=lambda: make_algorithm("joint"), noise="learned-vector"),
     "joint-network": dict(algorithm=lambda: make_algorithm("joint"), noise="network"),
-    "joint-vae": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", x_dim=0),
+    "joint-vae": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", condition_dim=0),
     "analytic": dict(algorithm=lambda: make_algorithm("analytic"), noise="calibrated"),
     "calibrated-paper": dict(algorithm=lambda: CalibratedSigma(tolerance=0.5, variant="paper"), noise="calibrated"),
     "calibrated-code": dict(algorithm=lambda: CalibratedSigma(tolerance=0.5, variant="code"), noise="calibrated"),
@@ -126,7 +126,7 @@ CASES = {
 
 def _data_for(case: dict, data: Dataset) -> Dataset:
     if case.get("x_dim", 1) == 0:
-        return Dataset("moons-y", torch.zeros(N, 0), data.y)
+        return Dataset("moons-y", torch.zeros(N, 0), data.observed)
     return data
 
 
@@ -140,12 +140,12 @@ def test_replicate_equals_the_single_run_with_its_seed(data, name):
     case = CASES[name]
     d = _data_for(case, data)
     sigma0 = [1.0, 0.5, 2.0]  # a grid cell per replicate
-    models = [build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1), device=DEVICE)
+    models = [build(case["noise"], seed=i, sigma0=s, condition_dim=case.get("x_dim", 1), device=DEVICE)
               for i, s in enumerate(sigma0)]
     batch = Trainer(models, d, case["algorithm"](), _settings(case), seeds=SEEDS).run()
     assert len(batch) == 3
     for i, (s, result) in enumerate(zip(sigma0, batch)):
-        single = Trainer(build(case["noise"], seed=i, sigma0=s, x_dim=case.get("x_dim", 1), device=DEVICE), d,
+        single = Trainer(build(case["noise"], seed=i, sigma0=s, condition_dim=case.get("x_dim", 1), device=DEVICE), d,
                          case["algorithm"](),
                          _settings(case), seeds=[SEEDS[i]]).run()
         assert result.status == single.status
@@ -165,7 +165,7 @@ def test_replicate_equals_the_single_run_with_its_seed(data, name):
 def test_per_replicate_data_and_a_diverged_replicate_leave_the_others_alone(data):
     """Replicate 1 gets data that overflow the likelihood: it stops with status nan and keeps its
     weights from before; replicates 0 and 2 finish exactly as alone."""
-    bad = Dataset("bad", data.x, data.y * 1e30)
+    bad = Dataset("bad", data.condition, data.observed * 1e30)
     datas = [data, bad, data]
     models = [build("learned", seed=i) for i in range(3)]
     settings = TrainSettings(K=5, max_steps=60, tol=0.0)
@@ -225,7 +225,7 @@ def _family_models(family: str, seeds: list[int]):
 
 @pytest.mark.parametrize("family", ["cholesky", "resnet"])
 def test_other_families_replicate_equals_single(data, family):
-    d = Dataset("moons-y", torch.zeros(N, 0), data.y)
+    d = Dataset("moons-y", torch.zeros(N, 0), data.observed)
     settings = TrainSettings(K=5, max_steps=40, tol=0.0)
     batch = Trainer(_family_models(family, [0, 1]), d, make_algorithm("fixed"), settings, seeds=SEEDS[:2]).run()
     for i, result in enumerate(batch):

@@ -94,16 +94,16 @@ def test_the_refinement_reaches_the_maximum_likelihood_sigma_from_a_wrong_poster
 def nonlinear_case():
     data = two_moon(n=300, tau=0.3, seed=0)
     torch.manual_seed(0)
-    return SigmaCVAE(data.x_dim, data.y_dim, noise=CalibratedNoise(1.0)), data
+    return SigmaCVAE(data.condition_dim, data.observed_dim, noise=CalibratedNoise(1.0)), data
 
 
 def test_the_fixed_point_maximises_the_importance_sampled_likelihood_and_em_climbs():
     """For any decoder and encoder (here an untrained App. F network), the fixed point is the σ that
     maximises the importance-sampled log-likelihood of the same draws, and every EM step raises it."""
     model, data = nonlinear_case()
-    result = importance_sigma(model, data.x, data.y, particles=128, rtol=1e-10, max_iter=2000,
+    result = importance_sigma(model, data.condition, data.observed, particles=128, rtol=1e-10, max_iter=2000,
                               generator=torch.Generator().manual_seed(4))
-    draws = ImportanceDraws.draw(model, data.x, data.y, 128, torch.Generator().manual_seed(4))
+    draws = ImportanceDraws.draw(model, data.condition, data.observed, 128, torch.Generator().manual_seed(4))
     best = minimize_scalar(lambda s: -draws.log_likelihood(s), bounds=(0.01, 10.0), method="bounded",
                            options={"xatol": 1e-9})
     assert result.sigma == pytest.approx(best.x, rel=1e-4)
@@ -118,9 +118,9 @@ def test_the_fixed_point_maximises_the_importance_sampled_likelihood_and_em_clim
 def test_bad_arguments():
     model, data = nonlinear_case()
     with pytest.raises(ConfigError):
-        importance_sigma(model, data.x, data.y, particles=0)
+        importance_sigma(model, data.condition, data.observed, particles=0)
     with pytest.raises(ConfigError):
-        importance_sigma(model, data.x, data.y, rtol=0.0)
+        importance_sigma(model, data.condition, data.observed, rtol=0.0)
     with pytest.raises(ConfigError):
         RobustSettings(refine_particles=-1)
 
@@ -141,7 +141,7 @@ def converged_run(settings: RobustSettings):
 
 def test_the_robust_variant_ends_at_the_importance_weighted_sigma():
     model, data = converged_run(RobustSettings())
-    expected = importance_sigma(model, data.x, data.y, particles=256, generator=torch.Generator().manual_seed(5))
+    expected = importance_sigma(model, data.condition, data.observed, particles=256, generator=torch.Generator().manual_seed(5))
     assert model.sigma == pytest.approx(expected.sigma, rel=1e-6)
     assert abs(expected.sigma / 0.3 - 1) > 1e-3  # not the Eq. 10 value it was handed
     model, _ = converged_run(RobustSettings(refine_particles=0))
@@ -153,9 +153,9 @@ def test_decoding_in_chunks_changes_nothing(monkeypatch):
     import pyrovae.inference.sigma_refinement as sr
 
     model, data = nonlinear_case()
-    whole = ImportanceDraws.draw(model, data.x, data.y, 32, torch.Generator().manual_seed(6))
+    whole = ImportanceDraws.draw(model, data.condition, data.observed, 32, torch.Generator().manual_seed(6))
     monkeypatch.setattr(sr, "_DECODE_BUDGET", 32 * 2 * 7)  # 7 points per chunk: 43 chunks, the last one short
-    chunked = ImportanceDraws.draw(model, data.x, data.y, 32, torch.Generator().manual_seed(6))
+    chunked = ImportanceDraws.draw(model, data.condition, data.observed, 32, torch.Generator().manual_seed(6))
     assert chunked.sq_err.shape == (32, 300)
     assert torch.allclose(chunked.sq_err, whole.sq_err, rtol=1e-6, atol=0)
     assert torch.equal(chunked.log_ratio, whole.log_ratio)
@@ -179,6 +179,6 @@ def test_a_robust_run_stopped_by_the_step_cap_also_ends_at_the_importance_weight
     assert plain.history["sigma"].tolist() == refined.history["sigma"].tolist()  # training itself is unchanged
     assert plain.model.sigma == pytest.approx(plain.history["sigma"].iloc[-1])  # Eq. 10's σ of the last block
     assert refined.metrics["sigma"] == pytest.approx(refined.model.sigma)
-    again = importance_sigma(refined.model, data.x, data.y, particles=1024, generator=torch.Generator().manual_seed(9))
+    again = importance_sigma(refined.model, data.condition, data.observed, particles=1024, generator=torch.Generator().manual_seed(9))
     assert refined.model.sigma == pytest.approx(again.sigma, rel=0.02)  # the fixed point, whatever the draws
     assert abs(refined.model.sigma / plain.model.sigma - 1) > 1e-3  # moved off Eq. 10 (by 1.6 % here)

@@ -89,8 +89,8 @@ def test_analytic_sigma_is_root_mean_squared_residual(data, monkeypatch):
         state, replay = calls[b]
         generator = torch.Generator()
         generator.set_state(state)
-        terms = replay.terms(data.x, data.y, generator=generator)
-        expected = math.sqrt(float(terms["sq_err"].mean()) / data.y_dim)
+        terms = replay.terms(data.condition, data.observed, generator=generator)
+        expected = math.sqrt(float(terms["sq_err"].mean()) / data.observed_dim)
         assert h["sigma"].iloc[b] == pytest.approx(expected, rel=1e-6)
         assert h["recon"].iloc[b] == pytest.approx(float(terms["recon"].mean()), rel=1e-6)
         assert h["kl"].iloc[b] == pytest.approx(float(terms["kl"].mean()), rel=1e-6, abs=1e-9)
@@ -146,8 +146,8 @@ def test_checkpoint_reload_gives_identical_outputs(data, tmp_path):
     fresh.load_state_dict(tensors["models"]["0"])
     assert state_equal(fresh.state_dict(), result.model.state_dict())
     z = torch.randn(N, 2)
-    assert torch.equal(fresh.decode(data.x, z), result.model.decode(data.x, z))
-    for a, b in zip(fresh.encode(data.x, data.y), result.model.encode(data.x, data.y)):
+    assert torch.equal(fresh.decode(data.condition, z), result.model.decode(data.condition, z))
+    for a, b in zip(fresh.encode(data.condition, data.observed), result.model.encode(data.condition, data.observed)):
         assert torch.equal(a, b)
     assert fresh.sigma == result.model.sigma
     assert (tmp_path / "history.csv").is_file()
@@ -227,7 +227,7 @@ def test_overflowing_gradient_with_a_finite_loss_is_not_applied(data):
     trainer = Trainer(model, data, make_algorithm("joint"), TrainSettings(K=2, max_steps=10))
     before = copy.deepcopy(trainer.model.state_dict())
     trainer.parameters("decoder")[0].register_hook(lambda g: g * float("inf"))
-    assert math.isnan(trainer.step(data.x, data.y))
+    assert math.isnan(trainer.step(data.condition, data.observed))
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert trainer.run().status == "nan"

@@ -187,7 +187,7 @@ def test_plain_pyro_svi_trains_the_model_through_the_parameter_store():
     pyro.set_rng_seed(1)
     model = SigmaCVAE(1, 2, noise=LearnedNoise(1.0))
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    losses = _plain_svi(model, data.x, data.y, 400)
+    losses = _plain_svi(model, data.condition, data.observed, 400)
     store = pyro.get_param_store()
     weight = store[f"{model.pyro_name}.encoder$$$trunk.0.0.weight"]
     assert weight is model.encoder.trunk[0][0].weight  # the store holds the module's tensors
@@ -208,10 +208,10 @@ def test_two_models_in_one_process_keep_their_own_parameters():
 
     data = two_moon(n=200, tau=0.1, seed=0)
     first = SigmaCVAE(1, 2)
-    _plain_svi(first, data.x, data.y, 5)
+    _plain_svi(first, data.condition, data.observed, 5)
     second = SigmaCVAE(1, 2)
     kept = {k: v.detach().clone() for k, v in first.state_dict().items()}
-    losses = _plain_svi(second, data.x, data.y, 200)
+    losses = _plain_svi(second, data.condition, data.observed, 200)
     assert losses[-1] < losses[0]
     assert all(torch.equal(kept[k], v) for k, v in first.state_dict().items())  # untouched by the second's SVI
     assert copy.deepcopy(second).pyro_name != second.pyro_name
@@ -222,7 +222,7 @@ def test_predictive_draws_from_the_trained_model():
 
     data = two_moon(n=50, tau=0.1, seed=0)
     model = SigmaCVAE(1, 2, noise=FixedNoise(0.1))
-    draws = pyro.infer.Predictive(model.model, guide=model.guide, num_samples=7)(data.x, data.y)
+    draws = pyro.infer.Predictive(model.model, guide=model.guide, num_samples=7)(data.condition, data.observed)
     assert draws["z"].shape == (7, 50, 2) and draws["y"].shape == (7, 50, 2)
 
 
@@ -246,7 +246,7 @@ def test_a_model_with_its_own_likelihood_is_refused_by_the_gaussian_engine():
     data = two_moon(n=40, tau=0.1, seed=0)
     with pytest.raises(ConfigError, match=r"StudentTCVAE\.model is its own program.*pyro\.infer\.SVI"):
         Trainer(StudentTCVAE(1, 2), data, make_algorithm("analytic"))
-    assert math.isfinite(_plain_svi(StudentTCVAE(1, 2), data.x, data.y, 3)[-1])  # plain Pyro takes it
+    assert math.isfinite(_plain_svi(StudentTCVAE(1, 2), data.condition, data.observed, 3)[-1])  # plain Pyro takes it
 
 
 def test_a_frozen_network_stays_out_of_the_parameter_store_without_warnings():
@@ -262,7 +262,7 @@ def test_a_frozen_network_stays_out_of_the_parameter_store_without_warnings():
     frozen = {k: v.clone() for k, v in model.decoder.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _plain_svi(model, data.x, data.y, 3)
+        _plain_svi(model, data.condition, data.observed, 3)
     assert {k.split("$$$")[0] for k in pyro.get_param_store().keys()} == {f"{model.pyro_name}.encoder",
                                                                          f"{model.pyro_name}.noise"}
     assert all(torch.equal(frozen[k], v) for k, v in model.decoder.state_dict().items())

@@ -288,7 +288,7 @@ def test_plain_pyro_svi_trains_m2_through_the_parameter_store():
     pyro.clear_param_store()
     data = discrete_semicircle(n=200, seed=0)
     m = M2(2, "discrete", widths=(16, 16), sigma=0.1)
-    x = data.y.float()
+    x = data.observed.float()
     from pyrovae.optim import adam
 
     # plain Pyro SVI, as a Pyro user writes it; Pyro's optimiser wrapper around the library's Adam

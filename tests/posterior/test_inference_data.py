@@ -50,7 +50,7 @@ def linear():
 
 
 def exact_draws(target, lg, chains=4, draws=1000, seed=0) -> PosteriorSamples:
-    mean, cov = lg.posterior(target.y)
+    mean, cov = lg.posterior(target.observed)
     eps = torch.randn(chains, draws, *mean.shape, 1, generator=torch.Generator().manual_seed(seed), dtype=D64)
     z = mean + (torch.linalg.cholesky(cov) @ eps).squeeze(-1)
     return PosteriorSamples({"z": z}, {}, "exact", list(target.points), {"iid": True})
@@ -90,7 +90,7 @@ def test_the_layout_keeps_points_inside_the_variables(linear, hmc):
     for name in ("diverging", "acceptance_rate", "energy", "lp", "step_size"):
         assert got["sample_stats"][name + "_point"] == ("chain", "draw", "point"), name
     assert idata.posterior["point"].values.tolist() == [1, 2, 4, 6, 7]
-    np.testing.assert_array_equal(idata.observed_data["y"].values, target.y.numpy())
+    np.testing.assert_array_equal(idata.observed_data["y"].values, target.observed.numpy())
     loc, scale = target.encoder()
     np.testing.assert_array_equal(idata.constant_data["q_scale"].values, scale.numpy())
 
@@ -115,7 +115,7 @@ def test_lp_is_the_log_likelihood_plus_the_standard_normal_prior(linear, hmc):
     np.testing.assert_allclose(lp_point - idata.log_likelihood["y"].values, log_prior, atol=1e-9)
     # and the log-likelihood is the Gaussian decoder's, by the closed form of the linear decoder
     lg = linear[1]
-    direct = lg.log_likelihood(torch.as_tensor(z), target.y).numpy()
+    direct = lg.log_likelihood(torch.as_tensor(z), target.observed).numpy()
     np.testing.assert_allclose(idata.log_likelihood["y"].values, direct, atol=1e-9)
 
 
@@ -125,7 +125,7 @@ def test_loo_estimates_the_evidence_of_each_point(linear):
     idata = to_arviz(exact_draws(target, lg), target)
     loo = az.loo(idata, pointwise=True)
     assert (loo.pareto_k.values < 0.5).all()
-    np.testing.assert_allclose(loo.loo_i.values, lg.log_marginal(target.y).numpy(), atol=0.05)
+    np.testing.assert_allclose(loo.loo_i.values, lg.log_marginal(target.observed).numpy(), atol=0.05)
 
 
 def test_posterior_predictive_has_the_closed_form_moments(linear):
@@ -133,7 +133,7 @@ def test_posterior_predictive_has_the_closed_form_moments(linear):
     target, lg = linear
     idata = to_arviz(exact_draws(target, lg), target, seed=3)
     y_rep = idata.posterior_predictive["y"].values.reshape(-1, 5, 3)
-    mean, cov = lg.posterior(target.y)
+    mean, cov = lg.posterior(target.observed)
     w, b = lg.weight.numpy(), lg.bias.numpy()
     want_mean = mean.numpy() @ w.T + b
     want_var = np.einsum("ij,njk,ik->ni", w, cov.numpy(), w) + SIGMA**2

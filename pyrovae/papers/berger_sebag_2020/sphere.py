@@ -42,7 +42,7 @@ def _train_sphere(**task) -> dict:
     with torch.no_grad():
         mu = model.decode(torch.zeros(4000, 0), torch.randn(4000, D))
         radius = float((mu - mu.mean(0)).norm(dim=1).mean())
-        kl = float(model.terms(data.x, data.y)["kl"].mean())
+        kl = float(model.terms(data.condition, data.observed)["kl"].mean())
     return {"D": D, "R": R, "sigma": sigma, "rep": task["rep"], "radius": radius, "kl": kl,
             "theory_radius": optimal_radius(D=D, R=R, sigma=sigma), "status": result.status}
 

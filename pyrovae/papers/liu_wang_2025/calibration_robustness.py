@@ -109,7 +109,7 @@ def train_cell(variant: str, tau: float, settings: dict) -> list[dict]:
     for seed, s0 in grid:
         pyro.set_rng_seed(seed)  # each replicate starts from the weights its single run would start from
         algorithms.append(_algorithm(variant))
-        models.append(SigmaCVAE(data.x_dim, data.y_dim, noise=make_noise(algorithms[-1].noise, s0), **networks)
+        models.append(SigmaCVAE(data.condition_dim, data.observed_dim, noise=make_noise(algorithms[-1].noise, s0), **networks)
                       .to(settings["device"]))
     steps = settings["oracle_steps"] if variant == "oracle" else settings["max_steps"]
     start = time.perf_counter()
@@ -134,7 +134,7 @@ def train_cell(variant: str, tau: float, settings: dict) -> list[dict]:
 def _residual_sigma(model: SigmaCVAE, data, draws: int = 10) -> float:
     """The analytic σ of Eq. 10 for a trained model: √(mean squared residual per output)."""
     with torch.no_grad():
-        sq = [model.terms(data.x, data.y)["sq_err"].mean() / data.y_dim for _ in range(draws)]
+        sq = [model.terms(data.condition, data.observed)["sq_err"].mean() / data.observed_dim for _ in range(draws)]
     return math.sqrt(float(torch.stack(sq).mean()))
 
 

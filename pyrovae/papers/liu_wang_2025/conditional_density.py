@@ -92,16 +92,16 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
         result = fit_cvae(scaler.transform(train) if scaler else train, CVAESettings(max_steps=max_steps), seed=seed,
                           device=device)
         if scaler:
-            draws_y = scaler.inverse_y(result.model.sample(scaler.transform_x(test.x), draws))
+            draws_y = scaler.inverse_observed(result.model.sample(scaler.transform_condition(test.condition), draws))
         else:
-            draws_y = result.model.sample(test.x, draws)
+            draws_y = result.model.sample(test.condition, draws)
         errors = moment_errors(draws_y, test.truth["mean"], test.truth["sd"])
-        extra = {"sigma": result.metrics["sigma"] * (float(scaler.y_sd[0]) if scaler else 1.0),
+        extra = {"sigma": result.metrics["sigma"] * (float(scaler.observed_sd[0]) if scaler else 1.0),
                  "kl": result.metrics["kl"], "calibrations": result.metrics["calibrations"],
                  "steps": result.metrics["steps"], "status": result.status}
     elif method == "WGCS":
-        wgcs = WGCS(steps=wgcs_steps, seed=seed).fit(train.x, train.y)
-        mean, sd = wgcs.moments(test.x, wgcs_draws)
+        wgcs = WGCS(steps=wgcs_steps, seed=seed).fit(train.condition, train.observed)
+        mean, sd = wgcs.moments(test.condition, wgcs_draws)
         errors = MomentErrors(float(np.mean((mean - tm) ** 2)), float(np.mean((sd - ts) ** 2)), len(tm))
         extra = {"steps": wgcs_steps}
     else:
@@ -113,9 +113,9 @@ def run_method(model: str, method: str, seed: int, n_train: int, n_test: int, ma
                    "flexcode": dict(k_grid=flexcode_k, seed=seed), "ckde": {}}[key]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            estimator = make_baseline(key, **options).fit(train.x.numpy(), train.y.numpy())
-            ys = y_grid(train.y, grid)
-            mean, sd = density_moments(ys, estimator.density(test.x.numpy(), ys))
+            estimator = make_baseline(key, **options).fit(train.condition.numpy(), train.observed.numpy())
+            ys = y_grid(train.observed, grid)
+            mean, sd = density_moments(ys, estimator.density(test.condition.numpy(), ys))
         errors = MomentErrors(float(np.mean((mean - tm) ** 2)), float(np.mean((sd - ts) ** 2)), len(tm))
         extra = {k: getattr(estimator, k) for k in ("k", "bandwidth_value", "n_basis", "h_y") if hasattr(estimator, k)}
     return {"model": model, "method": method, "seed": seed, "mse_mean": errors.mse_mean, "mse_sd": errors.mse_sd,

@@ -64,10 +64,10 @@ def run_split(name: str, seed: int, max_steps: int, num_samples: int, directory:
     test_s = scaler.transform(test)
     result.model.eval()
     with torch.no_grad():
-        ll, diag = vae_log_likelihood(result.model, test_s.x, test_s.y, num_samples=num_samples, inflation=2.0,
+        ll, diag = vae_log_likelihood(result.model, test_s.condition, test_s.observed, num_samples=num_samples, inflation=2.0,
                                       seed=seed, return_diagnostics=True)
     ll = ll - scaler.log_jacobian
-    return {"dataset": name, "seed": seed, "n": len(data), "p": data.x_dim, "q": data.y_dim,
+    return {"dataset": name, "seed": seed, "n": len(data), "p": data.condition_dim, "q": data.observed_dim,
             "loglik": float(ll.mean()), "ess_median": float(diag.ess.median()), "sigma": result.metrics["sigma"],
             "kl": result.metrics["kl"], "calibrations": result.metrics["calibrations"],
             "steps": result.metrics["steps"], "status": result.status, "wall_time": time.perf_counter() - start}

@@ -158,7 +158,7 @@ def _evaluate(model, test, cfg: dict, seed: int) -> tuple[float, float]:
     from pyrovae.metrics.likelihood import vae_log_likelihood
     from pyrovae.metrics.two_sample import smooth_knn_repeated
 
-    y = test.y
+    y = test.observed
     x = y.new_zeros(y.shape[0], 0)
     with torch.no_grad():
         ll = float(vae_log_likelihood(model, x, y, num_samples=cfg["S"], inflation=2.0, seed=seed).mean())
@@ -176,7 +176,7 @@ def _validate(model, method: str, hyper: dict, val, cfg: dict, seed: int) -> tup
     ``val_samples`` draws), which selects the hyper-parameters (App. E)."""
     from pyrovae.metrics.likelihood import vae_log_likelihood
 
-    y = val.y
+    y = val.observed
     x = y.new_zeros(y.shape[0], 0)
     with torch.no_grad():
         ll = float(vae_log_likelihood(model, x, y, num_samples=cfg["val_samples"], inflation=2.0, seed=seed).mean())

@@ -133,7 +133,7 @@ def _truth_knn(truth: TruthNetwork, s: dict, seed: int, alpha: float = 1.0) -> f
     z = torch.randn(len(test), 1, generator=gen)
     fz = network_mean(truth)(z)
     x = fz + math.sqrt(NOISE_VAR[truth.kind]) * torch.randn(fz.shape, generator=gen)
-    return float(smooth_knn_statistic(x.double(), test.y.double(), alpha=alpha))
+    return float(smooth_knn_statistic(x.double(), test.observed.double(), alpha=alpha))
 
 
 # -- one run --------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def _neg_bound(model: SigmaCVAE, data, particles: int, draws: int = 5) -> float:
     """−ELBO per point (``particles = 1``) or the IWAE bound with ``particles``, averaged over ``draws``."""
     elbo = make_elbo("iwae" if particles > 1 else "trace", particles)
     with torch.no_grad(), pyro.validation_enabled(False):
-        vals = [float(elbo.differentiable_loss(model.model, model.guide, data.x, data.y)) / len(data)
+        vals = [float(elbo.differentiable_loss(model.model, model.guide, data.condition, data.observed)) / len(data)
                 for _ in range(draws)]
     return sum(vals) / len(vals)
 
@@ -162,15 +162,15 @@ def _neg_bound(model: SigmaCVAE, data, particles: int, draws: int = 5) -> float:
 @torch.no_grad()
 def _arrays(model: SigmaCVAE, test, samples: torch.Tensor, n: int = 1000) -> dict:
     """What the figures need, as plain lists: model samples, test data, f_θ on a grid, encoder means."""
-    loc, _ = model.encode(test.x[:n], test.y[:n])
+    loc, _ = model.encode(test.condition[:n], test.observed[:n])
     grid = torch.linspace(-3.0, 3.0, 400)[:, None]
-    out = {"samples": samples[:n].tolist(), "data": test.y[:n].tolist(), "z_true": test.truth["z"][:n, 0].tolist(),
+    out = {"samples": samples[:n].tolist(), "data": test.observed[:n].tolist(), "z_true": test.truth["z"][:n, 0].tolist(),
            "z_loc": loc[:, 0].tolist()}
     if model.latent_dim == 1:
         out["grid_z"] = grid[:, 0].tolist()
         out["grid_f"] = model.decoder(grid).tolist()
-    if test.y_dim == 2:  # App. F: a uniform grid in x projected onto the learned manifold, f(mu(x))
-        lo, hi = test.y.min(0).values, test.y.max(0).values
+    if test.observed_dim == 2:  # App. F: a uniform grid in x projected onto the learned manifold, f(mu(x))
+        lo, hi = test.observed.min(0).values, test.observed.max(0).values
         a, b = torch.meshgrid(torch.linspace(float(lo[0]), float(hi[0]), 15), torch.linspace(float(lo[1]), float(hi[1]), 15),
                               indexing="ij")
         xs = torch.stack([a.flatten(), b.flatten()], -1)
@@ -234,7 +234,7 @@ def _prepare(kind: str, method: str, truth: TruthNetwork | None = None, particle
     train = splits["train"]
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
-    model = SigmaCVAE(0, train.y_dim, latent_dim, WIDTHS, WIDTHS, noise=_noise(kind, noise, train.y_dim, sigma_factor),
+    model = SigmaCVAE(0, train.observed_dim, latent_dim, WIDTHS, WIDTHS, noise=_noise(kind, noise, train.observed_dim, sigma_factor),
                       activation="leaky_relu")
     decoder_mse, sigma2_init = math.nan, math.nan
     if init == "gt":
@@ -242,7 +242,7 @@ def _prepare(kind: str, method: str, truth: TruthNetwork | None = None, particle
         info = init_at_ground_truth(model, train, encoder_steps=encoder_steps, encoder_warm_steps=warm_steps,
                                     lr=1e-3, seed=seed)
         decoder_mse = info.decoder_mse
-        sigma2_init = float(elbo_optimal_noise_variance(model, train.x, train.y, draws=20))
+        sigma2_init = float(elbo_optimal_noise_variance(model, train.condition, train.observed, draws=20))
     pyro.set_rng_seed(seed)
     if method == "lin":
         algorithm = LaggingInference(max_inner=lag_inner, window=lag_window, threshold=lag_threshold,
@@ -273,14 +273,14 @@ def _evaluate(prep: dict, result, train_seconds: float) -> dict[str, Any]:
     with torch.no_grad():
         torch.manual_seed(seed + 2)
         samples = model.sample(torch.zeros(len(test), 0))
-        knn = smooth_knn_statistic(samples.double(), test.y.double(), alpha=prep["knn_alpha"])
-        loc, scale = model.encode(test.x, test.y)
+        knn = smooth_knn_statistic(samples.double(), test.observed.double(), alpha=prep["knn_alpha"])
+        loc, scale = model.encode(test.condition, test.observed)
         z = loc + scale * torch.randn(loc.shape, generator=gen)
-    mi = latent_mutual_information(test.y.numpy(), z.numpy())
-    sigma2 = elbo_optimal_noise_variance(model, train.x, train.y, draws=20, per_dimension=True)
-    check = residual_normality(model, test.x, test.y, max_points=prep["normality_points"], steps=300)
+    mi = latent_mutual_information(test.observed.numpy(), z.numpy())
+    sigma2 = elbo_optimal_noise_variance(model, train.condition, train.observed, draws=20, per_dimension=True)
+    check = residual_normality(model, test.condition, test.observed, max_points=prep["normality_points"], steps=300)
     sig = model.noise
-    learned = (sig.sigmas.pow(2) if hasattr(sig, "sigmas") else torch.full((train.y_dim,), sig.sigma**2))
+    learned = (sig.sigmas.pow(2) if hasattr(sig, "sigmas") else torch.full((train.observed_dim,), sig.sigma**2))
     out = {**prep["describe"], "status": result.status,
            "val_bound": _neg_bound(model, val, prep["select_particles"]), "test_bound": _neg_bound(model, test, settings.particles),
            "test_neg_elbo": _neg_bound(model, test, 1), "knn": float(knn), "knn_n": knn.n1, "knn_alpha": knn.alpha,
@@ -547,10 +547,10 @@ def spiral_noise(options: ExperimentOptions, tiny: bool = False, exact_points: i
     gt_model = SigmaCVAE(0, 2, 1, WIDTHS, WIDTHS, noise=FixedNoise(0.1), activation="leaky_relu")
     gt_model.decoder.load_state_dict(decoder_state(truth))
     n = min(exact_points, len(train))
-    exact = float(exact_posterior_noise_variance(gt_model, train.x[:n], train.y[:n], limit=6.0,
+    exact = float(exact_posterior_noise_variance(gt_model, train.condition[:n], train.observed[:n], limit=6.0,
                                                  resolution=exact_resolution if not tiny else 2001))
-    loc0 = train.truth["z"][:n].to(train.y.dtype)
-    mean_field = float(mean_field_noise_variance(gt_model, train.x[:n], train.y[:n], loc0, steps=s["mean_field_steps"]))
+    loc0 = train.truth["z"][:n].to(train.observed.dtype)
+    mean_field = float(mean_field_noise_variance(gt_model, train.condition[:n], train.observed[:n], loc0, steps=s["mean_field_steps"]))
     rows = ["sigma^2 fixed at truth, then Eq. 9", "sigma^2 learned jointly (the learned parameter)",
             "sigma^2 learned jointly, Eq. 9 of the learned model", "Eq. 9 right after the ground-truth init (q_phi)",
             "Eq. 9 under the exact posterior of the generating model",

@@ -64,7 +64,7 @@ def test_quick_run_writes_the_table_and_the_heat_map(tmp_path):
 
 def test_dataset_m1_uses_m1_with_the_sec_5_2_networks_and_tau_1():
     data, networks = cr._data_and_networks({"n": 60, "dataset": "m1"}, 1.0)
-    assert data.name == "m1" and (data.x_dim, data.y_dim) == (5, 1)
+    assert data.name == "m1" and (data.condition_dim, data.observed_dim) == (5, 1)
     assert networks == {"latent_dim": 5, "encoder_widths": [32, 16, 8, 4], "decoder_widths": [8, 32, 16, 4]}
     data, networks = cr._data_and_networks({"n": 60}, 0.3)  # the key absent: two-moon, default networks
     assert data.name == "two-moon" and data.truth["sigma"] == 0.3 and networks == {}

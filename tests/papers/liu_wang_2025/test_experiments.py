@@ -104,7 +104,7 @@ def test_table4_loglik_is_in_original_units(monkeypatch):
     base = uci.load_yacht(fixtures / "yacht_hydrodynamics.data")
     monkeypatch.setattr(liu2025_uci, "load_uci", lambda name, directory=None: base)
     r1 = liu2025_uci.run_split("yacht", seed=1, max_steps=10, num_samples=20)
-    scaled = type(base)(base.name, base.x, base.y * 10.0)
+    scaled = type(base)(base.name, base.condition, base.observed * 10.0)
     monkeypatch.setattr(liu2025_uci, "load_uci", lambda name, directory=None: scaled)
     r2 = liu2025_uci.run_split("yacht", seed=1, max_steps=10, num_samples=20)
     assert r2["loglik"] == pytest.approx(r1["loglik"] - math.log(10.0), abs=1e-4)

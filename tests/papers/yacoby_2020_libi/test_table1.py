@@ -36,7 +36,7 @@ def test_cubic_jtex_model_trains_without_overflow():
 
     for index in (0, 1):
         data = libi_splits("cubic-jtex", index=index, n=500)
-        y = data["train"].y
+        y = data["train"].observed
         model = build_model("cubic-jtex", index)
         loss = make_elbo("trace").differentiable_loss(model.model, model.guide, y.new_zeros(500, 0), y)
         loss.backward()
