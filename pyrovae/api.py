@@ -36,8 +36,8 @@ from pyrovae.executors import Executor, make_executor
 from pyrovae.inference.algorithms import Algorithm
 from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
+from pyrovae.model_kinds import MODEL_KINDS, device_of
 from pyrovae.models.cvae import SigmaCVAE
-from pyrovae.models.noise import make_noise
 from pyrovae.plots import write_run_plots
 from pyrovae.validation import integer_at_least
 from pyrovae.runs import (check_same_data, checkpoint_dir, data_digest, derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint,
@@ -49,12 +49,6 @@ __all__ = ["build_data", "build_model", "build_algorithm", "train", "train_batch
 SUMMARY_KEYS = ("sigma", "kl", "neg_elbo", "sigma_sq_err", "sigma_rel_err", "calibrations", "steps", "wall_time")
 
 
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def build_data(cfg: RunConfig) -> Dataset:
     """The data set the config names (a registered generator, or ``data_file``), shaped for the
     model kind: the σ-CVAE reads x and y; the unconditional kinds (``vae``, ``linear``,
@@ -64,12 +58,13 @@ def build_data(cfg: RunConfig) -> Dataset:
     options = {"n": cfg.n, "tau": cfg.tau, "seed": cfg.data_seed}
     accepted = DATASETS[cfg.dataset].options
     data = make_dataset(cfg.dataset, **{k: v for k, v in options.items() if k in accepted})
-    if cfg.model == "m2":
+    kind = MODEL_KINDS[cfg.model]
+    if kind.labelled:
         if getattr(data, "labelled", None) is None:
             raise ConfigError(f"model m2 needs labels: data set {cfg.dataset!r} has none (use a semi-supervised one, "
                               "e.g. discrete-semicircle, or a --data-file with a 'label' column)")
         return data
-    if cfg.model != "cvae" and data.condition_dim > 0:  # an unconditional model of every column
+    if not kind.conditional and data.condition_dim > 0:  # an unconditional model of every column
         truth = {k: v for k, v in data.truth.items() if k != "sigma"}  # τ was the noise of y alone
         return Dataset(data.name, data.condition[:, :0], torch.cat([data.condition, data.observed], 1), truth, dict(data.params))
     return data
@@ -80,57 +75,12 @@ def build_algorithm(cfg: RunConfig) -> Algorithm:
 
 
 def build_model(cfg: RunConfig, data: Dataset, algorithm: Algorithm | None = None):
-    """The model ``cfg.model`` sized for ``data``: a :class:`SigmaCVAE` with the observation model
-    the algorithm needs (or ``cfg.noise``); the scalar linear / Cholesky model in a
-    :class:`SigmaCVAE` shell (:func:`~pyrovae.models.linear.linear_vae`, tied noise, σ_ε =
-    ``sigma0``); or :class:`~pyrovae.models.m2.M2` (fixed σ_ε = ``sigma0``, every network with
-    ``encoder_widths``). A data set of the wrong width for the kind raises :class:`ConfigError`."""
-    if cfg.model == "m2":
-        return _build_m2(cfg, data)
-    if cfg.model in ("linear", "cholesky"):
-        return _build_linear(cfg, data).to(_device(cfg.device))
-    if cfg.algorithm == "libi":  # LiBI keeps the noise fixed at sigma0
-        noise = cfg.noise or "fixed"
-    else:
-        algorithm = algorithm or build_algorithm(cfg)
-        noise = cfg.noise or ("learned" if algorithm.noise == "any" else algorithm.noise)
-    model = SigmaCVAE(
-        data.condition_dim, data.observed_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
-        noise=make_noise(noise, cfg.sigma0, observed_dim=data.observed_dim, in_dim=data.condition_dim + cfg.latent_dim),
-        activation=cfg.activation,
-    )
-    return model.to(_device(cfg.device))
-
-
-def _build_linear(cfg: RunConfig, data: Dataset) -> SigmaCVAE:
-    from pyrovae.models.linear import CholeskyDecoder, ScalarDecoder, linear_vae
-
-    q = data.observed_dim
-    if cfg.model == "linear":
-        if q != 1:
-            raise ConfigError(f"the scalar linear model x = θz + ε has one output; the data have {q} columns "
-                              "(use --model cholesky)")
-        decoder = ScalarDecoder(0.5 * cfg.sigma0, cfg.sigma0)
-    else:
-        if cfg.latent_dim not in (None, q):
-            raise ConfigError(f"the Cholesky model x = Cholesky(AAᵀ + B) z + ε has as many latent dimensions as "
-                              f"data columns ({q}); got latent_dim = {cfg.latent_dim}")
-        eye = torch.eye(q, dtype=torch.float64)
-        decoder = CholeskyDecoder(eye, torch.full((q,), 0.5 * cfg.sigma0**2, dtype=torch.float64), cfg.sigma0)
-    return linear_vae(decoder).float()
-
-
-def _build_m2(cfg: RunConfig, data: Dataset):
-    from pyrovae.models.m2 import M2
-
-    labelled = getattr(data, "labelled", None)
-    if labelled is None:
-        raise ConfigError("model m2 needs a semi-supervised data set (labels, some missing)")
-    continuous = data.truth.get("kind") == "continuous"
-    classes = 2 if continuous else int(data.labels[labelled].max()) + 1
-    return M2(data.observed_dim, "continuous" if continuous else "discrete", num_classes=max(classes, 2),
-              label_dim=data.labels.shape[1], latent_dim=cfg.latent_dim, widths=cfg.encoder_widths, sigma=cfg.sigma0,
-              activation=cfg.activation)
+    """The model ``cfg.model`` sized for ``data`` (:data:`~pyrovae.model_kinds.MODEL_KINDS`): a
+    :class:`SigmaCVAE` with the observation model the algorithm needs (or ``cfg.noise``); the scalar
+    linear / Cholesky model in a :class:`SigmaCVAE` shell (tied noise, σ_ε = ``sigma0``); or
+    :class:`~pyrovae.models.m2.M2` (fixed σ_ε = ``sigma0``, every network with ``encoder_widths``).
+    A data set of the wrong width for the kind raises :class:`ConfigError`."""
+    return MODEL_KINDS[cfg.model].build(cfg, data, algorithm)
 
 
 def settings_from(cfg: RunConfig) -> TrainSettings:
@@ -185,7 +135,7 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) 
 
     from pyrovae.inference.m2_training import m2_objective, train_m2
 
-    model = _build_m2(cfg, data)
+    model = build_model(cfg, data)
     finished = _finished_run(model, run_dir)
     if finished is not None:
         return finished
@@ -300,13 +250,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Datas
     cfg = load_config(run_dir / "config.json", device=device)
     data = build_data(cfg)
     model = build_model(cfg, data)
-    tensors, _ = load_checkpoint(run_dir, map_location=_device(device))
+    tensors, _ = load_checkpoint(run_dir, map_location=device_of(device))
     try:
         model.load_state_dict(tensors["models"]["0"])
     except (KeyError, RuntimeError) as exc:
         raise DataError(f"{run_dir}: the checkpoint does not fit its {cfg.model} model "
                         f"({str(exc).splitlines()[0][:120]})") from None
-    return model, data.to(_device(device)), cfg
+    return model, data.to(device_of(device)), cfg
 
 
 def _rep_worker(cfg_dict: dict, out: str, restart: bool) -> dict:

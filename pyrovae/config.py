@@ -19,18 +19,14 @@ from pyrovae.inference.catalog import algorithm_name
 from pyrovae.inference.robust_calibration import CALIBRATIONS
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import CONVERGENCE
+from pyrovae.model_kinds import MODEL_KINDS
 from pyrovae.models.noise import NOISES
 from pyrovae.validation import MAX_POINTS, MAX_UNITS, integer_at_least, real, seed, text, widths
 
 __all__ = ["RunConfig", "load_config", "MODELS"]
 
-#: Model kinds ``pyrovae train --model`` builds (see :func:`pyrovae.api.build_model`).
-MODELS = ("cvae", "vae", "m2", "linear", "cholesky")
-#: The latent dimension each kind starts from when none is given (Cholesky: the data's width).
-DEFAULT_LATENT = {"cvae": 2, "vae": 2, "m2": 1, "linear": 1, "cholesky": None}
-#: The default algorithm of each kind: Liu & Wang's calibrated σ for the σ-(C)VAE; the others keep
-#: their noise as it is (M2's fixed σ_ε, the linear models' tied noise) and train jointly.
-DEFAULT_ALGORITHM = {"cvae": "calibrated", "vae": "calibrated", "m2": "fixed", "linear": "fixed", "cholesky": "fixed"}
+#: Model kinds ``pyrovae train --model`` builds, in :data:`~pyrovae.model_kinds.MODEL_KINDS`'s order.
+MODELS = tuple(MODEL_KINDS)
 
 
 @dataclass
@@ -42,7 +38,7 @@ class RunConfig:
     column; ``gamma``, ``alpha``, ``epochs`` are its own), or Yacoby, Pan & Doshi-Velez (2020)'s
     scalar linear / Cholesky models. ``noise`` is the σ-(C)VAE's observation model (``None``: the
     one its algorithm needs). ``algorithm`` and ``latent_dim`` left ``None`` take the kind's
-    defaults (:data:`DEFAULT_ALGORITHM`, :data:`DEFAULT_LATENT`). Combinations that make no sense
+    defaults (:class:`~pyrovae.model_kinds.ModelKind`). Combinations that make no sense
     are refused by :meth:`validate` with one line that says why.
     """
 
@@ -116,13 +112,13 @@ class RunConfig:
             setattr(self, name, [c.strip() for c in value])
         self.data_seed = seed("data_seed", self.data_seed)
         self.model = text("model", self.model, list(MODELS), "model")
-        self.latent_dim = DEFAULT_LATENT[self.model] if self.latent_dim is None else \
+        self.latent_dim = MODEL_KINDS[self.model].latent_dim if self.latent_dim is None else \
             integer_at_least("latent_dim", self.latent_dim, 1, MAX_UNITS)
         self.encoder_widths = widths("encoder_widths", self.encoder_widths)
         self.decoder_widths = widths("decoder_widths", self.decoder_widths, empty=True)
         self.activation = text("activation", self.activation, list(ACTIVATIONS))
         self.sigma0 = real("sigma0", self.sigma0, 0.0, strict=True)
-        self.algorithm = DEFAULT_ALGORITHM[self.model] if self.algorithm is None else \
+        self.algorithm = MODEL_KINDS[self.model].algorithm if self.algorithm is None else \
             algorithm_name(self.algorithm)
         if self.noise is not None:
             self.noise = text("noise", self.noise, list(NOISES), "observation model")

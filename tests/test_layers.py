@@ -27,14 +27,15 @@ RANKS = {
     "metrics": 5, "theory": 5,
     "inference": 6,
     "posterior": 7, "baselines": 7,
-    "combinations": 8,
-    "config": 9,
-    "api": 10,
-    "diagnosis": 11, "experiments": 11,
-    "papers": 12,
-    "cli": 13,
-    "__main__": 14,
-    "__init__": 15,  # the package's lazy front door (PEP 562) may name anything
+    "model_kinds": 8,
+    "combinations": 9,
+    "config": 10,
+    "api": 11,
+    "diagnosis": 12, "experiments": 12,
+    "papers": 13,
+    "cli": 14,
+    "__main__": 15,
+    "__init__": 16,  # the package's lazy front door (PEP 562) may name anything
 }
 
 #: Parts that hold mathematics only: no figures and no files.

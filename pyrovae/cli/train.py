@@ -171,6 +171,7 @@ def train_command(
     """Train a model (σ-CVAE by default; --model); resume if --out already holds a checkpoint of the same
     settings (--restart: start over)."""
     from pyrovae.config import load_config
+    from pyrovae.model_kinds import MODEL_KINDS
     from pyrovae.errors import ConfigError
     from pyrovae.validation import MAX_UNITS, integer_at_least, out_path
 
@@ -190,11 +191,8 @@ def train_command(
     source = Path(cfg.data_file).stem if cfg.data_file else cfg.dataset
     kind = "" if cfg.model == "cvae" else f"{cfg.model}-"
     out = Path(out_path("--out", out)) if out is not None else Path("runs") / f"{kind}{cfg.algorithm}-{source}-s{cfg.seed}"
-    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} {TITLES[cfg.model]} (K = {cfg.K})"
+    run_from_config(cfg, out, reps, jobs, quiet, f"{cfg.algorithm} {MODEL_KINDS[cfg.model].title} (K = {cfg.K})"
                     if cfg.model != "m2" else f"M2 ({cfg.algorithm}, {cfg.epochs} epochs)", vectorize, restart)
-
-
-TITLES = {"cvae": "σ-CVAE", "vae": "VAE", "m2": "M2", "linear": "scalar linear VAE", "cholesky": "Cholesky linear VAE"}
 
 
 def _widths(flag: str, value: str | None) -> list | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pyrovae.diagnosis import remedies
 from pyrovae.diagnosis.context import RunContext
 from pyrovae.diagnosis.findings import Finding
+from pyrovae.model_kinds import MODEL_KINDS
 
 __all__ = ["check_sigma_optimum", "check_sigma_threshold"]
 
@@ -37,7 +38,7 @@ def _summary_sigma(ctx: RunContext) -> float:
 
 def check_sigma_optimum(ctx: RunContext, sigma_hat: float) -> Finding:
     source = "Liu & Wang 2025, Eq. 10; Yacoby, Pan & Doshi-Velez 2021, Eq. 9 (σ̂); tolerance ours"
-    if ctx.kind in ("linear", "cholesky"):
+    if MODEL_KINDS[ctx.kind].linear:
         return Finding("decoder σ vs its optimum", "skipped", None, "", source,
                        f"not judged: the noise is tied to the decoder (σ_ε² − B), no σ to set (σ̂ = {sigma_hat:.4g})",
                        details={"sigma_hat": sigma_hat})

@@ -24,6 +24,7 @@ import torch
 from pyrovae.diagnosis import remedies
 from pyrovae.diagnosis.context import RunContext
 from pyrovae.diagnosis.findings import Finding
+from pyrovae.model_kinds import MODEL_KINDS
 
 __all__ = ["check_mismatch", "posterior_reference"]
 
@@ -32,7 +33,7 @@ WARNING, FAILURE = 0.25, 0.5
 
 def posterior_reference(ctx: RunContext, target):
     """The true posterior of ``target``'s points (module docstring) and its name."""
-    if ctx.kind in ("linear", "cholesky"):
+    if MODEL_KINDS[ctx.kind].linear:
         from pyrovae.posterior.exact import LinearGaussian
 
         return LinearGaussian.from_decoder(ctx.model.decoder), "exact"
