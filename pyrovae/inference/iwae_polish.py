@@ -18,7 +18,10 @@ generator); Adam at the run's learning rate; blocks of ``block`` steps. After ev
 mean :math:`\log\sigma` and the mean :math:`-\mathcal L_K` per output dimension of that block go to
 ``stop`` (the robust variant passes its scale-free plateau test); the polish ends there, or after
 ``max_steps``. A non-finite loss or gradient puts the weights and σ back as they were before the
-polish and ends it with ``status = "nan"``.
+polish and ends it with ``status = "nan"``. A step decodes K × (points) × q numbers: where that
+exceeds ``2^24`` (large data, e.g. MNIST-sized), each step takes a random subset of the points that
+fits (the same budget as the chunks of :mod:`~pyrovae.inference.sigma_refinement`); two-moon
+(K = 32, n = 1,000, q = 2) trains on every point.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pyrovae.validation import integer_at_least, real
 __all__ = ["iwae_bound", "PolishResult", "iwae_polish"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_STEP_BUDGET = 2**24  # decoded numbers per polish step (K × points × q); more points are subsampled
 
 
 def iwae_bound(model: SigmaCVAE, x: torch.Tensor, y: torch.Tensor, log_sigma: torch.Tensor, particles: int,
@@ -83,9 +87,14 @@ def iwae_polish(model: SigmaCVAE, x: torch.Tensor, y: torch.Tensor, particles: i
     optimizer = adam(list(model.encoder.parameters()) + list(model.decoder.parameters()) + [log_sigma], lr)
     sigmas, losses = [], []
     block_sigma = block_loss = 0.0
-    q, status = y.shape[-1], "max_steps"
+    n, q, status = y.shape[0], y.shape[-1], "max_steps"
+    batch = min(n, max(1, _STEP_BUDGET // (particles * q)))
     for step in range(1, max_steps + 1):
-        loss = -iwae_bound(model, x, y, log_sigma, particles, generator).mean()
+        if batch < n:
+            rows = torch.randperm(n, generator=generator, device=y.device)[:batch]
+            loss = -iwae_bound(model, x[rows], y[rows], log_sigma, particles, generator).mean()
+        else:
+            loss = -iwae_bound(model, x, y, log_sigma, particles, generator).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]

@@ -141,7 +141,8 @@ class RobustCalibratedSigma(AnalyticSigma):
         self.settings = settings or RobustSettings()
         self.state = _State()
         self.data: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, y) for the final σ, from setup
-        self.lr, self.block = 0.005, 25  # the run's learning rate and block length, from setup
+        self.lr: float | None = None  # the run's learning rate and block length, from setup
+        self.block: int | None = None
 
     def setup(self, trainer) -> None:
         """Keep this replicate's training data (``x``, ``y``), the learning rate and the block length

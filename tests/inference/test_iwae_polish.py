@@ -136,6 +136,31 @@ def test_a_non_finite_step_puts_the_model_back():
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
+def test_large_data_is_subsampled_to_the_step_budget(monkeypatch):
+    """A step decodes at most ``_STEP_BUDGET`` numbers: K × points × q above it takes a random subset of
+    points per step (here 2^10 // (4 × 2) = 128 of 300, a different subset each step); below it, every point."""
+    import pyrovae.inference.iwae_polish as ip
+
+    model, data = nonlinear_case()
+    seen = []
+
+    def spy(model, x, y, log_sigma, particles, generator=None):
+        seen.append(y)
+        return iwae_bound(model, x, y, log_sigma, particles, generator)
+
+    monkeypatch.setattr(ip, "iwae_bound", spy)
+    iwae_polish(model, data.x, data.y, particles=4, max_steps=3, block=5, lr=0.005, stop=lambda *_: False,
+                generator=torch.Generator().manual_seed(9))
+    assert [len(y) for y in seen] == [300] * 3 and torch.equal(seen[0], data.y)
+    seen.clear()
+    monkeypatch.setattr(ip, "_STEP_BUDGET", 2**10)
+    iwae_polish(model, data.x, data.y, particles=4, max_steps=3, block=5, lr=0.005, stop=lambda *_: False,
+                generator=torch.Generator().manual_seed(9))
+    assert [len(y) for y in seen] == [128] * 3 and not torch.equal(seen[0], seen[1])
+    rows = {tuple(r) for r in data.y.tolist()}
+    assert all(tuple(r) in rows for y in seen for r in y.tolist())  # subsets of the data's points
+
+
 def test_bad_arguments():
     model, data = nonlinear_case()
     for bad in (dict(particles=0), dict(max_steps=0), dict(block=0), dict(lr=0.0)):
