@@ -33,7 +33,7 @@ point is 0.4835, 0.4939, 0.4970 with K = 1,024, 4,096, 16,384; from q at σ = 0.
 What it corrects, measured on two-moon (docs/RESULTS.md, "Importance-weighted final σ"): the part
 of Eq. 10's bias that is q's (at τ = 0.05 the robust variant's median error falls from 3.4–4.5 % to
 1.0–1.8 %), not the decoder's (at τ = 0.5 the trained decoder's own maximum-likelihood σ is ≈ 10 %
-above τ, and the refinement leaves it there).
+above τ, and the refinement leaves it there; :mod:`~pyrovae.inference.iwae_polish` moves the decoder).
 """
 
 from __future__ import annotations

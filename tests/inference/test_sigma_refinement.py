@@ -130,7 +130,7 @@ def converged_run(settings: RobustSettings):
     and the same plateau again: it stops ``converged``. Every block hands it the stream seeded 5."""
     model, data = nonlinear_case()
     alg = RobustCalibratedSigma(settings)
-    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data))
+    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=25)))
     rows = [(0.3, 2.0, -1.0)] * settings.window + [(0.3, 2.0, 0.0)] * settings.hold + [(0.3, 2.0, -1.0)] * settings.window
     for b, (sigma, kl, loss) in enumerate(rows):
         decision = alg.after_block(model, BlockStats(b, loss, loss - kl, kl, sigma**2, False,
@@ -140,11 +140,11 @@ def converged_run(settings: RobustSettings):
 
 
 def test_the_robust_variant_ends_at_the_importance_weighted_sigma():
-    model, data = converged_run(RobustSettings())
+    model, data = converged_run(RobustSettings(polish_particles=0))  # the refinement alone (the polish: test_iwae_polish)
     expected = importance_sigma(model, data.condition, data.observed, particles=256, generator=torch.Generator().manual_seed(5))
     assert model.sigma == pytest.approx(expected.sigma, rel=1e-6)
     assert abs(expected.sigma / 0.3 - 1) > 1e-3  # not the Eq. 10 value it was handed
-    model, _ = converged_run(RobustSettings(refine_particles=0))
+    model, _ = converged_run(RobustSettings(refine_particles=0, polish_particles=0))
     assert model.sigma == pytest.approx(0.3, rel=1e-6)  # refinement off: Eq. 10's σ, as before
 
 
@@ -172,7 +172,7 @@ def test_a_robust_run_stopped_by_the_step_cap_also_ends_at_the_importance_weight
     for particles in (0, 256):
         torch.manual_seed(0)
         model = SigmaCVAE(1, 2, 2, [8], [8], noise=CalibratedNoise(1.0))
-        alg = RobustCalibratedSigma(RobustSettings(refine_particles=particles))
+        alg = RobustCalibratedSigma(RobustSettings(refine_particles=particles, polish_particles=0))
         results[particles] = Trainer(model, data, alg, TrainSettings(K=5, max_steps=60), seeds=[1]).run()
     plain, refined = results[0], results[256]
     assert plain.status == refined.status == "max_steps"
