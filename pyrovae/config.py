@@ -63,7 +63,7 @@ class RunConfig:
     algorithm: str | None = None
     K: int = 25
     C: float = 0.05
-    calibration: str = "paper"
+    calibration: str = "robust"  # ours (docs/RESULTS.md, "Calibration robustness"); "paper": Algorithm 1
     anneal_blocks: int = 50
     cycles: int = 5
     # training loop

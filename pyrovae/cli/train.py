@@ -133,8 +133,9 @@ def train_command(
     k: Optional[int] = typer.Option(None, "-K", "--inner-steps", help="Gradient steps per block (K)."),
     c: Optional[float] = typer.Option(None, "-C", "--tolerance", help="Calibration tolerance C on the mean KL."),
     calibration: Optional[str] = typer.Option(
-        None, help="paper (φ ~ N(0, S), S grows) | code (φ = 0.5 N(0,1)) | robust (ours: scale-free plateau, "
-        "calibration judged by the ELBO gain, status collapsed after a budget; ignores -C)"
+        None, help="robust (default; ours: scale-free plateau, calibration judged by the ELBO gain, status collapsed "
+        "after a budget, importance-weighted polish and final σ; ignores -C) | paper (Liu & Wang's Algorithm 1: "
+        "φ ~ N(0, S), S grows) | code (their public code: φ = 0.5 N(0,1))"
     ),
     sigma0: Optional[float] = typer.Option(None, help="Initial decoder σ."),
     elbo: Optional[str] = typer.Option(None, help="trace | meanfield | iwae"),

@@ -29,8 +29,10 @@ def collapsed(root):
 
 @pytest.fixture(scope="module")
 def healthy(root):
-    """The calibrated σ-CVAE on the same data (a wider network and σ₀ = 0.1 so that a few hundred steps fit it)."""
-    return diagnose(_run(root, "calibrated", algorithm="calibrated", n=200, max_steps=500, sigma0=0.1, lr=0.01,
+    """The calibrated σ-CVAE on the same data (a wider network and σ₀ = 0.1 so that a few hundred steps fit it).
+    Algorithm 1 as published: the robust default would also polish this run at its 500-step cap on the
+    importance-weighted bound, and the diagnosis judges such a model against ELBO references (closing note)."""
+    return diagnose(_run(root, "calibrated", algorithm="calibrated", calibration="paper", n=200, max_steps=500, sigma0=0.1, lr=0.01,
                          encoder_widths=[32, 32], decoder_widths=[32, 32]), figures=False, write=False)
 
 

@@ -182,3 +182,24 @@ def test_a_robust_run_stopped_by_the_step_cap_also_ends_at_the_importance_weight
     again = importance_sigma(refined.model, data.condition, data.observed, particles=1024, generator=torch.Generator().manual_seed(9))
     assert refined.model.sigma == pytest.approx(again.sigma, rel=0.02)  # the fixed point, whatever the draws
     assert abs(refined.model.sigma / plain.model.sigma - 1) > 1e-3  # moved off Eq. 10 (by 1.6 % here)
+
+
+def test_a_run_stopped_by_the_step_cap_is_not_polished():
+    """The cap is the user's budget: with the polish on, the capped run trains exactly as without it and
+    only its σ is refined (the polish would keep training a model that has not converged)."""
+    from pyrovae.data.conditional import two_moon
+    from pyrovae.inference.trainer import Trainer, TrainSettings
+    from pyrovae.models.noise import CalibratedNoise
+
+    data = two_moon(n=200, tau=0.3, seed=0)
+    runs = {}
+    for particles in (0, 32):
+        torch.manual_seed(0)
+        model = SigmaCVAE(1, 2, 2, [8], [8], noise=CalibratedNoise(1.0))
+        alg = RobustCalibratedSigma(RobustSettings(polish_particles=particles))
+        runs[particles] = (Trainer(model, data, alg, TrainSettings(K=5, max_steps=60), seeds=[1]).run(), alg)
+    (off, _), (on, alg) = runs[0], runs[32]
+    assert on.status == "max_steps" and alg.state.polish_steps == 0
+    assert on.model.sigma == pytest.approx(off.model.sigma, rel=1e-6)
+    for a, b in zip(on.model.parameters(), off.model.parameters()):
+        assert torch.equal(a, b)
