@@ -9,7 +9,7 @@ Example::
 
 Every model kind has the same one call, ``train(load_config(model=KIND, ...), out=...)``: ``cvae``
 (the σ-CVAE), ``vae`` (unconditional, every column modelled; ``noise="learned"`` is Berger &
-Sebag's LS-VAE, ``"network"`` their LV-VAE), ``m2`` (Kingma et al.'s semi-supervised M2 as in Yacoby,
+Sebag's LS-VAE, ``"head"`` their LV-VAE), ``m2`` (Kingma et al.'s semi-supervised M2 as in Yacoby,
 Pan & Doshi-Velez 2021), ``linear`` / ``cholesky`` (Yacoby, Pan & Doshi-Velez 2020, App. C).
 :func:`load_run` rebuilds whichever kind a run directory holds.
 """

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["check_combination", "LEARNED_NOISES", "TIED_ALGORITHMS"]
 
 #: Observation models whose σ moves by gradient (joint SVI, Berger & Sebag's LS / LV-VAE).
-LEARNED_NOISES = ("learned", "learned-vector", "network")
+LEARNED_NOISES = ("learned", "learned-vector", "head", "network")
 #: Algorithms that leave the observation noise as the model makes it (M2's fixed σ_ε, tied noise).
 TIED_ALGORITHMS = ("fixed", "lagging")
 

@@ -7,7 +7,7 @@ is built from a run's configuration for a data set.
 
 * ``cvae``: the σ-CVAE of Liu & Wang (2025), Eq. 1 and App. F.
 * ``vae``: the same program without a condition: every column is data (Berger & Sebag's LS-VAE is
-  ``--noise learned --algorithm joint``, their LV-VAE ``--noise network``).
+  ``--noise learned --algorithm joint``, their LV-VAE ``--noise head``).
 * ``m2``: Kingma et al.'s semi-supervised M2 as in Yacoby, Pan & Doshi-Velez (2021), Eq. 4-5.
 * ``linear`` / ``cholesky``: Yacoby, Pan & Doshi-Velez (2020), App. C.1 / C.2, in a σ-CVAE shell.
 """
@@ -61,9 +61,11 @@ def _sigma_cvae(cfg, data: Dataset, algorithm: Algorithm | None) -> SigmaCVAE:
     else:
         algorithm = algorithm or make_algorithm(cfg.algorithm, cfg.C, cfg.calibration, cfg.anneal_blocks, cfg.cycles)
         noise = cfg.noise or ("learned" if algorithm.noise == "any" else algorithm.noise)
+    in_dim = data.condition_dim + cfg.latent_dim
     model = SigmaCVAE(
         data.condition_dim, data.observed_dim, cfg.latent_dim, cfg.encoder_widths, cfg.decoder_widths,
-        noise=make_noise(noise, cfg.sigma0, observed_dim=data.observed_dim, in_dim=data.condition_dim + cfg.latent_dim),
+        noise=make_noise(noise, cfg.sigma0, observed_dim=data.observed_dim, in_dim=in_dim,
+                         features_dim=cfg.decoder_widths[-1] if cfg.decoder_widths else in_dim),
         activation=cfg.activation,
     )
     return model.to(device_of(cfg.device))

@@ -116,8 +116,9 @@ def train_command(
         None, help="cvae (σ-CVAE, default) | vae (unconditional: every column modelled) | m2 (semi-supervised: a "
         "'label' column, empty = unlabelled) | linear | cholesky (Yacoby, Pan & Doshi-Velez 2020, App. C)."),
     noise: Optional[str] = typer.Option(
-        None, help="σ-(C)VAE observation model: fixed | calibrated | learned | learned-vector | network "
-        "(default: what --algorithm needs)."),
+        None, help="σ-(C)VAE observation model: fixed | calibrated | learned | learned-vector | head (σ(z) as a "
+        "second decoder head, Berger & Sebag's LV-VAE) | network (σ(z) from a separate network) (default: what "
+        "--algorithm needs)."),
     dataset: Optional[str] = typer.Option(None, help="Registered data set (see `pyrovae datasets list`)."),
     data_file: Optional[str] = typer.Option(
         None, help="CSV (header row) or .npy file instead of a generator: cvae reads x1..xp,y1..yq; vae, linear, "

@@ -10,8 +10,8 @@ r"""The decoder's σ against the two numbers that say whether it is sensible for
    library's exact form; :func:`.references.collapse_sigma`): at or above it a decoder that ignores
    z is the ELBO's optimum. Failure at a ratio ≥ 1, warning from 0.8.
 
-An observation model whose σ varies with z (``network``, Berger & Sebag's LV-VAE) is summarised by
-its geometric mean over the data, which is what both ratios use.
+An observation model whose σ varies with z (``head`` or ``network``, Berger & Sebag's LV-VAE) is
+summarised by its geometric mean over the data, which is what both ratios use.
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ __all__ = ["check_sigma_optimum", "check_sigma_threshold"]
 
 
 def _summary_sigma(ctx: RunContext) -> float:
-    """The model's σ; for a σ(x, z) network, the geometric mean over the subsample at z = E_q[z]."""
+    """The model's σ; for a σ(x, z), the geometric mean over the subsample at z = E_q[z]."""
     import torch
 
-    noise = ctx.model.noise
-    if type(noise).__name__ != "NetworkNoise":
+    if not ctx.model.noise.per_point:
         return float(ctx.model.sigma)
     with torch.no_grad():
-        inputs = ctx.model.decoder_input(ctx.condition, ctx.loc)
-        return float(noise(ctx.model.decoder(inputs), inputs).log().mean().exp())
+        _, sigma = ctx.model(ctx.model.decoder_input(ctx.condition, ctx.loc))
+        return float(sigma.log().mean().exp())
 
 
 def check_sigma_optimum(ctx: RunContext, sigma_hat: float) -> Finding:

@@ -122,8 +122,7 @@ def libi_penalty(codes: torch.Tensor, eps_hz: float = 1.0, eps_sigma: float = 0.
 def code_log_likelihood(model, observed: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     r""":math:`\frac1N\sum_n \log p_\theta(y_n \mid z_n)` under the model's Gaussian decoder and noise."""
     condition = observed.new_zeros(observed.shape[0], 0)
-    mean = model.decode(condition, codes)
-    sigma = model.noise.scale(mean, model.decoder_input(condition, codes))
+    mean, sigma = model.mean_and_scale(condition, codes)
     return torch.distributions.Normal(mean, sigma).log_prob(observed).sum(-1).mean()
 
 

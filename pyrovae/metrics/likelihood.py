@@ -179,8 +179,8 @@ def vae_log_likelihood(
     r"""Importance-sampled test log-likelihood :math:`\log p_\theta(y_n \mid x_n)` of a Gaussian VAE/CVAE.
 
     Model: :math:`z \sim N(0, I_d)`, :math:`y \mid x, z \sim N(\mu_\theta(x, z), \sigma^2)` with
-    :math:`\sigma` from ``model.noise.scale(mean, inputs)`` (a scalar, per-output or, given the
-    decoder input ``model.decoder_input(x, z)`` where the model has one, a per-point scale).
+    :math:`\sigma` from ``model.noise.scale(mean, inputs)`` (a scalar, per-output or, given what the
+    observation model reads, ``model.noise_input(x, z)`` where the model has one, a per-point scale).
     Proposal: the encoder's :math:`N(\mathrm{loc}_\phi(x, y), \text{inflation}\cdot\mathrm{scale}_\phi(x,y)^2)`,
     with ``inflation = 2`` and ``S = 5000`` by default (Yacoby, Pan & Doshi-Velez 2020, App. E, Eq. 48).
 
@@ -210,7 +210,7 @@ def vae_log_likelihood(
 
     def log_joint(z: torch.Tensor) -> torch.Tensor:
         mean = model.decode(condition, z)
-        inputs = model.decoder_input(condition, z) if hasattr(model, "decoder_input") else None
+        inputs = model.noise_input(condition, z) if hasattr(model, "noise_input") else None
         sigma = model.noise.scale(mean, inputs)
         r = (observed - mean) / sigma
         log_lik = -(0.5 * r.pow(2) + torch.log(sigma).expand_as(r) + 0.5 * _LOG_2PI).sum(-1)

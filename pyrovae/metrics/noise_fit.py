@@ -91,8 +91,7 @@ def mean_field_noise_variance(model, condition: torch.Tensor, observed: torch.Te
     model.requires_grad_(False)
     def loss() -> torch.Tensor:
         z = loc + log_s.exp() * torch.randn((particles, *loc.shape), generator=gen, dtype=loc.dtype, device=loc.device)
-        mean = model.decode(condition.expand(particles, *condition.shape), z)
-        sigma = model.noise.scale(mean, model.decoder_input(condition.expand(particles, *condition.shape), z))
+        mean, sigma = model.mean_and_scale(condition.expand(particles, *condition.shape), z)
         rec = ((observed - mean).pow(2) / (2 * sigma**2) + torch.log(sigma)).sum(-1).mean(0)
         kl = 0.5 * (loc.pow(2) + (2 * log_s).exp() - 1 - 2 * log_s).sum(-1)
         return (rec + kl).sum()

@@ -3,7 +3,8 @@
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.nets import MLP, GaussianEncoder
 from pyrovae.models.noise import (
-    CalibratedNoise, FixedNoise, LearnedNoise, LearnedVectorNoise, NetworkNoise, ObservationNoise, ScheduledNoise,
+    CalibratedNoise, FixedNoise, HeadNoise, LearnedNoise, LearnedVectorNoise, NetworkNoise, ObservationNoise,
+    ScheduledNoise,
     fstar_noise, make_noise,
 )
 
@@ -16,6 +17,7 @@ __all__ = [
     "CalibratedNoise",
     "LearnedNoise",
     "LearnedVectorNoise",
+    "HeadNoise",
     "NetworkNoise",
     "ScheduledNoise",
     "fstar_noise",

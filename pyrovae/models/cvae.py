@@ -77,7 +77,25 @@ class SigmaCVAE(nn.Module):
         self.encoder = GaussianEncoder(self.condition_dim + self.observed_dim, encoder_widths, self.latent_dim, activation)
         self.decoder = MLP(self.condition_dim + self.latent_dim, decoder_widths, self.observed_dim, activation)
         self.noise = noise if noise is not None else LearnedNoise(1.0)
+        self.check_noise()
         self.pyro_name = f"sigma_cvae_{next(_INSTANCES)}"
+
+    def check_noise(self) -> None:
+        """Refuse, with one line, an observation model that cannot read this decoder: a σ head
+        (:class:`~pyrovae.models.noise.HeadNoise`) needs a decoder of layers ending in a linear mean
+        layer with the head's input and output widths."""
+        if not self.noise.reads_features:
+            return
+        last = self.decoder[-1] if isinstance(self.decoder, nn.Sequential) and len(self.decoder) else None
+        if not isinstance(last, nn.Linear):
+            raise ConfigError(f"{type(self.noise).__name__} reads the decoder's last hidden features: the decoder "
+                              f"must be a sequence of layers ending in a linear mean layer, not {type(self.decoder).__name__}")
+        if last.in_features != self.noise.features_dim:
+            raise ConfigError(f"{type(self.noise).__name__} reads {self.noise.features_dim} hidden features; the "
+                              f"decoder's mean layer reads {last.in_features}")
+        if last.out_features != self.noise.out_dim:
+            raise ConfigError(f"{type(self.noise).__name__} has {self.noise.out_dim} outputs; the decoder's mean "
+                              f"layer has {last.out_features}")
 
     def __setstate__(self, state: dict) -> None:
         """A copy (``copy.deepcopy``) is another model: it gets its own parameter-store name."""
@@ -107,16 +125,37 @@ class SigmaCVAE(nn.Module):
         """Decoder mean ``mu(x, z)``; ``z`` may carry leading particle dimensions."""
         return self.decoder(self.decoder_input(condition, z))
 
+    def _features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The decoder's last hidden features at decoder inputs ``inputs``: every layer but the mean layer."""
+        for layer in list(self.decoder)[:-1]:
+            inputs = layer(inputs)
+        return inputs
+
+    def _mean_and_noise_input(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder mean at ``inputs = [x, z]`` and what the observation model reads there: ``inputs``
+        itself, or for a σ head (Berger & Sebag 2020, Eq. 11) the hidden features that also feed the
+        mean layer, computed once."""
+        if not self.noise.reads_features:
+            return self.decoder(inputs), inputs
+        features = self._features(inputs)
+        return self.decoder[-1](features), features
+
+    def noise_input(self, condition: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """What the observation model reads at ``(x, z)`` (its ``scale(mean, ·)``): the decoder input
+        ``[x, z]``, or the decoder's last hidden features for a σ head."""
+        inputs = self.decoder_input(condition, z)
+        return self._features(inputs) if self.noise.reads_features else inputs
+
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder mean and σ for decoder inputs ``[x, z]``, without side effects (what the batched
         replicates of :mod:`pyrovae.inference.replicates` call under ``vmap``)."""
-        mean = self.decoder(inputs)
-        return mean, self.noise(mean, inputs)
+        mean, read = self._mean_and_noise_input(inputs)
+        return mean, self.noise(mean, read)
 
-    def _mean_and_scale(self, condition: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = self.decoder_input(condition, z)
-        mean = self.decoder(inputs)
-        return mean, self.noise.scale(mean, inputs)
+    def mean_and_scale(self, condition: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder mean and σ at ``(x, z)``; a σ that varies with the point records its summary."""
+        mean, read = self._mean_and_noise_input(self.decoder_input(condition, z))
+        return mean, self.noise.scale(mean, read)
 
     @property
     def sigma(self) -> float:
@@ -134,7 +173,7 @@ class SigmaCVAE(nn.Module):
         with pyro.plate("data", condition.shape[0], dim=-1):
             with _scaled(beta):
                 z = pyro.sample("z", dist.Normal(zero, zero + 1).expand([self.latent_dim]).to_event(1))
-            mean, scale = self._mean_and_scale(condition, z)
+            mean, scale = self.mean_and_scale(condition, z)
             return pyro.sample("y", dist.Normal(mean, scale).to_event(1), obs=observed)
 
     def guide(self, condition: torch.Tensor, observed: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
@@ -156,7 +195,7 @@ class SigmaCVAE(nn.Module):
         """
         loc, scale = self.encode(condition, observed)
         z = loc + scale * torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
-        mean, sigma = self._mean_and_scale(condition, z)
+        mean, sigma = self.mean_and_scale(condition, z)
         recon = -dist.Normal(mean, sigma).log_prob(observed).sum(-1)
         kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
         return {"recon": recon, "kl": kl, "sq_err": (observed - mean).pow(2).sum(-1)}
@@ -170,14 +209,14 @@ class SigmaCVAE(nn.Module):
             num_samples = integer_at_least("num_samples", num_samples)
         z_shape = (condition.shape[0], self.latent_dim) if num_samples is None else (num_samples, condition.shape[0], self.latent_dim)
         z = torch.randn(z_shape, dtype=condition.dtype, device=condition.device)
-        mean, sigma = self._mean_and_scale(condition, z)
+        mean, sigma = self.mean_and_scale(condition, z)
         return mean + sigma * torch.randn_like(mean)
 
     @torch.no_grad()
     def reconstruct(self, condition: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """``y' ~ p(y | x, z)`` with ``z ~ q(z | x, y)``: the "estimated training data" of Fig. 4."""
         loc, scale = self.encode(condition, observed)
-        mean, sigma = self._mean_and_scale(condition, loc + scale * torch.randn_like(loc))
+        mean, sigma = self.mean_and_scale(condition, loc + scale * torch.randn_like(loc))
         return mean + sigma * torch.randn_like(mean)
 
 

@@ -9,14 +9,18 @@ scale broadcastable against it and says whether an algorithm may set it.
   and the calibration :math:`\sigma \leftarrow |1+\varphi|\sigma` (Eq. 15).
 * :class:`LearnedNoise` — a positive scalar learned by gradient with θ and φ (LS-VAE).
 * :class:`LearnedVectorNoise` — one positive σ per output dimension, learned, constant in z.
-* :class:`NetworkNoise` — σ(x, z) per output from a small network of the decoder's input
-  (Berger & Sebag's LV-VAE, Berger & Sebag (2020) Eq. 11).
+* :class:`HeadNoise` — σ(x, z) per output from a second output layer of the decoder, on the
+  decoder's last hidden features (Berger & Sebag's LV-VAE as the paper builds it, Berger & Sebag (2020) Eq. 11).
+* :class:`NetworkNoise` — σ(x, z) per output from a separate small network of the decoder's input
+  (an LV-VAE whose σ shares nothing with the mean).
 * :class:`ScheduledNoise` — a σ fixed within each block and set per block from a recorded
   trajectory (Berger & Sebag 2020 App. A.2: an F-VAE replaying LS-VAE's σ); :func:`fstar_noise` builds
   the F*-VAE's :class:`FixedNoise` at a finished run's final σ.
 
-``scale(mean, inputs=None)`` gets the decoder mean and the decoder's input ``[x, z]``
-(what :meth:`SigmaCVAE.decoder_input` returns); only :class:`NetworkNoise` uses the input.
+``scale(mean, inputs=None)`` gets the decoder mean and what the observation model reads at that
+point, :meth:`SigmaCVAE.noise_input`: the decoder's input ``[x, z]`` (only :class:`NetworkNoise` uses
+it), or, for an observation model with ``reads_features`` (:class:`HeadNoise`), the decoder's last
+hidden features.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "CalibratedNoise",
     "LearnedNoise",
     "LearnedVectorNoise",
+    "HeadNoise",
     "NetworkNoise",
     "ScheduledNoise",
     "fstar_noise",
@@ -51,13 +56,18 @@ def _check_sigma(sigma: float) -> float:
 
 
 class ObservationNoise(nn.Module):
-    """Base class. ``settable`` says whether an algorithm may overwrite σ."""
+    """Base class. ``settable`` says whether an algorithm may overwrite σ; ``learned`` whether σ moves
+    by gradient; ``per_point`` whether σ varies with the point (x, z); ``reads_features`` whether
+    ``inputs`` must be the decoder's last hidden features instead of its input."""
 
     settable = False
     learned = False
+    per_point = False
+    reads_features = False
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder σ, broadcastable against ``mean``; ``inputs`` is the decoder's input."""
+        """The decoder σ, broadcastable against ``mean``; ``inputs`` is what
+        :meth:`~pyrovae.models.cvae.SigmaCVAE.noise_input` gives at the same point."""
         raise NotImplementedError
 
     def forward(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
@@ -145,42 +155,40 @@ class LearnedVectorNoise(ObservationNoise):
         return self.log_sigma.detach().exp()
 
 
-class NetworkNoise(ObservationNoise):
-    r"""σ(x, z) per output dimension from a small network of the decoder's input (LV-VAE).
-
-    Berger & Sebag's Eq. (11): :math:`-\log p_\theta(x|z) = \sum_i \frac{(x_i-\mu_i(z))^2}{2\sigma_i(z)^2}
-    + \log\sigma_i(z)` (+ const). Here :math:`\sigma(u) = \sigma_{\min} + \exp(g(u))` with ``g`` an MLP
-    of ``u = [x, z]`` (the tensor the decoder mean is computed from), whose last layer starts at zero
-    weights and bias :math:`\log(\sigma_0 - \sigma_{\min})`: at initialisation σ ≡ σ₀ (like LS-VAE's
-    σ = 1). The floor :math:`\sigma_{\min}` keeps the likelihood bounded.
-
-    The paper's σ(z) is a second output head of the decoder network; a separate small network of
-    the same input has the same expressive power for σ and needs no change to the decoder.
-    :attr:`sigma` is the geometric mean of σ over the last batch it was evaluated on (σ₀ before).
-
-    References:
-        Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (Berger & Sebag 2020), Eq. (11).
-    """
+class _PointwiseNoise(ObservationNoise):
+    r"""σ per output and per point, :math:`\sigma = \sigma_{\min} + \exp(g)` with ``g`` the output of a
+    linear layer that starts at zero weights and bias :math:`\log(\sigma_0 - \sigma_{\min})`: at
+    initialisation σ ≡ σ₀ (like LS-VAE's σ = 1). The floor :math:`\sigma_{\min}` keeps the likelihood
+    bounded. :attr:`sigma` is the geometric mean of σ over the last batch it was evaluated on (σ₀ before).
+    Subclasses say what ``g`` reads."""
 
     learned = True
+    per_point = True
 
-    def __init__(self, in_dim: int, out_dim: int, sigma: float = 1.0, widths=(64, 64), activation: str = "tanh",
-                 sigma_min: float = 1e-4):
+    def __init__(self, out_dim: int, sigma: float, sigma_min: float):
         super().__init__()
-        from pyrovae.models.nets import MLP  # nets imports nothing from here; local import keeps the module light
-
         sigma = _check_sigma(sigma)
         sigma_min = float(sigma_min)
         if not (math.isfinite(sigma_min) and 0 <= sigma_min < sigma):
             raise ConfigError(f"sigma_min must be in [0, sigma0 = {sigma}), got {sigma_min}")
-        self.in_dim, self.out_dim = integer_at_least("in_dim", in_dim), integer_at_least("out_dim", out_dim)
-        self.sigma_min = sigma_min
-        self.net = MLP(self.in_dim, list(widths), self.out_dim, activation)
-        last = self.net[-1]
+        self.out_dim = integer_at_least("out_dim", out_dim)
+        self.sigma0, self.sigma_min = sigma, sigma_min
+        self._log_summary = torch.tensor(math.log(sigma))
+
+    def _start_at_sigma0(self, last: nn.Linear) -> None:
+        """Zero weights and bias log(σ₀ − σ_min) on ``last``: σ ≡ σ₀ whatever it reads."""
         with torch.no_grad():
             last.weight.zero_()
-            last.bias.fill_(math.log(sigma - sigma_min))
-        self._log_summary = torch.tensor(math.log(sigma))
+            last.bias.fill_(math.log(self.sigma0 - self.sigma_min))
+
+    def _check(self, mean: torch.Tensor, inputs: torch.Tensor | None, in_dim: int, what: str) -> None:
+        name = type(self).__name__
+        if inputs is None:
+            raise ConfigError(f"{name} computes sigma from {what}: call scale(mean, model.noise_input(x, z))")
+        if inputs.shape[-1] != in_dim:
+            raise ConfigError(f"{name} reads {what} with {in_dim} columns, got {inputs.shape[-1]}")
+        if mean.shape[-1] != self.out_dim:
+            raise ConfigError(f"{name} has {self.out_dim} outputs; the decoder mean has {mean.shape[-1]}")
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         sigma = self.forward(mean, inputs)
@@ -190,18 +198,67 @@ class NetworkNoise(ObservationNoise):
     def remember(self, log_sigma) -> None:
         self._log_summary = torch.as_tensor(log_sigma).detach()
 
-    def forward(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        if inputs is None:
-            raise ConfigError("NetworkNoise computes sigma from the decoder's input: call scale(mean, inputs)")
-        if inputs.shape[-1] != self.in_dim:
-            raise ConfigError(f"NetworkNoise expects inputs with {self.in_dim} columns, got {inputs.shape[-1]}")
-        if mean.shape[-1] != self.out_dim:
-            raise ConfigError(f"NetworkNoise has {self.out_dim} outputs; the decoder mean has {mean.shape[-1]}")
-        return self.net(inputs).exp() + self.sigma_min
-
     @property
     def sigma(self) -> float:
         return float(self._log_summary.exp())
+
+
+class HeadNoise(_PointwiseNoise):
+    r"""σ(x, z) per output as a second output head of the decoder (Berger & Sebag's LV-VAE).
+
+    Berger & Sebag's §3.3, Eq. (11): :math:`-\log p_\theta(x|z) = \sum_i \frac{(x_i-\mu_i(z))^2}{2\sigma_i(z)^2}
+    + \log\sigma_i(z)` (+ const), "with σ a D-dimensional vector computed by the decoder akin μ"; their
+    App. B: the LV-VAE's decoder has "twice as much output channels", a pair (μ, log σ) per output.
+    Here the decoder's last hidden features ``h`` (shared: the trunk of the decoder) feed both its mean
+    layer and this layer, :math:`\sigma = \sigma_{\min} + \exp(W h + b)`, so the σ term of the loss
+    trains the trunk too. ``reads_features``: the model hands :meth:`scale` ``h``, not ``[x, z]``
+    (:meth:`~pyrovae.models.cvae.SigmaCVAE.noise_input`); the decoder must be a sequence of layers
+    ending in its linear mean layer (an :class:`~pyrovae.models.nets.MLP` or
+    :class:`~pyrovae.models.nets.ResMLP`), whose input width is ``features_dim``.
+
+    References:
+        Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (Berger & Sebag 2020), Eq. (11),
+        §4.1 ("as an output of the decoder network"), App. B.
+    """
+
+    reads_features = True
+
+    def __init__(self, features_dim: int, out_dim: int, sigma: float = 1.0, sigma_min: float = 1e-4):
+        super().__init__(out_dim, sigma, sigma_min)
+        self.features_dim = integer_at_least("features_dim", features_dim)
+        self.head = nn.Linear(self.features_dim, self.out_dim)
+        self._start_at_sigma0(self.head)
+
+    def forward(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(mean, inputs, self.features_dim, "the decoder's last hidden features")
+        return self.head(inputs).exp() + self.sigma_min
+
+
+class NetworkNoise(_PointwiseNoise):
+    r"""σ(x, z) per output from a separate small network of the decoder's input (an LV-VAE variant).
+
+    The likelihood is Berger & Sebag's Eq. (11) as for :class:`HeadNoise`, but
+    :math:`\sigma(u) = \sigma_{\min} + \exp(g(u))` with ``g`` an MLP of ``u = [x, z]`` (the tensor the
+    decoder mean is computed from) that shares no weight with the decoder. It is kept for the runs
+    saved with it (``--noise network``) and as the contrast to the paper's head: the same input, the
+    same likelihood, but the σ term of the loss cannot move the mean's features.
+
+    References:
+        Berger & Sebag, "Variational Auto-Encoders: Not All Failures Are Equal" (Berger & Sebag 2020), Eq. (11).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, sigma: float = 1.0, widths=(64, 64), activation: str = "tanh",
+                 sigma_min: float = 1e-4):
+        super().__init__(out_dim, sigma, sigma_min)
+        from pyrovae.models.nets import MLP  # nets imports nothing from here; local import keeps the module light
+
+        self.in_dim = integer_at_least("in_dim", in_dim)
+        self.net = MLP(self.in_dim, list(widths), self.out_dim, activation)
+        self._start_at_sigma0(self.net[-1])
+
+    def forward(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(mean, inputs, self.in_dim, "the decoder's input")
+        return self.net(inputs).exp() + self.sigma_min
 
 
 class ScheduledNoise(CalibratedNoise):
@@ -281,18 +338,24 @@ def fstar_noise(source) -> FixedNoise:
 #: the observation models by name (``--noise``)
 NOISES: Registry[type[ObservationNoise]] = Registry("observation model")
 for _name, _cls in (("fixed", FixedNoise), ("calibrated", CalibratedNoise), ("learned", LearnedNoise),
-                    ("learned-vector", LearnedVectorNoise), ("network", NetworkNoise)):
+                    ("learned-vector", LearnedVectorNoise), ("head", HeadNoise), ("network", NetworkNoise)):
     NOISES.register(_name)(_cls)
 
 
-def make_noise(kind: str, sigma0: float, *, observed_dim: int | None = None, in_dim: int | None = None) -> ObservationNoise:
+def make_noise(kind: str, sigma0: float, *, observed_dim: int | None = None, in_dim: int | None = None,
+               features_dim: int | None = None) -> ObservationNoise:
     """The observation model ``kind`` starting at ``sigma0``; the per-output kinds need ``observed_dim``
-    (and ``network`` the decoder's input width ``in_dim``)."""
+    (``network`` also the decoder's input width ``in_dim``, ``head`` the width ``features_dim`` of the
+    decoder's last hidden layer)."""
     cls = NOISES[kind]
     if kind == "learned-vector":
         if observed_dim is None:
             raise ConfigError("observation model 'learned-vector' needs observed_dim")
         return cls(sigma0, observed_dim)
+    if kind == "head":
+        if observed_dim is None or features_dim is None:
+            raise ConfigError("observation model 'head' needs observed_dim and features_dim")
+        return cls(features_dim, observed_dim, sigma0)
     if kind == "network":
         if observed_dim is None or in_dim is None:
             raise ConfigError("observation model 'network' needs observed_dim and in_dim")

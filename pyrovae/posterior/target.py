@@ -155,7 +155,7 @@ def model_target(
 
     ``model`` needs ``decode(x, z)`` (the decoder mean, broadcasting over leading
     dimensions of ``z``), ``noise.scale(mean, inputs)`` (the decoder standard deviation, given
-    the mean and ``decoder_input(x, z)`` when the model has one) and ``latent_dim`` — the
+    the mean and ``noise_input(x, z)`` when the model has one) and ``latent_dim`` — the
     interface of :class:`~pyrovae.models.cvae.SigmaCVAE`. The model is
     copied (parameters frozen, moved to ``device``/``dtype``); the caller's model is untouched.
     """
@@ -193,7 +193,7 @@ def model_target(
         return decode(xs, z)
 
     def scale_of(mean: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        inputs = frozen.decoder_input(xs, z) if hasattr(frozen, "decoder_input") else None
+        inputs = frozen.noise_input(xs, z) if hasattr(frozen, "noise_input") else None
         return torch.as_tensor(frozen.noise.scale(mean, inputs), dtype=mean.dtype, device=mean.device)
 
     def decoder_scale(z: torch.Tensor) -> torch.Tensor:

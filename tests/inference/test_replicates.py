@@ -34,7 +34,9 @@ def data():
 def build(noise: str = "learned", seed: int = 0, sigma0: float = 1.0, condition_dim: int = 1,
           device: str = "cpu") -> SigmaCVAE:
     pyro.set_rng_seed(seed)
-    kwargs = {"observed_dim": 2, "in_dim": condition_dim + 2} if noise in ("learned-vector", "network") else {}
+    # the default decoder (Liu & Wang's App. F widths) ends in a hidden layer of 4: a σ head reads it
+    kwargs = {"observed_dim": 2, "in_dim": condition_dim + 2, "features_dim": 4} if noise in (
+        "learned-vector", "head", "network") else {}
     return SigmaCVAE(condition_dim, 2, noise=make_noise(noise, sigma0, **kwargs)).to(device)
 
 
@@ -114,6 +116,7 @@ CASES = {
     "joint-minibatch": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", batch_size=40),
     "joint-vector": dict(algorithm=lambda: make_algorithm("joint"), noise="learned-vector"),
     "joint-network": dict(algorithm=lambda: make_algorithm("joint"), noise="network"),
+    "joint-head": dict(algorithm=lambda: make_algorithm("joint"), noise="head"),
     "joint-vae": dict(algorithm=lambda: make_algorithm("joint"), noise="learned", condition_dim=0),
     "analytic": dict(algorithm=lambda: make_algorithm("analytic"), noise="calibrated"),
     "calibrated-paper": dict(algorithm=lambda: CalibratedSigma(tolerance=0.5, variant="paper"), noise="calibrated"),
@@ -218,18 +221,23 @@ def _family_models(family: str, seeds: list[int]):
         if family == "cholesky":  # Yacoby, Pan & Doshi-Velez (2020)'s linear model, A learned
             a = torch.tensor([[1.0, 0.2], [0.1, 0.8]], dtype=torch.float64) + 0.1 * i
             models.append(linear_vae(CholeskyDecoder(a, torch.tensor([0.003, 0.005], dtype=torch.float64), 0.1)).float())
-        else:  # Berger & Sebag's residual networks, small
+        elif family == "resnet":  # Berger & Sebag's residual networks, small
             models.append(resnet_vae(0, 2, 2, width=8, blocks=1, noise=make_noise("fixed", 0.3)))
+        else:  # their LV-VAE: σ(z) a second head on the residual decoder's last hidden layer
+            models.append(resnet_vae(0, 2, 2, width=8, blocks=1, noise=make_noise("head", 1.0, observed_dim=2,
+                                                                                   features_dim=8)))
     return models
 
 
-@pytest.mark.parametrize("family", ["cholesky", "resnet"])
+@pytest.mark.parametrize("family", ["cholesky", "resnet", "resnet-head"])
 def test_other_families_replicate_equals_single(data, family):
     d = Dataset("moons-y", torch.zeros(N, 0), data.observed)
     settings = TrainSettings(K=5, max_steps=40, tol=0.0)
-    batch = Trainer(_family_models(family, [0, 1]), d, make_algorithm("fixed"), settings, seeds=SEEDS[:2]).run()
+    algorithm = "joint" if family == "resnet-head" else "fixed"
+    batch = Trainer(_family_models(family, [0, 1]), d, make_algorithm(algorithm), settings, seeds=SEEDS[:2]).run()
     for i, result in enumerate(batch):
-        single = Trainer(_family_models(family, [i])[0], d, make_algorithm("fixed"), settings, seeds=[SEEDS[i]]).run()
+        single = Trainer(_family_models(family, [i])[0], d, make_algorithm(algorithm), settings,
+                         seeds=[SEEDS[i]]).run()
         assert result.history["loss"].to_numpy() == pytest.approx(single.history["loss"].to_numpy(), rel=1e-5)
         for (name, a), b in zip(result.model.state_dict().items(), single.model.state_dict().values()):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name

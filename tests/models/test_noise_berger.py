@@ -227,7 +227,7 @@ def test_replay_needs_a_scheduled_noise():
 def test_make_noise_new_kinds():
     assert isinstance(make_noise("learned-vector", 0.5, observed_dim=3), LearnedVectorNoise)
     net = make_noise("network", 0.5, observed_dim=3, in_dim=2)
-    assert isinstance(net, NetworkNoise) and net.in_dim == 2 and net.out_dim == 3
+    assert isinstance(net, NetworkNoise) and net.in_dim == 2 and net.out_dim == 3 and not net.reads_features
     with pytest.raises(ConfigError):
         make_noise("learned-vector", 0.5)
     with pytest.raises(ConfigError):
