@@ -15,7 +15,8 @@ from pyrovae.inference.algorithms import BlockStats
 from pyrovae.inference.iwae_polish import iwae_bound, iwae_polish
 from pyrovae.inference.robust_calibration import RobustCalibratedSigma, RobustSettings, plateau
 from pyrovae.models import FixedNoise, SigmaCVAE
-from tests.inference.test_sigma_refinement import B, SIGMA_MLE, W, empty_x, linear_model, nonlinear_case, whitened_data
+from tests.inference.test_sigma_refinement import (B, SIGMA_MLE, W, converged_run, empty_x, linear_model, nonlinear_case,
+                                                   whitened_data)
 
 
 def log_marginal(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -176,15 +177,8 @@ def test_bad_arguments():
 
 
 def converged(settings: RobustSettings):
-    """Drive the robust variant (data, lr and block length from ``setup``) to a converged stop."""
-    model, data = nonlinear_case()
-    alg = RobustCalibratedSigma(settings)
-    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=5)))
-    rows = [(0.3, 2.0, -1.0)] * settings.window + [(0.3, 2.0, 0.0)] * settings.hold + [(0.3, 2.0, -1.0)] * settings.window
-    for b, (sigma, kl, loss) in enumerate(rows):
-        decision = alg.after_block(model, BlockStats(b, loss, loss - kl, kl, sigma**2, False,
-                                                     torch.Generator().manual_seed(7)))
-    assert decision.stop and decision.status == "converged"
+    """The robust variant driven to a converged stop (blocks of 5 steps, streams seeded 7)."""
+    model, _, alg = converged_run(settings, seed=7, block=5)
     return model, alg
 
 

@@ -125,26 +125,27 @@ def test_bad_arguments():
         RobustSettings(refine_particles=-1)
 
 
-def converged_run(settings: RobustSettings):
-    """Drive the robust variant, with its data from ``setup``, through a healthy plateau, its probe
-    and the same plateau again: it stops ``converged``. Every block hands it the stream seeded 5."""
+def converged_run(settings: RobustSettings, seed: int = 5, block: int = 25):
+    """Drive the robust variant, with its data, learning rate and block length from ``setup``, through
+    a healthy plateau, its probe and the same plateau again: it stops ``converged``. Every block hands
+    it the stream seeded ``seed``. Returns the model, the data and the variant."""
     model, data = nonlinear_case()
     alg = RobustCalibratedSigma(settings)
-    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=25)))
+    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=block)))
     rows = [(0.3, 2.0, -1.0)] * settings.window + [(0.3, 2.0, 0.0)] * settings.hold + [(0.3, 2.0, -1.0)] * settings.window
     for b, (sigma, kl, loss) in enumerate(rows):
         decision = alg.after_block(model, BlockStats(b, loss, loss - kl, kl, sigma**2, False,
-                                                     torch.Generator().manual_seed(5)))
+                                                     torch.Generator().manual_seed(seed)))
     assert decision.stop and decision.status == "converged"
-    return model, data
+    return model, data, alg
 
 
 def test_the_robust_variant_ends_at_the_importance_weighted_sigma():
-    model, data = converged_run(RobustSettings(polish_particles=0))  # the refinement alone (the polish: test_iwae_polish)
+    model, data, _ = converged_run(RobustSettings(polish_particles=0))  # the refinement alone (the polish: test_iwae_polish)
     expected = importance_sigma(model, data.condition, data.observed, particles=256, generator=torch.Generator().manual_seed(5))
     assert model.sigma == pytest.approx(expected.sigma, rel=1e-6)
     assert abs(expected.sigma / 0.3 - 1) > 1e-3  # not the Eq. 10 value it was handed
-    model, _ = converged_run(RobustSettings(refine_particles=0, polish_particles=0))
+    model, _, _ = converged_run(RobustSettings(refine_particles=0, polish_particles=0))
     assert model.sigma == pytest.approx(0.3, rel=1e-6)  # refinement off: Eq. 10's σ, as before
 
 
