@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -99,6 +100,10 @@ class Algorithm:
     def at_step_cap(self, model: SigmaCVAE, generator: torch.Generator) -> None:
         """Called once when ``max_steps`` stops this replicate, before its final metrics (draws from
         ``generator``, a copy of the replicate's stream); nothing by default."""
+
+    def report(self) -> dict[str, Any]:
+        """What the algorithm did at the end of a run, added to the run's final metrics; nothing by default."""
+        return {}
 
     def run_block(self, trainer, beta: float) -> list[float]:
         """The block's gradient steps: ``trainer.block_steps()`` joint steps by default; stops early

@@ -129,6 +129,7 @@ class _State:
     hold_left: int = 0
     count: int = 0  # probes (calibrations) so far
     polish_steps: int = 0  # gradient steps the polish took at the end of the run
+    polish_status: str = "none"  # how the polish ended: none (not run) | stopped | max_steps | nan
 
 
 class RobustCalibratedSigma(AnalyticSigma):
@@ -167,7 +168,12 @@ class RobustCalibratedSigma(AnalyticSigma):
         result = iwae_polish(model, *self.data, particles=cfg.polish_particles, max_steps=cfg.polish_steps,
                              block=self.block, lr=self.lr, generator=rng,
                              stop=lambda log_sigma, loss: plateau(log_sigma, loss, cfg.polish_window, cfg.rel_tol))
-        self.state.polish_steps = result.steps
+        self.state.polish_steps, self.state.polish_status = result.steps, result.status
+
+    def report(self) -> dict:
+        """The polish in the run's metrics: ``polish_steps`` and ``polish_status`` (``none`` when it did
+        not run: off, collapsed, or stopped by the step cap)."""
+        return {"polish_steps": self.state.polish_steps, "polish_status": self.state.polish_status}
 
     def refine(self, model: SigmaCVAE, rng: torch.Generator | None) -> None:
         """Set σ to the importance-weighted maximum-likelihood σ of the trained decoder (ours,

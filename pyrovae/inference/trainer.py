@@ -410,7 +410,7 @@ class Trainer:
         generator.set_state(stream.get_state())
         if status == "max_steps":
             self.algorithms[r].at_step_cap(self.models[r], generator)
-        rep.metrics = final_metrics(self.models[r], data, history, generator=generator)
+        rep.metrics = final_metrics(self.models[r], data, history, generator=generator) | self.algorithms[r].report()
 
     def _drop_finished(self) -> None:
         keep = [i for i, r in enumerate(self.active) if self.replicas[r].status == "running"]

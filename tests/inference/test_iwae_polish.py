@@ -188,6 +188,8 @@ def test_the_robust_variant_polishes_a_converged_run_before_its_final_sigma():
     plain, plain_alg = converged(RobustSettings(polish_particles=0, refine_particles=0))
     polished, alg = converged(RobustSettings(polish_particles=8, polish_steps=20, refine_particles=0))
     assert plain_alg.state.polish_steps == 0 and alg.state.polish_steps == 20  # the budget (5-step blocks)
+    assert plain_alg.report() == {"polish_steps": 0, "polish_status": "none"}
+    assert alg.report() == {"polish_steps": 20, "polish_status": "max_steps"}  # what the run's metrics show
     assert plain.sigma == pytest.approx(0.3, rel=1e-6)
     assert polished.sigma != pytest.approx(0.3, rel=1e-3)
     assert not torch.equal(plain.decoder[0].weight, polished.decoder[0].weight)
@@ -197,5 +199,5 @@ def test_the_robust_variant_polishes_a_converged_run_before_its_final_sigma():
     weights = model.decoder[0].weight.clone()
     decisions = [alg.after_block(model, BlockStats(b, 1.5, 1.5, 0.0, 0.55**2, False, torch.Generator().manual_seed(8)))
                  for b in range(2 * alg.settings.window)]
-    assert decisions[-1].status == "collapsed" and alg.state.polish_steps == 0
+    assert decisions[-1].status == "collapsed" and alg.report() == {"polish_steps": 0, "polish_status": "none"}
     assert torch.equal(model.decoder[0].weight, weights)
