@@ -18,7 +18,8 @@ generator); Adam at the run's learning rate; blocks of ``block`` steps. After ev
 mean :math:`\log\sigma` and the mean :math:`-\mathcal L_K` per output dimension of that block go to
 ``stop`` (the robust variant passes its scale-free plateau test); the polish ends there, or after
 ``max_steps``. A non-finite loss or gradient puts the weights and σ back as they were before the
-polish and ends it with ``status = "nan"``. A step decodes K × (points) × q numbers: where that
+polish and ends it with ``status = "nan"`` (the NaN policy of :func:`~pyrovae.optim.minimise`, whose
+loop the polish runs on). A step decodes K × (points) × q numbers: where that
 exceeds ``2^24`` (large data, e.g. MNIST-sized), each step takes a random subset of the points that
 fits (the same budget as the chunks of :mod:`~pyrovae.inference.sigma_refinement`); two-moon
 (K = 32, n = 1,000, q = 2) trains on every point.
@@ -35,7 +36,7 @@ import torch
 
 from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE
-from pyrovae.optim import adam
+from pyrovae.optim import adam, minimise
 from pyrovae.validation import integer_at_least, real
 
 __all__ = ["iwae_bound", "PolishResult", "iwae_polish"]
@@ -65,7 +66,7 @@ class PolishResult:
     """What :func:`iwae_polish` did."""
 
     sigma: float  # σ after the polish (the model's σ is set to it)
-    steps: int  # gradient steps taken
+    steps: int  # gradient steps taken (nan: counting the step that failed, which was not applied)
     status: str  # stopped | max_steps | nan
 
 
@@ -84,33 +85,41 @@ def iwae_polish(model: SigmaCVAE, condition: torch.Tensor, observed: torch.Tenso
     before = copy.deepcopy(model.state_dict())
     param = next(model.parameters())
     log_sigma = torch.tensor(math.log(model.sigma), dtype=param.dtype, device=param.device, requires_grad=True)
-    optimizer = adam(list(model.encoder.parameters()) + list(model.decoder.parameters()) + [log_sigma], lr)
-    sigmas, losses = [], []
-    block_sigma = block_loss = 0.0
-    n, q, status = observed.shape[0], observed.shape[-1], "max_steps"
+    n, q = observed.shape[0], observed.shape[-1]
     batch = min(n, max(1, _STEP_BUDGET // (particles * q)))
-    for step in range(1, max_steps + 1):
+    sigmas, losses = [], []  # per finished block: mean log σ after each step, mean loss per output
+    block_sigma, block_loss = [], []  # the running block's
+    calls = 0
+
+    def loss_fn() -> torch.Tensor:
+        nonlocal calls
+        if calls % block:  # the step before this one ended inside the running block: its log σ counts
+            block_sigma.append(float(log_sigma.detach()))
+        calls += 1
         if batch < n:
             rows = torch.randperm(n, generator=generator, device=observed.device)[:batch]
             loss = -iwae_bound(model, condition[rows], observed[rows], log_sigma, particles, generator).mean()
         else:
             loss = -iwae_bound(model, condition, observed, log_sigma, particles, generator).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not bool(torch.isfinite(torch.stack([loss.detach()] + [g.abs().max() for g in grads])).all()):
-            model.load_state_dict(before)
-            return PolishResult(model.sigma, step, "nan")
-        optimizer.step()
-        block_sigma += float(log_sigma.detach())
-        block_loss += float(loss.detach())
-        if step % block == 0:
-            sigmas.append(block_sigma / block)
-            losses.append(block_loss / block / q)
-            block_sigma = block_loss = 0.0
-            if stop(sigmas, losses):
-                status = "stopped"
-                break
+        block_loss.append(float(loss.detach()))
+        return loss
+
+    def end_of_block(step: int) -> bool:
+        if step % block:  # minimise also checks after its last step, mid-block
+            return False
+        block_sigma.append(float(log_sigma.detach()))
+        sigmas.append(sum(block_sigma) / block)
+        losses.append(sum(block_loss) / block / q)
+        block_sigma.clear()
+        block_loss.clear()
+        return stop(sigmas, losses)
+
+    params = list(model.encoder.parameters()) + list(model.decoder.parameters()) + [log_sigma]
+    outcome = minimise(loss_fn, adam(params, lr), max_steps, every=block, check=end_of_block)
+    if outcome.status == "nan":
+        model.load_state_dict(before)
+        return PolishResult(model.sigma, outcome.steps + 1, "nan")
+    step, status = outcome.steps, "stopped" if outcome.status == "stopped" else "max_steps"
     sigma = float(log_sigma.detach().exp())
     if not (math.isfinite(sigma) and sigma > 0):
         model.load_state_dict(before)
