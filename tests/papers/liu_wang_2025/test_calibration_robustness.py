@@ -76,7 +76,18 @@ def test_dataset_m1_uses_m1_with_the_sec_5_2_networks_and_tau_1():
     assert rows[0]["rel_err"] == pytest.approx(abs(rows[0]["sigma"] - 1.0))
 
 
-@pytest.mark.parametrize("overrides", [{"dataset": "mnist"}, {"dataset": "m1", "taus": "0.1"}])
+def test_variants_setting_trains_and_reports_only_those_variants(tmp_path):
+    from pyrovae.experiments.registry import ExperimentOptions
+
+    options = ExperimentOptions(out=tmp_path, quick=True, overrides={"variants": "oracle,robust", "taus": "0.3"})
+    report = get_experiment("calibration-robustness").run(options)
+    assert report.tables[0].rows == ["robust τ=0.3 σ₀=0.2", "robust τ=0.3 σ₀=5", "oracle τ=0.3 σ₀=0.2"]
+    assert report.settings["variants"] == ["robust", "oracle"]  # the sweep's order, whatever the user's
+    assert len(list((tmp_path / "tasks").glob("train_cell-*.json"))) == 2
+
+
+@pytest.mark.parametrize("overrides", [{"dataset": "mnist"}, {"dataset": "m1", "taus": "0.1"},
+                                       {"variants": "robust,vanilla"}])
 def test_bad_dataset_settings_are_refused_before_training(tmp_path, overrides):
     from pyrovae.errors import ConfigError
     from pyrovae.experiments.registry import ExperimentOptions
