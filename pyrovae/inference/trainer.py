@@ -391,6 +391,7 @@ class Trainer:
                                                          self.stack.streams.generators[i]))
             self.stack.read_noise_from(i, model)
             rep.prev_loss = loss
+            s.elapsed = time.perf_counter() - start  # after the decision: a final polish counts in the run's time
             rep.rows.append({"block": s.block, "step": s.step, "time": s.elapsed, "beta": b, "loss": loss,
                              "recon": rec, "kl": k, "neg_elbo": rec + k, "sigma": model.sigma,
                              "event": decision.event, "phi": decision.phi})

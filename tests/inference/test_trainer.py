@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 import pandas as pd
 import pyro
@@ -122,6 +123,24 @@ def test_loss_is_mean_per_sample_and_convergence_stops(data):
     # loss is per sample: of the order of recon + kl, not n times it
     row = result.history.iloc[-1]
     assert abs(row["loss"] - row["neg_elbo"]) < 0.5 * abs(row["neg_elbo"]) + 1.0
+
+
+def test_wall_time_counts_the_work_of_the_final_decision(data, monkeypatch):
+    # the robust variant polishes inside its last after_block: that time belongs to the run
+    from pyrovae.inference.algorithms import JointSVI
+
+    decide = JointSVI.after_block
+
+    def slow_stop(self, model, stats):
+        decision = decide(self, model, stats)
+        if decision.stop:
+            time.sleep(0.3)
+        return decision
+
+    monkeypatch.setattr(JointSVI, "after_block", slow_stop)
+    result = Trainer(build("learned"), data, make_algorithm("joint"), TrainSettings(K=2, max_steps=100, tol=1e9)).run()
+    assert result.status == "converged"
+    assert result.metrics["wall_time"] >= 0.3 and result.history["time"].iloc[-1] >= 0.3
 
 
 def test_calibration_events_are_recorded(data):
