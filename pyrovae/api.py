@@ -36,9 +36,10 @@ from pyrovae.executors import Executor, make_executor
 from pyrovae.inference.algorithms import Algorithm
 from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
-from pyrovae.model_kinds import MODEL_KINDS, device_of
+from pyrovae.model_kinds import MODEL_KINDS
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.plots import write_run_plots
+from pyrovae.validation import device as device_name
 from pyrovae.validation import integer_at_least
 from pyrovae.runs import (check_same_data, checkpoint_dir, data_digest, derive_seeds, discard_checkpoint, has_checkpoint, load_checkpoint,
                           lock_run_dir, prepare_run_dir, read_json, save_checkpoint, write_json, write_text)
@@ -250,13 +251,13 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Datas
     cfg = load_config(run_dir / "config.json", device=device)
     data = build_data(cfg)
     model = build_model(cfg, data)
-    tensors, _ = load_checkpoint(run_dir, map_location=device_of(device))
+    tensors, _ = load_checkpoint(run_dir, map_location=device_name("device", device))
     try:
         model.load_state_dict(tensors["models"]["0"])
     except (KeyError, RuntimeError) as exc:
         raise DataError(f"{run_dir}: the checkpoint does not fit its {cfg.model} model "
                         f"({str(exc).splitlines()[0][:120]})") from None
-    return model, data.to(device_of(device)), cfg
+    return model, data.to(device_name("device", device)), cfg
 
 
 def _rep_worker(cfg_dict: dict, out: str, restart: bool) -> dict:

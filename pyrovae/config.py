@@ -22,6 +22,7 @@ from pyrovae.inference.trainer import CONVERGENCE
 from pyrovae.model_kinds import MODEL_KINDS
 from pyrovae.models.noise import NOISES
 from pyrovae.validation import MAX_POINTS, MAX_UNITS, integer_at_least, real, seed, text, widths
+from pyrovae.validation import device as device_name
 
 __all__ = ["RunConfig", "load_config", "MODELS"]
 
@@ -137,9 +138,7 @@ class RunConfig:
             self.batch_size = integer_at_least("batch_size", self.batch_size)
         self.checkpoint_every = integer_at_least("checkpoint_every", self.checkpoint_every)
         self.seed = seed("seed", self.seed)
-        self.device = text("device", self.device)
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        self.device = device_name("device", self.device, available=False)  # a stored GPU run reads back anywhere
         self.threads = integer_at_least("threads", self.threads, 1, MAX_UNITS)
         self.gamma = real("gamma (M2's labelled weight)", self.gamma, 0.0)
         self.alpha = real("alpha (M2's classifier weight)", self.alpha, 0.0)

@@ -26,8 +26,9 @@ from pyrovae.inference.catalog import make_algorithm
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 from pyrovae.registry import Registry
+from pyrovae.validation import device as device_name
 
-__all__ = ["ModelKind", "MODEL_KINDS", "device_of"]
+__all__ = ["ModelKind", "MODEL_KINDS"]
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,6 @@ class ModelKind:
 MODEL_KINDS: Registry[ModelKind] = Registry("model")
 
 
-def device_of(name: str) -> torch.device:
-    """The torch device ``name``; CUDA that this machine lacks is a :class:`ConfigError`."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def _sigma_cvae(cfg, data: Dataset, algorithm: Algorithm | None) -> SigmaCVAE:
     """A σ-(C)VAE with the observation model its algorithm needs (or ``cfg.noise``); LiBI keeps σ fixed."""
     if cfg.algorithm == "libi":
@@ -68,7 +62,7 @@ def _sigma_cvae(cfg, data: Dataset, algorithm: Algorithm | None) -> SigmaCVAE:
                          features_dim=cfg.decoder_widths[-1] if cfg.decoder_widths else in_dim),
         activation=cfg.activation,
     )
-    return model.to(device_of(cfg.device))
+    return model.to(device_name("device", cfg.device))
 
 
 def _scalar_linear(cfg, data: Dataset, algorithm: Algorithm | None) -> SigmaCVAE:
@@ -78,7 +72,7 @@ def _scalar_linear(cfg, data: Dataset, algorithm: Algorithm | None) -> SigmaCVAE
     if data.observed_dim != 1:
         raise ConfigError(f"the scalar linear model x = θz + ε has one output; the data have {data.observed_dim} "
                           "columns (use --model cholesky)")
-    return linear_vae(ScalarDecoder(0.5 * cfg.sigma0, cfg.sigma0)).float().to(device_of(cfg.device))
+    return linear_vae(ScalarDecoder(0.5 * cfg.sigma0, cfg.sigma0)).float().to(device_name("device", cfg.device))
 
 
 def _cholesky(cfg, data: Dataset, algorithm: Algorithm | None) -> SigmaCVAE:
@@ -91,7 +85,7 @@ def _cholesky(cfg, data: Dataset, algorithm: Algorithm | None) -> SigmaCVAE:
                           f"data columns ({q}); got latent_dim = {cfg.latent_dim}")
     eye = torch.eye(q, dtype=torch.float64)
     decoder = CholeskyDecoder(eye, torch.full((q,), 0.5 * cfg.sigma0**2, dtype=torch.float64), cfg.sigma0)
-    return linear_vae(decoder).float().to(device_of(cfg.device))
+    return linear_vae(decoder).float().to(device_name("device", cfg.device))
 
 
 def _m2(cfg, data: Dataset, algorithm: Algorithm | None):

@@ -16,7 +16,7 @@ from pyrovae.errors import ConfigError, DataError, UnknownNameError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["integer_at_least", "real", "text", "widths", "seed", "out_path", "finite_matrix", "SEED_LIMIT",
+__all__ = ["integer_at_least", "real", "text", "widths", "seed", "out_path", "device", "finite_matrix", "SEED_LIMIT",
            "MAX_POINTS", "MAX_UNITS"]
 
 #: The most points a generator is asked for: ``--n 10000000000`` would exhaust memory, not train.
@@ -84,6 +84,23 @@ def out_path(name: str, value: Any) -> str:
     """An output directory named explicitly: ``''`` would silently mean the current directory."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name} must name a directory, got {value!r}")
+    return value
+
+
+def device(name: str, value: Any, available: bool = True) -> str:
+    """A torch device name: ``cpu``, ``cuda`` or ``cuda:N`` (``None`` and a :class:`torch.device`
+    are read too), as a string. With ``available``, CUDA that this machine lacks is refused; a
+    stored run configuration is read with ``available=False`` (it may come from a GPU machine)."""
+    value = "cpu" if value is None else str(value) if not isinstance(value, str) else value
+    value = text(name, value)
+    index = value[len("cuda:"):] if value.startswith("cuda:") else "0"
+    if value not in ("cpu", "cuda") and not (value.startswith("cuda:") and index.isdigit()):
+        raise ConfigError(f"{name} must be cpu, cuda or cuda:N, got {value!r}")
+    if available and value != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{name} {value}: CUDA is not available on this machine")
     return value
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pyrovae.errors import ConfigError, DataError, UnknownNameError
-from pyrovae.validation import finite_matrix, integer_at_least, out_path, real, seed, text, widths
+from pyrovae.validation import device, finite_matrix, integer_at_least, out_path, real, seed, text, widths
 
 
 @pytest.mark.parametrize("value, minimum, want", [(3, 1, 3), (3.0, 1, 3), (2, 2, 2), (0, 0, 0)])
@@ -70,3 +70,23 @@ def test_finite_matrix_refuses_nan_and_the_wrong_width():
         finite_matrix("x", torch.tensor([[math.nan]]), 1)
     with pytest.raises(DataError, match="2 columns"):
         finite_matrix("y", torch.zeros(3, 1), 2)
+
+
+@pytest.mark.parametrize("value, want", [(None, "cpu"), ("cpu", "cpu"), (torch.device("cpu"), "cpu")])
+def test_device_reads_cpu_spellings(value, want):
+    assert device("--device", value) == want
+
+
+@pytest.mark.parametrize("value", ["gpu", "cuda:x", "cuda:", "mps", "", 3])
+def test_device_refuses_other_names_with_one_line(value):
+    with pytest.raises(ConfigError, match=r"^--device must"):
+        device("--device", value)
+
+
+def test_device_refuses_missing_cuda_unless_reading_a_stored_config():
+    assert device("device", "cuda:1", available=False) == "cuda:1"
+    if torch.cuda.is_available():
+        assert device("device", "cuda") == "cuda"
+    else:
+        with pytest.raises(ConfigError, match=r"^device cuda:1: CUDA is not available on this machine$"):
+            device("device", "cuda:1")

@@ -11,7 +11,8 @@ from typing import Any, Callable
 from pyrovae.errors import ConfigError
 from pyrovae.executors import Executor, make_executor
 from pyrovae.registry import Registry
-from pyrovae.validation import MAX_UNITS, integer_at_least, seed, text
+from pyrovae.validation import MAX_UNITS, integer_at_least, seed
+from pyrovae.validation import device as device_name
 
 __all__ = ["ExperimentOptions", "Experiment", "EXPERIMENTS", "register", "trains_on_device", "override"]
 
@@ -50,7 +51,7 @@ class ExperimentOptions:
         self.seed = seed("--seed", self.seed)
         if self.quick and self.full:
             raise ConfigError("--quick and --full exclude each other")
-        self.device = _device(self.device)
+        self.device = device_name("--device", self.device)
         if self.executor is None:
             self.executor = make_executor(self.jobs)
 
@@ -66,17 +67,6 @@ class ExperimentOptions:
             raise ConfigError(f"unknown setting {unknown[0]!r} for this experiment; known: {', '.join(sorted(defaults))}")
         return {**defaults, **{k: override(k, v, defaults[k]) for k, v in self.overrides.items()}}
 
-
-def _device(name: str) -> str:
-    name = text("--device", name)
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
-    if name != "cpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return name
 
 
 def override(key: str, value: str, default: Any) -> Any:

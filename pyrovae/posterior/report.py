@@ -44,8 +44,9 @@ from pyrovae.posterior.grid import grid_posterior
 from pyrovae.posterior.batched_hmc import batched_hmc
 from pyrovae.posterior.nuts import nuts_posterior
 from pyrovae.posterior.samples import PosteriorSamples
-from pyrovae.posterior.target import model_target, resolve_device
+from pyrovae.posterior.target import model_target
 from pyrovae import validation
+from pyrovae.validation import device as device_name
 from pyrovae.validation import integer_at_least
 
 __all__ = ["METHODS", "PosteriorReport", "posterior_report"]
@@ -130,7 +131,7 @@ def posterior_report(
     chains, samples = integer_at_least("chains", chains), integer_at_least("samples", samples)
     warmup = samples if warmup is None else integer_at_least("warmup", warmup, 0)
     seed = validation.seed("seed", seed)
-    dev = resolve_device(device)
+    dev = torch.device(device_name("device", device))
     dtype = dtype or (torch.float32 if dev.type == "cuda" else torch.float64)
     condition, observed = _condition_and_observed(data)
     target = model_target(model, condition, observed, points=points, device=dev, dtype=dtype)

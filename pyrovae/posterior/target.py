@@ -27,20 +27,11 @@ import torch
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.models.cvae import own_program
+from pyrovae.validation import device as device_name
 
-__all__ = ["LatentTarget", "model_target", "select_points", "resolve_device"]
+__all__ = ["LatentTarget", "model_target", "select_points"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``None`` (cpu) as a device; a clear error when cuda is missing."""
-    device = torch.device("cpu" if device is None else device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but torch.cuda.is_available() is False")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device {str(device)!r}; use 'cpu' or 'cuda'")
-    return device
 
 
 @dataclass
@@ -166,7 +157,7 @@ def model_target(
     if condition.dim() != 2 or observed.dim() != 2 or condition.shape[0] != observed.shape[0]:
         raise DataError(f"the condition and the observed data must be matrices with the same rows, got {tuple(condition.shape)} and {tuple(observed.shape)}")
     idx = select_points(observed.shape[0], points)
-    device = resolve_device(device)
+    device = torch.device(device_name("device", device))
     dtype = dtype or next((p.dtype for p in model.parameters()), torch.get_default_dtype())
     frozen = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     frozen.requires_grad_(False)
