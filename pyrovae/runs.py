@@ -122,6 +122,15 @@ def _package_versions() -> dict[str, str | None]:
     return versions
 
 
+def code_commit() -> str:
+    """The package's commit for a record of what produced a result: the first 12 hex digits, with
+    ``-dirty`` when tracked files were changed, or ``unknown`` (:func:`_git_commit`)."""
+    git = _git_commit()
+    if git is None:
+        return "unknown"
+    return git["commit"][:12] + ("-dirty" if git["dirty"] else "")
+
+
 @functools.cache
 def _git_commit() -> dict[str, Any] | None:
     """The commit of the git checkout this package is imported from (``git rev-parse``), or None

@@ -56,3 +56,12 @@ def test_no_git_or_no_checkout_is_no_commit_and_no_error(monkeypatch):
     assert runs._git_commit.__wrapped__() is None
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 128, "", "not a git repository"))
     assert runs._git_commit.__wrapped__() is None
+
+
+def test_code_commit_is_a_short_hash_marked_dirty_or_unknown(monkeypatch):
+    monkeypatch.setattr(runs, "_git_commit", lambda: {"commit": "0123456789abcdef0123", "dirty": False})
+    assert runs.code_commit() == "0123456789ab"
+    monkeypatch.setattr(runs, "_git_commit", lambda: {"commit": "0123456789abcdef0123", "dirty": True})
+    assert runs.code_commit() == "0123456789ab-dirty"
+    monkeypatch.setattr(runs, "_git_commit", lambda: None)
+    assert runs.code_commit() == "unknown"

@@ -89,7 +89,7 @@ def run_command(
     if options.diverged:
         note = "Diverged runs, left out of every summary: " + ", ".join(options.diverged) + "."
         report.conclusion = f"{report.conclusion}\n\n{note}".strip()
-    report.task_seconds = options.task_seconds
+    report.task_seconds, report.task_commits = options.task_seconds, options.task_commits
     report.write(out)
     console.print(Markdown(report.to_markdown()))
     console.print(f"written: [bold]{out / 'report.md'}[/] (and CSV per table, report.json)")

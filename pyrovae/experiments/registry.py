@@ -28,7 +28,8 @@ class ExperimentOptions:
     settings through :meth:`configure`. ``diverged`` collects, while the experiment runs, the names of
     the runs whose training diverged (their numbers are left out of every summary; the command line
     names them and exits 1); ``task_seconds`` the wall time of each task of its parallel maps, with
-    whether an earlier run did it (``(seconds, reused)``)."""
+    whether an earlier run did it (``(seconds, reused)``); ``task_commits`` how many tasks each commit of the
+    package computed (a resumed run may mix code versions: the report says so)."""
 
     out: Path
     quick: bool = False
@@ -42,6 +43,7 @@ class ExperimentOptions:
     executor: Executor | None = None
     diverged: list[str] = field(default_factory=list)
     task_seconds: list[tuple[float, bool]] = field(default_factory=list)
+    task_commits: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

@@ -107,6 +107,8 @@ class ExperimentReport:
     conclusion: str = ""
     #: each task of the experiment's parallel maps: (its own wall time, whether an earlier run did it)
     task_seconds: list[tuple[float, bool]] = field(default_factory=list)
+    #: how many of those tasks each commit of the package computed
+    task_commits: dict[str, int] = field(default_factory=dict)
     name: str = ""
     title: str = ""
     source: str = ""
@@ -117,8 +119,12 @@ class ExperimentReport:
             return ""
         total = sum(s for s, _ in self.task_seconds)
         reused = sum(1 for _, r in self.task_seconds if r)
-        return (f" Task time {total:.0f} s, summed over the {len(self.task_seconds)} tasks' own wall times "
+        text = (f" Task time {total:.0f} s, summed over the {len(self.task_seconds)} tasks' own wall times "
                 f"({reused} done by an earlier run of the same command), across processes.")
+        if len(self.task_commits) > 1:
+            text += (" Its tasks were computed by more than one version of the code: "
+                     + ", ".join(f"{commit} ({count})" for commit, count in sorted(self.task_commits.items())) + ".")
+        return text
 
     def to_markdown(self) -> str:
         settings = ", ".join(f"{k} = {v}" for k, v in self.settings.items())
@@ -144,6 +150,7 @@ class ExperimentReport:
                                          "task_seconds_summed": sum(s for s, _ in self.task_seconds),
                                          "tasks": len(self.task_seconds),
                                          "tasks_reused": sum(1 for _, r in self.task_seconds if r),
+                                         "task_commits": self.task_commits,
                                          "figures": [str(p) for p in self.figures],
                                          "tables": {t.name: t.to_frame().to_dict("records") for t in self.tables}})
         return written + [out / "report.md", out / "report.json"]

@@ -30,7 +30,7 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "Experimen
     With ``options``, each task's result is written to ``options.out/tasks`` as it finishes
     (:class:`~pyrovae.experiments.task_store.TaskStore`) and a rerun reuses it instead of running
     the task again; each task's own wall time goes to ``options.task_seconds`` (reused ones with the
-    time they took when they ran); with ``options.progress``, one line per finished task
+    time they took when they ran) and the commit that computed it to ``options.task_commits``; with ``options.progress``, one line per finished task
     (:class:`Progress`). Without ``options``: in this process, nothing kept."""
     from pyrovae.experiments.task_store import TaskStore
 
@@ -38,10 +38,11 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "Experimen
     store = TaskStore(Path(options.out) / "tasks") if options is not None else None
     results: list[Any] = [None] * len(tasks)
 
-    def finish(i: int, result: Any, seconds: float, reused: bool) -> None:
+    def finish(i: int, result: Any, seconds: float, reused: bool, commit: str) -> None:
         results[i] = result
         if options is not None:
             options.task_seconds.append((seconds, reused))
+            options.task_commits[commit] = options.task_commits.get(commit, 0) + 1
         if on_done is not None:
             on_done(i, result)
 
@@ -51,14 +52,14 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "Experimen
         if stored is None:
             pending.append(i)
         else:
-            finish(i, stored.result, stored.seconds, True)
+            finish(i, stored.result, stored.seconds, True, stored.commit)
     executor = options.executor if options is not None else InProcess()
     enabled = options is not None and options.progress
     with Progress(enabled, len(tasks), label or fn.__name__.strip("_"), reused=len(tasks) - len(pending)) as bar:
         for done in executor.run(fn, [tasks[i] for i in pending]):
             i = pending[done.index]
-            result = store.save(fn, tasks[i], done.result, done.seconds).result if store is not None else done.result
-            finish(i, result, done.seconds, False)
+            saved = store.save(fn, tasks[i], done.result, done.seconds) if store is not None else None
+            finish(i, saved.result if saved else done.result, done.seconds, False, saved.commit if saved else "unknown")
             bar.advance()
     return results
 

@@ -3,7 +3,10 @@
 A task is ``fn(**task)``; its file ``<dir>/<fn name>-<digest>.json`` is named by a SHA-256 of the
 function's import path and its arguments (tensors, arrays and dataclasses by content), so a
 changed setting is a new task and an unchanged one is reused. The file holds the result, the
-task's own wall time (``seconds``, measured in its worker) and when it finished. Results are
+task's own wall time (``seconds``, measured in its worker), when it finished and the package's
+commit that computed it (:func:`~pyrovae.runs.code_commit`; ``unknown`` in files written before
+the commit was recorded). The commit is not part of the name: a rerun after a code change reuses
+the task, and the report says which commits its tasks came from. Results are
 stored as strict JSON: non-finite floats, tensors and arrays are tagged so they read back as they
 were (NaN stays NaN, a tensor stays a tensor); tuples read back as lists. Every result, fresh or
 reused, goes through the same round trip, so a rerun computes with exactly what a first run did.
@@ -22,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pyrovae.runs import write_text
+from pyrovae.runs import code_commit, write_text
 
 __all__ = ["TaskStore", "StoredTask", "encode", "decode", "task_digest"]
 
@@ -91,6 +94,7 @@ class StoredTask:
     result: Any
     seconds: float
     reused: bool  # read back from an earlier run
+    commit: str = "unknown"  # the package's commit that computed it
 
 
 class TaskStore:
@@ -108,7 +112,8 @@ class TaskStore:
         path = self.path(fn, task)
         try:
             record = json.loads(path.read_text())
-            return StoredTask(decode(record["result"]), float(record["seconds"]), reused=True)
+            return StoredTask(decode(record["result"]), float(record["seconds"]), reused=True,
+                              commit=str(record.get("commit", "unknown")))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -116,6 +121,6 @@ class TaskStore:
         """Write the result of ``fn(**task)`` (atomically); returns it as a rerun will read it."""
         encoded = encode(result)
         record = {"function": f"{fn.__module__}.{fn.__qualname__}", "seconds": seconds,
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": encoded}
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": code_commit(), "result": encoded}
         write_text(self.path(fn, task), json.dumps(record, allow_nan=False) + "\n")
-        return StoredTask(decode(encoded), seconds, reused=False)
+        return StoredTask(decode(encoded), seconds, reused=False, commit=record["commit"])

@@ -52,6 +52,30 @@ def test_a_task_is_named_by_its_function_and_the_content_of_its_arguments():
     assert task_digest(_square, a) != task_digest(decode, a)
 
 
+def test_the_report_names_every_commit_its_tasks_came_from(tmp_path, monkeypatch):
+    """A run resumed after a code change reuses the tasks the old code computed; the report says so."""
+    from pyrovae.experiments import task_store
+    from pyrovae.experiments.results import ExperimentReport
+
+    tasks = [{"x": x} for x in range(5)]
+    monkeypatch.setattr(task_store, "code_commit", lambda: "aaaa")
+    monkeypatch.setattr(f"{__name__}.FAIL_AT", {2})
+    first = ExperimentOptions(out=tmp_path)
+    with pytest.raises(RuntimeError):
+        map_tasks(_square, tasks, first)
+    assert first.task_commits == {"aaaa": 2}
+    monkeypatch.setattr(task_store, "code_commit", lambda: "bbbb-dirty")
+    monkeypatch.setattr(f"{__name__}.FAIL_AT", set())
+    again = ExperimentOptions(out=tmp_path)
+    map_tasks(_square, tasks, again)
+    assert again.task_commits == {"aaaa": 2, "bbbb-dirty": 3}
+    assert json.loads(TaskStore(tmp_path / "tasks").path(_square, tasks[0]).read_text())["commit"] == "aaaa"
+    report = ExperimentReport({}, [], task_seconds=again.task_seconds, task_commits=again.task_commits)
+    assert "more than one version of the code: aaaa (2), bbbb-dirty (3)." in report.to_markdown()
+    single = ExperimentReport({}, [], task_seconds=first.task_seconds, task_commits=first.task_commits)
+    assert "version of the code" not in single.to_markdown()
+
+
 def test_each_task_is_on_disk_as_it_finishes_and_a_rerun_does_only_what_is_missing(tmp_path, monkeypatch, capsys):
     """A grid that dies at its third task keeps the two before it; the rerun runs the rest, reuses
     those two, and the summed task time covers both runs."""
