@@ -8,6 +8,7 @@ widths) are made where the data are built (:func:`pyrovae.api.build_model`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from pyrovae.errors import ConfigError
@@ -40,6 +41,7 @@ def check_combination(cfg: "RunConfig") -> None:
                                   "(use --max-steps)")
     if cfg.algorithm == "libi":
         _check_libi(cfg)
+        _check_loop_settings(cfg)
         return
     if kind in ("cvae", "vae"):
         _check_noise(cfg)
@@ -69,6 +71,30 @@ def check_combination(cfg: "RunConfig") -> None:
         if kind == "linear" and cfg.latent_dim != 1:
             raise ConfigError("the scalar linear model x = θz + ε (Yacoby, Pan & Doshi-Velez 2020, App. C.1) has one "
                               f"latent dimension; got latent_dim = {cfg.latent_dim}")
+    _check_loop_settings(cfg)
+
+
+#: settings of the block trainer (:class:`~pyrovae.inference.trainer.TrainSettings`) that M2's and
+#: LiBI's own loops do not read, with their flags (checkpoint_every: a config-file key only)
+_BLOCK_SETTINGS = {"K": "-K", "tol": "--tol", "convergence": "--convergence", "checkpoint_every": "checkpoint_every"}
+
+
+def _check_loop_settings(cfg: "RunConfig") -> None:
+    """M2 and LiBI train in their own loops: a block-trainer setting given to them (not at its
+    default) would be ignored, so it is refused; so are M2's ``max_steps`` (it counts epochs) and
+    LiBI's ``batch_size`` (full-data steps)."""
+    if cfg.model == "m2":
+        who, ignored = "M2 trains --epochs passes (Yacoby, Pan & Doshi-Velez 2021, App. D)", {**_BLOCK_SETTINGS,
+                                                                                               "max_steps": "--max-steps"}
+    elif cfg.algorithm == "libi":
+        who, ignored = ("LiBI trains its two phases on all the data, --max-steps split over --rounds "
+                        "(Yacoby, Pan & Doshi-Velez 2020, App. D)"), {**_BLOCK_SETTINGS, "batch_size": "--batch-size"}
+    else:
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    for name, flag in ignored.items():
+        if getattr(cfg, name) != defaults[name]:
+            raise ConfigError(f"{who}; {flag} does not apply to it")
 
 
 def _check_libi(cfg: "RunConfig") -> None:

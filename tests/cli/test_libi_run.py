@@ -80,6 +80,8 @@ def test_libi_raises_the_log_likelihood_before_the_inference_catches_up(points):
     (["--model", "vae", "--algorithm", "libi", "--elbo", "iwae"], ["--elbo trace"]),
     (["--model", "vae", "--algorithm", "libi", "--reps", "2"], ["one run at a time"]),
     (["--model", "vae", "--rounds", "3"], ["rounds count LiBI's rounds"]),
+    (["--model", "vae", "--algorithm", "libi", "--batch-size", "10"], ["all the data", "--batch-size does not apply"]),
+    (["--model", "vae", "--algorithm", "libi", "-K", "5"], ["-K does not apply"]),
 ])
 def test_senseless_libi_combinations_are_one_line(points, tmp_path, args, words):
     assert_one_error_line(invoke("train", "--data-file", points, *args, "--max-steps", "10", "--quiet",
@@ -89,4 +91,6 @@ def test_senseless_libi_combinations_are_one_line(points, tmp_path, args, words)
 def test_the_same_refusal_in_python(points):
     with pytest.raises(ConfigError, match="LiBI fits an unconditional VAE"):
         load_config(model="cvae", algorithm="libi")
+    with pytest.raises(ConfigError, match="checkpoint_every does not apply"):
+        load_config(model="vae", algorithm="libi", data_file=str(points), checkpoint_every=5)
     assert torch.get_num_threads() >= 1

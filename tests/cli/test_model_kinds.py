@@ -74,8 +74,8 @@ def test_each_kind_trains_on_a_user_file_and_reloads(files, tmp_path, kind, extr
     root, _, _ = files
     source = {"m2": "labelled.csv", "linear": "one.npy"}.get(kind, "circle.csv")
     out = tmp_path / kind
-    result = invoke("train", "--model", kind, "--data-file", root / source, "--max-steps", "20", "-K", "5",
-                    "--quiet", "--out", out, *extra)
+    length = [] if kind == "m2" else ["--max-steps", "20", "-K", "5"]  # M2 counts --epochs (in extra)
+    result = invoke("train", "--model", kind, "--data-file", root / source, *length, "--quiet", "--out", out, *extra)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["model"] == kind
     model, data, cfg = load_run(out)
@@ -112,6 +112,9 @@ def test_a_run_written_before_model_kinds_is_a_cvae(tmp_path):
     (["--model", "m2", "--dataset", "discrete-semicircle", "--noise", "learned"], ["σ fixed", "--noise learned"]),
     (["--model", "m2", "--dataset", "discrete-semicircle", "--elbo", "meanfield"], ["--elbo trace"]),
     (["--model", "m2", "--dataset", "discrete-semicircle", "--reps", "2"], ["one run at a time"]),
+    (["--model", "m2", "--dataset", "discrete-semicircle", "--max-steps", "500"], ["--epochs", "--max-steps does not"]),
+    (["--model", "m2", "--dataset", "discrete-semicircle", "-K", "10"], ["--epochs", "-K does not apply"]),
+    (["--model", "m2", "--dataset", "discrete-semicircle", "--tol", "0"], ["--tol does not apply"]),
     (["--model", "linear", "--latent-dim", "2"], ["one latent dimension"]),
     (["--model", "linear", "--dataset", "yacoby-circle"], ["one output", "--model cholesky"]),
     (["--model", "cholesky", "--latent-dim", "2"], ["as many latent dimensions as data columns (3)"]),
@@ -126,8 +129,8 @@ def test_a_run_written_before_model_kinds_is_a_cvae(tmp_path):
     (["--noise", "loud"], ["unknown observation model 'loud'"]),
 ])
 def test_senseless_combinations_are_one_line(tmp_path, args, words):
-    assert_one_error_line(invoke("train", *args, "--n", "20", "--max-steps", "2", "--quiet", "--out", tmp_path / "r"),
-                          *words)
+    length = ["--epochs", "1"] if "m2" in args else ["--max-steps", "2"]  # M2 counts epochs
+    assert_one_error_line(invoke("train", *args, "--n", "20", *length, "--quiet", "--out", tmp_path / "r"), *words)
 
 
 def test_the_same_refusals_in_python():

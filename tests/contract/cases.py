@@ -31,7 +31,8 @@ N, SEED = 32, 3
 #: schedule needs more steps (the Lagging segments of Yacoby, Pan & Doshi-Velez 2020, App. E) gets them.
 STEPS = 2
 #: Small networks and a learning rate at which a few Adam steps move a tiny problem visibly.
-SMALL = dict(encoder_widths=[4], decoder_widths=[4], lr=0.005, tol=0.0, checkpoint_every=10**6, n=N)
+SMALL = dict(encoder_widths=[4], decoder_widths=[4], lr=0.005, n=N)
+BLOCKS = dict(tol=0.0, checkpoint_every=10**6)  # the block engine's: no early stop, one checkpoint at the end
 #: The tiny data set of each model kind: a registered generator, or (``None``) a one-column file of
 #: x = θz + ε written by :func:`linear_points` (no registered generator has one column).
 DATA = {"cvae": "two-moon", "vae": "two-moon", "m2": "discrete-semicircle", "linear": None, "cholesky": "linear-jtex"}
@@ -92,8 +93,13 @@ def tiny_config(c: Combination, linear_file: Path, steps: int, seed: int = SEED)
     """``c`` on its tiny data with small networks, trained for ``steps`` steps (M2: epochs, one step
     each: the batch holds every point), blocks of k steps, IWAE with two particles."""
     data = {"data_file": str(linear_file)} if DATA[c.model] is None else {"dataset": DATA[c.model]}
-    # M2: epochs of one step (its batch holds every point); the block engine: mini-batches of a quarter
-    length = {"epochs": steps} if c.model == "m2" else {"max_steps": steps, "batch_size": N // 4}
+    # M2: epochs of one step (its batch holds every point); LiBI: max_steps over its two phases, on all
+    # the data; the block engine: blocks of k steps, mini-batches of a quarter, no early stop
+    if c.model == "m2":
+        length = {"epochs": steps}
+    elif c.algorithm == "libi":
+        length = {"max_steps": steps}
+    else:
+        length = {"max_steps": steps, "batch_size": N // 4, "K": half_steps(c), **BLOCKS}
     return RunConfig(model=c.model, noise=c.noise, algorithm=c.algorithm, elbo=c.elbo,
-                     particles=2 if c.elbo == "iwae" else 1, K=half_steps(c), seed=seed, **SMALL, **data,
-                     **length).validate()
+                     particles=2 if c.elbo == "iwae" else 1, seed=seed, **SMALL, **data, **length).validate()
