@@ -248,7 +248,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[SigmaCVAE, Datas
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise DataError(f"{run_dir} is not a run directory (no config.json; train one with `pyrovae train --out`)")
-    cfg = load_config(run_dir / "config.json", device=device)
+    cfg = load_config(run_dir / "config.json", stored=True, device=device)
     data = build_data(cfg)
     model = build_model(cfg, data)
     tensors, _ = load_checkpoint(run_dir, map_location=device_name("device", device))

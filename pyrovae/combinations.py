@@ -17,7 +17,7 @@ from pyrovae.inference.catalog import make_algorithm
 if TYPE_CHECKING:
     from pyrovae.config import RunConfig
 
-__all__ = ["check_combination", "LEARNED_NOISES", "TIED_ALGORITHMS"]
+__all__ = ["check_combination", "check_settings_apply", "unused_settings", "LEARNED_NOISES", "TIED_ALGORITHMS"]
 
 #: Observation models whose σ moves by gradient (joint SVI, Berger & Sebag's LS / LV-VAE).
 LEARNED_NOISES = ("learned", "learned-vector", "head", "network")
@@ -41,7 +41,6 @@ def check_combination(cfg: "RunConfig") -> None:
                                   "(use --max-steps)")
     if cfg.algorithm == "libi":
         _check_libi(cfg)
-        _check_loop_settings(cfg)
         return
     if kind in ("cvae", "vae"):
         _check_noise(cfg)
@@ -71,7 +70,6 @@ def check_combination(cfg: "RunConfig") -> None:
         if kind == "linear" and cfg.latent_dim != 1:
             raise ConfigError("the scalar linear model x = θz + ε (Yacoby, Pan & Doshi-Velez 2020, App. C.1) has one "
                               f"latent dimension; got latent_dim = {cfg.latent_dim}")
-    _check_loop_settings(cfg)
 
 
 #: settings of the block trainer (:class:`~pyrovae.inference.trainer.TrainSettings`) that M2's and
@@ -79,22 +77,37 @@ def check_combination(cfg: "RunConfig") -> None:
 _BLOCK_SETTINGS = {"K": "-K", "tol": "--tol", "convergence": "--convergence", "checkpoint_every": "checkpoint_every"}
 
 
-def _check_loop_settings(cfg: "RunConfig") -> None:
-    """M2 and LiBI train in their own loops: a block-trainer setting given to them (not at its
-    default) would be ignored, so it is refused; so are M2's ``max_steps`` (it counts epochs) and
-    LiBI's ``batch_size`` (full-data steps)."""
-    if cfg.model == "m2":
-        who, ignored = "M2 trains --epochs passes (Yacoby, Pan & Doshi-Velez 2021, App. D)", {**_BLOCK_SETTINGS,
-                                                                                               "max_steps": "--max-steps"}
-    elif cfg.algorithm == "libi":
-        who, ignored = ("LiBI trains its two phases on all the data, --max-steps split over --rounds "
-                        "(Yacoby, Pan & Doshi-Velez 2020, App. D)"), {**_BLOCK_SETTINGS, "batch_size": "--batch-size"}
-    else:
-        return
+def unused_settings(model: str, algorithm: str, calibration: str) -> dict[str, tuple[str, str]]:
+    """The run settings that ``model`` trained by ``algorithm`` (and ``calibration``) does not read:
+    name → (its flag or config key, who ignores it). Given at anything but their default they would
+    be ignored, so :func:`check_settings_apply` refuses them."""
+    unused: dict[str, tuple[str, str]] = {}
+    if model == "m2":
+        who = "M2 trains --epochs passes (Yacoby, Pan & Doshi-Velez 2021, App. D)"
+        unused |= {name: (flag, who) for name, flag in {**_BLOCK_SETTINGS, "max_steps": "--max-steps"}.items()}
+    elif algorithm == "libi":
+        who = "LiBI trains its two phases on all the data, --max-steps split over --rounds (Yacoby, Pan & Doshi-Velez 2020, App. D)"
+        unused |= {name: (flag, who) for name, flag in {**_BLOCK_SETTINGS, "batch_size": "--batch-size"}.items()}
+    if algorithm != "calibrated":  # (``calibration``, the variant, may stay set: a base setting of several runs)
+        unused["C"] = ("-C", f"algorithm {algorithm!r} does not calibrate")
+    elif calibration == "robust":
+        unused["C"] = ("-C", "the robust calibration has no tolerance C (it keeps a calibration by its ELBO gain; "
+                             "docs/RESULTS.md); Liu & Wang's C is --calibration paper or code")
+    if algorithm not in ("monotonic", "cyclical"):
+        unused["anneal_blocks"] = ("anneal_blocks", f"algorithm {algorithm!r} does not anneal β")
+    if algorithm != "cyclical":
+        unused["cycles"] = ("cycles", f"algorithm {algorithm!r} has no annealing cycles")
+    return unused
+
+
+def check_settings_apply(cfg: "RunConfig") -> None:
+    """Refuse a setting that ``cfg``'s model and algorithm would ignore (:func:`unused_settings`):
+    ``train --model m2 --max-steps 10`` trained 100 epochs, ``--algorithm joint -C 0.5`` joint SVI,
+    without a word."""
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
-    for name, flag in ignored.items():
+    for name, (flag, who) in unused_settings(cfg.model, cfg.algorithm, cfg.calibration).items():
         if getattr(cfg, name) != defaults[name]:
-            raise ConfigError(f"{who}; {flag} does not apply to it")
+            raise ConfigError(f"{who}; {flag} does not apply")
 
 
 def _check_libi(cfg: "RunConfig") -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrovae.combinations import check_combination
+from pyrovae.combinations import check_combination, check_settings_apply, unused_settings
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.catalog import algorithm_name
 from pyrovae.inference.robust_calibration import CALIBRATIONS
@@ -145,6 +145,7 @@ class RunConfig:
         self.epochs = integer_at_least("epochs", self.epochs, 1, MAX_POINTS)
         self.rounds = integer_at_least("rounds (LiBI's R)", self.rounds, 1, MAX_UNITS)
         check_combination(self)
+        check_settings_apply(self)
         if self.elbo == "iwae" and self.algorithm in ("monotonic", "cyclical"):
             raise ConfigError("IWAE (RenyiELBO) cannot be combined with beta annealing: Pyro scales inside the log-sum-exp")
         return self
@@ -162,8 +163,11 @@ class RunConfig:
         return dataclasses.replace(self, **values).validate()
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
-    """Defaults, then the file at ``path`` (JSON or TOML), then ``overrides``."""
+def load_config(path: str | Path | None = None, stored: bool = False, **overrides: Any) -> RunConfig:
+    """Defaults, then the file at ``path`` (JSON or TOML), then ``overrides``. ``stored``: ``path`` is a
+    run directory's own ``config.json``; settings its model and algorithm did not read (which older
+    versions accepted, :func:`~pyrovae.combinations.unused_settings`) are dropped, not refused: they
+    had no effect on the run."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -177,6 +181,10 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
                               f"({str(exc).splitlines()[0][:120]})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a table of settings")
+        if stored:
+            unused = unused_settings(values.get("model", "cvae"), values.get("algorithm"),
+                                     values.get("calibration", RunConfig.calibration))
+            values = {k: v for k, v in values.items() if k not in unused}
     # one validation of the merged settings: the kind's defaults (algorithm, latent_dim) are filled
     # in only after a flag or the file has named the kind
     return RunConfig().replace(**{**values, **{k: v for k, v in overrides.items() if v is not None}})

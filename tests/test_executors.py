@@ -62,7 +62,7 @@ def test_a_dask_local_cluster_runs_tasks_with_one_torch_thread_each(dask_cluster
 
 def test_an_experiment_grid_on_a_dask_cluster_equals_the_grid_in_process(dask_cluster, tmp_path):
     """The same grid, unchanged, on the cluster: each batch a Dask task, the same numbers."""
-    base = RunConfig(n=80, max_steps=12, K=3, tol=0.0, algorithm="calibrated", C=0.5)
+    base = RunConfig(n=80, max_steps=12, K=3, tol=0.0, algorithm="calibrated", calibration="paper", C=0.5)
     configs = {"K3": base, "K4": base.replace(K=4), "K3 s0=2": base.replace(sigma0=2.0)}
     local = run_grid(configs, 1, ExperimentOptions(out=tmp_path / "local", seed=7), tmp_path / "local" / "runs")
     options = ExperimentOptions(out=tmp_path / "dask", seed=7, executor=dask_cluster)
@@ -77,7 +77,7 @@ def test_an_experiment_grid_on_a_dask_cluster_equals_the_grid_in_process(dask_cl
 
 def test_train_reps_one_run_per_task_on_any_executor(dask_cluster, tmp_path):
     """The process path of train_reps on the Dask cluster: each repetition equals train() of its seed."""
-    cfg = RunConfig(n=80, max_steps=10, K=5, tol=0.0, algorithm="calibrated", C=0.5, seed=3)
+    cfg = RunConfig(n=80, max_steps=10, K=5, tol=0.0, algorithm="calibrated", calibration="paper", C=0.5, seed=3)
     summary = train_reps(cfg, 2, 1, tmp_path / "reps", vectorize=False, executor=dask_cluster)
     assert not summary["vectorized"] and summary["seeds"] == derive_seeds(3, 2)
     for row in summary["runs"]:

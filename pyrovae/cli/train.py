@@ -132,10 +132,10 @@ def train_command(
     data_seed: Optional[int] = typer.Option(None, help="Seed of the data generator."),
     algorithm: Optional[str] = typer.Option(None, help="joint (θ, φ, σ by joint SVI) | analytic (Liu & Wang's Vanilla) | calibrated | monotonic | cyclical | fixed | lagging | lagging-segments | libi (LiBI; --model vae, linear or cholesky)"),
     k: Optional[int] = typer.Option(None, "-K", "--inner-steps", help="Gradient steps per block (K)."),
-    c: Optional[float] = typer.Option(None, "-C", "--tolerance", help="Calibration tolerance C on the mean KL."),
+    c: Optional[float] = typer.Option(None, "-C", "--tolerance", help="Calibration tolerance C on the mean KL (--calibration paper or code)."),
     calibration: Optional[str] = typer.Option(
         None, help="robust (default; ours: scale-free plateau, calibration judged by the ELBO gain, status collapsed "
-        "after a budget, importance-weighted polish and final σ; ignores -C) | paper (Liu & Wang's Algorithm 1: "
+        "after a budget, importance-weighted polish and final σ; no -C) | paper (Liu & Wang's Algorithm 1: "
         "φ ~ N(0, S), S grows) | code (their public code: φ = 0.5 N(0,1))"
     ),
     sigma0: Optional[float] = typer.Option(None, help="Initial decoder σ."),

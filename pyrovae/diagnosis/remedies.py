@@ -65,12 +65,19 @@ def conditional_guide(cfg) -> Remedy:
 
 
 def remedy_config(cfg, remedy: Remedy):
-    """``cfg`` with the remedy's changes, validated (a ``None`` change restores the kind's default)."""
+    """``cfg`` with the remedy's changes, validated (a ``None`` change restores the kind's default).
+    Settings the remedied run would not read (a paper calibration's C when the remedy learns σ, say)
+    go back to their defaults (:func:`~pyrovae.combinations.unused_settings`)."""
+    from pyrovae.combinations import unused_settings
     from pyrovae.config import RunConfig
 
     values = {**cfg.to_dict(), **remedy.changes}
     if "algorithm" in remedy.changes and cfg.model in ("cvae", "vae"):
         values.setdefault("noise", None)
+    defaults = RunConfig()
+    for name in unused_settings(values["model"], values["algorithm"], values["calibration"]):
+        if name not in remedy.changes:
+            values[name] = getattr(defaults, name)
     return RunConfig(**values).validate()
 
 

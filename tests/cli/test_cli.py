@@ -160,7 +160,7 @@ def test_datasets_list_and_export(tmp_path):
 
 def test_vectorized_reps_equal_their_single_runs(tmp_path):
     """`--reps 3` trains the seeds as one batch; rep i is the single run with seed i's seed."""
-    common = ["--algorithm", "calibrated", "--n", "120", "--max-steps", "60", "-K", "5", "-C", "0.5", "--quiet"]
+    common = ["--algorithm", "calibrated", "--n", "120", "--max-steps", "60", "-K", "5", "-C", "0.5", "--calibration", "paper", "--quiet"]
     result = invoke("train", *common, "--reps", "3", "--out", tmp_path / "batch")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "batch" / "summary.json").read_text())

@@ -124,6 +124,8 @@ def test_a_run_written_before_model_kinds_is_a_cvae(tmp_path):
     (["--noise", "learned", "--algorithm", "calibrated"], ["needs --noise calibrated"]),
     (["--noise", "learned", "--algorithm", "fixed"], ["needs --noise fixed"]),
     (["--gamma", "2"], ["gamma", "no labels"]),
+    (["--algorithm", "joint", "-C", "0.5"], ["'joint' does not calibrate", "-C does not apply"]),
+    (["--algorithm", "calibrated", "-C", "1.96"], ["robust calibration has no tolerance C", "--calibration paper"]),
     (["--epochs", "5"], ["--max-steps"]),
     (["--model", "gan"], ["unknown model 'gan'"]),
     (["--noise", "loud"], ["unknown observation model 'loud'"]),

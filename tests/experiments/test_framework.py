@@ -91,7 +91,7 @@ def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_pat
     equals `train` of its configuration alone; a rerun trains nothing."""
     from pyrovae.api import train
 
-    base = RunConfig(n=150, max_steps=40, K=5, tol=0.01, algorithm="calibrated", C=0.5)
+    base = RunConfig(n=150, max_steps=40, K=5, tol=0.01, algorithm="calibrated", calibration="paper", C=0.5)
     configs = {"s1": base, "s5": base.replace(sigma0=5.0)}
     results = run_grid(configs, reps=2, options=ExperimentOptions(out=tmp_path, seed=3), out=tmp_path / "grid")
     assert len(list((tmp_path / "grid" / "batches").iterdir())) == 1  # one batch of 4 replicates
