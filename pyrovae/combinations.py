@@ -8,7 +8,6 @@ widths) are made where the data are built (:func:`pyrovae.api.build_model`).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from pyrovae.errors import ConfigError
@@ -26,19 +25,10 @@ TIED_ALGORITHMS = ("fixed", "lagging")
 
 
 def check_combination(cfg: "RunConfig") -> None:
-    """Refuse, with the reason, a combination of ``cfg.model``, ``noise``, ``algorithm``, ``elbo``
-    and the M2-only settings that cannot train (``cfg`` already has its defaults filled in)."""
+    """Refuse, with the reason, a combination of ``cfg.model``, ``noise``, ``algorithm`` and ``elbo``
+    that cannot train (``cfg`` already has its defaults filled in). A setting the run would ignore is
+    :func:`check_settings_apply`'s."""
     kind = cfg.model
-    if cfg.rounds != 1 and cfg.algorithm != "libi":
-        raise ConfigError(f"rounds count LiBI's rounds (Yacoby, Pan & Doshi-Velez 2020, App. D); algorithm "
-                          f"{cfg.algorithm!r} has none")
-    if kind != "m2":
-        for name, value, default in (("gamma", cfg.gamma, 1.0), ("alpha", cfg.alpha, 0.0), ("epochs", cfg.epochs, 100)):
-            if value != default:
-                raise ConfigError(f"{name} weights M2's labelled points (Yacoby, Pan & Doshi-Velez 2021, Eq. 5); "
-                                  f"model {kind!r} has no labels" if name != "epochs" else
-                                  f"epochs count M2's passes over the data; model {kind!r} trains in blocks "
-                                  "(use --max-steps)")
     if cfg.algorithm == "libi":
         _check_libi(cfg)
         return
@@ -82,6 +72,14 @@ def unused_settings(model: str, algorithm: str, calibration: str) -> dict[str, t
     name → (its flag or config key, who ignores it). Given at anything but their default they would
     be ignored, so :func:`check_settings_apply` refuses them."""
     unused: dict[str, tuple[str, str]] = {}
+    if model != "m2":
+        labels = f"weights M2's labelled points (Yacoby, Pan & Doshi-Velez 2021, Eq. 5); model {model!r} has no labels"
+        unused |= {"gamma": ("--gamma", f"gamma {labels}"), "alpha": ("--alpha", f"alpha {labels}"),
+                   "epochs": ("--epochs", f"epochs count M2's passes over the data; model {model!r} trains in "
+                                          "blocks (use --max-steps)")}
+    if algorithm != "libi":
+        unused["rounds"] = ("--rounds", f"rounds count LiBI's rounds (Yacoby, Pan & Doshi-Velez 2020, App. D); "
+                                        f"algorithm {algorithm!r} has none")
     if model == "m2":
         who = "M2 trains --epochs passes (Yacoby, Pan & Doshi-Velez 2021, App. D)"
         unused |= {name: (flag, who) for name, flag in {**_BLOCK_SETTINGS, "max_steps": "--max-steps"}.items()}
@@ -104,9 +102,8 @@ def check_settings_apply(cfg: "RunConfig") -> None:
     """Refuse a setting that ``cfg``'s model and algorithm would ignore (:func:`unused_settings`):
     ``train --model m2 --max-steps 10`` trained 100 epochs, ``--algorithm joint -C 0.5`` joint SVI,
     without a word."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     for name, (flag, who) in unused_settings(cfg.model, cfg.algorithm, cfg.calibration).items():
-        if getattr(cfg, name) != defaults[name]:
+        if getattr(cfg, name) != getattr(type(cfg), name):  # the field's default
             raise ConfigError(f"{who}; {flag} does not apply")
 
 

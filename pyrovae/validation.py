@@ -9,6 +9,7 @@ never numbers (``{"lr": "abc"}``, ``{"C": "0.1"}``), and non-finite numbers are 
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pyrovae.errors import ConfigError, DataError, UnknownNameError
@@ -91,10 +92,8 @@ def device(name: str, value: Any, available: bool = True) -> str:
     """A torch device name: ``cpu``, ``cuda`` or ``cuda:N`` (``None`` and a :class:`torch.device`
     are read too), as a string. With ``available``, CUDA that this machine lacks is refused; a
     stored run configuration is read with ``available=False`` (it may come from a GPU machine)."""
-    value = "cpu" if value is None else str(value) if not isinstance(value, str) else value
-    value = text(name, value)
-    index = value[len("cuda:"):] if value.startswith("cuda:") else "0"
-    if value not in ("cpu", "cuda") and not (value.startswith("cuda:") and index.isdigit()):
+    value = "cpu" if value is None else str(value)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
         raise ConfigError(f"{name} must be cpu, cuda or cuda:N, got {value!r}")
     if available and value != "cpu":
         import torch

@@ -36,10 +36,12 @@ def test_settings_the_run_reads_are_accepted(settings):
 
 
 def test_the_table_of_unused_settings():
-    assert set(unused_settings("cvae", "calibrated", "paper")) == {"anneal_blocks", "cycles"}
-    assert set(unused_settings("cvae", "calibrated", "robust")) == {"C", "anneal_blocks", "cycles"}
-    assert set(unused_settings("cvae", "cyclical", "robust")) == {"C"}
-    assert {"K", "tol", "max_steps", "C"} <= set(unused_settings("m2", "fixed", "robust"))
+    m2_and_libi = {"gamma", "alpha", "epochs", "rounds"}
+    assert set(unused_settings("cvae", "calibrated", "paper")) == {"anneal_blocks", "cycles"} | m2_and_libi
+    assert set(unused_settings("cvae", "calibrated", "robust")) == {"C", "anneal_blocks", "cycles"} | m2_and_libi
+    assert set(unused_settings("cvae", "cyclical", "robust")) == {"C"} | m2_and_libi
+    assert {"K", "tol", "max_steps", "C", "rounds"} <= set(unused_settings("m2", "fixed", "robust"))
+    assert not {"gamma", "alpha", "epochs"} & set(unused_settings("m2", "fixed", "robust"))
     assert {"K", "batch_size"} <= set(unused_settings("vae", "libi", "robust")) and "max_steps" not in unused_settings(
         "vae", "libi", "robust")
 

@@ -74,10 +74,9 @@ def remedy_config(cfg, remedy: Remedy):
     values = {**cfg.to_dict(), **remedy.changes}
     if "algorithm" in remedy.changes and cfg.model in ("cvae", "vae"):
         values.setdefault("noise", None)
-    defaults = RunConfig()
     for name in unused_settings(values["model"], values["algorithm"], values["calibration"]):
         if name not in remedy.changes:
-            values[name] = getattr(defaults, name)
+            values[name] = getattr(RunConfig, name)  # the field's default
     return RunConfig(**values).validate()
 
 

@@ -129,8 +129,11 @@ def table3(options: ExperimentOptions) -> ExperimentReport:
     seeds = derive_seeds(options.seed, reps)
     # decided here, not in a task: a skipped baseline is never stored as finished, so a rerun after
     # installing its package runs it
-    skipped = {meth: why for meth, (ok, why) in ((meth, baseline_available(key)) for meth, key in _BASELINE_KEY.items())
-               if not ok}
+    skipped = {}
+    for meth, key in _BASELINE_KEY.items():
+        ok, why = baseline_available(key)
+        if not ok:
+            skipped[meth] = why
     tasks = [dict(model=m, method=meth, seed=s, device=options.device, **cfg)
              for s in seeds for m in MODELS for meth in METHODS if meth not in skipped]
     start = time.perf_counter()
