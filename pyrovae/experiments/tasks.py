@@ -21,13 +21,16 @@ __all__ = ["CVAESettings", "fit_cvae"]
 class CVAESettings:
     """A σ-CVAE and how to train it. Defaults: Liu & Wang (2025) App. F for Sec. 5.2 (tanh, latent 5,
     encoder [32, 16, 8, 4], decoder [8, 32, 16, 4]), Algorithm 1 with K = 25 and C = 0.05,
-    Adam lr 0.005, full batch, convergence at |Δ mean loss| ≤ 0.001 between blocks."""
+    Adam lr 0.005, full batch, convergence at |Δ mean loss| ≤ 0.001 between blocks.
+    ``calibration`` is the calibrated algorithm's variant: ``paper`` (Algorithm 1), ``code`` (the
+    authors' public code) or ``robust`` (ours, :mod:`pyrovae.inference.robust_calibration`; no C)."""
 
     latent_dim: int = 5
     encoder_widths: list[int] = field(default_factory=lambda: [32, 16, 8, 4])
     decoder_widths: list[int] = field(default_factory=lambda: [8, 32, 16, 4])
     activation: str = "tanh"
     algorithm: str = "calibrated"
+    calibration: str = "paper"
     sigma0: float = 1.0
     K: int = 25
     C: float = 0.05
@@ -46,7 +49,7 @@ def fit_cvae(data: Dataset, settings: CVAESettings, seed: int, device: str = "cp
     are drawn on the CPU, so they do not depend on the device."""
     torch.set_num_threads(1)
     pyro.set_rng_seed(seed)
-    algorithm = make_algorithm(settings.algorithm, settings.C)
+    algorithm = make_algorithm(settings.algorithm, settings.C, variant=settings.calibration)
     model = SigmaCVAE(data.condition_dim, data.observed_dim, settings.latent_dim, settings.encoder_widths, settings.decoder_widths,
                       noise=make_noise(algorithm.noise, settings.sigma0), activation=settings.activation)
     with pyro.validation_enabled(False):
