@@ -171,7 +171,8 @@ def test_bad_arguments():
     fixed = SigmaCVAE(data.condition_dim, data.observed_dim, noise=FixedNoise(0.3))
     with pytest.raises(ConfigError, match="sets sigma"):
         iwae_polish(fixed, data.condition, data.observed, 4, 10, 5, 0.005, stop=lambda *_: False)
-    for bad in (dict(polish_particles=-1), dict(polish_steps=0), dict(polish_window=2), dict(polish_particles="8")):
+    for bad in (dict(polish_particles=-1), dict(polish_steps=0), dict(polish_window=2), dict(polish_particles="8"),
+                dict(polish_moved=-0.1), dict(polish_max_particles=-1)):
         with pytest.raises(ConfigError):
             RobustSettings(**bad)
 
@@ -186,10 +187,11 @@ def test_the_robust_variant_polishes_a_converged_run_before_its_final_sigma():
     """With ``polish_particles`` the networks move (and the final σ is the importance-weighted σ of
     the polished model); without, they are as trained; a collapsed run is never polished."""
     plain, plain_alg = converged(RobustSettings(polish_particles=0, refine_particles=0))
-    polished, alg = converged(RobustSettings(polish_particles=8, polish_steps=20, refine_particles=0))
+    polished, alg = converged(RobustSettings(polish_particles=8, polish_steps=20, refine_particles=0,
+                                             polish_max_particles=8))  # one stage
     assert plain_alg.state.polish_steps == 0 and alg.state.polish_steps == 20  # the budget (5-step blocks)
-    assert plain_alg.report() == {"polish_steps": 0, "polish_status": "none"}
-    assert alg.report() == {"polish_steps": 20, "polish_status": "max_steps"}  # what the run's metrics show
+    assert plain_alg.report() == {"polish_steps": 0, "polish_status": "none", "polish_particles": 0}
+    assert alg.report() == {"polish_steps": 20, "polish_status": "max_steps", "polish_particles": 8}  # in the run's metrics
     assert plain.sigma == pytest.approx(0.3, rel=1e-6)
     assert polished.sigma != pytest.approx(0.3, rel=1e-3)
     assert not torch.equal(plain.decoder[0].weight, polished.decoder[0].weight)
@@ -199,5 +201,38 @@ def test_the_robust_variant_polishes_a_converged_run_before_its_final_sigma():
     weights = model.decoder[0].weight.clone()
     decisions = [alg.after_block(model, BlockStats(b, 1.5, 1.5, 0.0, 0.55**2, False, torch.Generator().manual_seed(8)))
                  for b in range(2 * alg.settings.window)]
-    assert decisions[-1].status == "collapsed" and alg.report() == {"polish_steps": 0, "polish_status": "none"}
+    assert decisions[-1].status == "collapsed" and alg.report()["polish_status"] == "none"
     assert torch.equal(model.decoder[0].weight, weights)
+
+
+def staged_polish(monkeypatch, moves: list[float], **settings):
+    """The robust variant's polish with :func:`iwae_polish` replaced by stages that multiply σ by
+    ``moves`` in turn; returns the draws per point each stage got and the algorithm."""
+    import pyrovae.inference.robust_calibration as rc
+
+    draws = []
+
+    def stage(model, condition, observed, particles, max_steps, block, lr, stop, generator=None):
+        draws.append(particles)
+        model.noise.set_sigma(model.sigma * moves[len(draws) - 1])
+        return SimpleNamespace(sigma=model.sigma, steps=10, status="stopped")
+
+    monkeypatch.setattr(rc, "iwae_polish", stage)
+    model, data = nonlinear_case()
+    alg = RobustCalibratedSigma(RobustSettings(refine_particles=0, **settings))
+    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=5)))
+    alg.polish(model, torch.Generator().manual_seed(0))
+    return draws, alg
+
+
+def test_a_polish_stage_that_moves_sigma_is_followed_by_one_with_twice_the_draws(monkeypatch):
+    """τ = 0.5 moved σ by 5-10 % at K = 32 and K = 64 then brought every run within 5 %; τ = 0.1 moved it
+    by ≤ 0.6 %: one stage. Stages double K while a stage moves log σ by more than ``polish_moved``,
+    up to ``polish_max_particles``; the steps of all stages count."""
+    assert staged_polish(monkeypatch, [0.995])[0] == [32]  # τ = 0.1: σ holds, one stage
+    particles, alg = staged_polish(monkeypatch, [0.95, 0.99])  # τ = 0.5: K = 32 moved σ 5 %, K = 64 1 %
+    assert particles == [32, 64] and alg.report() == {"polish_steps": 20, "polish_status": "stopped", "polish_particles": 64}
+    assert staged_polish(monkeypatch, [0.9, 0.9, 0.9])[0] == [32, 64]  # never beyond polish_max_particles
+    assert staged_polish(monkeypatch, [0.9, 0.9, 0.9, 0.99], polish_max_particles=256)[0] == [32, 64, 128, 256]
+    assert staged_polish(monkeypatch, [1 / 0.97, 0.99])[0] == [32, 64]  # a rise counts as a move too
+    assert staged_polish(monkeypatch, [0.97], polish_moved=0.05)[0] == [32]
