@@ -205,15 +205,19 @@ def test_the_robust_variant_polishes_a_converged_run_before_its_final_sigma():
     assert torch.equal(model.decoder[0].weight, weights)
 
 
-def staged_polish(monkeypatch, moves: list[float], **settings):
+def staged_polish(monkeypatch, moves: list[float], seen: list | None = None, **settings):
     """The robust variant's polish with :func:`iwae_polish` replaced by stages that multiply σ by
-    ``moves`` in turn; returns the draws per point each stage got and the algorithm."""
+    ``moves`` in turn; returns the draws per point each stage got, the algorithm and the data's points
+    (the points each stage trained on go to ``seen``)."""
     import pyrovae.inference.robust_calibration as rc
+
+    seen = [] if seen is None else seen
 
     draws = []
 
     def stage(model, condition, observed, particles, max_steps, block, lr, stop, generator=None):
         draws.append(particles)
+        seen.append(observed)
         model.noise.set_sigma(model.sigma * moves[len(draws) - 1])
         return SimpleNamespace(sigma=model.sigma, steps=10, status="stopped")
 
@@ -222,7 +226,7 @@ def staged_polish(monkeypatch, moves: list[float], **settings):
     alg = RobustCalibratedSigma(RobustSettings(refine_particles=0, **settings))
     alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=5)))
     alg.polish(model, torch.Generator().manual_seed(0))
-    return draws, alg
+    return draws, alg, data.observed
 
 
 def test_a_polish_stage_that_moves_sigma_is_followed_by_one_with_twice_the_draws(monkeypatch):
@@ -230,9 +234,22 @@ def test_a_polish_stage_that_moves_sigma_is_followed_by_one_with_twice_the_draws
     by ≤ 0.6 %: one stage. Stages double K while a stage moves log σ by more than ``polish_moved``,
     up to ``polish_max_particles``; the steps of all stages count."""
     assert staged_polish(monkeypatch, [0.995])[0] == [32]  # τ = 0.1: σ holds, one stage
-    particles, alg = staged_polish(monkeypatch, [0.95, 0.99])  # τ = 0.5: K = 32 moved σ 5 %, K = 64 1 %
+    particles, alg, _ = staged_polish(monkeypatch, [0.95, 0.99])  # τ = 0.5: K = 32 moved σ 5 %, K = 64 1 %
     assert particles == [32, 64] and alg.report() == {"polish_steps": 20, "polish_status": "stopped", "polish_particles": 64}
     assert staged_polish(monkeypatch, [0.9, 0.9, 0.9])[0] == [32, 64]  # never beyond polish_max_particles
     assert staged_polish(monkeypatch, [0.9, 0.9, 0.9, 0.99], polish_max_particles=256)[0] == [32, 64, 128, 256]
     assert staged_polish(monkeypatch, [1 / 0.97, 0.99])[0] == [32, 64]  # a rise counts as a move too
     assert staged_polish(monkeypatch, [0.97], polish_moved=0.05)[0] == [32]
+
+
+def test_on_more_than_polish_points_the_polish_trains_on_one_fixed_subset(monkeypatch):
+    """n = 5,000 polished on 1,000 points costs a third (docs/RESULTS.md): every stage sees the same
+    ``polish_points`` distinct points of the data; with fewer points than that, all of them."""
+    seen = []
+    _, _, data = staged_polish(monkeypatch, [0.95, 0.99], seen, polish_points=50)
+    assert len(seen) == 2 and seen[0] is seen[1] and seen[0].shape == (50, data.shape[1])
+    rows = {tuple(r) for r in data.tolist()}
+    assert len({tuple(r) for r in seen[0].tolist()}) == 50 and all(tuple(r) in rows for r in seen[0].tolist())
+    seen.clear()
+    _, _, data = staged_polish(monkeypatch, [0.99], seen, polish_points=len(data))
+    assert seen[0] is data  # all points: the data themselves
