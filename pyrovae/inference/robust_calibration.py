@@ -176,7 +176,8 @@ class RobustCalibratedSigma(AnalyticSigma):
         """The importance-weighted polish (:func:`~pyrovae.inference.iwae_polish.iwae_polish`, draws from
         ``rng``) with the run's learning rate and block length, each stage stopped by :func:`plateau` over
         ``polish_window`` blocks or ``polish_steps``, on at most ``polish_points`` of the points (a
-        fixed random subset). It starts from the importance-weighted σ of those points; a stage that
+        fixed random subset). It starts from the importance-weighted σ of those points (from the σ it
+        has with ``refine_particles = 0``); a stage that
         moves log σ by more than ``polish_moved`` is followed by one with twice the draws while they
         stay within ``polish_max_particles`` (module docstring). Nothing happens with
         ``polish_particles = 0`` or before :meth:`setup`."""
