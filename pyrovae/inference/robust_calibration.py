@@ -35,13 +35,15 @@ analytic σ of Eq. 10 between calibrations and changes the three decisions:
   steps). ``polish_particles = 0`` skips it. The polish starts from the importance-weighted σ of
   the ELBO's decoder (see *Final σ*), so how far it moves σ measures the decoder's own bias; when a
   stage moves :math:`\log\sigma` by more than ``polish_moved``, another stage follows with twice the
-  draws, up to ``polish_max_particles`` (τ = 0.5: the K = 32 stage moves σ by 5–10 %, and K = 64
+  draws, up to ``polish_max_particles`` (τ = 0.5: the K = 32 stage moves σ by 4.8–10 %, and K = 64
   brings 30 of 30 runs within 5 % of τ where K = 32 alone brought 27; τ = 0.1: it moves σ by at most
   0.6 %, so no second stage runs and the cost there is unchanged; docs/RESULTS.md). On more than
   ``polish_points`` points the polish trains on a fixed random subset of that many (its starting σ
   is the subset's importance-weighted σ, so a stage's move is the decoder's, not the subset's
   sampling error); the final σ is then taken on all points. Two-moon at n = 5,000: a third of the
-  cost, and at τ = 0.5 every run still within 5 % (docs/RESULTS.md).
+  cost, and at τ = 0.5 every run still within 5 % (docs/RESULTS.md). With ``refine_particles = 0``
+  there is no importance-weighted σ: the polish starts from Eq. 10's σ and the run ends at the σ the
+  polish fitted (on the subset, if there is one).
 * **Final σ** (:meth:`RobustCalibratedSigma.refine`): when the variant ends the run (or the step cap
   does), σ is set to
   the importance-weighted maximum-likelihood σ of the trained decoder
@@ -93,7 +95,10 @@ class RobustSettings:
         for name, minimum in (("window", 1), ("budget", 1), ("hold", 0), ("refine_particles", 0),
                               ("polish_particles", 0), ("polish_steps", 1), ("polish_window", 1),
                               ("polish_max_particles", 0), ("polish_points", 0)):
-            integer_at_least(f"robust calibration: {name}", getattr(self, name), minimum)
+            setattr(self, name, integer_at_least(f"robust calibration: {name}", getattr(self, name), minimum))
+        if self.polish_particles and self.polish_max_particles < self.polish_particles:
+            raise ConfigError(f"robust calibration: polish_max_particles ({self.polish_max_particles}) must be at least "
+                              f"polish_particles ({self.polish_particles})")
         if not (0 < self.shrink < 1):
             raise ConfigError(f"robust calibration: shrink must lie in (0, 1), got {self.shrink}")
         for name in ("rel_tol", "min_gain", "collapse_kl", "polish_moved"):
@@ -218,6 +223,7 @@ class RobustCalibratedSigma(AnalyticSigma):
 
     def _set_importance_sigma(self, model: SigmaCVAE, condition: torch.Tensor, observed: torch.Tensor,
                               rng: torch.Generator | None) -> None:
+        """σ ← the importance-weighted σ of ``model`` on these points (``refine_particles`` draws each)."""
         if not self.settings.refine_particles:
             return
         sigma = importance_sigma(model, condition, observed, particles=self.settings.refine_particles, generator=rng).sigma

@@ -172,7 +172,8 @@ def test_bad_arguments():
     with pytest.raises(ConfigError, match="sets sigma"):
         iwae_polish(fixed, data.condition, data.observed, 4, 10, 5, 0.005, stop=lambda *_: False)
     for bad in (dict(polish_particles=-1), dict(polish_steps=0), dict(polish_window=2), dict(polish_particles="8"),
-                dict(polish_moved=-0.1), dict(polish_max_particles=-1)):
+                dict(polish_moved=-0.1), dict(polish_max_particles=-1), dict(polish_points=-1),
+                dict(polish_max_particles=16), dict(polish_points=1000.5)):
         with pytest.raises(ConfigError):
             RobustSettings(**bad)
 
@@ -184,8 +185,9 @@ def converged(settings: RobustSettings):
 
 
 def test_the_robust_variant_polishes_a_converged_run_before_its_final_sigma():
-    """With ``polish_particles`` the networks move (and the final σ is the importance-weighted σ of
-    the polished model); without, they are as trained; a collapsed run is never polished."""
+    """With ``polish_particles`` the networks and σ move (here without the importance-weighted σ,
+    ``refine_particles = 0``, so σ is the polish's own); without, they are as trained; a collapsed run
+    is never polished."""
     plain, plain_alg = converged(RobustSettings(polish_particles=0, refine_particles=0))
     polished, alg = converged(RobustSettings(polish_particles=8, polish_steps=20, refine_particles=0,
                                              polish_max_particles=8))  # one stage
@@ -201,25 +203,27 @@ def test_the_robust_variant_polishes_a_converged_run_before_its_final_sigma():
     weights = model.decoder[0].weight.clone()
     decisions = [alg.after_block(model, BlockStats(b, 1.5, 1.5, 0.0, 0.55**2, False, torch.Generator().manual_seed(8)))
                  for b in range(2 * alg.settings.window)]
-    assert decisions[-1].status == "collapsed" and alg.report()["polish_status"] == "none"
+    assert decisions[-1].status == "collapsed"
+    assert alg.report() == {"polish_steps": 0, "polish_status": "none", "polish_particles": 0}
     assert torch.equal(model.decoder[0].weight, weights)
 
 
-def staged_polish(monkeypatch, moves: list[float], seen: list | None = None, **settings):
+def staged_polish(monkeypatch, moves: list[float], seen: list | None = None, statuses: list[str] | None = None,
+                  **settings):
     """The robust variant's polish with :func:`iwae_polish` replaced by stages that multiply σ by
-    ``moves`` in turn; returns the draws per point each stage got, the algorithm and the data's points
-    (the points each stage trained on go to ``seen``)."""
+    ``moves`` in turn (ending with ``statuses``, default "stopped"); returns the draws per point each
+    stage got, the algorithm and the data's points (the points each stage trained on go to ``seen``)."""
     import pyrovae.inference.robust_calibration as rc
 
     seen = [] if seen is None else seen
-
     draws = []
 
     def stage(model, condition, observed, particles, max_steps, block, lr, stop, generator=None):
         draws.append(particles)
         seen.append(observed)
         model.noise.set_sigma(model.sigma * moves[len(draws) - 1])
-        return SimpleNamespace(sigma=model.sigma, steps=10, status="stopped")
+        status = statuses[len(draws) - 1] if statuses else "stopped"
+        return SimpleNamespace(sigma=model.sigma, steps=10, status=status)
 
     monkeypatch.setattr(rc, "iwae_polish", stage)
     model, data = nonlinear_case()
@@ -240,16 +244,46 @@ def test_a_polish_stage_that_moves_sigma_is_followed_by_one_with_twice_the_draws
     assert staged_polish(monkeypatch, [0.9, 0.9, 0.9, 0.99], polish_max_particles=256)[0] == [32, 64, 128, 256]
     assert staged_polish(monkeypatch, [1 / 0.97, 0.99])[0] == [32, 64]  # a rise counts as a move too
     assert staged_polish(monkeypatch, [0.97], polish_moved=0.05)[0] == [32]
+    particles, alg, _ = staged_polish(monkeypatch, [0.95, 0.9], statuses=["stopped", "nan"])  # a failed stage ends it
+    assert particles == [32, 64] and alg.report()["polish_status"] == "nan"
 
 
 def test_on_more_than_polish_points_the_polish_trains_on_one_fixed_subset(monkeypatch):
     """n = 5,000 polished on 1,000 points costs a third (docs/RESULTS.md): every stage sees the same
-    ``polish_points`` distinct points of the data; with fewer points than that, all of them."""
+    ``polish_points`` distinct points of the data, a random subset (not the first ones); with fewer
+    points than that, or ``polish_points = 0``, all of them."""
     seen = []
     _, _, data = staged_polish(monkeypatch, [0.95, 0.99], seen, polish_points=50)
     assert len(seen) == 2 and seen[0] is seen[1] and seen[0].shape == (50, data.shape[1])
     rows = {tuple(r) for r in data.tolist()}
     assert len({tuple(r) for r in seen[0].tolist()}) == 50 and all(tuple(r) in rows for r in seen[0].tolist())
-    seen.clear()
-    _, _, data = staged_polish(monkeypatch, [0.99], seen, polish_points=len(data))
-    assert seen[0] is data  # all points: the data themselves
+    assert not torch.equal(seen[0], data[:50])
+    for points in (len(data), 0):
+        seen.clear()
+        _, _, data = staged_polish(monkeypatch, [0.99], seen, polish_points=points)
+        assert seen[0] is data  # all points: the data themselves
+
+
+def test_the_polish_starts_from_the_importance_weighted_sigma_of_its_points(monkeypatch):
+    """Before its first stage the polish sets σ to the importance-weighted σ of the points it trains
+    on (the subset), so a stage's move is the decoder's; the final σ (:meth:`refine`) uses all points."""
+    import pyrovae.inference.robust_calibration as rc
+
+    calls, stages = [], []
+    monkeypatch.setattr(rc, "importance_sigma", lambda model, condition, observed, particles, generator=None:
+                        calls.append(observed) or SimpleNamespace(sigma=0.123))
+
+    def stage(model, condition, observed, particles, max_steps, block, lr, stop, generator=None):
+        stages.append((observed, model.sigma))
+        return SimpleNamespace(sigma=model.sigma, steps=10, status="stopped")
+
+    monkeypatch.setattr(rc, "iwae_polish", stage)
+    model, data = nonlinear_case()
+    alg = RobustCalibratedSigma(RobustSettings(polish_points=50))
+    alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=5)))
+    rng = torch.Generator().manual_seed(0)
+    alg.polish(model, rng)
+    assert len(calls) == 1 and calls[0] is stages[0][0] and len(calls[0]) == 50
+    assert stages[0][1] == pytest.approx(0.123)  # the stage starts at the subset's importance-weighted σ
+    alg.refine(model, rng)
+    assert calls[-1] is data.observed

@@ -99,6 +99,13 @@ def test_table4_trains_with_the_calibration_it_is_given(tmp_path, monkeypatch):
     assert "trained by Algorithm 1 (C = 0.05)" in md
     paper = [json.loads(f.read_text()) for f in (tmp_path / "paper" / "tasks").glob("*.json")]
     assert paper and all(t["result"]["calibration"] == "paper" for t in paper)
+    # the default's task has the key it had before the setting existed: a cached --full run is reused
+    from pyrovae.experiments.task_store import task_digest
+    from pyrovae.runs import derive_seeds
+
+    before = dict(name="yacht", seed=derive_seeds(0, 1)[0], max_steps=50, num_samples=20, device="cpu")
+    key = task_digest(liu2025_uci.run_split, before)[:20]
+    assert (tmp_path / "paper" / "tasks" / f"run_split-{key}.json").is_file()
     report, md = _run("liu-table4", tmp_path / "robust", overrides={**tiny, "calibration": "robust"})
     assert "trained by our robust calibration (not the paper's)" in md
     robust = [json.loads(f.read_text()) for f in (tmp_path / "robust" / "tasks").glob("*.json")]
