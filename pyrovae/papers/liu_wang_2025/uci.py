@@ -37,6 +37,7 @@ from pyrovae.experiments.tasks import CVAESettings, fit_cvae
 from pyrovae.inference.robust_calibration import CALIBRATIONS
 from pyrovae.metrics.likelihood import vae_log_likelihood
 from pyrovae.runs import derive_seeds
+from pyrovae.validation import text
 
 __all__ = ["table4", "run_split", "unavailable", "PAPER_TABLE4"]
 
@@ -97,13 +98,6 @@ def _datasets(names) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _calibration(name: str) -> str:
-    """The ``calibration`` setting: which variant of the calibrated algorithm trains the CVAE."""
-    if name not in CALIBRATIONS:
-        raise ConfigError(f"--set calibration: expected one of {', '.join(CALIBRATIONS)}, got {name!r}")
-    return name
-
-
 @register("liu-table4", "Liu & Wang (2025) Table 4: test log-likelihood on UCI regression sets",
           "Liu & Wang (2025), Table 4",
           full="5 random 75/25 splits, at most 20,000 steps, 5,000 importance samples")
@@ -112,7 +106,7 @@ def table4(options: ExperimentOptions) -> ExperimentReport:
     st = options.configure(dict(max_steps=2000 if options.quick else 20_000, S=5000, datasets=DATASETS,
                                 calibration="paper"))
     max_steps, num_samples, datasets = st["max_steps"], st["S"], _datasets(st["datasets"])
-    calibration = _calibration(st["calibration"])
+    calibration = text("--set calibration", st["calibration"], CALIBRATIONS, "calibration variant")
     reps = options.repetitions(quick=2, full=5)
     seeds = derive_seeds(options.seed, reps)
     skipped = unavailable(datasets)

@@ -111,7 +111,7 @@ def test_table4_trains_with_the_calibration_it_is_given(tmp_path, monkeypatch):
     robust = [json.loads(f.read_text()) for f in (tmp_path / "robust" / "tasks").glob("*.json")]
     assert robust and all(t["result"]["calibration"] == "robust" for t in robust)
     assert {t["result"]["sigma"] for t in robust} != {t["result"]["sigma"] for t in paper}
-    with pytest.raises(ConfigError, match="--set calibration: expected one of paper, code, robust"):
+    with pytest.raises(ConfigError, match="unknown calibration variant 'monotonic'; known: paper, code, robust"):
         _run("liu-table4", tmp_path / "bad", overrides={**tiny, "calibration": "monotonic"})
 
 
