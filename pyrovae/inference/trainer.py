@@ -9,7 +9,6 @@ is R = 1. No global parameter store: a plain torch optimiser over the stacked we
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
-import pyro
 import torch
 
 from pyrovae.data.base import Dataset
@@ -190,9 +188,6 @@ class Trainer:
         self.state = _LoopState()
         self.replicas = [_Replica() for _ in range(R)]
         self._activate(list(range(R)), ReplicatedCVAE.stack(self.models, self.streams))
-        # Pyro's validation (argument and support checks, NaN/Inf hooks on every log-prob
-        # sum) costs ~10% of a step; step() runs without it unless this is set to True.
-        self.validate = False
 
     # -- the batch of replicates still training ------------------------------------
     def _activate(self, active: list[int], stack: ReplicatedCVAE, optim_state: dict | None = None) -> None:
@@ -264,13 +259,11 @@ class Trainer:
         ``optimizer`` defaults to the joint Adam; an algorithm may pass its own over a subset
         of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
         ``clip_norm`` overrides the settings' gradient clipping (each replicate's own norm).
-        Pyro's validation is off inside the step unless ``self.validate`` is True.
         """
         optimizer = optimizer or self.optim
         beta = _beta_tensor(beta, len(self.active), self.stack.device)
         self.stack.zero_grad(set_to_none=True)
-        with contextlib.nullcontext() if self.validate else pyro.validation_enabled(False):
-            losses = replicate_loss(self.stack, condition, observed, beta, self.settings.elbo, self.settings.particles)
+        losses = replicate_loss(self.stack, condition, observed, beta, self.settings.elbo, self.settings.particles)
         per_point = losses.detach() / condition.shape[-2]
         ok = torch.isfinite(per_point)
         if not bool(ok.any()):

@@ -68,16 +68,25 @@ def test_replicate_loss_is_the_hand_computed_negative_elbo(data):
         assert float(losses[r].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
 
 
+@pytest.mark.parametrize("particles", [1, 4])
 @pytest.mark.parametrize("estimator", ["trace", "meanfield"])
-def test_replicate_loss_sums_to_pyros_elbo_on_the_batched_program(data, estimator):
-    """Pyro's own Trace_ELBO / TraceMeanField_ELBO on the same program (same draws) gives the sum."""
-    models = [build("calibrated", seed=s) for s in SEEDS]
-    ours = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, estimator)
+def test_replicate_loss_sums_to_pyros_elbo_on_the_batched_program(data, estimator, particles):
+    """Pyro's own Trace_ELBO / TraceMeanField_ELBO on the batched program (same draws, same β per
+    replicate, β = 0 masked; vectorised particles at dim -3) gives the sum of the direct loss, and
+    the same gradient."""
+    models = [build("learned", seed=s, sigma0=0.5 + s / 100) for s in SEEDS]
+    beta = torch.tensor([1.0, 0.3, 0.0])
+    ours_stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    ours = replicate_loss(ours_stack, data.condition, data.observed, beta, estimator, particles).sum()
     stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
-    elbo = pyro.infer.TraceMeanField_ELBO(max_plate_nesting=2) if estimator == "meanfield" else \
-        pyro.infer.Trace_ELBO(max_plate_nesting=2)
-    pyros = elbo.differentiable_loss(stack.model, stack.guide, data.condition, data.observed, None)
-    assert float(ours.sum().detach()) == pytest.approx(float(pyros.detach()), rel=1e-5)
+    kind = pyro.infer.TraceMeanField_ELBO if estimator == "meanfield" else pyro.infer.Trace_ELBO
+    elbo = kind(max_plate_nesting=2, num_particles=particles, vectorize_particles=particles > 1)
+    pyros = elbo.differentiable_loss(stack.model, stack.guide, data.condition, data.observed, beta)
+    assert float(ours.detach()) == pytest.approx(float(pyros.detach()), rel=1e-5)
+    ours.backward()
+    pyros.backward()
+    for (name, a), b in zip(ours_stack.named_parameters(), stack.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-4 * float(b.grad.abs().max())), name
 
 
 def test_iwae_with_one_particle_is_the_elbo_and_with_more_is_a_tighter_bound(data):
@@ -89,6 +98,26 @@ def test_iwae_with_one_particle_is_the_elbo_and_with_more_is_a_tighter_bound(dat
     trace = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, "trace", 8)
     iwae = replicate_loss(ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS)), data.condition, data.observed, None, "iwae", 8)
     assert (iwae < trace).all()
+
+
+@pytest.mark.parametrize("noise", ["learned", "learned-vector", "network", "head"])
+def test_the_stacked_networks_give_what_vmap_gives(data, noise):
+    """Encoder and decoder as batched products per layer (models.stacked_nets), σ through the
+    observation model: the numbers of every module called under vmap (a σ head reads the decoder's
+    features, so its decoder stays under vmap)."""
+    models = [build(noise, seed=s) for s in SEEDS]
+    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    assert (stack._decoder is None) == (noise == "head") and stack._encoder is not None
+    loc, scale = stack.encode(data.condition, data.observed)
+    inputs = torch.cat([data.condition.expand(3, N, -1), data.observed.expand(3, N, -1)], dim=-1)
+    own_loc, own_scale = stack._call("encoder", inputs, batched=[True])
+    assert torch.allclose(loc, own_loc, atol=1e-6) and torch.allclose(scale, own_scale, atol=1e-6)
+    z = torch.randn(5, 3, N, 2, generator=torch.Generator().manual_seed(4))  # particles at dim 0
+    mean, sigma = stack.mean_and_scale(data.condition, z)
+    for r, model in enumerate(models):
+        own_mean, own_sigma = model.mean_and_scale(data.condition, z[:, r])
+        assert torch.allclose(mean[:, r], own_mean, atol=1e-5)
+        assert torch.allclose(sigma[:, r].expand(own_mean.shape), own_sigma.expand(own_mean.shape), atol=1e-5)
 
 
 def test_unstacking_gives_back_each_model(data):
