@@ -163,10 +163,13 @@ class ReplicatedCVAE(nn.Module):
         for name in self._names["buffer"]:
             self.register_buffer(_flat(name), buffers[name].detach().clone())
         # encoder and decoder mean as one batched product per layer where the networks allow it
-        # (pyrovae.models.stacked_nets); otherwise, and for a σ head that reads the decoder's
-        # features, the modules run under vmap
+        # (pyrovae.models.stacked_nets); otherwise the modules run under vmap, and so does the whole
+        # model when σ reads the decoder's features or weights, or a subclass computes the mean its own way
         self._encoder = stacked_forward(template.encoder, "encoder.")
-        self._decoder = None if template.noise.reads_features else stacked_forward(template.decoder, "decoder.")
+        own_decoding = all(getattr(type(template), name) is getattr(SigmaCVAE, name)
+                           for name in ("forward", "_mean_and_noise_input"))
+        self._decoder = stacked_forward(template.decoder, "decoder.") if own_decoding and not (
+            template.noise.reads_features or template.noise.reads_decoder) else None
         # the widest layer (units in or out of a weight matrix), which sizes the evaluation's chunks
         self._widest = max(max(t.shape[-2:]) for t in params.values() if t.dim() >= 3)
         # name -> tensor, looked up once: a stack never swaps its tensors (select builds a new stack)

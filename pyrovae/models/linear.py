@@ -161,6 +161,8 @@ class TiedNoise(ObservationNoise):
     trainer's ``fixed`` algorithm, β-schedules and Lagging Inference all accept it.
     """
 
+    reads_decoder = True
+
     def __init__(self, decoder: nn.Module):
         super().__init__()
         self._decoder = [decoder]  # a list: not registered twice as a sub-module

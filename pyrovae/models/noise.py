@@ -58,12 +58,15 @@ def _check_sigma(sigma: float) -> float:
 class ObservationNoise(nn.Module):
     """Base class. ``settable`` says whether an algorithm may overwrite σ; ``learned`` whether σ moves
     by gradient; ``per_point`` whether σ varies with the point (x, z); ``reads_features`` whether
-    ``inputs`` must be the decoder's last hidden features instead of its input."""
+    ``inputs`` must be the decoder's last hidden features instead of its input; ``reads_decoder``
+    whether σ is computed from the decoder's own weights (then R replicates' σ cannot be computed
+    apart from their decoders: :mod:`pyrovae.inference.replicates` calls the whole model)."""
 
     settable = False
     learned = False
     per_point = False
     reads_features = False
+    reads_decoder = False
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder σ, broadcastable against ``mean``; ``inputs`` is what

@@ -63,14 +63,16 @@ def stacked_forward(module: nn.Module, prefix: str = "") -> StackedForward | Non
     """``module``'s forward on stacked weights (parameter ``name`` read as ``params[prefix + name]``),
     or ``None`` when ``module`` holds anything but Linear layers, the activations of
     :data:`~pyrovae.models.nets.ACTIVATIONS`, Sequential containers and a GaussianEncoder of those, or
-    when a module carries forward hooks (they run only when the module itself is called)."""
-    if module._forward_hooks or module._forward_pre_hooks:
+    when a module carries hooks (they run only when the module itself is called)."""
+    if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks:
         return None
     if type(module) is nn.Linear:
         return _linear(prefix, module.bias is not None)
     if type(module) in ACTIVATIONS.values():  # parameter-free: the module itself works on any shape
         return lambda params, inputs: module(inputs)
     if type(module) is nn.Sequential or (isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward):
+        if len(list(module.children())) != len(module):  # one module object at two places: children() lists it once
+            return None
         steps = [stacked_forward(child, f"{prefix}{name}.") for name, child in module.named_children()]
         return None if any(step is None for step in steps) else _sequential(steps)
     if type(module) is GaussianEncoder:

@@ -120,6 +120,24 @@ def test_the_stacked_networks_give_what_vmap_gives(data, noise):
         assert torch.allclose(sigma[:, r].expand(own_mean.shape), own_sigma.expand(own_mean.shape), atol=1e-5)
 
 
+class _ShiftedMean(SigmaCVAE):
+    """A subclass that computes the decoder mean its own way."""
+
+    def _mean_and_noise_input(self, inputs):
+        mean, read = super()._mean_and_noise_input(inputs)
+        return mean + 1.0, read
+
+
+def test_a_subclass_with_its_own_decoding_runs_as_itself(data):
+    pyro.set_rng_seed(0)
+    model = _ShiftedMean(1, 2)
+    stack = ReplicatedCVAE.stack([model], ReplicaStreams([0]))
+    assert stack._decoder is None
+    z = torch.randn(1, N, 2, generator=torch.Generator().manual_seed(5))
+    mean, _ = stack.mean_and_scale(data.condition, z)
+    assert torch.allclose(mean[0], model.mean_and_scale(data.condition, z[0])[0], atol=1e-6)
+
+
 def test_unstacking_gives_back_each_model(data):
     models = [build("network", seed=s) for s in SEEDS]
     stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))

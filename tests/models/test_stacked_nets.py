@@ -62,19 +62,25 @@ class _Doubling(nn.Sequential):
         return 2 * super().forward(inputs)
 
 
+def _shared_activation(act: nn.Module) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(3, 4), act, nn.Linear(4, 4), act)
+
+
 @pytest.mark.parametrize("make", [
     lambda: ResMLP(3, 8, 2, 2),
     lambda: ResGaussianEncoder(3, 8, 2, 2),
     lambda: nn.Sequential(nn.Linear(3, 4), nn.GELU()),  # an activation the package does not list
     lambda: _Doubling(nn.Linear(3, 4)),  # a Sequential with its own forward
-], ids=["residual", "residual-encoder", "gelu", "own-forward"])
+    lambda: _shared_activation(nn.Tanh()),  # one activation object at two places
+], ids=["residual", "residual-encoder", "gelu", "own-forward", "shared-activation"])
 def test_other_networks_are_left_to_vmap(make):
     assert stacked_forward(make()) is None
 
 
-def test_a_module_with_a_forward_hook_is_left_to_vmap():
+@pytest.mark.parametrize("hook", ["forward", "full_backward"])
+def test_a_module_with_a_hook_is_left_to_vmap(hook):
     """A hook runs only when its module is called, so the module must be called."""
     mlp = MLP(3, [4], 2)
     assert stacked_forward(mlp) is not None
-    mlp[1].register_forward_hook(lambda module, inputs, output: output)
+    getattr(mlp[1], f"register_{hook}_hook")(lambda module, *args: None)
     assert stacked_forward(mlp) is None
