@@ -59,8 +59,21 @@ def drive(alg: RobustCalibratedSigma, model: SigmaCVAE, blocks, start: int = 0):
     return [alg.after_block(model, stats(start + b, *row)) for b, row in enumerate(blocks)]
 
 
-def test_a_healthy_plateau_is_probed_once_then_accepted():
-    model, alg = SigmaCVAE(1, 2, noise=CalibratedNoise(1.0)), RobustCalibratedSigma()
+def test_a_first_plateau_is_accepted_after_two_failed_probes_the_second_deeper():
+    """No probe has improved the first plateau: one failed probe (ρ σ) is followed by a second,
+    deeper one (ρ² σ); the second failure in a row ends the run converged."""
+    model, alg = SigmaCVAE(1, 2, noise=CalibratedNoise(1.0)), RobustCalibratedSigma(RobustSettings(hold=0))
+    assert drive(alg, model, [(0.1, 2.0, -1.0)] * W)[-1].event == "calibrate"  # the first plateau
+    assert model.sigma == pytest.approx(0.05, rel=1e-6)
+    again = drive(alg, model, [(0.1, 2.0, -1.0)] * W, start=W)  # no gain: one failure, probe again
+    assert again[-1].event == "calibrate" and not again[-1].stop and alg.state.failures == 1
+    assert model.sigma == pytest.approx(0.025, rel=1e-6)  # ρ² of 0.1
+    done = drive(alg, model, [(0.1, 2.0, -1.0)] * W, start=2 * W)
+    assert done[-1].stop and done[-1].status == "converged" and alg.state.count == 2 and alg.state.gains == 0
+
+
+def test_with_first_probes_1_a_healthy_plateau_is_probed_once_then_accepted():
+    model, alg = SigmaCVAE(1, 2, noise=CalibratedNoise(1.0)), RobustCalibratedSigma(RobustSettings(first_probes=1))
     decisions = drive(alg, model, [(0.1, 2.0, -1.0)] * W)
     assert decisions[-1].event == "calibrate" and not decisions[-1].stop
     assert model.sigma == pytest.approx(0.05, rel=1e-6)  # shrunk by rho = 0.5
@@ -75,9 +88,9 @@ def test_a_probe_that_gains_is_kept_and_probed_again():
     model, alg = SigmaCVAE(1, 2, noise=CalibratedNoise(1.0)), RobustCalibratedSigma(RobustSettings(hold=0))
     drive(alg, model, [(0.55, 0.0, 1.5)] * W)  # collapsed plateau: probe
     better = drive(alg, model, [(0.1, 2.0, -1.0)] * W, start=W)  # escaped: lower loss, probe again
-    assert better[-1].event == "calibrate" and alg.state.failures == 0
+    assert better[-1].event == "calibrate" and alg.state.failures == 0 and alg.state.gains == 1
     assert alg.state.best == pytest.approx(-0.5)  # per output dimension
-    done = drive(alg, model, [(0.1, 2.0, -1.0)] * W, start=2 * W)
+    done = drive(alg, model, [(0.1, 2.0, -1.0)] * W, start=2 * W)  # after a gain one failed probe suffices
     assert done[-1].stop and done[-1].status == "converged"
 
 
@@ -121,7 +134,7 @@ def test_state_before_the_first_plateau_survives_a_json_checkpoint():
 
 
 @pytest.mark.parametrize("bad", [dict(window=2), dict(shrink=1.0), dict(shrink=0.0), dict(hold=-1),
-                                 dict(rel_tol=math.nan), dict(budget=0)])
+                                 dict(rel_tol=math.nan), dict(budget=0), dict(first_probes=0)])
 def test_bad_settings(bad):
     with pytest.raises(ConfigError):
         RobustSettings(**bad)

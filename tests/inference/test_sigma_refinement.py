@@ -127,12 +127,14 @@ def test_bad_arguments():
 
 def converged_run(settings: RobustSettings, seed: int = 5, block: int = 25):
     """Drive the robust variant, with its data, learning rate and block length from ``setup``, through
-    a healthy plateau, its probe and the same plateau again: it stops ``converged``. Every block hands
-    it the stream seeded ``seed``. Returns the model, the data and the variant."""
+    a healthy plateau, then its probes (``first_probes`` of them) each followed by the same plateau
+    again: it stops ``converged``. Every block hands it the stream seeded ``seed``. Returns the
+    model, the data and the variant."""
     model, data = nonlinear_case()
     alg = RobustCalibratedSigma(settings)
     alg.setup(SimpleNamespace(algorithms=[alg], data_of=lambda r: data, settings=SimpleNamespace(lr=0.005, K=block)))
-    rows = [(0.3, 2.0, -1.0)] * settings.window + [(0.3, 2.0, 0.0)] * settings.hold + [(0.3, 2.0, -1.0)] * settings.window
+    probe = [(0.3, 2.0, 0.0)] * settings.hold + [(0.3, 2.0, -1.0)] * settings.window
+    rows = [(0.3, 2.0, -1.0)] * settings.window + probe * settings.first_probes
     for b, (sigma, kl, loss) in enumerate(rows):
         decision = alg.after_block(model, BlockStats(b, loss, loss - kl, kl, sigma**2, False,
                                                      torch.Generator().manual_seed(seed)))
