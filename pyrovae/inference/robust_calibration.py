@@ -28,7 +28,7 @@ analytic σ of Eq. 10 between calibrations and changes the three decisions:
   it is accepted: one shallow probe held for ``hold`` blocks is weak evidence. Over two-moon cells at
   τ = 0.1–0.5 the runs that one failed probe had ended (9 of 150) all reached a larger KL with the
   second probe, among them the early stoppers (600–725 steps; τ = 0.3: KL 0.50 → 0.90) and the one
-  miss at τ = 0.5, n = 5,000 (8.1 % → 4.5 %), for 25–50 more steps at the median (docs/RESULTS.md).
+  miss at τ = 0.5, n = 5,000 (8.1 % → 4.5 %), for 12–50 more steps at the median (docs/RESULTS.md).
 * **Polish** (:meth:`RobustCalibratedSigma.polish`): when the run ends converged, θ, φ and σ take a few steps on the importance-weighted bound with ``polish_particles``
   draws per point (:mod:`~pyrovae.inference.iwae_polish`), until :func:`plateau` over
   ``polish_window`` blocks or ``polish_steps``. The ELBO's decoder has a maximum-likelihood σ
