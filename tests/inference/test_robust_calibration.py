@@ -112,11 +112,16 @@ def test_a_run_that_never_escapes_collapse_stops_collapsed_within_its_budget():
 
 
 def test_state_round_trip():
-    model, alg = SigmaCVAE(1, 2, noise=CalibratedNoise(1.0)), RobustCalibratedSigma()
-    drive(alg, model, [(0.55, 0.0, 1.5)] * (W + 2))
-    other = RobustCalibratedSigma()
+    model, alg = SigmaCVAE(1, 2, noise=CalibratedNoise(1.0)), RobustCalibratedSigma(RobustSettings(hold=0))
+    drive(alg, model, [(0.55, 0.0, 1.5)] * W)  # a collapsed plateau, probed
+    drive(alg, model, [(0.1, 2.0, -1.0)] * (W + 2), start=W)  # escaped: a gain
+    assert alg.state.gains == 1
+    other = RobustCalibratedSigma(RobustSettings(hold=0))
     other.load_state_dict(alg.state_dict())
     assert other.state == alg.state
+    # resumed, it accepts the next failed probe as the uninterrupted run does (one failure after a gain)
+    last = drive(other, model, [(0.1, 2.0, -1.0)] * W, start=2 * W + 2)[-1]
+    assert last.stop and last.status == "converged"
 
 
 def test_state_before_the_first_plateau_survives_a_json_checkpoint():
