@@ -1,9 +1,11 @@
 """Helpers shared by the experiments that train a σ-CVAE in process on a data set they built
-(Liu & Wang 2025's Tables 3 and 4 and its MNIST appendix): one training call."""
+(Liu & Wang 2025's Tables 3 and 4 and its MNIST appendix): one training call, or several runs with
+their own data and seeds as one batch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import pyro
 import torch
@@ -14,7 +16,7 @@ from pyrovae.inference.trainer import Trainer, TrainResult, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import make_noise
 
-__all__ = ["CVAESettings", "fit_cvae"]
+__all__ = ["CVAESettings", "fit_cvae", "fit_cvaes"]
 
 
 @dataclass
@@ -47,12 +49,26 @@ def fit_cvae(data: Dataset, settings: CVAESettings, seed: int, device: str = "cp
     """Train a σ-CVAE sized for ``data`` (in this process, one torch thread) on ``device``; the
     trained model comes back on the CPU, where the experiments evaluate it. The initial weights
     are drawn on the CPU, so they do not depend on the device."""
+    return fit_cvaes([data], settings, [seed], device)[0]
+
+
+def fit_cvaes(datas: Sequence[Dataset], settings: CVAESettings, seeds: Sequence[int], device: str = "cpu") -> list[TrainResult]:
+    """:func:`fit_cvae` for every ``(datas[r], seeds[r])`` (data sets of one size and shape), trained as
+    one batched program: replicate ``r`` starts from the weights, and draws from the stream, of a run
+    seeded ``seeds[r]`` alone (``pyro.set_rng_seed(seed)``, then the model's weights, then the stream's
+    seed from torch's generator, as :class:`~pyrovae.inference.trainer.Trainer` draws it for one run),
+    so its result is that run's up to float rounding."""
     torch.set_num_threads(1)
-    pyro.set_rng_seed(seed)
-    algorithm = make_algorithm(settings.algorithm, settings.C, variant=settings.calibration)
-    model = SigmaCVAE(data.condition_dim, data.observed_dim, settings.latent_dim, settings.encoder_widths, settings.decoder_widths,
-                      noise=make_noise(algorithm.noise, settings.sigma0), activation=settings.activation)
+    models, algorithms, streams = [], [], []
+    for data, seed in zip(datas, seeds, strict=True):
+        pyro.set_rng_seed(seed)
+        algorithms.append(make_algorithm(settings.algorithm, settings.C, variant=settings.calibration))
+        models.append(SigmaCVAE(data.condition_dim, data.observed_dim, settings.latent_dim, settings.encoder_widths,
+                                settings.decoder_widths, noise=make_noise(algorithms[-1].noise, settings.sigma0),
+                                activation=settings.activation).to(device))
+        streams.append(int(torch.randint(0, 2**62, ())))
     with pyro.validation_enabled(False):
-        result = Trainer(model.to(device), data, algorithm, settings.settings()).run()
-    result.model.to("cpu")
-    return result
+        results = Trainer(models, list(datas), algorithms, settings.settings(), seeds=streams).run()
+    for result in results:
+        result.model.to("cpu")
+    return results
