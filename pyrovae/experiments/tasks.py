@@ -5,6 +5,7 @@ their own data and seeds as one batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import pyro
@@ -52,12 +53,15 @@ def fit_cvae(data: Dataset, settings: CVAESettings, seed: int, device: str = "cp
     return fit_cvaes([data], settings, [seed], device)[0]
 
 
-def fit_cvaes(datas: Sequence[Dataset], settings: CVAESettings, seeds: Sequence[int], device: str = "cpu") -> list[TrainResult]:
+def fit_cvaes(datas: Sequence[Dataset], settings: CVAESettings, seeds: Sequence[int], device: str = "cpu",
+              run_dir: str | Path | None = None) -> list[TrainResult]:
     """:func:`fit_cvae` for every ``(datas[r], seeds[r])`` (data sets of one size and shape), trained as
     one batched program: replicate ``r`` starts from the weights, and draws from the stream, of a run
     seeded ``seeds[r]`` alone (``pyro.set_rng_seed(seed)``, then the model's weights, then the stream's
     seed from torch's generator, as :class:`~pyrovae.inference.trainer.Trainer` draws it for one run),
-    so its result is that run's up to float rounding."""
+    so it computes that run up to float rounding (which, over a long run, can move a decision taken at a
+    threshold, such as the step at which it converges). With ``run_dir`` the batch keeps a checkpoint
+    there and a rerun resumes from it."""
     torch.set_num_threads(1)
     models, algorithms, streams = [], [], []
     for data, seed in zip(datas, seeds, strict=True):
@@ -68,7 +72,7 @@ def fit_cvaes(datas: Sequence[Dataset], settings: CVAESettings, seeds: Sequence[
                                 activation=settings.activation).to(device))
         streams.append(int(torch.randint(0, 2**62, ())))
     with pyro.validation_enabled(False):
-        results = Trainer(models, list(datas), algorithms, settings.settings(), seeds=streams).run()
+        results = Trainer(models, list(datas), algorithms, settings.settings(), run_dir=run_dir, seeds=streams).run()
     for result in results:
         result.model.to("cpu")
     return results

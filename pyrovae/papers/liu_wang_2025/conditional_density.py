@@ -13,7 +13,8 @@ inputs of the estimated conditional mean and conditional SD against the closed-f
   the training set's mean and SD (draws mapped back to the original units); the paper does not
   say it standardises, and this is what an earlier version of this experiment did. The
   repetitions of one CVAE method on one model train as one batched program (each on its own
-  data, each the run its seed would give alone: :func:`~pyrovae.experiments.tasks.fit_cvaes`).
+  data, each the run its seed would give alone up to float rounding:
+  :func:`~pyrovae.experiments.tasks.fit_cvaes`), checkpointed under ``OUT/checkpoints``.
 * WGCS (Liu et al. 2021, :mod:`pyrovae.baselines.wgcs`): a Wasserstein conditional generator;
   10,000 generated responses per test input (App. F) give the mean and SD.
 * NNKCDE, CKDE (App. F's bandwidth h = 1.06 σ n^(−1/(2t+d))), FlexCode
@@ -38,6 +39,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyro
 
 from pyrovae.baselines.cde import baseline_available, density_moments, make_baseline, y_grid
 from pyrovae.baselines.wgcs import WGCS
@@ -45,7 +47,7 @@ from pyrovae.data.simulations import SIMULATIONS
 from pyrovae.data.transforms import Standardizer
 from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.runner import map_tasks, slug
 from pyrovae.experiments.tasks import CVAESettings, fit_cvaes
 from pyrovae.metrics.conditional import MomentErrors, moment_errors
 from pyrovae.runs import derive_seeds, write_json
@@ -81,19 +83,23 @@ def _settings(quick: bool) -> dict:
 
 
 def run_cvae(model: str, method: str, seeds: list[int], n_train: int, n_test: int, max_steps: int, draws: int,
-             device: str = "cpu") -> list[dict]:
+             device: str = "cpu", checkpoint_dir: str | None = None) -> list[dict]:
     """The CVAE rows of every repetition (one per seed) of one CVAE method on one simulated model, the
-    repetitions trained as one batched program (:func:`~pyrovae.experiments.tasks.fit_cvaes`): repetition
-    ``seed`` is the run :func:`fit_cvae` would train with that seed, on that repetition's own data."""
+    repetitions trained as one batched program (:func:`~pyrovae.experiments.tasks.fit_cvaes`, checkpointed
+    in ``checkpoint_dir``, so an interrupted batch resumes): repetition ``seed`` trains as
+    :func:`~pyrovae.experiments.tasks.fit_cvae` would with that seed, on that repetition's own data, up to
+    float rounding. Its ``draws`` per test input come from torch's generator seeded ``seed + 2`` (the data
+    use ``seed`` and ``seed + 1``), so they do not depend on the other repetitions of the batch."""
     start = time.perf_counter()
     trains = [SIMULATIONS[model](n=n_train, seed=seed) for seed in seeds]
     tests = [SIMULATIONS[model](n=n_test, seed=seed + 1) for seed in seeds]
     scalers = [Standardizer.fit(train) if method.endswith("standardised") else None for train in trains]
     results = fit_cvaes([scaler.transform(train) if scaler else train for train, scaler in zip(trains, scalers)],
-                        CVAESettings(max_steps=max_steps), seeds, device=device)
+                        CVAESettings(max_steps=max_steps), seeds, device=device, run_dir=checkpoint_dir)
     wall = time.perf_counter() - start
     rows = []
     for seed, test, scaler, result in zip(seeds, tests, scalers, results):
+        pyro.set_rng_seed(seed + 2)
         if scaler:
             draws_y = scaler.inverse_observed(result.model.sample(scaler.transform_condition(test.condition), draws))
         else:
@@ -153,6 +159,7 @@ def table3(options: ExperimentOptions) -> ExperimentReport:
         if not ok:
             skipped[meth] = why
     cvae_tasks = [dict(model=m, method=meth, seeds=[int(s) for s in seeds], device=options.device,
+                       checkpoint_dir=str(Path(options.out) / "checkpoints" / slug(f"{m} {meth}")),
                        **{k: cfg[k] for k in ("n_train", "n_test", "max_steps", "draws")})
                   for m in MODELS for meth in METHODS if meth.startswith("CVAE")]
     tasks = [dict(model=m, method=meth, seed=s, device=options.device, **cfg)
