@@ -33,7 +33,7 @@ from pyro import poutine
 from torch import nn
 
 from pyrovae.errors import ConfigError
-from pyrovae.models.cvae import SigmaCVAE
+from pyrovae.models.cvae import SigmaCVAE, kl_to_standard_normal
 from pyrovae.models.stacked_nets import stacked_forward
 
 __all__ = ["ReplicaStreams", "ReplicatedCVAE", "replicate_loss"]
@@ -310,7 +310,7 @@ class ReplicatedCVAE(nn.Module):
         sigma = torch.cat([d[1] for d in decoded], dim=-2) if per_point else decoded[0][1]
         yb = observed if observed.dim() == 3 else observed.expand(mean.shape)
         recon = -dist.Normal(mean, sigma).log_prob(yb).sum(-1)
-        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
+        kl = kl_to_standard_normal(loc, scale)
         log_sigma = sigma.log().expand(mean.shape).mean(dim=(-2, -1))
         return {"recon": recon, "kl": kl, "sq_err": (yb - mean).pow(2).sum(-1), "log_sigma": log_sigma}
 
@@ -359,8 +359,8 @@ def replicate_loss(stack: ReplicatedCVAE, condition: torch.Tensor, observed: tor
     z = loc + scale * eps
     mean, sigma = stack.mean_and_scale(condition, z)
     log_lik = (-0.5 * ((observed - mean) / sigma).pow(2) - sigma.log() - _LOG_SQRT_2PI).sum(-1)  # (S?, R, n)
-    if estimator == "meanfield":  # KL(N(loc, scale) || N(0, 1)), summed over the latent dimensions
-        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
+    if estimator == "meanfield":
+        kl = kl_to_standard_normal(loc, scale)
     else:  # log q(z) - log p(z) at the draw: -eps²/2 - log scale + z²/2
         kl = (0.5 * (z.pow(2) - eps.pow(2)) - scale.log()).sum(-1)
     if beta is not None:

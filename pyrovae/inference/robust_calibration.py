@@ -21,9 +21,9 @@ analytic σ of Eq. 10 between calibrations and changes the three decisions:
   a 2.5 % smaller σ: no absolute KL level is involved. (A smaller gain is the slow drift of a
   healthy fit; 0.005 nats made a healthy run probe once more, docs/RESULTS.md.)
 * **Stop** (:meth:`RobustCalibratedSigma.after_block`): a probe that does not improve the ELBO
-  ends the run (a first plateau: two such probes, below) — ``converged`` when the latent is in use, ``collapsed`` when the mean KL is still
-  below ``collapse_kl`` nats (the posterior equals the prior) after ``budget`` failed probes in
-  a row. So every run ends converged, collapsed, max_steps or nan. A run whose first plateau no
+  ends the run (a first plateau: two such probes, below) — ``converged`` when the latent is in
+  use, ``collapsed`` when the mean KL is still below ``collapse_kl`` nats (the posterior equals
+  the prior) after ``budget`` failed probes in a row. So every run ends converged, collapsed, max_steps or nan. A run whose first plateau no
   probe has improved needs ``first_probes`` failed probes in a row (each deeper, ρ then ρ²) before
   it is accepted: one shallow probe held for ``hold`` blocks is weak evidence. Over two-moon cells at
   τ = 0.1–0.5 the runs that one failed probe had ended (9 of 150) all reached a larger KL with the

@@ -33,9 +33,15 @@ from pyrovae.models.nets import MLP, GaussianEncoder, register_trainable
 from pyrovae.models.noise import LearnedNoise, ObservationNoise
 from pyrovae.validation import MAX_UNITS, finite_matrix, integer_at_least, widths
 
-__all__ = ["SigmaCVAE", "own_program", "require_gaussian_program"]
+__all__ = ["SigmaCVAE", "kl_to_standard_normal", "own_program", "require_gaussian_program"]
 
 _INSTANCES = itertools.count()  # each model's own name in Pyro's parameter store
+
+
+def kl_to_standard_normal(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    r""":math:`KL[N(\mathrm{loc}, \mathrm{diag}(\mathrm{scale}^2)) \| N(0, I)]`, summed over the last
+    (latent) dimension: the analytic KL of the mean-field encoder to the prior."""
+    return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
 
 
 def _scaled(beta: float):
@@ -197,7 +203,7 @@ class SigmaCVAE(nn.Module):
         z = loc + scale * torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
         mean, sigma = self.mean_and_scale(condition, z)
         recon = -dist.Normal(mean, sigma).log_prob(observed).sum(-1)
-        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
+        kl = kl_to_standard_normal(loc, scale)
         return {"recon": recon, "kl": kl, "sq_err": (observed - mean).pow(2).sum(-1)}
 
     @torch.no_grad()

@@ -70,7 +70,7 @@ def stacked_forward(module: nn.Module, prefix: str = "") -> StackedForward | Non
         return _linear(prefix, module.bias is not None)
     if type(module) in ACTIVATIONS.values():  # parameter-free: the module itself works on any shape
         return lambda params, inputs: module(inputs)
-    if type(module) is nn.Sequential or (isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward):
+    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:  # nn.Sequential, or a subclass that keeps its forward
         if len(list(module.children())) != len(module):  # one module object at two places: children() lists it once
             return None
         steps = [stacked_forward(child, f"{prefix}{name}.") for name, child in module.named_children()]
