@@ -31,9 +31,9 @@ with pyro.validation_enabled(False):
 pstats.Stats(profile).sort_stats("tottime").print_stats(18)
 PY
 
-echo "== 3. the identity contract on the GPU (replicate r of a batch = the single run)"
+echo "== 3. on the GPU: the identity contract, the direct loss against Pyro's ELBO, the stacked networks"
 PYROVAE_TEST_DEVICE=cuda timeout 150 python3 -m pytest tests/inference/test_replicates.py -q -p no:cacheprovider \
-    -k equals_the_single 2>&1 | tail -25 | tee "$OUT/identity_cuda.txt"
+    -k "equals_the_single or pyros_elbo or what_vmap" 2>&1 | tail -25 | tee "$OUT/identity_cuda.txt"
 
 echo "== 4. the command line on the GPU: 4 seeds as one batch, then batched HMC"
 timeout 120 bash -c 'python3 -m pyrovae train --device cuda --reps 4 --n 2000 --max-steps 3000 --out /tmp/cuda_run &&

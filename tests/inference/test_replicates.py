@@ -22,7 +22,8 @@ from pyrovae.models import SigmaCVAE, make_noise
 
 N = 120
 SEEDS = [11, 22, 33]
-# The identity contract runs on this device: `PYROVAE_TEST_DEVICE=cuda` checks it on a GPU.
+# The identity contract, the agreement with Pyro's ELBO and the stacked networks run on this device:
+# `PYROVAE_TEST_DEVICE=cuda` checks them on a GPU.
 DEVICE = os.environ.get("PYROVAE_TEST_DEVICE", "cpu")
 
 
@@ -74,11 +75,12 @@ def test_replicate_loss_sums_to_pyros_elbo_on_the_batched_program(data, estimato
     """Pyro's own Trace_ELBO / TraceMeanField_ELBO on the batched program (same draws, same β per
     replicate, β = 0 masked; vectorised particles at dim -3) gives the sum of the direct loss, and
     the same gradient."""
-    models = [build("learned", seed=s, sigma0=0.5 + s / 100) for s in SEEDS]
-    beta = torch.tensor([1.0, 0.3, 0.0])
-    ours_stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    data = data.to(DEVICE)
+    models = [build("learned", seed=s, sigma0=0.5 + s / 100, device=DEVICE) for s in SEEDS]
+    beta = torch.tensor([1.0, 0.3, 0.0], device=DEVICE)
+    ours_stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS, DEVICE))
     ours = replicate_loss(ours_stack, data.condition, data.observed, beta, estimator, particles).sum()
-    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS, DEVICE))
     kind = pyro.infer.TraceMeanField_ELBO if estimator == "meanfield" else pyro.infer.Trace_ELBO
     elbo = kind(max_plate_nesting=2, num_particles=particles, vectorize_particles=particles > 1)
     pyros = elbo.differentiable_loss(stack.model, stack.guide, data.condition, data.observed, beta)
@@ -105,14 +107,15 @@ def test_the_stacked_networks_give_what_vmap_gives(data, noise):
     """Encoder and decoder as batched products per layer (models.stacked_nets), σ through the
     observation model: the numbers of every module called under vmap (a σ head reads the decoder's
     features, so its decoder stays under vmap)."""
-    models = [build(noise, seed=s) for s in SEEDS]
-    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS))
+    data = data.to(DEVICE)
+    models = [build(noise, seed=s, device=DEVICE) for s in SEEDS]
+    stack = ReplicatedCVAE.stack(models, ReplicaStreams(SEEDS, DEVICE))
     assert (stack._decoder is None) == (noise == "head") and stack._encoder is not None
     loc, scale = stack.encode(data.condition, data.observed)
     inputs = torch.cat([data.condition.expand(3, N, -1), data.observed.expand(3, N, -1)], dim=-1)
     own_loc, own_scale = stack._call("encoder", inputs, batched=[True])
     assert torch.allclose(loc, own_loc, atol=1e-6) and torch.allclose(scale, own_scale, atol=1e-6)
-    z = torch.randn(5, 3, N, 2, generator=torch.Generator().manual_seed(4))  # particles at dim 0
+    z = torch.randn(5, 3, N, 2, generator=torch.Generator().manual_seed(4)).to(DEVICE)  # particles at dim 0
     mean, sigma = stack.mean_and_scale(data.condition, z)
     for r, model in enumerate(models):
         own_mean, own_sigma = model.mean_and_scale(data.condition, z[:, r])
