@@ -56,6 +56,39 @@ def test_berger_sphere_smoke(tmp_path):
     assert all(p.is_file() for p in report.figures)
 
 
+def test_berger_sphere_batch_computes_each_run_alone():
+    """The experiment's batched task (every σ and repetition of a D as one program) gives each run's
+    weights, radius and KL as the run trained by itself with the same seed."""
+    import pyro
+    import torch
+
+    from pyrovae.data.manifolds import sphere
+    from pyrovae.inference.algorithms import FixedSigma
+    from pyrovae.inference.trainer import Trainer, TrainSettings
+    from pyrovae.models import FixedNoise, SigmaCVAE
+    from pyrovae.papers.berger_sebag_2020.sphere import _train_sphere
+
+    sigmas, seeds = [0.3, 0.9], [5, 6]
+    rows = _train_sphere(D=3, R=1.0, sigmas=sigmas, seeds=seeds, steps=40, width=8, depth=1, lr=1e-2)
+    assert [(r["sigma"], r["rep"]) for r in rows] == [(0.3, 0), (0.3, 1), (0.9, 0), (0.9, 1)]
+    for row in rows:
+        seed = seeds[row["rep"]]
+        pyro.set_rng_seed(seed)
+        data = sphere(n=500, D=3, R=1.0, seed=seed)
+        model = SigmaCVAE(0, 3, latent_dim=3, encoder_widths=(8,), decoder_widths=(8,),
+                          noise=FixedNoise(row["sigma"]), activation="tanh")
+        settings = TrainSettings(K=250, lr=1e-2, max_steps=40, tol=0.0, batch_size=100, checkpoint_every=10**6)
+        with pyro.validation_enabled(False):
+            Trainer(model, data, FixedSigma(), settings).run()
+        torch.manual_seed(seed + 1)
+        with torch.no_grad():
+            mu = model.decode(torch.zeros(4000, 0), torch.randn(4000, 3))
+            radius = float((mu - mu.mean(0)).norm(dim=1).mean())
+            kl = float(model.terms(data.condition, data.observed)["kl"].mean())
+        assert row["radius"] == pytest.approx(radius, rel=1e-4)
+        assert row["kl"] == pytest.approx(kl, rel=1e-4)
+
+
 def test_dai_local_minimum_smoke(tmp_path):
     report = get_experiment("dai-local-minimum").run(ExperimentOptions(out=tmp_path, quick=True, reps=1,
                                                                        overrides={"steps": "300"}))

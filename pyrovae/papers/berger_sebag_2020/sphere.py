@@ -17,8 +17,13 @@ from pyrovae.runs import derive_seeds
 
 __all__ = ["sphere_experiment"]
 
-def _train_sphere(**task) -> dict:
-    """A fixed-σ VAE on sphere data; the decoder radius: mean ‖μ(z) − E μ‖ over z ~ N(0, I)."""
+def _train_sphere(D: int, R: float, sigmas: list[float], seeds: list[int], steps: int, width: int, depth: int,
+                  lr: float) -> list[dict]:
+    """Fixed-σ VAEs on sphere data, one per ``(σ, seed)`` of ``sigmas × seeds``, trained as one batched
+    program (:class:`~pyrovae.inference.trainer.Trainer` with a list of models): replicate ``(σ, seed)``
+    starts from the weights, data and stream of the run seeded ``seed`` alone (``pyro.set_rng_seed``, the
+    model, then the stream's seed from torch's generator, as the trainer draws it for one run), so it
+    computes that run up to float rounding. Each run's decoder radius: mean ‖μ(z) − E μ‖ over z ~ N(0, I)."""
     import pyro
     import torch
 
@@ -28,23 +33,30 @@ def _train_sphere(**task) -> dict:
     from pyrovae.models import FixedNoise, SigmaCVAE
     from pyrovae.theory.hypersphere import optimal_radius
 
-    pyro.set_rng_seed(task["seed"])
-    D, R, sigma = task["D"], task["R"], task["sigma"]
-    data = sphere(n=500, D=D, R=R, seed=task["seed"])
-    widths = (task["width"],) * task["depth"]
-    model = SigmaCVAE(0, D, latent_dim=D, encoder_widths=widths, decoder_widths=widths,
-                      noise=FixedNoise(sigma), activation="tanh")
-    settings = TrainSettings(K=250, lr=task["lr"], max_steps=task["steps"], tol=0.0, batch_size=100,
-                             checkpoint_every=10**6)
+    torch.set_num_threads(1)
+    widths = (width,) * depth
+    runs = [(sigma, rep, seed) for sigma in sigmas for rep, seed in enumerate(seeds)]
+    models, datas, streams = [], [], []
+    for sigma, _, seed in runs:
+        pyro.set_rng_seed(seed)
+        datas.append(sphere(n=500, D=D, R=R, seed=seed))
+        models.append(SigmaCVAE(0, D, latent_dim=D, encoder_widths=widths, decoder_widths=widths,
+                                noise=FixedNoise(sigma), activation="tanh"))
+        streams.append(int(torch.randint(0, 2**62, ())))
+    settings = TrainSettings(K=250, lr=lr, max_steps=steps, tol=0.0, batch_size=100, checkpoint_every=10**6)
     with pyro.validation_enabled(False):
-        result = Trainer(model, data, FixedSigma(), settings).run()
-    torch.manual_seed(task["seed"] + 1)
-    with torch.no_grad():
-        mu = model.decode(torch.zeros(4000, 0), torch.randn(4000, D))
-        radius = float((mu - mu.mean(0)).norm(dim=1).mean())
-        kl = float(model.terms(data.condition, data.observed)["kl"].mean())
-    return {"D": D, "R": R, "sigma": sigma, "rep": task["rep"], "radius": radius, "kl": kl,
-            "theory_radius": optimal_radius(D=D, R=R, sigma=sigma), "status": result.status}
+        results = Trainer(models, datas, [FixedSigma() for _ in runs], settings, seeds=streams).run()
+    rows = []
+    for (sigma, rep, seed), data, result in zip(runs, datas, results):
+        model = result.model
+        torch.manual_seed(seed + 1)
+        with torch.no_grad():
+            mu = model.decode(torch.zeros(4000, 0), torch.randn(4000, D))
+            radius = float((mu - mu.mean(0)).norm(dim=1).mean())
+            kl = float(model.terms(data.condition, data.observed)["kl"].mean())
+        rows.append({"D": D, "R": R, "sigma": sigma, "rep": rep, "radius": radius, "kl": kl,
+                     "theory_radius": optimal_radius(D=D, R=R, sigma=sigma), "status": result.status})
+    return rows
 
 
 def _sphere_settings(options: ExperimentOptions) -> dict:
@@ -86,16 +98,14 @@ def sphere_experiment(options: ExperimentOptions) -> ExperimentReport:
                plot_collapse_diagram(options.out / "collapse_diagram.png", dims=tuple(range(2, st["diagram_dims"] + 1)))]
 
     tasks = []
-    seeds = derive_seeds(options.seed, reps)
-    for D in st["dims"]:
+    seeds = [int(s) for s in derive_seeds(options.seed, reps)]
+    for D in st["dims"]:  # one batched task per D: every σ and repetition
         sigmas = [f * hs.exact_threshold(D, R) for f in st["factors"]]
         if st["between"]:
             sigmas.append(R / math.sqrt(D - 0.5))  # between R/√D and R/√(D−1)
-        for sigma in sorted(sigmas):
-            for i in range(reps):
-                tasks.append(dict(D=D, R=R, sigma=sigma, rep=i, seed=seeds[i], steps=st["steps"], width=st["width"],
-                                  depth=st["depth"], lr=st["lr"]))
-    trained = map_tasks(_train_sphere, tasks, options)
+        tasks.append(dict(D=D, R=R, sigmas=sorted(sigmas), seeds=seeds, steps=st["steps"], width=st["width"],
+                          depth=st["depth"], lr=st["lr"]))
+    trained = [row for rows in map_tasks(_train_sphere, tasks, options, label="batches") for row in rows]
     keys = sorted({(t["D"], t["sigma"]) for t in trained})
     rows = [f"D={D} σ={s:.3f} (σ·√D/R={s * math.sqrt(D) / R:.2f})" for D, s in keys]
     vae = ResultTable("trained", "Fixed-σ VAEs on S_{D−1}(1): decoder radius (mean ‖μ(z) − E μ‖, z ~ N(0, I))",
