@@ -30,3 +30,17 @@ def test_svi_check_reaches_the_closed_form_from_above():
     closed = float(posterior_matching_gap(gt.weight(), gt.noise_var()))
     svi = svi_gap(B_GT, steps=800, seed=0)  # measured 0.534
     assert closed - 1e-3 <= svi <= closed + 0.05
+
+
+def test_every_svi_check_point_is_in_the_table_and_the_conclusion(tmp_path):
+    """The SVI check's three grid points (the landscape's argmin, the centre, a corner) each get a row,
+    and the conclusion quotes every one of them, a badly fitted point included."""
+    from pyrovae.experiments.registry import ExperimentOptions
+    from pyrovae.papers import get_experiment
+
+    report = get_experiment("libi-figure1").run(ExperimentOptions(out=tmp_path, quick=True,
+                                                                  overrides={"resolution": "6", "svi_steps": "30"}))
+    checks = next(t for t in report.tables if t.name == "svi_check")
+    assert len(checks.rows) == 3 and len(set(checks.rows)) == 3
+    for row in checks.rows:
+        assert f"{row}: SVI {float(checks.cells[(row, 'SVI')]):.3f}" in report.conclusion
