@@ -22,6 +22,8 @@ The round whose θ gives the highest importance-sampled validation log-likelihoo
 
 The model is any :class:`~pyrovae.models.cvae.SigmaCVAE` (``condition_dim = 0``) whose σ is not learned
 (Yacoby, Pan & Doshi-Velez 2020 fixes the noise at the truth); the data are :class:`~pyrovae.data.base.Dataset`\ s.
+:func:`fit_libi` runs several fits (restarts, data-set versions) as one batched program, each replicate
+as it would run alone; :meth:`LiBI.fit` is its one-replicate case.
 
 References:
     Yacoby, Pan & Doshi-Velez (2020), Sec. 2, Eq. 7 and 44-46, App. D.
@@ -31,7 +33,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Sequence
 
 import pyro
 import torch
@@ -39,13 +42,14 @@ import torch
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.inference.algorithms import PlainSVI
+from pyrovae.inference.replicates import ReplicatedCVAE, ReplicaStreams
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.metrics.likelihood import vae_log_likelihood
 from pyrovae.metrics.normality import henze_zirkler
 from pyrovae.optim import adam, minimise
 from pyrovae.validation import integer_at_least
 
-__all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI"]
+__all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI", "fit_libi"]
 
 
 @dataclass
@@ -100,19 +104,20 @@ def _expm1_capped(t: torch.Tensor) -> torch.Tensor:
 
 def libi_penalty(codes: torch.Tensor, eps_hz: float = 1.0, eps_sigma: float = 0.5, eps_mu: float = 0.5,
                  parts: bool = False):
-    r"""The smooth penalties of Eq. 44 minus their floor :math:`\epsilon_{HZ} + 2`: differentiable in ``codes`` (n, d).
+    r"""The smooth penalties of Eq. 44 minus their floor :math:`\epsilon_{HZ} + 2`: differentiable in ``codes``
+    ``(n, d)``, or one penalty per replicate for ``(R, n, d)``.
 
     With ``parts=True`` returns ``{"hz", "cov", "mean", "total"}`` (HZ statistic, :math:`\|\Sigma - I\|_F^2`,
     :math:`\|\mu\|^2` and the penalty)."""
-    if codes.dim() != 2 or codes.shape[0] < 3:
-        raise ConfigError(f"codes must be (n, d) with n >= 3, got {tuple(codes.shape)}")
-    mu = codes.mean(0)
-    centred = codes - mu
-    cov = centred.T @ centred / codes.shape[0]
-    eye = torch.eye(codes.shape[1], dtype=codes.dtype, device=codes.device)
-    cov_err = (cov - eye).pow(2).sum()
-    mean_err = mu.pow(2).sum()
-    hz = henze_zirkler(codes) if eps_hz > 0 else torch.zeros((), dtype=codes.dtype)
+    if codes.dim() not in (2, 3) or codes.shape[-2] < 3:
+        raise ConfigError(f"codes must be (n, d) or (R, n, d) with n >= 3, got {tuple(codes.shape)}")
+    mu = codes.mean(-2)
+    centred = codes - mu.unsqueeze(-2)
+    cov = centred.mT @ centred / codes.shape[-2]
+    eye = torch.eye(codes.shape[-1], dtype=codes.dtype, device=codes.device)
+    cov_err = (cov - eye).pow(2).sum((-2, -1))
+    mean_err = mu.pow(2).sum(-1)
+    hz = henze_zirkler(codes) if eps_hz > 0 else torch.zeros(codes.shape[:-2], dtype=codes.dtype, device=codes.device)
     total = eps_hz * _expm1_capped(hz) + _expm1_capped(cov_err / eps_sigma) + _expm1_capped(mean_err / eps_mu)
     if parts:
         return {"hz": hz, "cov": cov_err, "mean": mean_err, "total": total}
@@ -120,10 +125,12 @@ def libi_penalty(codes: torch.Tensor, eps_hz: float = 1.0, eps_sigma: float = 0.
 
 
 def code_log_likelihood(model, observed: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    r""":math:`\frac1N\sum_n \log p_\theta(y_n \mid z_n)` under the model's Gaussian decoder and noise."""
-    condition = observed.new_zeros(observed.shape[0], 0)
+    r""":math:`\frac1N\sum_n \log p_\theta(y_n \mid z_n)` under the model's Gaussian decoder and noise (a
+    :class:`SigmaCVAE`, or a :class:`~pyrovae.inference.replicates.ReplicatedCVAE` with ``(R, n, ·)``
+    ``observed`` and ``codes``: one value per replicate)."""
+    condition = observed.new_zeros(observed.shape[:-1] + (0,))
     mean, sigma = model.mean_and_scale(condition, codes)
-    return torch.distributions.Normal(mean, sigma).log_prob(observed).sum(-1).mean()
+    return torch.distributions.Normal(mean, sigma).log_prob(observed).sum(-1).mean(-1)
 
 
 class LiBI:
@@ -155,53 +162,112 @@ class LiBI:
         codes = self._codes(observed)
         return -code_log_likelihood(self.model, observed, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
 
-    def step1(self, observed: torch.Tensor) -> dict:
-        s, model = self.settings, self.model
-        if minimise(lambda: self.generative_loss(observed), adam(self.generative_parameters(), s.lr),
-                    s.step1_steps).status == "nan":
-            raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
-        with torch.no_grad():
-            codes = self._codes(observed)
-            parts = libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu, parts=True)
-            return {"code_nll": float(-code_log_likelihood(model, observed, codes)),
-                    **{f"penalty_{k}": float(v) for k, v in parts.items()}}
-
     def inference_trainer(self, observed: torch.Tensor) -> Trainer:
-        """Step 2's engine: the ELBO (Eq. 45-46) on ``y``, the encoder alone trained (the decoder fixed)."""
-        s = self.settings
+        """Step 2's engine for this model alone: the ELBO (Eq. 45-46) on ``y``, the encoder alone trained
+        (the decoder fixed)."""
         data = Dataset("libi-step2", observed.new_zeros(observed.shape[0], 0), observed)
-        settings = TrainSettings(K=s.step2_steps, lr=s.lr, max_steps=s.step2_steps, tol=0.0, trainable=("encoder",),
-                                 convergence="last-step", checkpoint_every=10**9)
-        return Trainer(self.model, data, PlainSVI(), settings)
-
-    def step2(self, observed: torch.Tensor) -> dict:
-        """The inference network by the ELBO with the decoder fixed (the engine, encoder only)."""
-        with pyro.validation_enabled(False):
-            result = self.inference_trainer(observed).run()
-        if result.status == "nan":
-            raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
-        return {"neg_elbo": float(result.history["loss"].iloc[-1])}
-
-    def step3(self) -> None:
-        self.code_net.load_state_dict(self.model.encoder.state_dict())
+        return Trainer(self.model, data, PlainSVI(), _inference_settings(self.settings))
 
     def fit(self, train: Dataset, validation: Dataset | None = None) -> LiBIResult:
-        s = self.settings
-        dtype = next(self.model.parameters()).dtype
-        observed = train.observed.to(dtype)
-        val = (validation or train).observed.to(dtype)
-        torch.manual_seed(s.seed)
-        best = (-math.inf, -1, None)
-        history = []
-        for r in range(s.rounds):
-            row = {"round": r, **self.step1(observed), **self.step2(observed)}
+        """Run the ``rounds`` of LiBI and keep the best (the one-replicate case of :func:`fit_libi`)."""
+        return fit_libi([self], [train], None if validation is None else [validation])[0]
+
+
+def _inference_settings(s: LiBISettings) -> TrainSettings:
+    return TrainSettings(K=s.step2_steps, lr=s.lr, max_steps=s.step2_steps, tol=0.0, trainable=("encoder",),
+                         convergence="last-step", checkpoint_every=10**9)
+
+
+def fit_libi(libis: Sequence[LiBI], trains: Sequence[Dataset],
+             validations: Sequence[Dataset] | None = None) -> list[LiBIResult]:
+    """Run ``R`` LiBI fits (one architecture, one :class:`LiBISettings` up to its ``seed``, training sets
+    of one size) as one batched program: step 1 minimises the sum of the replicates' Eq. 44 losses over
+    their stacked θ and h (Adam is element-wise, so each replicate takes its own steps), step 2 trains
+    their encoders as replicates of one :class:`~pyrovae.inference.trainer.Trainer`, and each replicate
+    keeps its own best round. Replicate ``r`` computes, up to float rounding, what it computes alone:
+    its step-2 streams are seeded from its own ``seed`` (round ``k``: the ``k``-th draw of a generator
+    seeded ``seed``), its validation draws by ``seed + k``. A non-finite step-1 or step-2 loss in any
+    replicate stops the batch with :class:`~pyrovae.errors.TrainingDiverged`."""
+    libis = list(libis)
+    if not libis or len(trains) != len(libis) or (validations is not None and len(validations) != len(libis)):
+        raise ConfigError(f"{len(libis)} LiBI fits need as many training (and validation) sets")
+    s = libis[0].settings
+    if any(replace(lib.settings, seed=0) != replace(s, seed=0) for lib in libis):
+        raise ConfigError("a batch of LiBI fits shares one LiBISettings apart from the seed")
+    if len({len(t) for t in trains}) > 1:
+        raise ConfigError("a batch of LiBI fits needs training sets of one size")
+    dtype = next(libis[0].model.parameters()).dtype
+    observed = torch.stack([t.observed.to(dtype) for t in trains])
+    vals = [(v if v is not None else t).observed.to(dtype)
+            for v, t in zip(validations or [None] * len(libis), trains)]
+    round_seeds = []
+    for lib in libis:
+        g = torch.Generator().manual_seed(int(lib.settings.seed))
+        round_seeds.append([int(torch.randint(0, 2**62, (), generator=g)) for _ in range(s.rounds)])
+    shadows = [_with_encoder(lib.model, lib.code_net) for lib in libis]
+    best: list[tuple[float, int, dict | None]] = [(-math.inf, -1, None)] * len(libis)
+    histories: list[list[dict]] = [[] for _ in libis]
+    for k in range(s.rounds):
+        step1 = _generative_step(libis, shadows, observed)
+        step2 = _inference_step(libis, observed, [seeds[k] for seeds in round_seeds])
+        for r, lib in enumerate(libis):
             with torch.no_grad():
-                ll = float(vae_log_likelihood(self.model, val.new_zeros(val.shape[0], 0), val,
-                                              num_samples=s.val_samples, seed=s.seed + r).mean())
-            row["val_log_lik"] = ll
-            history.append(row)
-            if ll > best[0] or best[2] is None:
-                best = (ll, r, copy.deepcopy(self.model.state_dict()))
-            self.step3()
-        self.model.load_state_dict(best[2])
-        return LiBIResult(self.model, best[1], best[0], history, asdict(s))
+                ll = float(vae_log_likelihood(lib.model, vals[r].new_zeros(vals[r].shape[0], 0), vals[r],
+                                              num_samples=s.val_samples, seed=lib.settings.seed + k).mean())
+            histories[r].append({"round": k, **step1[r], "neg_elbo": step2[r], "val_log_lik": ll})
+            if ll > best[r][0] or best[r][2] is None:
+                best[r] = (ll, k, copy.deepcopy(lib.model.state_dict()))
+            lib.code_net.load_state_dict(lib.model.encoder.state_dict())  # step 3
+    results = []
+    for lib, (ll, k, state), history in zip(libis, best, histories):
+        lib.model.load_state_dict(state)
+        results.append(LiBIResult(lib.model, k, ll, history, asdict(lib.settings)))
+    return results
+
+
+def _with_encoder(model, code_net):
+    """A copy of ``model`` whose encoder *is* ``code_net`` (the same module): stacked like the models, so
+    that step 1 runs every replicate's h as one batched network, and written back into ``code_net``."""
+    shadow = copy.deepcopy(model)
+    shadow.encoder = code_net
+    return shadow
+
+
+def _generative_step(libis: list[LiBI], shadows: list, observed: torch.Tensor) -> list[dict]:
+    """Step 1 (Eq. 44) for every replicate at once; each replicate's code NLL and penalties after it."""
+    s = libis[0].settings
+    streams = ReplicaStreams([0] * len(libis))  # step 1 draws nothing
+    models = ReplicatedCVAE.stack([lib.model for lib in libis], streams)
+    codes_of = ReplicatedCVAE.stack(shadows, streams)
+    theta = [p for name, p in models.stacked("param").items() if not name.startswith("encoder.") and p.requires_grad]
+    h = [p for name, p in codes_of.stacked("param").items()
+         if name.startswith("encoder.") and not name.startswith("encoder.log_var.")]
+    condition = observed.new_zeros(observed.shape[:-1] + (0,))
+
+    def losses() -> torch.Tensor:
+        codes = codes_of.encode(condition, observed)[0]
+        return -code_log_likelihood(models, observed, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
+
+    if minimise(lambda: losses().sum(), adam(theta + h, s.lr), s.step1_steps).status == "nan":
+        raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
+    for r, (lib, shadow) in enumerate(zip(libis, shadows)):
+        models.write_to(r, lib.model)
+        codes_of.write_to(r, shadow)
+    with torch.no_grad():
+        codes = codes_of.encode(condition, observed)[0]
+        parts = libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu, parts=True)
+        nll = -code_log_likelihood(models, observed, codes)
+    return [{"code_nll": float(nll[r]), **{f"penalty_{key}": float(v[r]) for key, v in parts.items()}}
+            for r in range(len(libis))]
+
+
+def _inference_step(libis: list[LiBI], observed: torch.Tensor, seeds: list[int]) -> list[float]:
+    """Step 2 for every replicate at once: the encoders by the ELBO, the decoders fixed; each final loss."""
+    condition = observed.new_zeros(observed.shape[1], 0)
+    datas = [Dataset("libi-step2", condition, y) for y in observed]
+    with pyro.validation_enabled(False):
+        results = Trainer([lib.model for lib in libis], datas, [PlainSVI() for _ in libis],
+                          _inference_settings(libis[0].settings), seeds=seeds).run()
+    if any(result.status == "nan" for result in results):
+        raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
+    return [float(result.history["loss"].iloc[-1]) for result in results]

@@ -52,15 +52,16 @@ def hz_beta(n: int, p: int) -> float:
     return (1.0 / math.sqrt(2.0)) * ((2 * p + 1) / 4.0) ** (1.0 / (p + 4)) * n ** (1.0 / (p + 4))
 
 
-def _as_points(z) -> torch.Tensor:
+def _as_points(z, batched: bool = False) -> torch.Tensor:
+    """``z`` as floating ``(n, p)`` points (``(n,)`` is ``p = 1``); with ``batched``, ``(..., n, p)``."""
     z = torch.as_tensor(z)
     if not z.is_floating_point():
         z = z.double()
     if z.dim() == 1:
         z = z[:, None]
-    if z.dim() != 2:
+    if z.dim() != 2 and not (batched and z.dim() > 2):
         raise ConfigError(f"points must be (n, p) or (n,), got shape {tuple(z.shape)}")
-    if z.shape[0] < 3 or z.shape[1] < 1:
+    if z.shape[-2] < 3 or z.shape[-1] < 1:
         raise ConfigError(f"the Henze-Zirkler statistic needs n >= 3 points and p >= 1 columns, got {tuple(z.shape)}")
     if torch.isnan(z).any():
         raise DataError("points contain NaN")
@@ -68,26 +69,30 @@ def _as_points(z) -> torch.Tensor:
 
 
 def henze_zirkler(z: torch.Tensor) -> torch.Tensor:
-    r"""The Henze-Zirkler statistic of the rows of ``z`` (``(n, p)``, or ``(n,)`` for ``p = 1``).
+    r"""The Henze-Zirkler statistic of the rows of ``z`` (``(n, p)``, or ``(n,)`` for ``p = 1``), or of
+    each set of points of a batch ``(..., n, p)`` (one statistic per leading index).
 
-    Differentiable (a 0-dim tensor in ``z``'s dtype). If the biased covariance is singular,
-    returns the constant ``4n`` as ``pingouin`` does (no gradient then).
+    Differentiable (a tensor of shape ``z.shape[:-2]`` in ``z``'s dtype). A set whose biased covariance
+    is singular gets the constant ``4n``, as ``pingouin`` does, with no gradient (nor a NaN one for
+    the others of its batch).
     """
-    z = _as_points(z)
-    n, p = z.shape
-    centred = z - z.mean(0)
-    cov = centred.T @ centred / n
-    chol, info = torch.linalg.cholesky_ex(cov)
-    if int(info) != 0:
-        return torch.tensor(4.0 * n, dtype=z.dtype, device=z.device)
-    w = torch.linalg.solve_triangular(chol, centred.T, upper=False).T  # whitened: D_j = |w_j|^2
+    z = _as_points(z, batched=True)
+    n, p = z.shape[-2:]
+    centred = z - z.mean(-2, keepdim=True)
+    cov = centred.mT @ centred / n
+    singular = torch.linalg.cholesky_ex(cov.detach())[1] != 0
+    if bool(singular.any()):  # factor the identity there instead, so that no value or gradient turns NaN
+        cov = torch.where(singular[..., None, None], torch.eye(p, dtype=z.dtype, device=z.device), cov)
+    chol = torch.linalg.cholesky(cov)
+    w = torch.linalg.solve_triangular(chol, centred.mT, upper=False).mT  # whitened: D_j = |w_j|^2
     d_j = w.pow(2).sum(-1)
-    d_jk = (d_j[:, None] + d_j[None, :] - 2.0 * (w @ w.T)).clamp_min(0.0)
+    d_jk = (d_j[..., :, None] + d_j[..., None, :] - 2.0 * (w @ w.mT)).clamp_min(0.0)
     b2 = hz_beta(n, p) ** 2
-    term1 = torch.exp(-0.5 * b2 * d_jk).sum() / n**2
-    term2 = 2.0 * (1.0 + b2) ** (-p / 2) * torch.exp(-b2 * d_j / (2.0 * (1.0 + b2))).mean()
+    term1 = torch.exp(-0.5 * b2 * d_jk).sum((-2, -1)) / n**2
+    term2 = 2.0 * (1.0 + b2) ** (-p / 2) * torch.exp(-b2 * d_j / (2.0 * (1.0 + b2))).mean(-1)
     term3 = (1.0 + 2.0 * b2) ** (-p / 2)
-    return n * (term1 - term2 + term3)
+    statistic = n * (term1 - term2 + term3)
+    return torch.where(singular, torch.full_like(statistic, 4.0 * n), statistic)
 
 
 def henze_zirkler_pvalue(statistic: float, n: int, p: int) -> float:

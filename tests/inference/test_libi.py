@@ -86,3 +86,36 @@ def test_penalty_gradients_match_the_plain_formula_in_float32():
         grads.append(c.grad.double())
     assert float(grads[1].abs().max()) > 1e-2
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-5)
+
+
+def test_a_batch_of_libi_fits_computes_each_fit_alone():
+    """fit_libi on three replicates (own model, seed and data version) against each LiBI.fit alone: the same
+    rounds, losses, kept round and weights, to float rounding (step 1 stacks θ and h, step 2 is the engine's
+    batch); and a replicate's per-round numbers are its own generative loss's (Eq. 44)."""
+    from pyrovae.inference.libi import fit_libi
+
+    settings = dict(rounds=2, step1_steps=60, step2_steps=20, lr=0.03, val_samples=20)
+    datas = [libi_splits("linear-jtex", index=i, n=60, seed=3) for i in range(3)]
+    batch = fit_libi([LiBI(_model(i), LiBISettings(seed=10 + i, **settings)) for i in range(3)],
+                     [d["train"] for d in datas], [d["validation"] for d in datas])
+    for i, (result, data) in enumerate(zip(batch, datas)):
+        alone = LiBI(_model(i), LiBISettings(seed=10 + i, **settings)).fit(data["train"], data["validation"])
+        assert result.best_round == alone.best_round
+        for ours, theirs in zip(result.history, alone.history):
+            assert ours.keys() == theirs.keys()
+            for key in ours:
+                assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), (i, key)
+        for (name, a), b in zip(result.model.state_dict().items(), alone.model.state_dict().values()):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (i, name)
+    assert len({round(r.history[-1]["code_nll"], 6) for r in batch}) == 3  # three different fits
+
+
+def test_a_libi_batch_shares_its_settings_and_sizes():
+    from pyrovae.inference.libi import fit_libi
+
+    d = libi_splits("linear-jtex", n=60, seed=3)
+    with pytest.raises(ConfigError, match="apart from the seed"):
+        fit_libi([LiBI(_model(0), LiBISettings(lr=0.01)), LiBI(_model(1), LiBISettings(lr=0.02))], [d["train"]] * 2)
+    other = libi_splits("linear-jtex", n=90, seed=3)
+    with pytest.raises(ConfigError, match="one size"):
+        fit_libi([LiBI(_model(0)), LiBI(_model(1))], [d["train"], other["train"]])

@@ -108,3 +108,22 @@ def test_singular_covariance_and_bad_input():
     bad[3, 1] = float("nan")
     with pytest.raises(DataError, match="NaN"):
         henze_zirkler(bad)
+
+
+def test_a_batch_gives_each_sets_statistic_and_a_singular_set_leaves_the_others_gradients_alone():
+    """(R, n, p): one statistic per set, equal to the set's own; a set on a line (singular covariance) gets
+    4n with a zero gradient, and the other sets' gradients are their own, finite."""
+    g = torch.Generator().manual_seed(3)
+    sets = torch.randn(3, 20, 2, generator=g, dtype=D64) ** 3
+    sets[1] = torch.linspace(0, 1, 20, dtype=D64)[:, None] * torch.tensor([1.0, 2.0], dtype=D64)  # a line
+    batch = sets.clone().requires_grad_(True)
+    stats = henze_zirkler(batch)
+    assert stats.shape == (3,) and float(stats[1]) == 4.0 * 20
+    stats.sum().backward()
+    for r in (0, 2):
+        alone = sets[r].clone().requires_grad_(True)
+        own = henze_zirkler(alone)
+        own.backward()
+        assert float(stats[r]) == pytest.approx(float(own), rel=1e-12)
+        assert torch.allclose(batch.grad[r], alone.grad, rtol=1e-10, atol=1e-12)
+    assert torch.equal(batch.grad[1], torch.zeros_like(batch.grad[1]))

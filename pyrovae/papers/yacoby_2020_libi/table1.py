@@ -118,8 +118,8 @@ def _label(hyper: dict) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in hyper.items()) or "-"
 
 
-#: the methods whose repetitions train as one batch of replicates (LiBI and He et al.'s Lagging run one at a time)
-BATCHED_METHODS = ("VAE", "β-VAE", "β-VAE+Anneal", "Lagging")
+#: the methods whose repetitions train as one batch of replicates (He et al.'s Lagging runs one at a time)
+BATCHED_METHODS = ("VAE", "β-VAE", "β-VAE+Anneal", "Lagging", "LiBI")
 
 
 def _algorithm(method: str, data: dict, cfg: dict, hyper: dict):
@@ -135,16 +135,21 @@ def _algorithm(method: str, data: dict, cfg: dict, hyper: dict):
             "Lagging (He et al.)": lambda: LaggingInference(validation=data["validation"])}[method]()
 
 
-def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict, hyper: dict):
+def _libi(kind: str, seed: int, cfg: dict, hyper: dict):
+    """A LiBI fit of a fresh model: the step budget split evenly over the rounds and the two steps."""
     from pyrovae.inference.libi import LiBI, LiBISettings
 
-    model = build_model(kind, seed)
+    half = max(1, cfg["steps"] // (2 * hyper["rounds"]))
+    return LiBI(build_model(kind, seed),
+                LiBISettings(rounds=hyper["rounds"], step1_steps=half, step2_steps=half, lr=cfg["lr"],
+                             eps_hz=hyper["eps_hz"], eps_sigma=hyper["eps_sigma"], eps_mu=hyper["eps_mu"],
+                             val_samples=cfg["val_samples"], seed=seed))
+
+
+def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict, hyper: dict):
     if method == "LiBI":
-        half = max(1, cfg["steps"] // (2 * hyper["rounds"]))
-        st = LiBISettings(rounds=hyper["rounds"], step1_steps=half, step2_steps=half, lr=cfg["lr"],
-                          eps_hz=hyper["eps_hz"], eps_sigma=hyper["eps_sigma"], eps_mu=hyper["eps_mu"],
-                          val_samples=cfg["val_samples"], seed=seed)
-        return LiBI(model, st).fit(data["train"], data["validation"]).model
+        return _libi(kind, seed, cfg, hyper).fit(data["train"], data["validation"]).model
+    model = build_model(kind, seed)
     Trainer(model, data["train"], _algorithm(method, data, cfg, hyper), _train_settings(cfg), seeds=[seed]).run()
     return model
 
@@ -228,12 +233,18 @@ def _table1_cells(method: str, kind: str, indices: list[int], seeds: list[int], 
     hyper = hyper if hyper is not None else hyper_grid(method, kind, {**cfg, "grid": False})[0]
     if method not in BATCHED_METHODS or len(indices) < 2:
         return [_table1_cell(method, kind, i, s, cfg, hyper) for i, s in zip(indices, seeds)]
+    from pyrovae.inference.libi import fit_libi
+
     datas = [libi_splits(kind, index=i, n=cfg["n"], seed=cfg["data_seed"]) for i in indices]
-    models = [build_model(kind, s) for s in seeds]
     try:
-        Trainer(models, [d["train"] for d in datas], [_algorithm(method, d, cfg, hyper) for d in datas],
-                _train_settings(cfg), seeds=seeds).run()
-    except Exception:  # noqa: BLE001 — one replicate's error (e.g. a failed Cholesky): run each alone
+        if method == "LiBI":
+            models = [fit.model for fit in fit_libi([_libi(kind, s, cfg, hyper) for s in seeds],
+                                                    [d["train"] for d in datas], [d["validation"] for d in datas])]
+        else:
+            models = [build_model(kind, s) for s in seeds]
+            Trainer(models, [d["train"] for d in datas], [_algorithm(method, d, cfg, hyper) for d in datas],
+                    _train_settings(cfg), seeds=seeds).run()
+    except Exception:  # noqa: BLE001 — one replicate's error (a failed Cholesky, a diverged LiBI step): run each alone
         return [_table1_cell(method, kind, i, s, cfg, hyper) for i, s in zip(indices, seeds)]
     cells = []
     for i, s, d, model in zip(indices, seeds, datas, models):

@@ -49,14 +49,20 @@ def test_cubic_jtex_model_trains_without_overflow():
         assert torch.isfinite(model.decoder.a).all()
 
 
-def test_repetitions_of_a_method_train_as_one_batch_equal_to_each_cell_alone():
+def test_repetitions_of_a_method_train_as_one_batch_equal_to_each_cell_alone(monkeypatch):
     import pytest
 
+    from pyrovae.papers.yacoby_2020_libi import table1
     from pyrovae.papers.yacoby_2020_libi.table1 import _table1_cell, _table1_cells
 
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the batch fell back to one run at a time")
+
     cfg = dict(TINY, data_seed=0)
-    for method in ("VAE", "β-VAE+Anneal", "Lagging"):
-        batch = _table1_cells(method, "linear-jtex", [0, 1], [3, 4], cfg)
+    for method in ("VAE", "β-VAE+Anneal", "Lagging", "LiBI"):
+        with monkeypatch.context() as patch:
+            patch.setattr(table1, "_table1_cell", no_fallback)
+            batch = _table1_cells(method, "linear-jtex", [0, 1], [3, 4], cfg)
         for (index, seed), cell in zip(((0, 3), (1, 4)), batch):
             alone = _table1_cell(method, "linear-jtex", index, seed, cfg)
             assert cell["error"] == alone["error"] == ""
