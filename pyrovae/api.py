@@ -178,7 +178,9 @@ def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainRes
     start = time.perf_counter()
     with pyro.validation_enabled(False):
         fit = LiBI(model, settings).fit(data)
-    terms = model.terms(data.condition.to(data.observed.dtype), data.observed)
+    with torch.no_grad():  # the final terms with the run's own draws, as the engine's runs report them
+        terms = model.terms(data.condition.to(data.observed.dtype), data.observed,
+                            torch.Generator().manual_seed(int(cfg.seed)))
     kl, recon = float(terms["kl"].mean()), float(terms["recon"].mean())
     history = pd.DataFrame(fit.history)
     metrics = {"status": "finished", "algorithm": "libi", "model": cfg.model, "seed": cfg.seed, "sigma": model.sigma,

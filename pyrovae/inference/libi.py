@@ -49,7 +49,8 @@ from pyrovae.metrics.normality import henze_zirkler
 from pyrovae.optim import adam, minimise
 from pyrovae.validation import integer_at_least
 
-__all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI", "fit_libi"]
+__all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI", "fit_libi",
+           "inference_trainer"]
 
 
 @dataclass
@@ -162,12 +163,6 @@ class LiBI:
         codes = self._codes(observed)
         return -code_log_likelihood(self.model, observed, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
 
-    def inference_trainer(self, observed: torch.Tensor) -> Trainer:
-        """Step 2's engine for this model alone: the ELBO (Eq. 45-46) on ``y``, the encoder alone trained
-        (the decoder fixed)."""
-        data = Dataset("libi-step2", observed.new_zeros(observed.shape[0], 0), observed)
-        return Trainer(self.model, data, PlainSVI(), _inference_settings(self.settings))
-
     def fit(self, train: Dataset, validation: Dataset | None = None) -> LiBIResult:
         """Run the ``rounds`` of LiBI and keep the best (the one-replicate case of :func:`fit_libi`)."""
         return fit_libi([self], [train], None if validation is None else [validation])[0]
@@ -233,13 +228,22 @@ def _with_encoder(model, code_net):
     return shadow
 
 
+def _theta_names(lib: LiBI) -> set[str]:
+    """The names, in the model, of the θ that :meth:`LiBI.generative_parameters` gives to step 1."""
+    ids = {id(p) for p in lib.generative_parameters()}
+    return {name for name, p in lib.model.named_parameters() if id(p) in ids}
+
+
 def _generative_step(libis: list[LiBI], shadows: list, observed: torch.Tensor) -> list[dict]:
     """Step 1 (Eq. 44) for every replicate at once; each replicate's code NLL and penalties after it."""
     s = libis[0].settings
     streams = ReplicaStreams([0] * len(libis))  # step 1 draws nothing
     models = ReplicatedCVAE.stack([lib.model for lib in libis], streams)
     codes_of = ReplicatedCVAE.stack(shadows, streams)
-    theta = [p for name, p in models.stacked("param").items() if not name.startswith("encoder.") and p.requires_grad]
+    theta_names = _theta_names(libis[0])
+    if any(_theta_names(lib) != theta_names for lib in libis[1:]):
+        raise ConfigError("a batch of LiBI fits needs the same trainable generative parameters in every model")
+    theta = [p for name, p in models.stacked("param").items() if name in theta_names]
     h = [p for name, p in codes_of.stacked("param").items()
          if name.startswith("encoder.") and not name.startswith("encoder.log_var.")]
     condition = observed.new_zeros(observed.shape[:-1] + (0,))
@@ -261,13 +265,19 @@ def _generative_step(libis: list[LiBI], shadows: list, observed: torch.Tensor) -
             for r in range(len(libis))]
 
 
-def _inference_step(libis: list[LiBI], observed: torch.Tensor, seeds: list[int]) -> list[float]:
-    """Step 2 for every replicate at once: the encoders by the ELBO, the decoders fixed; each final loss."""
+def inference_trainer(libis: Sequence[LiBI], observed: torch.Tensor, seeds: Sequence[int]) -> Trainer:
+    """Step 2's engine for ``R`` fits: the ELBO (Eq. 45-46) on each replicate's ``observed[r]`` (``(R, n, D)``),
+    the encoders alone trained (the decoders fixed), replicate ``r`` drawing from a stream seeded ``seeds[r]``."""
     condition = observed.new_zeros(observed.shape[1], 0)
     datas = [Dataset("libi-step2", condition, y) for y in observed]
+    return Trainer([lib.model for lib in libis], datas, [PlainSVI() for _ in libis],
+                   _inference_settings(libis[0].settings), seeds=list(seeds))
+
+
+def _inference_step(libis: list[LiBI], observed: torch.Tensor, seeds: list[int]) -> list[float]:
+    """Step 2 for every replicate at once; each replicate's final loss."""
     with pyro.validation_enabled(False):
-        results = Trainer([lib.model for lib in libis], datas, [PlainSVI() for _ in libis],
-                          _inference_settings(libis[0].settings), seeds=seeds).run()
+        results = inference_trainer(libis, observed, seeds).run()
     if any(result.status == "nan" for result in results):
         raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
     return [float(result.history["loss"].iloc[-1]) for result in results]

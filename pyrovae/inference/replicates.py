@@ -158,8 +158,9 @@ class ReplicatedCVAE(nn.Module):
         self.streams = streams
         self._template = [template]  # a list: the architecture only, on the meta device, not a submodule
         self._names = {"param": sorted(params), "buffer": sorted(buffers)}
-        for name in self._names["param"]:
-            self.register_parameter(_flat(name), nn.Parameter(params[name].detach().clone()))
+        for name in self._names["param"]:  # a parameter the models froze stays frozen
+            self.register_parameter(_flat(name), nn.Parameter(params[name].detach().clone(),
+                                                              requires_grad=params[name].requires_grad))
         for name in self._names["buffer"]:
             self.register_buffer(_flat(name), buffers[name].detach().clone())
         # encoder and decoder mean as one batched product per layer where the networks allow it
@@ -191,7 +192,8 @@ class ReplicatedCVAE(nn.Module):
     def select(self, keep: Sequence[int]) -> "ReplicatedCVAE":
         """A new stack of replicates ``keep`` only (fresh leaf tensors, the same streams)."""
         index = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
-        params = {k: v.detach().index_select(0, index) for k, v in self.stacked("param").items()}
+        params = {k: v.detach().index_select(0, index).requires_grad_(v.requires_grad)
+                  for k, v in self.stacked("param").items()}
         buffers = {k: v.index_select(0, index) for k, v in self.stacked("buffer").items()}
         return ReplicatedCVAE(self._template[0], params, buffers, self.streams.select(keep))
 

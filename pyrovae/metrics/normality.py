@@ -81,9 +81,8 @@ def henze_zirkler(z: torch.Tensor) -> torch.Tensor:
     centred = z - z.mean(-2, keepdim=True)
     cov = centred.mT @ centred / n
     singular = torch.linalg.cholesky_ex(cov.detach())[1] != 0
-    if bool(singular.any()):  # factor the identity there instead, so that no value or gradient turns NaN
-        cov = torch.where(singular[..., None, None], torch.eye(p, dtype=z.dtype, device=z.device), cov)
-    chol = torch.linalg.cholesky(cov)
+    # factor the identity where the covariance is singular, so that no value or gradient turns NaN
+    chol = torch.linalg.cholesky(torch.where(singular[..., None, None], torch.eye(p, dtype=z.dtype, device=z.device), cov))
     w = torch.linalg.solve_triangular(chol, centred.mT, upper=False).mT  # whitened: D_j = |w_j|^2
     d_j = w.pow(2).sum(-1)
     d_jk = (d_j[..., :, None] + d_j[..., None, :] - 2.0 * (w @ w.mT)).clamp_min(0.0)

@@ -24,7 +24,7 @@ from pyrovae.cli.main import app
 from pyrovae.config import MODELS
 from pyrovae.errors import ConfigError
 from pyrovae.inference.catalog import RUN_ALGORITHMS
-from pyrovae.inference.libi import LiBI, LiBISettings
+from pyrovae.inference.libi import LiBI, LiBISettings, inference_trainer
 from pyrovae.inference.m2_training import m2_objective, m2_step_loss
 from pyrovae.inference.objectives import ELBOS
 from pyrovae.inference.trainer import Trainer
@@ -132,7 +132,7 @@ def test_gradients_reach_every_parameter(runs, c):
         libi.generative_loss(y).backward()
         names = {id(p): name for name, p in [*model.named_parameters(), *libi.code_net.named_parameters("h")]}
         _assert_gradients({names[id(p)]: p for p in libi.generative_parameters()})
-        step2 = _engine_steps(libi.inference_trainer(y), 1.0)
+        step2 = _engine_steps(inference_trainer([libi], y[None], [cfg.seed]), 1.0)
         _assert_gradients(step2)
         generative = {names[id(p)] for p in libi.generative_parameters()}
         assert generative | set(step2) >= {name for name, _ in model.named_parameters()}

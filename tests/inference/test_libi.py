@@ -119,3 +119,36 @@ def test_a_libi_batch_shares_its_settings_and_sizes():
     other = libi_splits("linear-jtex", n=90, seed=3)
     with pytest.raises(ConfigError, match="one size"):
         fit_libi([LiBI(_model(0)), LiBI(_model(1))], [d["train"], other["train"]])
+
+
+def test_step_one_of_a_batch_is_each_fits_own_eq44_minimisation():
+    """Against an independent reference: Adam on one model's own Eq. 44 loss (LiBI.generative_loss) over its
+    own θ and h (LiBI.generative_parameters) gives the decoder and the code NLL that replicate r of a batched
+    fit ends step 1 with; a decoder parameter the model froze stays where it was."""
+    from dataclasses import replace
+
+    from pyrovae.inference.libi import code_log_likelihood, fit_libi
+    from pyrovae.models import FixedNoise, SigmaCVAE
+    from pyrovae.optim import adam, minimise
+
+    def model(seed):
+        torch.manual_seed(seed)
+        m = SigmaCVAE(0, 2, latent_dim=2, encoder_widths=(8,), decoder_widths=(8,), noise=FixedNoise(0.1))
+        m.decoder[0].bias.requires_grad_(False)
+        return m
+
+    datas = [libi_splits("linear-jtex", index=i, n=60, seed=3)["train"] for i in range(2)]
+    settings = LiBISettings(rounds=1, step1_steps=40, step2_steps=5, lr=0.03, val_samples=10)
+    batch = fit_libi([LiBI(model(i), replace(settings, seed=i)) for i in range(2)], datas)
+    for i, (result, data) in enumerate(zip(batch, datas)):
+        reference = LiBI(model(i), settings)
+        frozen = reference.model.decoder[0].bias.detach().clone()
+        y = data.observed
+        minimise(lambda: reference.generative_loss(y), adam(reference.generative_parameters(), settings.lr),
+                 settings.step1_steps)
+        for (name, a), b in zip(result.model.decoder.state_dict().items(), reference.model.decoder.state_dict().values()):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (i, name)
+        assert torch.equal(result.model.decoder[0].bias, frozen)
+        with torch.no_grad():
+            nll = -code_log_likelihood(reference.model, y, reference.code_net(y)[0])
+        assert result.history[0]["code_nll"] == pytest.approx(float(nll), rel=1e-4)

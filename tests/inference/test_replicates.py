@@ -344,3 +344,19 @@ def test_terms_in_chunks_equal_terms_in_one_pass(data, monkeypatch, noise, share
     for key in ("recon", "kl", "sq_err", "log_sigma"):  # to float rounding: BLAS may round a 7-row product otherwise
         assert torch.allclose(terms[None][key], terms[7][key], rtol=1e-6, atol=1e-6), key
         assert terms[7][key].shape == terms[None][key].shape
+
+
+def test_a_parameter_the_models_froze_stays_frozen(data):
+    """A parameter with requires_grad off in the models is not moved by the engine, in a batch and after
+    the stack is narrowed (replicate 1 diverges at once, replicate 0 trains on alone)."""
+    models = [build("learned", seed=s) for s in range(2)]
+    for model in models:
+        model.decoder[0].bias.requires_grad_(False)
+    bias, weight = models[0].decoder[0].bias.detach().clone(), models[0].decoder[0].weight.detach().clone()
+    bad = Dataset("bad", data.condition, data.observed * 1e30)
+    with pyro.validation_enabled(False):
+        trained = Trainer(models, [data, bad], make_algorithm("joint"), TrainSettings(K=5, max_steps=20, tol=0.0),
+                          seeds=SEEDS[:2]).run()
+    assert trained[1].status == "nan" and trained[0].status == "max_steps"
+    assert torch.equal(trained[0].model.decoder[0].bias, bias)
+    assert not torch.equal(trained[0].model.decoder[0].weight, weight)

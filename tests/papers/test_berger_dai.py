@@ -58,7 +58,7 @@ def test_berger_sphere_smoke(tmp_path):
 
 def test_berger_sphere_batch_computes_each_run_alone():
     """The experiment's batched task (every σ and repetition of a D as one program) gives each run's
-    weights, radius and KL as the run trained by itself with the same seed."""
+    decoder radius and KL as the run trained by itself with the same seed."""
     import pyro
     import torch
 
