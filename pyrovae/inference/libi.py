@@ -228,22 +228,14 @@ def _with_encoder(model, code_net):
     return shadow
 
 
-def _theta_names(lib: LiBI) -> set[str]:
-    """The names, in the model, of the θ that :meth:`LiBI.generative_parameters` gives to step 1."""
-    ids = {id(p) for p in lib.generative_parameters()}
-    return {name for name, p in lib.model.named_parameters() if id(p) in ids}
-
-
 def _generative_step(libis: list[LiBI], shadows: list, observed: torch.Tensor) -> list[dict]:
     """Step 1 (Eq. 44) for every replicate at once; each replicate's code NLL and penalties after it."""
     s = libis[0].settings
     streams = ReplicaStreams([0] * len(libis))  # step 1 draws nothing
     models = ReplicatedCVAE.stack([lib.model for lib in libis], streams)
     codes_of = ReplicatedCVAE.stack(shadows, streams)
-    theta_names = _theta_names(libis[0])
-    if any(_theta_names(lib) != theta_names for lib in libis[1:]):
-        raise ConfigError("a batch of LiBI fits needs the same trainable generative parameters in every model")
-    theta = [p for name, p in models.stacked("param").items() if name in theta_names]
+    # θ as LiBI.generative_parameters: outside the encoder, and not frozen (the stack keeps requires_grad)
+    theta = [p for name, p in models.stacked("param").items() if not name.startswith("encoder.") and p.requires_grad]
     h = [p for name, p in codes_of.stacked("param").items()
          if name.startswith("encoder.") and not name.startswith("encoder.log_var.")]
     condition = observed.new_zeros(observed.shape[:-1] + (0,))
