@@ -18,7 +18,7 @@ import torch
 
 from pyrovae.errors import ConfigError, TrainingDiverged
 
-__all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise"]
+__all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise", "step_replicates"]
 
 
 def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -99,3 +99,32 @@ def minimise(loss_fn: Callable[[], torch.Tensor], optimizer: torch.optim.Optimiz
         if check is not None and every > 0 and (step % every == 0 or step == steps) and check(step):
             return Minimised("stopped", step, last)
     return Minimised("done", int(steps), last)
+
+
+def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None) -> torch.Tensor:
+    """One optimiser step on ``R`` independent losses ``(R,)`` of replicates whose parameters carry a leading
+    replicate dimension (they share none), the gradients already zeroed; returns which replicates stepped.
+
+    The NaN policy per replicate: one whose loss or gradient is not finite gets a zero gradient, so Adam's
+    moments of the others are those of their own runs, and is reported ``False`` (the caller stops it); when
+    none is finite nothing is applied. ``clip_norm`` clips each replicate's own gradient norm (as
+    :func:`torch.nn.utils.clip_grad_norm_` on one run)."""
+    ok = torch.isfinite(losses.detach())
+    if not bool(ok.any()):
+        return ok
+    losses.where(ok, torch.zeros_like(losses)).sum().backward()
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not params:
+        return ok
+    norm = torch.stack([p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params]).sum(0).sqrt()
+    ok &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
+    if not bool(ok.any()):
+        return ok
+    factor = ok.to(norm.dtype)
+    if clip_norm is not None:
+        factor = factor * (clip_norm / (norm.nan_to_num(0.0) + 1e-6)).clamp(max=1.0)
+    if not bool(ok.all()) or clip_norm is not None:
+        for p in params:
+            p.grad.nan_to_num_(0.0).mul_(factor.reshape((-1,) + (1,) * (p.dim() - 1)))
+    optimizer.step()
+    return ok

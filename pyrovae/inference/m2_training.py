@@ -41,19 +41,22 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
 from pyrovae.data.yacoby_m2 import SemiSupervisedDataset
 from pyrovae.errors import ConfigError, DataError, TrainingDiverged
 from pyrovae.inference.lagging import encoder_phase
+from pyrovae.inference.m2_replicates import ReplicatedM2, m2_replicate_loss
+from pyrovae.inference.replicates import ReplicaStreams
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
-from pyrovae.optim import adam, minimise
+from pyrovae.optim import adam, step_replicates
 from pyrovae.validation import integer_at_least
 
 __all__ = ["M2_OBJECTIVES", "M2TrainResult", "encoder_parameters", "m2_objective", "m2_step_loss",
-           "train_m2", "unlabelled_mutual_information"]
+           "train_m2", "train_m2_batch", "unlabelled_mutual_information"]
 
 M2_OBJECTIVES = ("elbo", "iwae")
 
@@ -65,6 +68,7 @@ class M2TrainResult:
     # inner_steps (encoder-only steps in the epoch) and mi (measured after an aggressive epoch, else None)
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    status: str = "done"  # done | nan (the model keeps its last finite epoch's weights)
 
 
 def m2_step_loss(model: M2, x_u: torch.Tensor, x_l: torch.Tensor, y_l: torch.Tensor, n_u: int, n_l: int,
@@ -102,6 +106,19 @@ def m2_objective(model: M2, data: SemiSupervisedDataset, objective: str = "elbo"
     return sum(vals) / len(vals)
 
 
+def _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters) -> None:
+    if objective not in M2_OBJECTIVES:
+        raise ConfigError(f"unknown M2 objective {objective!r}; known: {', '.join(M2_OBJECTIVES)}")
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
+        integer_at_least(name, v)
+    gammas, alphas = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in (gamma, alpha))
+    if not lr > 0 or not bool(torch.isfinite(gammas).all() and (gammas >= 0).all()) or not bool(
+            torch.isfinite(alphas).all() and (alphas >= 0).all()):
+        raise ConfigError(f"need lr > 0, gamma >= 0, alpha >= 0 (finite); got {lr}, {gamma}, {alpha}")
+    if parameters not in ("all", "encoder"):
+        raise ConfigError(f"parameters must be 'all' or 'encoder', got {parameters!r}")
+
+
 def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", epochs: int = 100,
              batch_size: int = 100, lr: float = 1e-3, gamma: float = 1.0, alpha: float = 0.0,
              particles: int = 10, seed: int = 0, parameters: str = "all", lagging: bool = False,
@@ -111,39 +128,119 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
     ``parameters="encoder"`` keeps the decoder fixed; ``lagging=True`` trains with Lagging Inference
     Networks (He et al. 2019, Alg. 1; module docstring) with at most ``aggressive_inner`` encoder-only
     steps per batch, windows of ``lagging_window`` steps (App. D's R) whose mean must fall by more than
-    ``lagging_threshold`` (App. D's T; 0 is He et al.'s code) and I(x; z) on ``mi_points`` unlabelled points."""
-    if objective not in M2_OBJECTIVES:
-        raise ConfigError(f"unknown M2 objective {objective!r}; known: {', '.join(M2_OBJECTIVES)}")
-    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles),
-                    ("aggressive_inner", aggressive_inner), ("lagging_window", lagging_window)):
+    ``lagging_threshold`` (App. D's T; 0 is He et al.'s code) and I(x; z) on ``mi_points`` unlabelled points.
+
+    Without Lagging this is the one-replicate case of :func:`train_m2_batch` (its draws from a stream
+    seeded ``seed``); a loss or gradient that turns non-finite raises :class:`TrainingDiverged`."""
+    _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters)
+    if not lagging:
+        result = train_m2_batch([model], data, objective, epochs, batch_size, lr, gamma, alpha, particles, [seed],
+                                parameters)[0]
+        if result.status == "nan":
+            raise TrainingDiverged(f"M2 loss became non-finite in epoch {len(result.history) + 1}")
+        return result
+    for name, v in (("aggressive_inner", aggressive_inner), ("lagging_window", lagging_window)):
         integer_at_least(name, v)
     integer_at_least("mi_points", mi_points, 2)
-    if not lr > 0 or gamma < 0 or alpha < 0:
-        raise ConfigError(f"need lr > 0, gamma >= 0, alpha >= 0; got {lr}, {gamma}, {alpha}")
     if not (math.isfinite(lagging_threshold) and lagging_threshold >= 0):
         raise ConfigError(f"the Lagging threshold T must be finite and >= 0, got {lagging_threshold!r}")
-    if parameters not in ("all", "encoder"):
-        raise ConfigError(f"parameters must be 'all' or 'encoder', got {parameters!r}")
-    if lagging and parameters != "all":
+    if parameters != "all":
         raise ConfigError("Lagging Inference trains encoder and decoder; it needs parameters='all'")
-    if lagging and model.z_guide != "factorised":
+    if model.z_guide != "factorised":
         raise ConfigError("Lagging Inference's I(x; z) is measured on the factorised q(z|x); "
                           f"this model's unlabelled guide is {model.z_guide!r}")
     x_l, y_l, x_u = _split(model, data)
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
-    if lagging:
-        return _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
-                             int(aggressive_inner), int(lagging_window), int(mi_points), float(lagging_threshold))
-    params = list(model.parameters()) if parameters == "all" else encoder_parameters(model)
-    frozen = [] if parameters == "all" else list(model.decoder.parameters())
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        return _loop(model, params, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
+    return _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
+                         int(aggressive_inner), int(lagging_window), int(mi_points), float(lagging_threshold))
+
+
+def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[SemiSupervisedDataset],
+                   objective: str = "elbo", epochs: int = 100, batch_size: int = 100, lr: float = 1e-3,
+                   gamma: float | Sequence[float] = 1.0, alpha: float | Sequence[float] = 0.0, particles: int = 10,
+                   seeds: Sequence[int] = (0,), parameters: str = "all") -> list[M2TrainResult]:
+    """Train ``R`` M2 models of one architecture (restarts, data-set versions, γ / α grid cells) in place,
+    as one batch (:mod:`pyrovae.inference.m2_replicates`), each as :func:`train_m2` trains one.
+
+    ``data`` is shared or one data set per model (same numbers of labelled and unlabelled points);
+    ``gamma`` and ``alpha`` a number or one per model. Model ``r`` draws its mini-batches (an epoch is
+    one shuffled pass over the unlabelled points, each batch with a random labelled batch) and its
+    noise from a stream seeded ``seeds[r]``, so its result does not depend on the others in the batch.
+    A model whose loss or gradient turns non-finite stops with status ``nan`` and keeps the weights
+    of its last finite epoch; the others go on."""
+    models = list(models)
+    R = len(models)
+    _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters)
+    datas = [data] if isinstance(data, SemiSupervisedDataset) else list(data)
+    if len(datas) not in (1, R) or len(seeds) != R:
+        raise ConfigError(f"{R} models need one data set or {R}, and {R} seeds; got {len(datas)} and {len(seeds)}")
+    splits = [_split(models[0], d) for d in datas]
+    if len({tuple(len(t) for t in split) for split in splits}) > 1:
+        raise ConfigError("per-model data sets must have the same numbers of labelled and unlabelled points")
+    device = next(models[0].parameters()).device
+    x_l, y_l, x_u = (torch.stack([split[i] for split in splits]).to(device).expand((R,) + splits[0][i].shape)
+                     for i in range(3))
+    y_l = torch.stack([models[0]._check(x_l[0], y) for y in y_l])  # class indices (long) for discrete labels
+    per_model = [torch.as_tensor(v, dtype=x_u.dtype, device=device).reshape(-1).expand(R) for v in (gamma, alpha)]
+    stack = ReplicatedM2.stack(models, ReplicaStreams([int(s) for s in seeds], device))
+    if parameters == "encoder":
+        for p in stack.parameters_of("decoder"):
+            p.requires_grad_(False)
+    n_u, n_l, bs = x_u.shape[1], x_l.shape[1], int(batch_size)
+    b_l = min(bs, n_l)
+    results = [M2TrainResult(m) for m in models]
+    active = list(range(R))
+    optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
+    start = time.perf_counter()
+    for epoch in range(int(epochs)):
+        orders = torch.stack([torch.randperm(n_u, generator=g, device=device) for g in stack.streams.generators])
+        diverged = torch.zeros(len(active), dtype=torch.bool, device=device)
+        total = torch.zeros(len(active), dtype=x_u.dtype, device=device)
+        steps = 0
+        for i in range(0, n_u, bs):
+            iu = orders[:, i:i + bs]
+            il = torch.stack([torch.randint(n_l, (b_l,), generator=g, device=device) for g in stack.streams.generators])
+            keep = torch.as_tensor(active, device=device)
+            stack.zero_grad(set_to_none=True)
+            losses = m2_replicate_loss(stack, x_u[keep.unsqueeze(1), iu], x_l[keep.unsqueeze(1), il],
+                                       y_l[keep.unsqueeze(1), il], n_u, n_l, objective, per_model[0][keep],
+                                       per_model[1][keep], particles)
+            diverged |= ~step_replicates(losses, optimizer)
+            total += losses.detach()
+            steps += 1
+        seconds = time.perf_counter() - start
+        diverged, totals = diverged.tolist(), total.tolist()
+        for j, r in enumerate(active):
+            if diverged[j]:
+                results[r].status = "nan"
+                continue
+            stack.write_to(j, models[r])
+            results[r].history.append({"epoch": epoch + 1, "loss": totals[j] / steps, "seconds": seconds})
+        if any(diverged):
+            keep = [j for j in range(len(active)) if not diverged[j]]
+            if not keep:
+                break
+            stack, optimizer = _narrow(stack, optimizer, keep)
+            active = [active[j] for j in keep]
+    seconds = time.perf_counter() - start
+    for result in results:
+        result.seconds = seconds
+    return results
+
+
+def _narrow(stack: ReplicatedM2, optimizer: torch.optim.Optimizer, keep: list[int]):
+    """The stack and Adam state of the replicates ``keep`` only."""
+    state = optimizer.state_dict()
+    index = torch.as_tensor(keep, device=stack.device)
+    for per_param in state["state"].values():
+        for key, value in per_param.items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                per_param[key] = value.index_select(0, index)
+    stack = stack.select(keep)
+    optimizer = adam([p for p in stack.parameters() if p.requires_grad], optimizer.defaults["lr"])
+    optimizer.load_state_dict(state)
+    return stack, optimizer
 
 
 def unlabelled_mutual_information(model: M2, observed: torch.Tensor, seed: int = 0) -> float:
@@ -209,41 +306,5 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
                 aggressive = False
         result.history.append({"epoch": epoch + 1, "loss": total / steps, "seconds": time.perf_counter() - start,
                                "aggressive": was_aggressive, "inner_steps": inner, "mi": mi})
-    result.seconds = time.perf_counter() - start
-    return result
-
-
-def _loop(model, params, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen) -> M2TrainResult:
-    """Epochs of shuffled unlabelled batches, each with a random labelled batch, through :func:`minimise`."""
-    n_u, n_l, bs = len(x_u), len(x_l), int(batch_size)
-    b_l = min(bs, n_l)
-    per_epoch = math.ceil(n_u / bs)
-    result = M2TrainResult(model)
-    losses: list[float] = []
-
-    def batches():
-        for _ in range(int(epochs)):
-            order = torch.randperm(n_u, generator=gen)
-            for i in range(0, n_u, bs):
-                yield order[i:i + bs], torch.randint(n_l, (b_l,), generator=gen)
-
-    stream = batches()
-
-    def loss() -> torch.Tensor:
-        iu, il = next(stream)
-        value = m2_step_loss(model, x_u[iu], x_l[il], y_l[il], n_u, n_l, objective, gamma, alpha, particles)
-        losses.append(float(value.detach()))
-        return value
-
-    def end_of_epoch(step: int) -> bool:
-        epoch = step // per_epoch
-        result.history.append({"epoch": epoch, "loss": sum(losses[-per_epoch:]) / per_epoch,
-                               "seconds": time.perf_counter() - start})
-        return False
-
-    start = time.perf_counter()
-    outcome = minimise(loss, adam(params, lr), int(epochs) * per_epoch, every=per_epoch, check=end_of_epoch)
-    if outcome.status == "nan":
-        raise TrainingDiverged(f"M2 loss became {losses[-1]} in epoch {outcome.steps // per_epoch}")
     result.seconds = time.perf_counter() - start
     return result

@@ -25,7 +25,7 @@ from pyrovae.inference.algorithms import Algorithm, BlockStats
 from pyrovae.inference.objectives import check_objective, make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.models.cvae import SigmaCVAE, require_gaussian_program
-from pyrovae.optim import adam
+from pyrovae.optim import adam, step_replicates
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
 from pyrovae.validation import MAX_UNITS, integer_at_least, real, text
 
@@ -265,25 +265,8 @@ class Trainer:
         self.stack.zero_grad(set_to_none=True)
         losses = replicate_loss(self.stack, condition, observed, beta, self.settings.elbo, self.settings.particles)
         per_point = losses.detach() / condition.shape[-2]
-        ok = torch.isfinite(per_point)
-        if not bool(ok.any()):
-            self._diverged |= ~ok
-            return per_point
-        losses.where(ok, torch.zeros_like(losses)).sum().backward()
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        norm = torch.stack([p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params]).sum(0).sqrt()
-        ok &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
+        ok = step_replicates(losses, optimizer, clip_norm if clip_norm is not None else self.settings.clip_norm)
         self._diverged |= ~ok
-        if not bool(ok.any()):
-            return torch.where(ok, per_point, torch.full_like(per_point, math.nan))
-        clip_norm = clip_norm if clip_norm is not None else self.settings.clip_norm
-        factor = ok.to(norm.dtype)
-        if clip_norm is not None:  # as torch.nn.utils.clip_grad_norm_, per replicate
-            factor = factor * (clip_norm / (norm.nan_to_num(0.0) + 1e-6)).clamp(max=1.0)
-        if not bool(ok.all()) or clip_norm is not None:
-            for p in params:
-                p.grad.nan_to_num_(0.0).mul_(factor.reshape((-1,) + (1,) * (p.dim() - 1)))
-        optimizer.step()
         return torch.where(ok, per_point, torch.full_like(per_point, math.nan))
 
     # -- checkpoints --------------------------------------------------------------

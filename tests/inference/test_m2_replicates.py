@@ -1,0 +1,166 @@
+"""M2 replicates as one batch (Yacoby, Pan & Doshi-Velez 2021, Eq. 5, App. D): the direct loss against the Pyro
+program and ``M2.iwae_bound``, and replicate r of a batched training against the same run alone."""
+
+from __future__ import annotations
+
+import itertools
+
+import pyro
+import pytest
+import torch
+
+from pyrovae.data.yacoby_m2 import continuous_semicircle, discrete_semicircle
+from pyrovae.errors import ConfigError
+from pyrovae.inference.m2_replicates import ReplicatedM2, m2_replicate_loss
+from pyrovae.inference.m2_training import m2_step_loss, train_m2, train_m2_batch
+from pyrovae.inference.replicates import ReplicaStreams
+from pyrovae.models.m2 import M2
+
+CONFIGS = [("discrete", "factorised", {}), ("discrete", "conditional", {}),
+           ("relaxed", "factorised", {}), ("relaxed", "conditional", {}),
+           ("relaxed", "factorised", {"relaxed_density": "concrete"}),
+           ("relaxed", "factorised", {"straight_through": True}),
+           ("relaxed", "conditional", {"straight_through": True, "relaxed_density": "concrete"}),
+           ("continuous", "factorised", {"label_dim": 2}), ("continuous", "conditional", {"label_dim": 2})]
+
+
+def _model(kind, guide, kw, seed=1):
+    torch.manual_seed(seed)
+    return M2(3, kind, num_classes=3, latent_dim=2, widths=(6, 5), z_guide=guide, **kw)
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+@pytest.mark.parametrize("kind,guide,kw", CONFIGS)
+def test_direct_loss_equals_the_pyro_program_and_the_iwae_bound_at_the_same_draws(kind, guide, kw, objective):
+    """One replicate seeded s draws what the Pyro program (ELBO; TraceEnum_ELBO for a discrete y) and
+    M2.iwae_bound (IWAE) draw after torch.manual_seed(s): the same loss and the same gradient."""
+    model = _model(kind, guide, kw)
+    x_u, x_l = torch.randn(7, 3), torch.randn(5, 3)
+    y_l = torch.randn(5, 2) if kind == "continuous" else torch.randint(3, (5,))
+    torch.manual_seed(123)
+    with pyro.validation_enabled(False):
+        reference = m2_step_loss(model, x_u, x_l, y_l, 70, 20, objective, gamma=0.7, alpha=0.3, particles=4)
+    expected = torch.autograd.grad(reference, list(model.parameters()))
+    stack = ReplicatedM2.stack([model], ReplicaStreams([123]))
+    loss = m2_replicate_loss(stack, x_u[None], x_l[None], y_l[None], 70, 20, objective, 0.7, 0.3, 4)
+    got = torch.autograd.grad(loss.sum(), [stack._stacked["param"][name] for name, _ in model.named_parameters()])
+    assert loss.shape == (1,)
+    assert float(loss[0].detach()) == pytest.approx(float(reference.detach()), rel=1e-6)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g[0], e, rtol=1e-4, atol=1e-4 * float(e.abs().max()) + 1e-7)
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+@pytest.mark.parametrize("kind,guide,kw", CONFIGS)
+def test_each_replicate_computes_its_own_loss_whatever_shares_the_batch(kind, guide, kw, objective):
+    """Two replicates (two is not the number of classes, so no shape can pass by broadcasting against it)."""
+    models = [_model(kind, guide, kw, seed=s) for s in range(2)]
+    x_u, x_l = torch.randn(2, 7, 3), torch.randn(2, 5, 3)
+    y_l = torch.randn(2, 5, 2) if kind == "continuous" else torch.randint(3, (2, 5))
+    gamma, alpha = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    with torch.no_grad():
+        batch = m2_replicate_loss(ReplicatedM2.stack(models, ReplicaStreams([4, 5])), x_u, x_l, y_l, 70, 20, objective,
+                                  gamma, alpha, 3)
+        for r, m in enumerate(models):
+            alone = m2_replicate_loss(ReplicatedM2.stack([m], ReplicaStreams([4 + r])), x_u[r:r + 1], x_l[r:r + 1],
+                                      y_l[r:r + 1], 70, 20, objective, gamma[r], alpha[r], 3)
+            assert float(batch[r]) == pytest.approx(float(alone[0]), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind,objective,guide", [("discrete", "elbo", "factorised"), ("discrete", "iwae", "conditional"),
+                                                  ("relaxed", "elbo", "factorised"), ("continuous", "iwae", "factorised")])
+def test_replicate_r_of_a_batch_trains_as_the_same_run_alone(kind, objective, guide):
+    """Per-replicate data (versions), seeds, γ and α: each replicate ends where its own run ends."""
+    make = continuous_semicircle if kind == "continuous" else discrete_semicircle
+    datas = [make(n=120, seed=v) for v in range(3)]
+    gammas, alphas = [1.0, 0.5, 2.0], [0.0, 1.0, 0.3]
+
+    def fresh():
+        out = []
+        for r in range(3):
+            torch.manual_seed(10 + r)
+            out.append(M2(2, kind, widths=(8, 8), z_guide=guide))
+        return out
+
+    batch = fresh()
+    results = train_m2_batch(batch, datas, objective, epochs=3, batch_size=25, lr=1e-2, gamma=gammas, alpha=alphas,
+                             particles=3, seeds=[7, 8, 9])
+    for r, (model, result) in enumerate(zip(fresh(), results)):
+        alone = train_m2_batch([model], datas[r], objective, epochs=3, batch_size=25, lr=1e-2, gamma=gammas[r],
+                               alpha=alphas[r], particles=3, seeds=[7 + r])[0]
+        assert result.status == alone.status == "done"
+        assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in alone.history], rel=1e-4)
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(batch[r].state_dict()[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_train_m2_is_the_one_replicate_batch_and_a_seeded_run_repeats():
+    data = discrete_semicircle(n=100, seed=0)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = M2(2, "discrete", widths=(8,))
+        runs.append((model, train_m2(model, data, "elbo", epochs=2, batch_size=20, lr=1e-2, seed=3)))
+    torch.manual_seed(0)
+    batched = M2(2, "discrete", widths=(8,))
+    train_m2_batch([batched], data, "elbo", epochs=2, batch_size=20, lr=1e-2, seeds=[3])
+    for key, value in runs[0][0].state_dict().items():
+        assert torch.equal(value, runs[1][0].state_dict()[key])
+        assert torch.equal(value, batched.state_dict()[key])
+
+
+def test_a_diverging_replicate_stops_with_its_last_finite_weights_and_the_others_go_on():
+    good, bad = discrete_semicircle(n=100, seed=0), discrete_semicircle(n=100, seed=1)
+    bad.observed[~bad.labelled] = bad.observed[~bad.labelled] * 1e30  # an unlabelled batch overflows the loss
+    models = []
+    for r in range(2):
+        torch.manual_seed(r)
+        models.append(M2(2, "discrete", widths=(8,)))
+    start = {k: v.clone() for k, v in models[1].state_dict().items()}
+    results = train_m2_batch(models, [good, bad], "elbo", epochs=2, batch_size=20, lr=1e-2, seeds=[0, 1])
+    assert results[0].status == "done" and len(results[0].history) == 2
+    assert results[1].status == "nan" and results[1].history == []
+    assert all(torch.equal(v, start[k]) for k, v in models[1].state_dict().items())
+    torch.manual_seed(0)
+    alone = M2(2, "discrete", widths=(8,))
+    train_m2_batch([alone], good, "elbo", epochs=2, batch_size=20, lr=1e-2, seeds=[0])
+    for key, value in alone.state_dict().items():
+        torch.testing.assert_close(models[0].state_dict()[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_encoder_only_training_leaves_every_decoder_alone():
+    data = discrete_semicircle(n=100, seed=0)
+    models = [M2(2, "discrete", widths=(8,)) for _ in range(2)]
+    decoders = [{k: v.clone() for k, v in m.decoder.state_dict().items()} for m in models]
+    encoders = [{k: v.clone() for k, v in m.z_encoder_x.state_dict().items()} for m in models]
+    train_m2_batch(models, data, "iwae", epochs=1, batch_size=20, lr=1e-2, seeds=[0, 1], parameters="encoder")
+    for m, dec, enc in zip(models, decoders, encoders):
+        assert all(torch.equal(v, dec[k]) for k, v in m.decoder.state_dict().items())
+        assert any(not torch.equal(v, enc[k]) for k, v in m.z_encoder_x.state_dict().items())
+        assert all(p.requires_grad for p in m.parameters())
+
+
+def test_bad_batches_are_refused():
+    data = discrete_semicircle(n=100, seed=0)
+    with pytest.raises(ConfigError):
+        train_m2_batch([M2(2), M2(2, z_guide="conditional")], data, seeds=[0, 1])
+    with pytest.raises(ConfigError):
+        train_m2_batch([M2(2), M2(2)], data, seeds=[0])
+    with pytest.raises(ConfigError):
+        train_m2_batch([M2(2), M2(2)], [data, discrete_semicircle(n=60, seed=1)], seeds=[0, 1])
+    with pytest.raises(ConfigError):
+        train_m2_batch([M2(2)], data, gamma=-1.0, seeds=[0])
+
+
+def test_uniform_draws_come_from_each_replicates_own_stream():
+    stack = ReplicatedM2.stack([M2(2), M2(2)], ReplicaStreams([5, 6]))
+    draws = stack.uniform(4, 3, dtype=torch.float32)
+    for r, seed in enumerate((5, 6)):
+        assert torch.equal(draws[r], torch.rand((4, 3), generator=torch.Generator().manual_seed(seed)))
+
+
+def test_the_batch_keeps_every_architecture_setting_apart():
+    for a, b in itertools.combinations([M2(2), M2(2, "relaxed"), M2(2, "relaxed", temperature=0.5),
+                                        M2(2, "relaxed", straight_through=True)], 2):
+        with pytest.raises(ConfigError):
+            ReplicatedM2.stack([a, b], ReplicaStreams([0, 1]))
