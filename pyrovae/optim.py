@@ -115,7 +115,7 @@ def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer, clip
     losses.where(ok, torch.zeros_like(losses)).sum().backward()
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not params:
-        return ok
+        raise ConfigError("nothing to train: no parameter of the optimiser received a gradient")
     norm = torch.stack([p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params]).sum(0).sqrt()
     ok &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
     if not bool(ok.any()):

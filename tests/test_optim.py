@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import math
 
+import pytest
 import torch
 
-from pyrovae.optim import adam, linear_decay
+from pyrovae.optim import adam, linear_decay, step_replicates
 
 
 def test_linear_decay_falls_linearly_to_its_floor_and_stays():
@@ -24,8 +24,6 @@ def test_linear_decay_falls_linearly_to_its_floor_and_stays():
 
 
 def test_step_replicates_steps_each_replicate_as_alone_and_skips_a_non_finite_one():
-    from pyrovae.optim import step_replicates
-
     target = torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0], [0.0, 0.0, 0.0]])
     w = torch.zeros(3, 3, requires_grad=True)
     opt = torch.optim.SGD([w], lr=0.1)  # SGD: the step shows the clipping (Adam's first step would hide it)

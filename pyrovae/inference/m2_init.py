@@ -10,7 +10,9 @@ restarts) ... we select the restart that yields the lowest value of the objectiv
   :func:`pyrovae.inference.init.fit_decoder` on the decoder's input :math:`[z, \text{features}(y)]`.
 * :func:`init_m2_at_ground_truth` then fits the guide (``q(y|x)`` and the ``z`` encoders) with the
   decoder frozen by the semi-supervised objective (Eq. 5, ELBO bounds by default), ``restarts``
-  times from fresh random encoder weights, and keeps the restart with the lowest validation
+  times from fresh random encoder weights — the restarts train as one batch
+  (:func:`~pyrovae.inference.m2_training.train_m2_batch`; restart ``r`` is the run seeded
+  ``seed + 1 + r`` alone) — and keeps the restart with the lowest validation
   :math:`-J` (:func:`pyrovae.inference.m2_training.m2_objective`).
 
 References:
@@ -19,6 +21,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ import torch
 from pyrovae.data.yacoby_m2 import SemiSupervisedDataset
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.init import fit_decoder
-from pyrovae.inference.m2_training import m2_objective, train_m2
+from pyrovae.inference.m2_training import m2_objective, train_m2_batch
 from pyrovae.models.m2 import M2
 from pyrovae.validation import integer_at_least
 
@@ -86,17 +89,18 @@ def init_m2_at_ground_truth(model: M2, data: SemiSupervisedDataset, true_f: Call
     z = torch.as_tensor(z, dtype=model.sigma.dtype)
     fz = true_f(z.reshape(-1), data.labels.reshape(-1)).to(model.sigma.dtype)
     mse, steps = fit_m2_decoder(model, z, data.labels, fz, max_steps=decoder_steps, lr=lr)
-    guide = [m for name, m in model.named_children() if name != "decoder"]
-    best, best_state, values = math.inf, None, []
-    for r in range(int(restarts)):
+    copies = []
+    for r in range(int(restarts)):  # restart r: fresh guide weights from torch's generator seeded seed + 1 + r
+        copy_r = copy.deepcopy(model)
         torch.manual_seed(int(seed) + 1 + r)
-        for m in guide:
-            _reset(m)
-        train_m2(model, data, objective, epochs=encoder_epochs, batch_size=batch_size, lr=lr, gamma=gamma,
-                 alpha=alpha, particles=particles, seed=int(seed) + 1 + r, parameters="encoder")
-        value = m2_objective(model, validation, objective, gamma, alpha, particles, seed=int(seed))
-        values.append(value)
-        if value < best:
-            best, best_state = value, {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return M2Init(mse, steps, int(min(range(len(values)), key=values.__getitem__)), values)
+        for name, m in copy_r.named_children():
+            if name != "decoder":
+                _reset(m)
+        copies.append(copy_r)
+    train_m2_batch(copies, data, objective, epochs=encoder_epochs, batch_size=batch_size, lr=lr, gamma=gamma,
+                   alpha=alpha, particles=particles, seeds=[int(seed) + 1 + r for r in range(int(restarts))],
+                   parameters="encoder")
+    values = [m2_objective(c, validation, objective, gamma, alpha, particles, seed=int(seed)) for c in copies]
+    best = min(range(len(values)), key=lambda r: values[r] if math.isfinite(values[r]) else math.inf)
+    model.load_state_dict(copies[best].state_dict())
+    return M2Init(mse, steps, best, values)

@@ -36,7 +36,7 @@ from torch.distributions.utils import clamp_probs
 from pyrovae.errors import ConfigError
 from pyrovae.inference.replicates import ReplicaStreams
 from pyrovae.models.m2 import M2
-from pyrovae.models.stacked_nets import stacked_forward
+from pyrovae.models.stacked_nets import architecture, stacked_forward
 
 __all__ = ["ReplicatedM2", "m2_replicate_loss"]
 
@@ -56,13 +56,11 @@ def _draw_log_prob(eps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 def _same_architecture(models: Sequence[M2]) -> None:
     first = models[0]
-    settings = ("observed_dim", "latent_dim", "y_kind", "num_classes", "label_dim", "z_guide", "temperature",
-                "relaxed_density", "straight_through")
-    shapes = {k: v.shape for k, v in first.state_dict().items()}
+    settings = ("y_kind", "num_classes", "label_dim", "z_guide", "temperature", "relaxed_density", "straight_through")
     for m in models[1:]:
-        if any(getattr(m, s) != getattr(first, s) for s in settings) or {
-                k: v.shape for k, v in m.state_dict().items()} != shapes:
-            raise ConfigError("M2 replicates trained as one batch must share one architecture and label kind")
+        if any(getattr(m, s) != getattr(first, s) for s in settings) or architecture(m) != architecture(first):
+            raise ConfigError("M2 replicates trained as one batch must share one architecture (layers, activations, "
+                              "dtypes) and label kind")
 
 
 class ReplicatedM2(nn.Module):
@@ -319,7 +317,9 @@ def m2_replicate_loss(stack: ReplicatedM2, x_u: torch.Tensor, x_l: torch.Tensor,
         unlabelled, labelled = stack.iwae_bound(x_u, None, particles), stack.iwae_bound(x_l, y_l, particles)
     else:
         raise ConfigError(f"unknown M2 objective {objective!r}; known: elbo, iwae")
-    labelled = gamma * labelled.sum(-1)
+    zero = torch.zeros((), dtype=x_u.dtype, device=x_u.device)
+    # a weight of 0 drops its term (as Pyro's mask and the program's skipped α site do), whatever the term's value
+    labelled = torch.where(gamma != 0, gamma * labelled.sum(-1), zero)
     if bool((alpha != 0).any()):
-        labelled = labelled + alpha * stack.label_log_q(x_l, y_l).sum(-1)
+        labelled = labelled + torch.where(alpha != 0, alpha * stack.label_log_q(x_l, y_l).sum(-1), zero)
     return -(n_u / x_u.shape[1] * unlabelled.sum(-1) + n_l / x_l.shape[1] * labelled) / (n_u + n_l)

@@ -1,4 +1,4 @@
-r"""A small trainer for the M2 model (Yacoby, Pan & Doshi-Velez 2021, Eq. 5): plain torch Adam over the module's parameters.
+r"""The trainer of the M2 model (Yacoby, Pan & Doshi-Velez 2021, Eq. 5): Adam over the models' parameters.
 
 Every step takes one unlabelled batch and one labelled batch and minimises
 
@@ -6,17 +6,22 @@ Every step takes one unlabelled batch and one labelled batch and minimises
     -\frac{1}{N+M}\Big(\frac{N}{B_u}\sum_{b} \mathcal U(x_b) + \frac{M}{B_l}\Big[\gamma \sum_{b}\mathcal L(x_b, y_b)
     + \alpha \sum_b \log q(y_b|x_b)\Big]\Big),
 
-an unbiased estimate of :math:`-J/(N+M)`, with :math:`\mathcal U, \mathcal L` the ELBO bounds
-(:func:`pyrovae.models.m2.m2_elbo_loss`; Pyro's ``differentiable_loss``, no global parameter store)
-or the IWAE bounds (:meth:`M2.iwae_loss`). An epoch is one pass over the unlabelled points;
-labelled batches are drawn at random (the labelled set is ten times smaller).
-``train_m2(..., parameters="encoder")`` freezes the decoder (the encoder fit of the ground-truth
-initialisation, App. D); :func:`m2_objective` is the full-data per-point :math:`-J/(N+M)` used to
-choose between restarts on validation data.
+an unbiased estimate of :math:`-J/(N+M)`, with :math:`\mathcal U, \mathcal L` the ELBO bounds of the Pyro
+program (:meth:`M2.model` / :meth:`M2.guide`) or the IWAE bounds (:meth:`M2.iwae_bound`). An epoch is one
+pass over the unlabelled points; labelled batches are drawn at random (the labelled set is ten times smaller).
+
+:func:`train_m2_batch` trains R models as one batch (:mod:`pyrovae.inference.m2_replicates`: the loss
+computed directly, held equal to the program's by the tests); model ``r`` draws its batches and noise from a
+stream seeded ``seeds[r]``. :func:`train_m2` is its one-model case, except with ``lagging=True``.
+``parameters="encoder"`` freezes the decoder (the encoder fit of the ground-truth initialisation, App. D);
+:func:`m2_objective` is the full-data per-point :math:`-J/(N+M)` used to choose between restarts on
+validation data.
 
 ``train_m2(..., lagging=True)`` is Lagging Inference Networks (He et al., ICLR 2019, Algorithm 1; a
 baseline of Yacoby, Pan & Doshi-Velez (2021), Sec. 7, App. D, Fig. 18, Tables 3-4) for the M2 model, written out here for the
-M2 trainer (:mod:`pyrovae.inference.lagging` is the same algorithm for the SigmaCVAE trainer):
+M2 trainer (:mod:`pyrovae.inference.lagging` is the same algorithm for the SigmaCVAE trainer). It trains one
+model, through the Pyro program (:func:`m2_step_loss`), its batches from a generator seeded ``seed`` and its
+noise from torch's generator seeded ``seed``:
 
 * *aggressive mode*, for every batch: encoder-only Adam steps on the guide's parameters
   (:func:`encoder_parameters`: ``q(y|x)`` and the ``z`` encoders) — the first on the current batch,
@@ -32,7 +37,7 @@ M2 trainer (:mod:`pyrovae.inference.lagging` is the same algorithm for the Sigma
 * afterwards, ordinary joint steps (the two Adam optimisers both step, so their moments carry over).
 
 Unlike He et al.'s code, gradients are not clipped (nor are they in the plain M2 trainer, so the
-``lin`` and ``vae`` rows differ only in the schedule).
+``lin`` and ``vae`` rows differ in the schedule and in their random streams only).
 """
 
 from __future__ import annotations
@@ -106,12 +111,15 @@ def m2_objective(model: M2, data: SemiSupervisedDataset, objective: str = "elbo"
     return sum(vals) / len(vals)
 
 
-def _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters) -> None:
+def _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters, replicates: int = 1) -> None:
     if objective not in M2_OBJECTIVES:
         raise ConfigError(f"unknown M2 objective {objective!r}; known: {', '.join(M2_OBJECTIVES)}")
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("particles", particles)):
         integer_at_least(name, v)
     gammas, alphas = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in (gamma, alpha))
+    if len(gammas) not in (1, replicates) or len(alphas) not in (1, replicates):
+        raise ConfigError(f"gamma and alpha are one number, or one per model ({replicates}); got {len(gammas)} and "
+                          f"{len(alphas)}")
     if not lr > 0 or not bool(torch.isfinite(gammas).all() and (gammas >= 0).all()) or not bool(
             torch.isfinite(alphas).all() and (alphas >= 0).all()):
         raise ConfigError(f"need lr > 0, gamma >= 0, alpha >= 0 (finite); got {lr}, {gamma}, {alpha}")
@@ -130,8 +138,9 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
     steps per batch, windows of ``lagging_window`` steps (App. D's R) whose mean must fall by more than
     ``lagging_threshold`` (App. D's T; 0 is He et al.'s code) and I(x; z) on ``mi_points`` unlabelled points.
 
-    Without Lagging this is the one-replicate case of :func:`train_m2_batch` (its draws from a stream
-    seeded ``seed``); a loss or gradient that turns non-finite raises :class:`TrainingDiverged`."""
+    Without Lagging this is the one-model case of :func:`train_m2_batch` (batches and noise from a stream
+    seeded ``seed``; torch's global generator is not touched); a loss or gradient that turns non-finite raises
+    :class:`TrainingDiverged`."""
     _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters)
     if not lagging:
         result = train_m2_batch([model], data, objective, epochs, batch_size, lr, gamma, alpha, particles, [seed],
@@ -171,7 +180,9 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
     of its last finite epoch; the others go on."""
     models = list(models)
     R = len(models)
-    _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters)
+    if not R:
+        raise ConfigError("need at least one M2 model to train")
+    _check_options(objective, epochs, batch_size, lr, gamma, alpha, particles, parameters, R)
     datas = [data] if isinstance(data, SemiSupervisedDataset) else list(data)
     if len(datas) not in (1, R) or len(seeds) != R:
         raise ConfigError(f"{R} models need one data set or {R}, and {R} seeds; got {len(datas)} and {len(seeds)}")

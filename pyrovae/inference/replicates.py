@@ -34,7 +34,7 @@ from torch import nn
 
 from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE, kl_to_standard_normal
-from pyrovae.models.stacked_nets import stacked_forward
+from pyrovae.models.stacked_nets import architecture, stacked_forward
 
 __all__ = ["ReplicaStreams", "ReplicatedCVAE", "replicate_loss"]
 
@@ -128,13 +128,10 @@ class _StreamNormal(dist.Normal):
 
 
 def _same_architecture(models: Sequence[SigmaCVAE]) -> None:
-    first = models[0]
-    shapes = {k: v.shape for k, v in first.state_dict().items()}
-    for m in models[1:]:
-        if type(m.noise) is not type(first.noise) or (m.condition_dim, m.observed_dim, m.latent_dim) != (
-            first.condition_dim, first.observed_dim, first.latent_dim
-        ) or {k: v.shape for k, v in m.state_dict().items()} != shapes:
-            raise ConfigError("replicates trained as one batch must share one architecture and observation model")
+    first = architecture(models[0])
+    if any(architecture(m) != first for m in models[1:]):
+        raise ConfigError("replicates trained as one batch must share one architecture (layers, activations, dtypes) "
+                          "and observation model")
 
 
 class ReplicatedCVAE(nn.Module):

@@ -23,11 +23,18 @@ from torch import nn
 
 from pyrovae.models.nets import ACTIVATIONS, GaussianEncoder
 
-__all__ = ["StackedForward", "stacked_forward"]
+__all__ = ["StackedForward", "architecture", "stacked_forward"]
 
 #: ``forward(params, inputs)``: ``params`` maps the module's parameter names (with the prefix given
 #: to :func:`stacked_forward`) to stacked tensors; ``inputs`` is ``(R, N, in)``.
 StackedForward = Callable[[dict[str, torch.Tensor], torch.Tensor], object]
+
+
+def architecture(module: nn.Module) -> tuple:
+    """What must agree between modules stacked as replicates: the module tree with its layers and activations
+    (``repr``) and every parameter's and buffer's name, shape and dtype. Two modules with the same signature
+    run the same function on their own weights; a stack runs every replicate with the first one's modules."""
+    return repr(module), tuple((name, tuple(t.shape), t.dtype) for name, t in module.state_dict().items())
 
 
 def _linear(prefix: str, has_bias: bool) -> StackedForward:

@@ -65,3 +65,17 @@ def test_init_bad_input():
     data.truth.pop("z")
     with pytest.raises(DataError):
         init_m2_at_ground_truth(M2(2), data, semicircle_f, data)
+
+
+def test_a_restart_trained_in_the_batch_is_the_restart_trained_alone():
+    """Restart 0 is seeded seed + 1 whether two more restarts share its batch or not."""
+    train, val = discrete_semicircle(n=300, seed=2), discrete_semicircle(n=200, seed=3)
+    values = []
+    for restarts in (1, 3):
+        torch.manual_seed(0)
+        model = M2(2, widths=(16, 16))
+        info = init_m2_at_ground_truth(model, train, lambda z, y: semicircle_f(z, y), val, restarts=restarts,
+                                       alpha=1.0, decoder_steps=300, encoder_epochs=2, lr=3e-3, seed=4)
+        values.append(info.validation_objectives)
+    assert values[1][0] == pytest.approx(values[0][0], rel=1e-5)
+    assert len(set(values[1])) == 3  # the restarts differ

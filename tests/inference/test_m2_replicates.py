@@ -4,6 +4,7 @@ program and ``M2.iwae_bound``, and replicate r of a batched training against the
 from __future__ import annotations
 
 import itertools
+import math
 
 import pyro
 import pytest
@@ -52,19 +53,34 @@ def test_direct_loss_equals_the_pyro_program_and_the_iwae_bound_at_the_same_draw
 
 @pytest.mark.parametrize("objective", ["elbo", "iwae"])
 @pytest.mark.parametrize("kind,guide,kw", CONFIGS)
-def test_each_replicate_computes_its_own_loss_whatever_shares_the_batch(kind, guide, kw, objective):
-    """Two replicates (two is not the number of classes, so no shape can pass by broadcasting against it)."""
-    models = [_model(kind, guide, kw, seed=s) for s in range(2)]
-    x_u, x_l = torch.randn(2, 7, 3), torch.randn(2, 5, 3)
-    y_l = torch.randn(2, 5, 2) if kind == "continuous" else torch.randint(3, (2, 5))
-    gamma, alpha = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
-    with torch.no_grad():
-        batch = m2_replicate_loss(ReplicatedM2.stack(models, ReplicaStreams([4, 5])), x_u, x_l, y_l, 70, 20, objective,
-                                  gamma, alpha, 3)
-        for r, m in enumerate(models):
-            alone = m2_replicate_loss(ReplicatedM2.stack([m], ReplicaStreams([4 + r])), x_u[r:r + 1], x_l[r:r + 1],
-                                      y_l[r:r + 1], 70, 20, objective, gamma[r], alpha[r], 3)
-            assert float(batch[r]) == pytest.approx(float(alone[0]), rel=1e-6)
+def test_each_replicate_of_a_batch_is_its_own_pyro_program(kind, guide, kw, objective):
+    """Four replicates with their own σ, p(y), γ and α (0 included), every size distinct (R = 4, K = 3, d = 2,
+    D = 5, q = 3, S = 7, 6 unlabelled and 9 labelled points): replicate r's loss and gradient are those of
+    its own model's Pyro program (ELBO) or iwae_bound (IWAE) after torch.manual_seed(seed_r)."""
+    kw = {**kw, "label_dim": 3} if kind == "continuous" else kw
+    R, seeds = 4, [31, 32, 33, 34]
+    priors = ([0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.1, 0.8])
+    models = []
+    for r in range(R):
+        torch.manual_seed(r)
+        models.append(M2(5, kind, num_classes=3, latent_dim=2, widths=(6, 4), z_guide=guide, sigma=0.2 + 0.3 * r,
+                         prior_probs=None if kind == "continuous" else priors[r], **kw))
+    x_u, x_l = torch.randn(R, 6, 5), torch.randn(R, 9, 5)
+    y_l = torch.randn(R, 9, 3) if kind == "continuous" else torch.randint(3, (R, 9))
+    gamma, alpha = torch.tensor([1.0, 0.0, 2.5, 0.7]), torch.tensor([0.0, 1.5, 0.3, 0.0])
+    stack = ReplicatedM2.stack(models, ReplicaStreams(seeds))
+    losses = m2_replicate_loss(stack, x_u, x_l, y_l, 60, 30, objective, gamma, alpha, 7)
+    names = [name for name, _ in models[0].named_parameters()]
+    grads = torch.autograd.grad(losses.sum(), [stack._stacked["param"][name] for name in names])
+    for r, model in enumerate(models):
+        torch.manual_seed(seeds[r])
+        with pyro.validation_enabled(False):
+            reference = m2_step_loss(model, x_u[r], x_l[r], y_l[r], 60, 30, objective, float(gamma[r]), float(alpha[r]), 7)
+        expected = torch.autograd.grad(reference, list(model.parameters()), allow_unused=True)
+        assert float(losses[r].detach()) == pytest.approx(float(reference.detach()), rel=1e-5)
+        for name, e, g in zip(names, expected, grads):
+            e = torch.zeros_like(g[r]) if e is None else e
+            torch.testing.assert_close(g[r], e, rtol=1e-4, atol=1e-4 * float(e.abs().max()) + 1e-6, msg=name)
 
 
 @pytest.mark.parametrize("kind,objective,guide", [("discrete", "elbo", "factorised"), ("discrete", "iwae", "conditional"),
@@ -94,7 +110,7 @@ def test_replicate_r_of_a_batch_trains_as_the_same_run_alone(kind, objective, gu
             torch.testing.assert_close(batch[r].state_dict()[key], value, rtol=1e-4, atol=1e-5)
 
 
-def test_train_m2_is_the_one_replicate_batch_and_a_seeded_run_repeats():
+def test_a_seeded_train_m2_repeats_and_is_the_one_replicate_batch():
     data = discrete_semicircle(n=100, seed=0)
     runs = []
     for _ in range(2):
@@ -109,23 +125,38 @@ def test_train_m2_is_the_one_replicate_batch_and_a_seeded_run_repeats():
         assert torch.equal(value, batched.state_dict()[key])
 
 
-def test_a_diverging_replicate_stops_with_its_last_finite_weights_and_the_others_go_on():
-    good, bad = discrete_semicircle(n=100, seed=0), discrete_semicircle(n=100, seed=1)
-    bad.observed[~bad.labelled] = bad.observed[~bad.labelled] * 1e30  # an unlabelled batch overflows the loss
-    models = []
-    for r in range(2):
-        torch.manual_seed(r)
-        models.append(M2(2, "discrete", widths=(8,)))
-    start = {k: v.clone() for k, v in models[1].state_dict().items()}
-    results = train_m2_batch(models, [good, bad], "elbo", epochs=2, batch_size=20, lr=1e-2, seeds=[0, 1])
-    assert results[0].status == "done" and len(results[0].history) == 2
-    assert results[1].status == "nan" and results[1].history == []
-    assert all(torch.equal(v, start[k]) for k, v in models[1].state_dict().items())
-    torch.manual_seed(0)
-    alone = M2(2, "discrete", widths=(8,))
-    train_m2_batch([alone], good, "elbo", epochs=2, batch_size=20, lr=1e-2, seeds=[0])
-    for key, value in alone.state_dict().items():
-        torch.testing.assert_close(models[0].state_dict()[key], value, rtol=1e-5, atol=1e-6)
+def test_a_diverging_replicate_keeps_its_last_finite_epoch_and_the_others_are_untouched(monkeypatch):
+    """Replicate 0 of three turns non-finite in its second epoch: it ends with its weights after epoch 1, and
+    replicates 1 and 2 (whose Adam moments the narrowed batch carries on) end as their runs alone."""
+    import pyrovae.inference.m2_training as m2t
+
+    data = discrete_semicircle(n=100, seed=0)  # 90 unlabelled points, batches of 30: three steps an epoch
+    real, calls = m2t.m2_replicate_loss, []
+
+    def poisoned(stack, *args, **kwargs):
+        losses = real(stack, *args, **kwargs)
+        calls.append(len(losses))
+        if len(calls) == 5 and len(losses) == 3:  # epoch 2, second step: replicate 0's loss overflows
+            losses = torch.cat([losses[:1] * math.inf, losses[1:]])
+        return losses
+
+    def models():
+        out = []
+        for r in range(3):
+            torch.manual_seed(r)
+            out.append(M2(2, "discrete", widths=(8,)))
+        return out
+
+    batch = models()
+    monkeypatch.setattr(m2t, "m2_replicate_loss", poisoned)
+    results = train_m2_batch(batch, data, "elbo", epochs=3, batch_size=30, lr=1e-2, seeds=[0, 1, 2])
+    monkeypatch.setattr(m2t, "m2_replicate_loss", real)
+    assert [r.status for r in results] == ["nan", "done", "done"]
+    assert len(results[0].history) == 1 and calls[-1] == 2  # replicate 0 left the batch after epoch 2
+    for r, model in enumerate(models()):
+        train_m2_batch([model], data, "elbo", epochs=1 if r == 0 else 3, batch_size=30, lr=1e-2, seeds=[r])
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(batch[r].state_dict()[key], value, rtol=1e-5, atol=1e-6)
 
 
 def test_encoder_only_training_leaves_every_decoder_alone():
@@ -150,6 +181,12 @@ def test_bad_batches_are_refused():
         train_m2_batch([M2(2), M2(2)], [data, discrete_semicircle(n=60, seed=1)], seeds=[0, 1])
     with pytest.raises(ConfigError):
         train_m2_batch([M2(2)], data, gamma=-1.0, seeds=[0])
+    with pytest.raises(ConfigError):
+        train_m2_batch([M2(2), M2(2)], data, gamma=[1.0, 2.0, 3.0], seeds=[0, 1])
+    with pytest.raises(ConfigError):
+        train_m2_batch([], data, seeds=[])
+    with pytest.raises(ConfigError):
+        train_m2(M2(2), data, gamma=[1.0, 2.0], lagging=True)
 
 
 def test_uniform_draws_come_from_each_replicates_own_stream():
@@ -161,6 +198,7 @@ def test_uniform_draws_come_from_each_replicates_own_stream():
 
 def test_the_batch_keeps_every_architecture_setting_apart():
     for a, b in itertools.combinations([M2(2), M2(2, "relaxed"), M2(2, "relaxed", temperature=0.5),
-                                        M2(2, "relaxed", straight_through=True)], 2):
+                                        M2(2, "relaxed", straight_through=True), M2(2, activation="tanh"),
+                                        M2(2).double()], 2):
         with pytest.raises(ConfigError):
             ReplicatedM2.stack([a, b], ReplicaStreams([0, 1]))

@@ -35,13 +35,13 @@ from pyrovae.errors import ConfigError, DataError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
-from pyrovae.inference.m2_training import m2_objective, train_m2
+from pyrovae.inference.m2_training import m2_objective, train_m2_batch
 from pyrovae.metrics.semisupervised import label_accuracy
 from pyrovae.metrics.two_sample import smooth_knn_statistic
 from pyrovae.models.m2 import M2
 from pyrovae.runs import write_json
 
-__all__ = ["PAPER_TABLE5", "PAPER_TABLE6", "available_sets", "fit_m2_real"]
+__all__ = ["PAPER_TABLE5", "PAPER_TABLE6", "available_sets", "fit_m2_real", "fit_m2_reals"]
 
 PAPER_TABLE5 = {("retinopathy", "iwae"): "3.571 ± 2.543", ("retinopathy", "vae"): "6.206 ± 1.035",
                 ("contraceptive", "iwae"): "1.740 ± 0.290", ("contraceptive", "vae"): "2.147 ± 0.225",
@@ -71,36 +71,64 @@ def _knn(model: M2, reference: torch.Tensor, y: int | None, seed: int) -> float:
 def fit_m2_real(name: str, method: str, split: int = 0, seed: int = 0, sigma2: float = 0.5, epochs: int = 200,
                 gamma: float = 1.0, alpha: float = 1.0, particles: int = 10, widths=(100, 100, 100),
                 latent_dim: int | None = None, restart: int = 0) -> dict[str, Any]:
-    """One M2 run on a real set's split; its validation objective (``val_objective``, the method's own −J), and
-    validation and test smooth kNN (marginal and per class). ``latent_dim`` defaults to 1 (Titanic) or 2."""
+    """One M2 run on a real set's split: :func:`fit_m2_reals` with one run."""
+    return fit_m2_reals(name, method, split, [dict(seed=seed, restart=restart, sigma2=sigma2, gamma=gamma, alpha=alpha)],
+                        epochs, particles, widths, latent_dim)[0]
+
+
+def fit_m2_reals(name: str, method: str, split: int, runs: list[dict], epochs: int = 200, particles: int = 10,
+                 widths=(100, 100, 100), latent_dim: int | None = None) -> list[dict[str, Any]]:
+    """M2 runs on a real set's split that share the importance samples and the latent dimension — restarts and
+    (σ²_ε, γ, α) settings, each ``run`` a dict of ``seed``, ``restart``, ``sigma2``, ``gamma``, ``alpha`` — trained
+    as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`: run ``j`` starts from torch's generator
+    seeded ``seed`` and draws from a stream seeded ``seed``, as it would alone). One row per run: its validation
+    objective (``val_objective``, the method's own −J), and validation and test smooth kNN (marginal and per
+    class); a run whose loss turned non-finite has ``status = "nan"`` and NaN numbers. ``latent_dim`` defaults
+    to 1 (Titanic) or 2."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if not runs:
+        raise ConfigError("need at least one run")
     torch.set_num_threads(1)
     parts = real_splits(load_real(name), split)
     train, val, test = parts["train"], parts["validation"], parts["test"]
     classes = int(torch.cat([p.labels for p in parts.values()]).max().item()) + 1
     y_l = train.labels[train.labelled].reshape(-1).long()
     counts = torch.bincount(y_l, minlength=classes).double() + 1.0  # p(y): labelled frequencies (+1 smoothing)
-    torch.manual_seed(seed)
     objective, labels = METHODS[method]
     latent = LATENT.get(name, 2) if latent_dim is None else int(latent_dim)
-    model = M2(train.points.shape[1], "relaxed" if labels == "relaxed" else "discrete", num_classes=classes,
-               latent_dim=latent, widths=widths, sigma=math.sqrt(sigma2), prior_probs=(counts / counts.sum()).tolist(),
-               relaxed_density="concrete")
+    models = []
+    for run in runs:
+        torch.manual_seed(run["seed"])
+        models.append(M2(train.points.shape[1], "relaxed" if labels == "relaxed" else "discrete", num_classes=classes,
+                         latent_dim=latent, widths=widths, sigma=math.sqrt(run["sigma2"]),
+                         prior_probs=(counts / counts.sum()).tolist(), relaxed_density="concrete"))
     start = time.perf_counter()
-    res = train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles, seed=seed)
-    out: dict[str, Any] = {"name": name, "method": method, "split": split, "sigma2": sigma2, "classes": classes,
-                           "gamma": gamma, "alpha": alpha, "particles": particles, "latent_dim": latent,
-                           "restart": restart, "final_loss": res.history[-1]["loss"],
-                           "val_objective": m2_objective(model, val, objective, gamma, alpha, particles),
-                           "val_knn_px": _knn(model, val.points, None, seed + 1),
-                           "knn_px": _knn(model, test.points, None, seed + 2),
-                           "q_y": label_accuracy(model, test.points, test.labels)["accuracy"]}
-    for k in range(classes):
-        ref = test.points[test.labels.reshape(-1) == k]
-        out[f"knn_cohort{k + 1}"] = _knn(model, ref, k, seed + 3 + k) if len(ref) >= 4 else math.nan
-    out["seconds"] = time.perf_counter() - start
-    return out
+    trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=[run["gamma"] for run in runs],
+                             alpha=[run["alpha"] for run in runs], particles=particles,
+                             seeds=[run["seed"] for run in runs])
+    seconds = time.perf_counter() - start
+    rows = []
+    for run, model, res in zip(runs, models, trained):
+        seed, gamma, alpha = run["seed"], run["gamma"], run["alpha"]
+        out: dict[str, Any] = {"name": name, "method": method, "split": split, "sigma2": run["sigma2"],
+                               "classes": classes, "gamma": gamma, "alpha": alpha, "particles": particles,
+                               "latent_dim": latent, "restart": run["restart"], "status": res.status,
+                               "seconds": seconds, "batch_runs": len(runs)}
+        if res.status == "nan":
+            rows.append(out | {key: math.nan for key in ["final_loss", "val_objective", "val_knn_px", "knn_px", "q_y"]
+                               + [f"knn_cohort{k + 1}" for k in range(classes)]})
+            continue
+        out |= {"final_loss": res.history[-1]["loss"],
+                "val_objective": m2_objective(model, val, objective, gamma, alpha, particles),
+                "val_knn_px": _knn(model, val.points, None, seed + 1),
+                "knn_px": _knn(model, test.points, None, seed + 2),
+                "q_y": label_accuracy(model, test.points, test.labels)["accuracy"]}
+        for k in range(classes):
+            ref = test.points[test.labels.reshape(-1) == k]
+            out[f"knn_cohort{k + 1}"] = _knn(model, ref, k, seed + 3 + k) if len(ref) >= 4 else math.nan
+        rows.append(out)
+    return rows
 
 
 def _settings(options: ExperimentOptions, tiny: bool = False) -> dict:
@@ -147,11 +175,20 @@ def run_real(options: ExperimentOptions, settings: dict, sets: list[str] | None 
     sets = available_sets() if sets is None else sets
     if not sets:
         raise DataError("no real data set available")
-    tasks = [dict(name=n, method=m, split=s, seed=1000 * s + 7 + 7919 * j, restart=j, epochs=settings["epochs"],
-                  widths=tuple(settings["widths"]), **hyper)
-             for n in sets for m in METHODS for hyper in real_grid(n, m, settings)
-             for s in range(settings["splits"]) for j in range(settings.get("restarts", 1))]
-    results = map_tasks(fit_m2_real, tasks, options)
+    # one task per (set, method, split, S, latent dimension): its restarts and (σ²_ε, γ, α) settings train as one batch
+    groups: dict[tuple, list[dict]] = {}
+    for n in sets:
+        for m in METHODS:
+            for hyper in real_grid(n, m, settings):
+                for s in range(settings["splits"]):
+                    for j in range(settings.get("restarts", 1)):
+                        key = (n, m, s, hyper["particles"], hyper.get("latent_dim"))
+                        groups.setdefault(key, []).append(dict(seed=1000 * s + 7 + 7919 * j, restart=j,
+                                                               sigma2=hyper["sigma2"], gamma=hyper.get("gamma", 1.0),
+                                                               alpha=hyper.get("alpha", 1.0)))
+    tasks = [dict(name=n, method=m, split=s, runs=runs, epochs=settings["epochs"], particles=S,
+                  widths=tuple(settings["widths"]), latent_dim=k) for (n, m, s, S, k), runs in groups.items()]
+    results = [r for batch in map_tasks(fit_m2_reals, tasks, options) for r in batch]
     options.out.mkdir(parents=True, exist_ok=True)
     write_json(options.out / "runs.json", results)
     names = ["titanic", "contraceptive", "retinopathy"]

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.inference.m2_init import init_m2_at_ground_truth
-from pyrovae.inference.m2_training import m2_objective, train_m2
+from pyrovae.inference.m2_training import m2_objective, train_m2, train_m2_batch
 from pyrovae.metrics.semisupervised import (
     cohort_knn,
     functional_collapse,
@@ -71,7 +71,8 @@ from pyrovae.metrics.two_sample import smooth_knn_statistic
 from pyrovae.models.m2 import M2
 from pyrovae.runs import write_json
 
-__all__ = ["COHORTS", "METHODS", "PAPER_TABLE3", "PAPER_TABLE4", "applies", "fit_m2_semicircle", "m2_settings"]
+__all__ = ["COHORTS", "METHODS", "PAPER_TABLE3", "PAPER_TABLE4", "applies", "fit_m2_semicircle", "fit_m2_semicircles",
+           "m2_settings"]
 
 PAPER_TABLE3 = {("discrete", "iwae"): "0.694 ± 0.096", ("discrete", "vae"): "0.196 ± 0.078",
                 ("discrete", "lin"): "0.703 ± 0.315",
@@ -111,56 +112,99 @@ def _data(kind: str, version: int, n_train: int, n_eval: int):
     return make(n=n_train, seed=base), make(n=n_eval, seed=base + 1), make(n=n_eval, seed=base + 2)
 
 
-def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, n_train: int = 5000,
-                      n_eval: int = 2000, epochs: int = 100, gamma: float = 1.0, alpha: float = 1.0,
-                      particles: int = 10, restarts: int = 10, encoder_epochs: int = 20,
-                      decoder_steps: int = 20_000, knn_alpha: float = 1.0, curves: bool = False,
-                      aggressive_inner: int = 100, lagging_window: int = 10, temperature: float = TEMPERATURE,
-                      straight_through: bool = False, relaxed_density: str = "concrete", init: str = "gt",
-                      lagging_threshold: float = 0.0) -> dict[str, Any]:
-    """One ground-truth-initialised M2 run on a semi-circle and its metrics (a flat dict; with
-    ``curves`` also the learned f(z, y) on a z grid and draws of p(x | y) for the figures).
+def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, init: str = "gt",
+                      curves: bool = False, **settings) -> dict[str, Any]:
+    """One M2 run on a semi-circle and its metrics: :func:`fit_m2_semicircles` with one start."""
+    return fit_m2_semicircles(kind, method, version, seeds=(seed,), inits=(init,), curves=curves, **settings)[0]
+
+
+def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence[int] = (0,),
+                       inits: Sequence[str] = ("gt",), n_train: int = 5000, n_eval: int = 2000, epochs: int = 100,
+                       gamma: float = 1.0, alpha: float = 1.0, particles: int = 10, restarts: int = 10,
+                       encoder_epochs: int = 20, decoder_steps: int = 20_000, knn_alpha: float = 1.0,
+                       curves: bool = False, aggressive_inner: int = 100, lagging_window: int = 10,
+                       temperature: float = TEMPERATURE, straight_through: bool = False,
+                       relaxed_density: str = "concrete", lagging_threshold: float = 0.0) -> list[dict[str, Any]]:
+    """M2 runs on one version of a semi-circle, one per start ``(seeds[j], inits[j])``, and their metrics (one
+    flat dict each; with ``curves`` also the learned f(z, y) on a z grid and draws of p(x | y) for the figures).
+
+    Start ``j``'s weights come from torch's generator seeded ``seeds[j]``; ``inits[j]`` is ``"gt"`` (the
+    ground-truth initialisation, its encoder restarts trained as one batch) or ``"random"`` (App. D's random
+    restarts). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
+    start ``j`` draws from a stream seeded ``seeds[j]``, as it would alone), except LIN, whose per-batch inner
+    loop trains one model at a time. ``seconds`` is a start's own initialisation plus the batch's training. A start
+    whose loss turns non-finite gets ``status = "nan"`` and NaN metrics (the others are unaffected).
     ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``);
     ``temperature``, ``straight_through`` and ``relaxed_density`` shape the relaxed label of the discrete
-    set (module docstring). ``init="random"`` skips the ground-truth initialisation (App. D's random restarts);
-    ``lagging_threshold`` is LIN's T."""
+    set (module docstring); ``lagging_threshold`` is LIN's T."""
     if kind not in COHORTS:
         raise ConfigError(f"unknown semi-circle kind {kind!r}; known: {', '.join(COHORTS)}")
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     torch.set_num_threads(1)
     objective, z_guide, s, lagging, labels = METHODS[method]
-    if init not in ("gt", "random"):
-        raise ConfigError(f"init must be 'gt' or 'random', got {init!r}")
+    seeds, inits = [int(v) for v in seeds], list(inits)
+    if not seeds or len(inits) != len(seeds):
+        raise ConfigError(f"need one init per seed; got {len(seeds)} seeds and {len(inits)} inits")
+    if any(init not in ("gt", "random") for init in inits):
+        raise ConfigError(f"init must be 'gt' or 'random', got {inits!r}")
     if not applies(kind, method):
         raise ConfigError(f"method {method!r} enumerates a discrete label; the {kind} semi-circle has a continuous one")
     relaxed = kind == "discrete" and labels == "relaxed"
     particles = particles if s is None else s
     train, val, test = _data(kind, version, n_train, n_eval)
     true_f = lambda z, y: semicircle_f(z, y, kind)
-    torch.manual_seed(seed)
-    model = M2(2, "relaxed" if relaxed else kind, widths=WIDTHS, latent_dim=1, sigma=float(train.truth["sigma"]),
-               z_guide=z_guide, temperature=temperature, straight_through=straight_through,
-               relaxed_density=relaxed_density)
-    start = time.perf_counter()
-    decoder_mse = float("nan")
-    if init == "gt":  # the guide is fitted by the ELBO (App. D); IWAE runs then continue with their own bound
-        decoder_mse = init_m2_at_ground_truth(model, train, true_f, val, restarts=restarts, gamma=gamma, alpha=alpha,
-                                              decoder_steps=decoder_steps, encoder_epochs=encoder_epochs,
-                                              seed=seed).decoder_mse
     y1, y2 = COHORTS[kind]
-    at_init = functional_collapse(model, true_f, y1, y2).score
-    res = train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles, seed=seed,
-                   lagging=lagging, aggressive_inner=aggressive_inner, lagging_window=lagging_window,
-                   lagging_threshold=lagging_threshold)
+    models, starts = [], []
+    for seed, init in zip(seeds, inits):
+        torch.manual_seed(seed)
+        model = M2(2, "relaxed" if relaxed else kind, widths=WIDTHS, latent_dim=1, sigma=float(train.truth["sigma"]),
+                   z_guide=z_guide, temperature=temperature, straight_through=straight_through,
+                   relaxed_density=relaxed_density)
+        start = time.perf_counter()
+        decoder_mse = float("nan")
+        if init == "gt":  # the guide is fitted by the ELBO (App. D); IWAE runs then continue with their own bound
+            decoder_mse = init_m2_at_ground_truth(model, train, true_f, val, restarts=restarts, gamma=gamma,
+                                                  alpha=alpha, decoder_steps=decoder_steps,
+                                                  encoder_epochs=encoder_epochs, seed=seed).decoder_mse
+        models.append(model)
+        starts.append({"decoder_mse": decoder_mse, "collapse_init": functional_collapse(model, true_f, y1, y2).score,
+                       "seconds": time.perf_counter() - start})
+    start = time.perf_counter()
+    if lagging:
+        trained = [train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles,
+                            seed=seed, lagging=True, aggressive_inner=aggressive_inner,
+                            lagging_window=lagging_window, lagging_threshold=lagging_threshold)
+                   for model, seed in zip(models, seeds)]
+    else:
+        trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gamma, alpha=alpha,
+                                 particles=particles, seeds=seeds)
+    training_seconds = time.perf_counter() - start
+    return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, training_seconds, train, val,
+                                test, labels, gamma, alpha, particles, objective, lagging, lagging_threshold,
+                                lagging_window, knn_alpha, n_eval, curves)
+            for seed, init, model, res, first in zip(seeds, inits, models, trained, starts)]
+
+
+def _semicircle_metrics(kind, method, version, seed, init, model, res, first, training_seconds, train, val, test,
+                        labels, gamma, alpha, particles, objective, lagging, lagging_threshold, lagging_window,
+                        knn_alpha, n_eval, curves) -> dict[str, Any]:
+    """One trained start's row (:func:`fit_m2_semicircles`)."""
+    true_f = lambda z, y: semicircle_f(z, y, kind)
+    y1, y2 = COHORTS[kind]
     out: dict[str, Any] = {"kind": kind, "method": method, "version": version, "labels": labels if kind == "discrete"
                            else "continuous", "init": init, "gamma": gamma, "alpha": alpha, "particles": particles,
                            "lagging_threshold": lagging_threshold, "lagging_window": lagging_window,
-                           "decoder_mse": decoder_mse,
-                           "collapse_init": at_init, "final_loss": res.history[-1]["loss"],
-                           "val_objective": m2_objective(model, val, objective, gamma, alpha, particles),
-                           # every method's model (with its own guide) scored by the ELBO objective
-                           "val_elbo": m2_objective(model, val, "elbo", gamma, alpha)}
+                           "decoder_mse": first["decoder_mse"], "collapse_init": first["collapse_init"],
+                           "status": res.status, "seconds": first["seconds"] + training_seconds}
+    if res.status == "nan":  # diverged (its batch's other starts went on): no metrics; selection passes over it
+        return out | {key: math.nan for key in ("final_loss", "val_objective", "val_elbo", "knn_px", "val_knn_px",
+                                                "knn_cohort1", "knn_cohort2", "collapse", "spread", "spread_true",
+                                                "q_y")}
+    out |= {"final_loss": res.history[-1]["loss"],
+            "val_objective": m2_objective(model, val, objective, gamma, alpha, particles),
+            # every method's model (with its own guide) scored by the ELBO objective
+            "val_elbo": m2_objective(model, val, "elbo", gamma, alpha)}
     if lagging:  # epochs spent in aggressive mode and encoder-only steps taken
         out["aggressive_epochs"] = sum(r["aggressive"] for r in res.history)
         out["inner_steps"] = sum(r["inner_steps"] for r in res.history)
@@ -178,7 +222,6 @@ def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, n
     out.update(collapse=score.score, spread=score.learned, spread_true=score.truth)
     acc = label_accuracy(model, test.points, test.labels)
     out["q_y"] = acc["accuracy"] if kind == "discrete" else acc["rmse"]
-    out["seconds"] = time.perf_counter() - start
     if curves:
         zg = torch.linspace(-3, 3, 200).reshape(-1, 1)
         with torch.no_grad():
@@ -270,14 +313,15 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     starts, grid = settings.pop("starts", ("gt",)), settings.pop("grid", False)
     pairs = [(k, m) for k in kinds for m in methods if applies(k, m)]
     cells = [(k, m, hyper) for k, m in pairs for hyper in m2_grid(m, grid)]
-    tasks = [dict(kind=k, method=m, version=v, seed=seeds[v] + 7919 * j, init=init, curves=(v == 0),
-                  **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
-             for k, m, hyper in cells for v in range(reps) for j, init in enumerate(starts)]
-    results = map_tasks(fit_m2_semicircle, tasks, options)
+    # one task per cell and version: its starts train as one batch
+    tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in range(len(starts))],
+                  inits=list(starts), curves=(v == 0), **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
+             for k, m, hyper in cells for v in range(reps)]
+    batches = map_tasks(fit_m2_semicircles, tasks, options)
     candidates: dict[tuple, dict[str, list[dict]]] = {}
-    for task, r in zip(tasks, results):
+    for task, batch in zip(tasks, batches):
         hyper = {key: task[key] for key in m2_grid(task["method"], grid)[0]} if grid else {}
-        candidates.setdefault((task["kind"], task["method"]), {}).setdefault(_label(hyper), []).append(r)
+        candidates.setdefault((task["kind"], task["method"]), {}).setdefault(_label(hyper), []).extend(batch)
     chosen = {key: select_m2(cands, list(range(reps))) for key, cands in candidates.items()}
     by = {key: kept for key, (_, kept) in chosen.items()}
     rows = [f"{k} / {m}" for k, m in pairs]
@@ -312,7 +356,7 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     from pyrovae.papers.yacoby_2021_failure_modes.m2_figures import plot_m2_panels
 
     options.out.mkdir(parents=True, exist_ok=True)
-    write_json(options.out / "runs.json", [{k: v for k, v in r.items() if k != "curves"} for r in results])
+    write_json(options.out / "runs.json", [{k: v for k, v in r.items() if k != "curves"} for batch in batches for r in batch])
     for k in kinds:
         panels = {m: next(r["curves"] for r in by[(k, m)] if r["version"] == 0) for m in methods if applies(k, m)}
         write_json(options.out / f"curves_{k}.json", panels)  # the figure's data, to re-plot without training

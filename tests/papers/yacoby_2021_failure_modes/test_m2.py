@@ -90,6 +90,26 @@ def test_real_tables_tiny_smoke_on_a_user_file(tmp_path, monkeypatch):
     assert t6.cells[("titanic / vae", "cohort 1")] == "NA" and "no file" in t5.cells[("retinopathy / vae", "S-kNN p(x)")]
 
 
+def test_real_runs_of_one_batch_end_as_each_run_alone(tmp_path, monkeypatch):
+    """Restarts and (σ², γ, α) settings of a split train as one batch; each row is that run's row alone."""
+    import numpy as np
+
+    from pyrovae.papers.yacoby_2021_failure_modes.m2_real import fit_m2_real, fit_m2_reals
+
+    rng = np.random.default_rng(0)
+    rows = np.c_[rng.integers(16, 50, 90), rng.integers(1, 5, (90, 7)), rng.integers(0, 2, 90), np.arange(90) % 3 + 1]
+    np.savetxt(tmp_path / "cmc.data", rows, fmt="%d", delimiter=",")
+    monkeypatch.setenv("PYROVAE_UCI_DIR", str(tmp_path))
+    runs = [dict(seed=7, restart=0, sigma2=0.5, gamma=1.0, alpha=1.0), dict(seed=8, restart=1, sigma2=0.01, gamma=2.0,
+                                                                            alpha=0.0)]
+    batch = fit_m2_reals("contraceptive", "iwae", 0, runs, epochs=2, particles=3, widths=(16, 16))
+    for row, run in zip(batch, runs):
+        alone = fit_m2_real("contraceptive", "iwae", 0, epochs=2, particles=3, widths=(16, 16), **run)
+        assert row["status"] == "done" and row["sigma2"] == run["sigma2"] and row["gamma"] == run["gamma"]
+        for key in ("final_loss", "val_objective", "knn_px", "knn_cohort1", "q_y"):
+            assert row[key] == pytest.approx(alone[key], rel=1e-3, abs=1e-5), key
+
+
 def test_discrete_methods_relax_y_and_the_enum_row_enumerates():
     """App. D: every paper method on the discrete set draws y from a Gumbel-softmax at T = 2.2; the extra
     ``-enum`` row sums y exactly, and exists only where y is discrete."""
@@ -103,6 +123,20 @@ def test_discrete_methods_relax_y_and_the_enum_row_enumerates():
     assert not applies("continuous", "iwae-enum") and applies("continuous", "iwae")
     with pytest.raises(ConfigError, match="enumerates"):
         fit_m2_semicircle("continuous", "iwae-enum", **tiny)
+
+
+@pytest.mark.parametrize("method", ["vae", "iwae-enum"])
+def test_the_starts_of_a_batch_end_as_each_start_alone(method):
+    """A task's starts train as one batch; each start's row is the row of that start run alone."""
+    from pyrovae.papers.yacoby_2021_failure_modes.m2_semicircles import fit_m2_semicircles
+
+    tiny = m2_settings(None, tiny=True) | {"epochs": 2}
+    batch = fit_m2_semicircles("discrete", method, seeds=(11, 12), inits=("gt", "random"), **tiny)
+    for row, (seed, init) in zip(batch, ((11, "gt"), (12, "random"))):
+        alone = fit_m2_semicircle("discrete", method, seed=seed, init=init, **tiny)
+        assert row["status"] == alone["status"] == "done" and row["init"] == init
+        for key in ("final_loss", "val_objective", "knn_px", "knn_cohort1", "collapse", "collapse_init"):
+            assert row[key] == pytest.approx(alone[key], rel=1e-3, abs=1e-5), key
 
 
 class _TestSpy(dict):
@@ -135,12 +169,12 @@ def test_m2_tables_report_the_validation_choice(tmp_path, monkeypatch):
 
     def fake(fn, tasks, jobs=1):
         out = []
-        for t in tasks:
+        for t in tasks:  # one batch of starts per task
             good = t["gamma"] == 2.0 and t["alpha"] == 0.1
-            out.append(dict(kind=t["kind"], method=t["method"], version=t["version"], val_objective=1.0,
-                            val_knn_px=0.5 if good else 1.0, knn_px=5.0 if good else 0.01, knn_cohort1=1.0,
-                            knn_cohort2=1.0, collapse_init=1.0, collapse=1.0, q_y=0.5, val_elbo=1.0,
-                            decoder_mse=0.0, curves=None))
+            out.append([dict(kind=t["kind"], method=t["method"], version=t["version"], val_objective=1.0,
+                             val_knn_px=0.5 if good else 1.0, knn_px=5.0 if good else 0.01, knn_cohort1=1.0,
+                             knn_cohort2=1.0, collapse_init=1.0, collapse=1.0, q_y=0.5, val_elbo=1.0,
+                             decoder_mse=0.0, curves=None) for _ in t["seeds"]])
         return out
 
     monkeypatch.setattr(mod, "map_tasks", fake)
