@@ -132,22 +132,33 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) 
     batches of ``batch_size`` (App. D's 100 by default), ``lr``, γ, α, ELBO or IWAE with ``particles``,
     Lagging Inference for ``algorithm="lagging"``). It writes one checkpoint, at the end; a directory
     that already holds it is returned as it is (as a finished σ-CVAE run)."""
-    import pandas as pd
-
-    from pyrovae.inference.m2_training import m2_objective, train_m2
+    from pyrovae.inference.m2_training import train_m2
 
     model = build_model(cfg, data)
     finished = _finished_run(model, run_dir)
     if finished is not None:
         return finished
-    objective = "iwae" if cfg.elbo == "iwae" else "elbo"
-    fit = train_m2(model, data, objective, epochs=cfg.epochs, batch_size=cfg.batch_size or 100, lr=cfg.lr,
+    fit = train_m2(model, data, _m2_objective(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size or 100, lr=cfg.lr,
                    gamma=cfg.gamma, alpha=cfg.alpha, particles=cfg.particles, seed=cfg.seed,
                    lagging=cfg.algorithm == "lagging")
+    return _m2_result(cfg, data, model, fit, run_dir, plots)
+
+
+def _m2_objective(cfg: RunConfig) -> str:
+    return "iwae" if cfg.elbo == "iwae" else "elbo"
+
+
+def _m2_result(cfg: RunConfig, data: Dataset, model, fit, run_dir: Path | None, plots: bool) -> TrainResult:
+    """A trained M2 run's metrics (−J per point on the training data, with draws seeded ``cfg.seed``) and its
+    run directory (history, final weights, metrics, a plot of generated points)."""
+    import pandas as pd
+
+    from pyrovae.inference.m2_training import m2_objective
+
     history = pd.DataFrame(fit.history)
     metrics = {"status": "finished", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed,
-               "sigma": float(model.sigma), "neg_elbo": m2_objective(model, data, objective, cfg.gamma, cfg.alpha,
-                                                                      cfg.particles, seed=cfg.seed),
+               "sigma": float(model.sigma), "neg_elbo": m2_objective(model, data, _m2_objective(cfg), cfg.gamma,
+                                                                      cfg.alpha, cfg.particles, seed=cfg.seed),
                "epochs": cfg.epochs, "wall_time": fit.seconds}
     if run_dir is not None:
         _write_finished(run_dir, model, history, metrics, {"epochs": cfg.epochs})
@@ -157,6 +168,44 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) 
             plot_pairs(data.observed, model.sample(len(data))[0], data.condition, run_dir / "plots" / "samples.png",
                        "generated  x ~ p(x)")
     return TrainResult(model, history, metrics, "finished", run_dir)
+
+
+def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots: bool) -> list[TrainResult]:
+    """M2 configurations (one :func:`batch_key`) as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`):
+    run ``i`` starts from the weights :func:`train` builds for ``cfgs[i]`` and draws from a stream seeded
+    ``cfgs[i].seed``, so it is that run up to float rounding; a run directory that already holds a finished run
+    is read back, the others train. A run whose loss turns non-finite comes back with status ``nan`` and no
+    numbers, and its directory keeps no weights (:func:`train` raises there; a batch's other runs go on)."""
+    import pandas as pd
+
+    from pyrovae.inference.m2_training import train_m2_batch
+
+    runs = []
+    for cfg, out in zip(cfgs, outs):
+        pyro.set_rng_seed(cfg.seed)  # as train(): the seed, then the data, then the model's weights
+        data = build_data(cfg)
+        run_dir = prepare_run_dir(out)
+        _check_same_config(run_dir, cfg)
+        write_json(run_dir / "config.json", cfg.to_dict())
+        model = build_model(cfg, data)
+        runs.append((cfg, data, model, run_dir, _finished_run(model, run_dir)))
+    todo = [run for run in runs if run[4] is None]
+    first = cfgs[0]
+    fits = train_m2_batch([run[2] for run in todo], todo[0][1], _m2_objective(first), epochs=first.epochs,
+                          batch_size=first.batch_size or 100, lr=first.lr, gamma=first.gamma, alpha=first.alpha,
+                          particles=first.particles, seeds=[run[0].seed for run in todo]) if todo else []
+    trained = iter(fits)
+    results = []
+    for cfg, data, model, run_dir, finished in runs:
+        fit = next(trained) if finished is None else None
+        if fit is not None and fit.status == "nan":
+            metrics = {"status": "nan", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed, "sigma": None,
+                       "neg_elbo": None, "epochs": cfg.epochs, "wall_time": fit.seconds, "checkpoint": None}
+            write_json(run_dir / "metrics.json", metrics)
+            results.append(TrainResult(model, pd.DataFrame(fit.history), metrics, "nan", run_dir))
+            continue
+        results.append(finished or _m2_result(cfg, data, model, fit, run_dir, plots))
+    return results
 
 
 def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainResult:
@@ -343,13 +392,15 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
     cfgs = list(cfgs)
     for cfg in cfgs:
         cfg.validate()
-        if cfg.model == "m2" or cfg.algorithm == "libi":
-            raise ConfigError(f"{'M2' if cfg.model == 'm2' else 'LiBI'} trains through its own loop, one run at a "
-                              "time: train each seed with train()")
+        if cfg.algorithm == "libi":
+            raise ConfigError("LiBI trains through its own loop, one run at a time: train each seed with train()")
     if len({batch_key(c) for c in cfgs}) != 1:
         raise ConfigError("configurations trained as one batch may differ only in " + ", ".join(PER_REPLICATE))
     if not build_algorithm(cfgs[0]).batched:
         return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
+    if cfgs[0].model == "m2":
+        torch.set_num_threads(cfgs[0].threads)
+        return _train_m2_batch(cfgs, outs, plots)
     torch.set_num_threads(cfgs[0].threads)
     batch_dir = prepare_run_dir(batch_dir) if batch_dir is not None else None
     with lock_run_dir(batch_dir):
@@ -399,8 +450,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
              "| metric | mean | sd |", "|---|---|---|"]
     lines += [f"| {k} | {v['mean']:.4g} | {v['sd']:.2g} |" for k, v in summary["summary"].items()]
     lines += ["", "| rep | seed | status | σ | KL | calibrations | wall time (s) |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['rep']} | {r['seed']} | {r['status']} | {_number(r['sigma'], '.4f')} | {_number(r['kl'], '.3f')} | "
-              f"{r['calibrations']} | {r['wall_time']:.1f} |" for r in summary["runs"]]
+    lines += [f"| {r['rep']} | {r['seed']} | {r['status']} | {_number(r.get('sigma'), '.4f')} | "
+              f"{_number(r.get('kl'), '.3f')} | {r.get('calibrations', '—')} | {r['wall_time']:.1f} |"
+              for r in summary["runs"]]
     return "\n".join(lines) + "\n"
 
 

@@ -187,9 +187,8 @@ def train_command(
         activation=activation, gamma=gamma, alpha=alpha, epochs=epochs, rounds=rounds, seed=seed, device=device,
         threads=threads if threads is not None else chosen_threads(),
     )
-    if (cfg.model == "m2" or cfg.algorithm == "libi") and reps > 1:
-        raise ConfigError(f"{'M2' if cfg.model == 'm2' else 'LiBI'} trains one run at a time: use one --seed per "
-                          "run instead of --reps")
+    if cfg.algorithm == "libi" and reps > 1:
+        raise ConfigError("LiBI trains one run at a time: use one --seed per run instead of --reps")
     source = Path(cfg.data_file).stem if cfg.data_file else cfg.dataset
     kind = "" if cfg.model == "cvae" else f"{cfg.model}-"
     out = Path(out_path("--out", out)) if out is not None else Path("runs") / f"{kind}{cfg.algorithm}-{source}-s{cfg.seed}"
