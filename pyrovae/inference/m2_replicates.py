@@ -112,7 +112,7 @@ class ReplicatedM2(nn.Module):
 
     def parameters_of(self, part: str) -> list[nn.Parameter]:
         """The stacked parameters of ``part``: ``decoder``, or ``encoder`` (every network of the guide:
-        ``q(y|x)`` and the ``z`` encoders, as :func:`~pyrovae.inference.m2_training.encoder_parameters`)."""
+        ``q(y|x)`` and the ``z`` encoders)."""
         if part not in ("encoder", "decoder"):
             raise ConfigError(f"an M2 part is 'encoder' or 'decoder', got {part!r}")
         return [p for name, p in self._stacked["param"].items() if (name.split(".")[0] == "decoder") == (part == "decoder")]

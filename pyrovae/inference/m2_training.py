@@ -20,11 +20,11 @@ validation data.
 ``train_m2(..., lagging=True)`` is Lagging Inference Networks (He et al., ICLR 2019, Algorithm 1; a
 baseline of Yacoby, Pan & Doshi-Velez (2021), Sec. 7, App. D, Fig. 18, Tables 3-4) for the M2 model, written out here for the
 M2 trainer (:mod:`pyrovae.inference.lagging` is the same algorithm for the SigmaCVAE trainer). It trains one
-model, through the Pyro program (:func:`m2_step_loss`), its batches from a generator seeded ``seed`` and its
-noise from torch's generator seeded ``seed``:
+model, with the direct loss of :mod:`pyrovae.inference.m2_replicates` and its batches and noise from one stream
+seeded ``seed``, as :func:`train_m2_batch` draws them:
 
 * *aggressive mode*, for every batch: encoder-only Adam steps on the guide's parameters
-  (:func:`encoder_parameters`: ``q(y|x)`` and the ``z`` encoders) — the first on the current batch,
+  (``ReplicatedM2.parameters_of("encoder")``: ``q(y|x)`` and the ``z`` encoders) — the first on the current batch,
   the rest on fresh random unlabelled + labelled batches — until the mean loss of a window of
   ``lagging_window`` steps (App. D's R) no longer falls below the previous window's (their public
   code's T = 0) or ``aggressive_inner`` steps are taken (:func:`pyrovae.inference.lagging.encoder_phase`, shared with the σ-CVAE's LIN); then one
@@ -37,7 +37,7 @@ noise from torch's generator seeded ``seed``:
 * afterwards, ordinary joint steps (the two Adam optimisers both step, so their moments carry over).
 
 Unlike He et al.'s code, gradients are not clipped (nor are they in the plain M2 trainer, so the
-``lin`` and ``vae`` rows differ in the schedule and in their random streams only).
+``lin`` and ``vae`` rows differ only in the schedule).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from pyrovae.models.m2 import M2, m2_elbo_loss
 from pyrovae.optim import adam, step_replicates
 from pyrovae.validation import integer_at_least
 
-__all__ = ["M2_OBJECTIVES", "M2TrainResult", "encoder_parameters", "m2_objective", "m2_step_loss",
+__all__ = ["M2_OBJECTIVES", "M2TrainResult", "m2_objective", "m2_step_loss",
            "train_m2", "train_m2_batch", "unlabelled_mutual_information"]
 
 M2_OBJECTIVES = ("elbo", "iwae")
@@ -86,11 +86,6 @@ def m2_step_loss(model: M2, x_u: torch.Tensor, x_l: torch.Tensor, y_l: torch.Ten
     else:
         raise ConfigError(f"unknown M2 objective {objective!r}; known: {', '.join(M2_OBJECTIVES)}")
     return (n_u / x_u.shape[0] * lu + n_l / x_l.shape[0] * ll) / (n_u + n_l)
-
-
-def encoder_parameters(model: M2) -> list[torch.nn.Parameter]:
-    """Every parameter of the guide (``q(y|x)`` and the ``z`` encoders), none of the decoder's."""
-    return [p for name, p in model.named_parameters() if not name.startswith("decoder.")]
 
 
 def _split(model: M2, data: SemiSupervisedDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,9 +154,9 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
         raise ConfigError("Lagging Inference's I(x; z) is measured on the factorised q(z|x); "
                           f"this model's unlabelled guide is {model.z_guide!r}")
     x_l, y_l, x_u = _split(model, data)
-    gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    return _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
+    device = next(model.parameters()).device
+    return _lagging_loop(model, x_u.to(device), x_l.to(device), y_l.to(device), objective, epochs, batch_size, lr,
+                         gamma, alpha, particles, seed,
                          int(aggressive_inner), int(lagging_window), int(mi_points), float(lagging_threshold))
 
 
@@ -264,23 +259,26 @@ def unlabelled_mutual_information(model: M2, observed: torch.Tensor, seed: int =
         return float(aggregate_posterior_mutual_information(loc, scale, seed=seed))
 
 
-def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, gen,
+def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma, alpha, particles, seed,
                   aggressive_inner, window, mi_points, threshold) -> M2TrainResult:
-    """Lagging Inference Networks for M2 (module docstring)."""
-    encoder = encoder_parameters(model)
-    encoder_ids = {id(p) for p in encoder}
-    enc_opt = adam(encoder, lr)
-    dec_opt = adam([p for p in model.parameters() if id(p) not in encoder_ids], lr)
+    """Lagging Inference Networks for M2 (module docstring), on a one-model :class:`ReplicatedM2` whose
+    stream (seeded ``seed``) gives the batches and the noise, as :func:`train_m2_batch` draws them."""
+    device = x_u.device
+    stack = ReplicatedM2.stack([model], ReplicaStreams([int(seed)], device))
+    gen = stack.streams.generators[0]
+    enc_opt, dec_opt = adam(stack.parameters_of("encoder"), lr), adam(stack.parameters_of("decoder"), lr)
     n_u, n_l, bs = len(x_u), len(x_l), int(batch_size)
     b_l = min(bs, n_l)
     x_mi = x_u[:mi_points]
+    y_l = model._check(x_l, y_l)
 
     def step(iu, il, optimizers, epoch) -> float:
-        loss = m2_step_loss(model, x_u[iu], x_l[il], y_l[il], n_u, n_l, objective, gamma, alpha, particles)
-        if not torch.isfinite(loss):
+        stack.zero_grad(set_to_none=True)
+        loss = m2_replicate_loss(stack, x_u[iu][None], x_l[il][None], y_l[il][None], n_u, n_l, objective, gamma,
+                                 alpha, particles)
+        if not bool(torch.isfinite(loss).all()):
             raise TrainingDiverged(f"M2 loss became {loss.item()} in epoch {epoch}")
-        model.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         for opt in optimizers:
             opt.step()
         return loss.item()
@@ -289,18 +287,18 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
         """Encoder-only step ``k`` of a batch: on the current batch ``first`` (k = 0), then on fresh ones."""
         if k == 0:
             return step(*first, [enc_opt], epoch)
-        iu, il = torch.randint(n_u, (bs,), generator=gen), torch.randint(n_l, (b_l,), generator=gen)
-        return step(iu, il, [enc_opt], epoch)
+        iu = torch.randint(n_u, (bs,), generator=gen, device=device)
+        return step(iu, torch.randint(n_l, (b_l,), generator=gen, device=device), [enc_opt], epoch)
 
     result = M2TrainResult(model)
     aggressive, best_mi = True, -math.inf
     start = time.perf_counter()
     for epoch in range(int(epochs)):
-        order = torch.randperm(n_u, generator=gen)
+        order = torch.randperm(n_u, generator=gen, device=device)
         total, steps, inner = 0.0, 0, 0
         was_aggressive = aggressive
         for i in range(0, n_u, bs):
-            iu, il = order[i:i + bs], torch.randint(n_l, (b_l,), generator=gen)
+            iu, il = order[i:i + bs], torch.randint(n_l, (b_l,), generator=gen, device=device)
             if aggressive:
                 inner += encoder_phase(functools.partial(encoder_step, first=(iu, il), epoch=epoch),
                                        aggressive_inner, window, threshold)
@@ -310,6 +308,7 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
             steps += 1
         mi = None
         if aggressive:
+            stack.write_to(0, model)
             mi = unlabelled_mutual_information(model, x_mi)
             if mi > best_mi:
                 best_mi = mi
@@ -317,5 +316,6 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
                 aggressive = False
         result.history.append({"epoch": epoch + 1, "loss": total / steps, "seconds": time.perf_counter() - start,
                                "aggressive": was_aggressive, "inner_steps": inner, "mi": mi})
+    stack.write_to(0, model)
     result.seconds = time.perf_counter() - start
     return result
