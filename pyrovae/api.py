@@ -170,41 +170,52 @@ def _m2_result(cfg: RunConfig, data: Dataset, model, fit, run_dir: Path | None, 
     return TrainResult(model, history, metrics, "finished", run_dir)
 
 
-def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots: bool) -> list[TrainResult]:
+def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots: bool,
+                    restart: bool = False) -> list[TrainResult]:
     """M2 configurations (one :func:`batch_key`) as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`):
     run ``i`` starts from the weights :func:`train` builds for ``cfgs[i]`` and draws from a stream seeded
-    ``cfgs[i].seed``, so it is that run up to float rounding; a run directory that already holds a finished run
-    is read back, the others train. A run whose loss turns non-finite comes back with status ``nan`` and no
-    numbers, and its directory keeps no weights (:func:`train` raises there; a batch's other runs go on)."""
+    ``cfgs[i].seed``, so it is that run up to float rounding. Each run directory is checked and locked as
+    :func:`train` checks it (same settings, same data; ``restart`` discards what it holds); one that already
+    holds a finished run is read back, the others train (M2 writes its one checkpoint at the end, so an
+    interrupted batch trains its unfinished runs again). A run whose loss turns non-finite comes back with
+    status ``nan`` and no numbers; its directory keeps its history and no weights (:func:`train` raises
+    there; a batch's other runs go on)."""
     import pandas as pd
 
     from pyrovae.inference.m2_training import train_m2_batch
 
-    runs = []
-    for cfg, out in zip(cfgs, outs):
-        pyro.set_rng_seed(cfg.seed)  # as train(): the seed, then the data, then the model's weights
-        data = build_data(cfg)
-        run_dir = prepare_run_dir(out)
-        _check_same_config(run_dir, cfg)
-        write_json(run_dir / "config.json", cfg.to_dict())
-        model = build_model(cfg, data)
-        runs.append((cfg, data, model, run_dir, _finished_run(model, run_dir)))
-    todo = [run for run in runs if run[4] is None]
-    first = cfgs[0]
-    fits = train_m2_batch([run[2] for run in todo], todo[0][1], _m2_objective(first), epochs=first.epochs,
-                          batch_size=first.batch_size or 100, lr=first.lr, gamma=first.gamma, alpha=first.alpha,
-                          particles=first.particles, seeds=[run[0].seed for run in todo]) if todo else []
-    trained = iter(fits)
-    results = []
-    for cfg, data, model, run_dir, finished in runs:
-        fit = next(trained) if finished is None else None
-        if fit is not None and fit.status == "nan":
-            metrics = {"status": "nan", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed, "sigma": None,
-                       "neg_elbo": None, "epochs": cfg.epochs, "wall_time": fit.seconds, "checkpoint": None}
-            write_json(run_dir / "metrics.json", metrics)
-            results.append(TrainResult(model, pd.DataFrame(fit.history), metrics, "nan", run_dir))
-            continue
-        results.append(finished or _m2_result(cfg, data, model, fit, run_dir, plots))
+    with contextlib.ExitStack() as locks:
+        runs = []
+        for cfg, out in zip(cfgs, outs):
+            pyro.set_rng_seed(cfg.seed)  # as train(): the seed, then the data, then the model's weights
+            data = build_data(cfg)
+            run_dir = prepare_run_dir(out)
+            locks.enter_context(lock_run_dir(run_dir))
+            if restart:
+                discard_checkpoint(run_dir)
+            _check_same_config(run_dir, cfg)
+            check_same_data(run_dir, data_digest(data.condition, data.observed))
+            write_json(run_dir / "config.json", cfg.to_dict())
+            model = build_model(cfg, data)
+            runs.append((cfg, data, model, run_dir, _finished_run(model, run_dir)))
+        todo = [run for run in runs if run[4] is None]
+        first = cfgs[0]
+        fits = train_m2_batch([run[2] for run in todo], todo[0][1], _m2_objective(first), epochs=first.epochs,
+                              batch_size=first.batch_size or 100, lr=first.lr, gamma=first.gamma, alpha=first.alpha,
+                              particles=first.particles, seeds=[run[0].seed for run in todo]) if todo else []
+        trained = iter(fits)
+        results = []
+        for cfg, data, model, run_dir, finished in runs:
+            fit = next(trained) if finished is None else None
+            if fit is not None and fit.status == "nan":
+                metrics = {"status": "nan", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed, "sigma": None,
+                           "neg_elbo": None, "epochs": cfg.epochs, "wall_time": fit.seconds, "checkpoint": None}
+                history = pd.DataFrame(fit.history)
+                write_text(run_dir / "history.csv", history.to_csv(index=False))
+                write_json(run_dir / "metrics.json", metrics)
+                results.append(TrainResult(model, history, metrics, "nan", run_dir))
+                continue
+            results.append(finished or _m2_result(cfg, data, model, fit, run_dir, plots))
     return results
 
 
@@ -349,7 +360,7 @@ def train_reps(
         if vectorize and not build_algorithm(cfg).batched:
             vectorize = False  # Lagging Inference Networks: each replicate's aggressive phase is its own
         if vectorize:
-            rows = _train_vectorized(cfg, seeds, out, on_done, progress)
+            rows = _train_vectorized(cfg, seeds, out, on_done, progress, restart)
         else:
             rows = [{} for _ in range(reps)]
             tasks = [{"cfg_dict": cfg.replace(seed=s).to_dict(), "out": str(out / f"rep-{i:02d}"), "restart": restart}
@@ -380,14 +391,16 @@ def batch_key(cfg: RunConfig) -> str:
 
 
 def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir: str | Path | None = None,
-                progress: bool = False, plots: bool = True) -> list[TrainResult]:
+                progress: bool = False, plots: bool = True, restart: bool = False) -> list[TrainResult]:
     """Train ``cfgs`` (one :func:`batch_key`) as one batched program; write each run's directory
     ``outs[i]`` (config, metrics, history, final weights, plots) as :func:`train` would.
 
     Replicate ``i`` equals ``train(cfgs[i])``: it starts from the weights ``train`` would build
     (after ``pyro.set_rng_seed(seed)``) and draws from its own stream seeded with ``seed``. The
     batch's checkpoint lives in ``batch_dir`` (a rerun resumes there; locked while the batch trains). An algorithm that trains one
-    replicate at a time (Lagging Inference Networks) trains each configuration on its own.
+    replicate at a time (Lagging Inference Networks) trains each configuration on its own. M2 batches through
+    its own trainer and has no batch checkpoint (:func:`_train_m2_batch`; ``restart`` discards its runs'
+    directories' checkpoints, as the batch's own is discarded by the caller).
     """
     cfgs = list(cfgs)
     for cfg in cfgs:
@@ -400,7 +413,7 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
         return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
     if cfgs[0].model == "m2":
         torch.set_num_threads(cfgs[0].threads)
-        return _train_m2_batch(cfgs, outs, plots)
+        return _train_m2_batch(cfgs, outs, plots, restart)
     torch.set_num_threads(cfgs[0].threads)
     batch_dir = prepare_run_dir(batch_dir) if batch_dir is not None else None
     with lock_run_dir(batch_dir):
@@ -430,12 +443,13 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
     return results
 
 
-def _train_vectorized(cfg: RunConfig, seeds: list[int], out: Path, on_done, progress: bool) -> list[dict]:
+def _train_vectorized(cfg: RunConfig, seeds: list[int], out: Path, on_done, progress: bool,
+                      restart: bool = False) -> list[dict]:
     """Every seed as one replicate of one batched run; each replicate's results in ``out/rep-XX``."""
     _check_same_config(out, cfg)
     write_json(out / "config.json", cfg.to_dict())
     results = train_batch([cfg.replace(seed=s) for s in seeds], [out / f"rep-{i:02d}" for i in range(len(seeds))],
-                          batch_dir=out, progress=progress)
+                          batch_dir=out, progress=progress, restart=restart)
     rows = []
     for i, (seed, result) in enumerate(zip(seeds, results)):
         rows.append({"rep": i, "seed": seed, **result.metrics})

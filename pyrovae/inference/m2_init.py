@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from pyrovae.data.yacoby_m2 import SemiSupervisedDataset
-from pyrovae.errors import ConfigError, DataError
+from pyrovae.errors import ConfigError, DataError, TrainingDiverged
 from pyrovae.inference.init import fit_decoder
 from pyrovae.inference.m2_training import m2_objective, train_m2_batch
 from pyrovae.models.m2 import M2
@@ -97,10 +97,13 @@ def init_m2_at_ground_truth(model: M2, data: SemiSupervisedDataset, true_f: Call
             if name != "decoder":
                 _reset(m)
         copies.append(copy_r)
-    train_m2_batch(copies, data, objective, epochs=encoder_epochs, batch_size=batch_size, lr=lr, gamma=gamma,
-                   alpha=alpha, particles=particles, seeds=[int(seed) + 1 + r for r in range(int(restarts))],
-                   parameters="encoder")
-    values = [m2_objective(c, validation, objective, gamma, alpha, particles, seed=int(seed)) for c in copies]
+    fits = train_m2_batch(copies, data, objective, epochs=encoder_epochs, batch_size=batch_size, lr=lr, gamma=gamma,
+                          alpha=alpha, particles=particles, seeds=[int(seed) + 1 + r for r in range(int(restarts))],
+                          parameters="encoder")
+    values = [m2_objective(c, validation, objective, gamma, alpha, particles, seed=int(seed))
+              if fit.status != "nan" else math.nan for c, fit in zip(copies, fits)]
+    if not any(math.isfinite(v) for v in values):
+        raise TrainingDiverged(f"every one of the {len(values)} encoder restarts diverged or ended non-finite")
     best = min(range(len(values)), key=lambda r: values[r] if math.isfinite(values[r]) else math.inf)
     model.load_state_dict(copies[best].state_dict())
     return M2Init(mse, steps, best, values)

@@ -277,6 +277,7 @@ def _lagging_loop(model, x_u, x_l, y_l, objective, epochs, batch_size, lr, gamma
         loss = m2_replicate_loss(stack, x_u[iu][None], x_l[il][None], y_l[il][None], n_u, n_l, objective, gamma,
                                  alpha, particles)
         if not bool(torch.isfinite(loss).all()):
+            stack.write_to(0, model)  # the model keeps its last finite step's weights
             raise TrainingDiverged(f"M2 loss became {loss.item()} in epoch {epoch}")
         loss.sum().backward()
         for opt in optimizers:

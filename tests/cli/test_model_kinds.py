@@ -109,6 +109,11 @@ def test_m2_repetitions_train_as_one_batch_and_each_is_its_run_alone(files, tmp_
         single, _, _ = load_run(tmp_path / f"alone-{i}")
         for key, value in single.state_dict().items():
             torch.testing.assert_close(batched.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    again = invoke("train", *[a if a != "2" else "3" for a in args], "--reps", "2", "--out", out)  # other --epochs
+    assert again.exit_code != 0 and "different settings" in again.output
+    again = invoke("train", *[a if a != "2" else "3" for a in args], "--reps", "2", "--out", out, "--restart")
+    assert again.exit_code == 0, again.output
+    assert [len(pd.read_csv(out / f"rep-{i:02d}" / "history.csv")) for i in range(2)] == [3, 3]
 
 
 def test_an_unconditional_model_of_a_conditional_data_set_models_every_column():

@@ -184,11 +184,19 @@ def _close(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("c", COMBINATIONS, ids=IDS)
 def test_a_replicate_of_a_batch_equals_its_single_run(runs, c, tmp_path):
     cfg = runs.config(c)
-    if c.model == "m2" or c.algorithm == "libi":  # their own loops train one run at a time
+    if c.algorithm == "libi":  # its own loop trains one run at a time
         with pytest.raises(ConfigError, match="trains through its own loop, one run at a time"):
             train_batch([cfg, cfg.replace(seed=SEED + 1)], [tmp_path / "a", tmp_path / "b"])
         return
     algorithm = build_algorithm(cfg)
+    if c.model == "m2":  # train_m2_batch (LIN: train() of each): the middle replicate is train() with its seed
+        batch, single = runs.batch(c), runs.whole(c)
+        middle = batch[1]
+        assert middle.status == single.status == "finished" and middle.metrics["seed"] == single.metrics["seed"]
+        assert middle.metrics["neg_elbo"] == pytest.approx(single.metrics["neg_elbo"], rel=1e-5)
+        assert _close(middle.model.state_dict(), single.model.state_dict())
+        assert not _close(batch[0].model.state_dict(), single.model.state_dict())
+        return
     if not algorithm.batched:  # train_batch trains each alone: the engine refuses a batch
         data = build_data(cfg)
         models = [build_model(cfg, data, algorithm) for _ in range(2)]

@@ -167,3 +167,27 @@ def test_lagging_rejects_bad_options():
         train_m2(M2(2), data, lagging=True, aggressive_inner=0)
     with pytest.raises(ConfigError):
         train_m2(M2(2), data, lagging=True, mi_points=1)
+
+
+def test_lin_leaves_the_model_at_the_weights_it_trained_last(monkeypatch):
+    """LIN trains a one-model stack: after two aggressive epochs and a joint one, the model holds the stack's
+    final weights (not those written for the last aggressive epoch's I(x; z))."""
+    data = discrete_semicircle(n=200, seed=0)
+    torch.manual_seed(0)
+    model = M2(2, "discrete", widths=(16, 16))
+    falling = iter([1.0, 0.0])  # I(x; z) falls after the second epoch: aggressive mode ends there
+    written = {}
+
+    def remember(model, x):  # the weights the loop wrote for the measurement
+        written.update({k: v.clone() for k, v in model.state_dict().items()})
+        return next(falling)
+
+    monkeypatch.setattr(m2t, "unlabelled_mutual_information", remember)
+    stacks = []
+    real_stack = m2t.ReplicatedM2.stack
+    monkeypatch.setattr(m2t.ReplicatedM2, "stack", lambda *a: stacks.append(real_stack(*a)) or stacks[-1])
+    res = train_m2(model, data, epochs=3, batch_size=100, lr=1e-2, lagging=True, aggressive_inner=4, lagging_window=2)
+    assert [h["aggressive"] for h in res.history] == [True, True, False]
+    final = {name: t[0] for name, t in stacks[0]._stacked["param"].items()}
+    assert all(torch.equal(v, final[k]) for k, v in model.named_parameters())
+    assert any(not torch.equal(v, written[k]) for k, v in model.named_parameters())

@@ -56,12 +56,12 @@ from pyrovae.data.yacoby_m2 import (
     sample_semicircle_cohort,
     semicircle_f,
 )
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.inference.m2_init import init_m2_at_ground_truth
-from pyrovae.inference.m2_training import m2_objective, train_m2, train_m2_batch
+from pyrovae.inference.m2_training import M2TrainResult, m2_objective, train_m2, train_m2_batch
 from pyrovae.metrics.semisupervised import (
     cohort_knn,
     functional_collapse,
@@ -132,8 +132,9 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     ground-truth initialisation, its encoder restarts trained as one batch) or ``"random"`` (App. D's random
     restarts). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
     start ``j`` draws from a stream seeded ``seeds[j]``, as it would alone), except LIN, whose per-batch inner
-    loop trains one model at a time. ``seconds`` is a start's own initialisation plus the batch's training. A start
-    whose loss turns non-finite gets ``status = "nan"`` and NaN metrics (the others are unaffected).
+    loop trains one model at a time. ``seconds`` is a start's own initialisation plus its training (the batch's,
+    which it shared). A start whose loss turns non-finite gets ``status = "nan"`` and NaN metrics (the others are
+    unaffected).
     ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``);
     ``temperature``, ``straight_through`` and ``relaxed_density`` shape the relaxed label of the discrete
     set (module docstring); ``lagging_threshold`` is LIN's T."""
@@ -170,20 +171,27 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
         models.append(model)
         starts.append({"decoder_mse": decoder_mse, "collapse_init": functional_collapse(model, true_f, y1, y2).score,
                        "seconds": time.perf_counter() - start})
-    start = time.perf_counter()
     if lagging:
-        trained = [train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles,
-                            seed=seed, lagging=True, aggressive_inner=aggressive_inner,
-                            lagging_window=lagging_window, lagging_threshold=lagging_threshold)
-                   for model, seed in zip(models, seeds)]
+        trained = [_lin(model, train, objective, epochs, gamma, alpha, particles, seed, aggressive_inner,
+                        lagging_window, lagging_threshold) for model, seed in zip(models, seeds)]
     else:
         trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gamma, alpha=alpha,
                                  particles=particles, seeds=seeds)
-    training_seconds = time.perf_counter() - start
-    return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, training_seconds, train, val,
+    return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, res.seconds, train, val,
                                 test, labels, gamma, alpha, particles, objective, lagging, lagging_threshold,
                                 lagging_window, knn_alpha, n_eval, curves)
             for seed, init, model, res, first in zip(seeds, inits, models, trained, starts)]
+
+
+def _lin(model, train, objective, epochs, gamma, alpha, particles, seed, aggressive_inner, lagging_window,
+         lagging_threshold) -> M2TrainResult:
+    """One LIN start (``train_m2(lagging=True)``); a start whose loss turns non-finite has status ``nan``."""
+    try:
+        return train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles,
+                        seed=seed, lagging=True, aggressive_inner=aggressive_inner, lagging_window=lagging_window,
+                        lagging_threshold=lagging_threshold)
+    except TrainingDiverged:
+        return M2TrainResult(model, status="nan")
 
 
 def _semicircle_metrics(kind, method, version, seed, init, model, res, first, training_seconds, train, val, test,
@@ -198,7 +206,7 @@ def _semicircle_metrics(kind, method, version, seed, init, model, res, first, tr
                            "decoder_mse": first["decoder_mse"], "collapse_init": first["collapse_init"],
                            "status": res.status, "seconds": first["seconds"] + training_seconds}
     if res.status == "nan":  # diverged (its batch's other starts went on): no metrics; selection passes over it
-        return out | {key: math.nan for key in ("final_loss", "val_objective", "val_elbo", "knn_px", "val_knn_px",
+        return out | {"curves": None} | {key: math.nan for key in ("final_loss", "val_objective", "val_elbo", "knn_px", "val_knn_px",
                                                 "knn_cohort1", "knn_cohort2", "collapse", "spread", "spread_true",
                                                 "q_y")}
     out |= {"final_loss": res.history[-1]["loss"],
@@ -273,7 +281,7 @@ def _label(hyper: dict) -> str:
 def m2_settings(options: ExperimentOptions | None, tiny: bool = False) -> dict:
     """Quick / default / ``--full`` settings (``tiny``: for the smoke test, seconds). ``starts`` (the
     initialisations of the restarts) and ``grid`` (App. D's hyper-parameter grid) are read by
-    :func:`run_tables`, the rest by :func:`fit_m2_semicircle`."""
+    :func:`run_tables`, the rest by :func:`fit_m2_semicircles`."""
     if tiny:
         return dict(n_train=200, n_eval=100, epochs=1, restarts=1, encoder_epochs=1, decoder_steps=200, particles=3,
                     aggressive_inner=4, lagging_window=2)
@@ -313,10 +321,12 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     starts, grid = settings.pop("starts", ("gt",)), settings.pop("grid", False)
     pairs = [(k, m) for k in kinds for m in methods if applies(k, m)]
     cells = [(k, m, hyper) for k, m in pairs for hyper in m2_grid(m, grid)]
-    # one task per cell and version: its starts train as one batch
-    tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in range(len(starts))],
-                  inits=list(starts), curves=(v == 0), **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
-             for k, m, hyper in cells for v in range(reps)]
+    # one task per cell and version, its starts trained as one batch; LIN (one model at a time) one task per start
+    groups = lambda m: [list(range(len(starts)))] if not METHODS[m][3] else [[j] for j in range(len(starts))]
+    tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in group],
+                  inits=[starts[j] for j in group], curves=(v == 0),
+                  **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
+             for k, m, hyper in cells for v in range(reps) for group in groups(m)]
     batches = map_tasks(fit_m2_semicircles, tasks, options)
     candidates: dict[tuple, dict[str, list[dict]]] = {}
     for task, batch in zip(tasks, batches):
@@ -358,7 +368,8 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     options.out.mkdir(parents=True, exist_ok=True)
     write_json(options.out / "runs.json", [{k: v for k, v in r.items() if k != "curves"} for batch in batches for r in batch])
     for k in kinds:
-        panels = {m: next(r["curves"] for r in by[(k, m)] if r["version"] == 0) for m in methods if applies(k, m)}
+        panels = {m: curve for m in methods if applies(k, m)
+                  if (curve := next((r["curves"] for r in by[(k, m)] if r["version"] == 0 and r["curves"]), None))}
         write_json(options.out / f"curves_{k}.json", panels)  # the figure's data, to re-plot without training
         figures.append(plot_m2_panels(panels, options.out / f"figure_m2_{k}.png", title=f"{k} semi-circle"))
     k = kinds[0]
