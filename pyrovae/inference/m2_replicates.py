@@ -22,7 +22,6 @@ not depend on the other replicates of the batch. γ and α may differ per replic
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Sequence
 
@@ -34,7 +33,7 @@ from torch import nn
 from torch.distributions.utils import clamp_probs
 
 from pyrovae.errors import ConfigError
-from pyrovae.inference.replicates import ReplicaStreams
+from pyrovae.inference.replicates import ReplicaStreams, StackedModels
 from pyrovae.models.m2 import M2
 from pyrovae.models.stacked_nets import architecture, stacked_forward
 
@@ -54,74 +53,33 @@ def _draw_log_prob(eps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (-0.5 * eps.pow(2) - scale.log() - _LOG_SQRT_2PI).sum(-1)
 
 
-def _same_architecture(models: Sequence[M2]) -> None:
-    first = models[0]
-    settings = ("y_kind", "num_classes", "label_dim", "z_guide", "temperature", "relaxed_density", "straight_through")
-    for m in models[1:]:
-        if any(getattr(m, s) != getattr(first, s) for s in settings) or architecture(m) != architecture(first):
-            raise ConfigError("M2 replicates trained as one batch must share one architecture (layers, activations, "
-                              "dtypes) and label kind")
-
-
-class ReplicatedM2(nn.Module):
-    """``R`` M2 models of one architecture as stacked tensors (replicate first), with their
-    networks as batched functions; :meth:`write_to` copies replicate ``r`` back into an :class:`M2`."""
+class ReplicatedM2(StackedModels):
+    """``R`` M2 models of one architecture as stacked tensors (replicate first; :class:`StackedModels`), with
+    their networks as batched functions; :meth:`write_to` copies replicate ``r`` back into an :class:`M2`."""
 
     def __init__(self, template: M2, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                  streams: ReplicaStreams):
-        super().__init__()
-        self.replicates = len(streams)
-        self.streams = streams
-        self._template = [template]  # the architecture only, on the meta device, not a submodule
+        super().__init__(template, params, buffers, streams)
         self.y_kind, self.z_guide = template.y_kind, template.z_guide
         self.num_classes, self.latent_dim = template.num_classes, template.latent_dim
-        self._names = {"param": sorted(params), "buffer": sorted(buffers)}
-        for name in self._names["param"]:
-            self.register_parameter(name.replace(".", "__"), nn.Parameter(params[name].detach().clone(),
-                                                                          requires_grad=params[name].requires_grad))
-        for name in self._names["buffer"]:
-            self.register_buffer(name.replace(".", "__"), buffers[name].detach().clone())
-        self._stacked = {kind: {name: (self.get_parameter if kind == "param" else self.get_buffer)(name.replace(".", "__"))
-                                for name in names} for kind, names in self._names.items()}
         self._forward = {part: stacked_forward(getattr(template, part), part + ".")
                          for part in _NETWORKS if hasattr(template, part)}
 
-    @classmethod
-    def stack(cls, models: Sequence[M2], streams: ReplicaStreams) -> "ReplicatedM2":
-        """Stack ``models`` (one architecture), replicate ``r`` drawing from ``streams`` ``r``."""
-        models = list(models)
-        if not models:
-            raise ConfigError("need at least one M2 model")
-        if len(streams) != len(models):
-            raise ConfigError(f"{len(streams)} random streams for {len(models)} replicates")
-        _same_architecture(models)
-        params, buffers = torch.func.stack_module_state(models)
-        return cls(copy.deepcopy(models[0]).to("meta"), params, buffers, streams)
-
-    def select(self, keep: Sequence[int]) -> "ReplicatedM2":
-        """A new stack of replicates ``keep`` only (fresh leaf tensors, the same streams)."""
-        index = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
-        params = {k: v.detach().index_select(0, index).requires_grad_(v.requires_grad)
-                  for k, v in self._stacked["param"].items()}
-        buffers = {k: v.index_select(0, index) for k, v in self._stacked["buffer"].items()}
-        return ReplicatedM2(self._template[0], params, buffers, self.streams.select(keep))
-
-    @property
-    def device(self) -> torch.device:
-        return next(iter(self.parameters())).device
+    @staticmethod
+    def check_architecture(models: Sequence[M2]) -> None:
+        first = models[0]
+        settings = ("y_kind", "num_classes", "label_dim", "z_guide", "temperature", "relaxed_density", "straight_through")
+        for m in models[1:]:
+            if any(getattr(m, s) != getattr(first, s) for s in settings) or architecture(m) != architecture(first):
+                raise ConfigError("M2 replicates trained as one batch must share one architecture (layers, "
+                                  "activations, dtypes) and label kind")
 
     def parameters_of(self, part: str) -> list[nn.Parameter]:
         """The stacked parameters of ``part``: ``decoder``, or ``encoder`` (every network of the guide:
         ``q(y|x)`` and the ``z`` encoders)."""
         if part not in ("encoder", "decoder"):
             raise ConfigError(f"an M2 part is 'encoder' or 'decoder', got {part!r}")
-        return [p for name, p in self._stacked["param"].items() if (name.split(".")[0] == "decoder") == (part == "decoder")]
-
-    @torch.no_grad()
-    def write_to(self, r: int, model: M2) -> None:
-        """Copy replicate ``r``'s parameters and buffers into ``model``."""
-        model.load_state_dict({name: t[r] for kind in ("param", "buffer") for name, t in self._stacked[kind].items()},
-                              strict=True)
+        return [p for name, p in self.stacked("param").items() if (name.split(".")[0] == "decoder") == (part == "decoder")]
 
     # -- the networks, batched ---------------------------------------------------------
     def _net(self, part: str, inputs: torch.Tensor):
@@ -129,10 +87,10 @@ class ReplicatedM2(nn.Module):
         rows = inputs.reshape(self.replicates, -1, inputs.shape[-1])
         forward = self._forward[part]
         if forward is not None:
-            out = forward(self._stacked["param"], rows)
+            out = forward(self.stacked("param"), rows)
         else:  # a network stacked_forward does not know: vmap over the replicates
             module = getattr(self._template[0], part)
-            params = {k[len(part) + 1:]: v for k, v in self._stacked["param"].items() if k.startswith(part + ".")}
+            params = {k[len(part) + 1:]: v for k, v in self.stacked("param").items() if k.startswith(part + ".")}
             out = torch.vmap(lambda p, a: torch.func.functional_call(module, p, (a,)))(params, rows)
         if isinstance(out, tuple):
             return tuple(o.reshape(inputs.shape[:-1] + o.shape[-1:]) for o in out)
@@ -146,7 +104,7 @@ class ReplicatedM2(nn.Module):
     def features(self, y: torch.Tensor) -> torch.Tensor:
         """What the networks read for ``y`` (:meth:`M2.y_features`): one-hot for class indices."""
         if self.y_kind != "continuous" and not torch.is_floating_point(y):
-            return F.one_hot(y, self.num_classes).to(self._stacked["buffer"]["sigma"].dtype)
+            return F.one_hot(y, self.num_classes).to(self.stacked("buffer")["sigma"].dtype)
         return y
 
     def decode(self, z: torch.Tensor, yf: torch.Tensor) -> torch.Tensor:
@@ -160,11 +118,11 @@ class ReplicatedM2(nn.Module):
 
     def noise_sd(self, dims: int) -> torch.Tensor:
         """Each replicate's σ, shaped to broadcast against ``(R, ...)`` with ``dims`` dimensions."""
-        return self._stacked["buffer"]["sigma"].reshape((-1,) + (1,) * (dims - 1))
+        return self.stacked("buffer")["sigma"].reshape((-1,) + (1,) * (dims - 1))
 
     def prior_log_probs(self, dims: int) -> torch.Tensor:
         """``log p(y)`` for each class, ``(R, 1, ..., K)`` with ``dims`` dimensions."""
-        probs = self._stacked["buffer"]["prior_probs"]
+        probs = self.stacked("buffer")["prior_probs"]
         return probs.log().reshape(probs.shape[:1] + (1,) * (dims - 2) + probs.shape[1:])
 
     def log_lik(self, x: torch.Tensor, z: torch.Tensor, yf: torch.Tensor) -> torch.Tensor:
@@ -221,7 +179,7 @@ class ReplicatedM2(nn.Module):
         if self.y_kind == "relaxed":
             logits = self._net("y_encoder", x)
             y = self.relaxed_draw(logits, self.uniform(n, self.num_classes, dtype=dtype))
-            prior = self._template[0]._relaxed(probs=self._stacked["buffer"]["prior_probs"].unsqueeze(1))
+            prior = self._template[0]._relaxed(probs=self.stacked("buffer")["prior_probs"].unsqueeze(1))
             log_y = prior.log_prob(y) - self.relaxed(logits).log_prob(y)
         else:
             y_loc, y_scale = self._net("y_encoder", x)
@@ -286,7 +244,7 @@ class ReplicatedM2(nn.Module):
         if self.y_kind == "relaxed":  # Eq. 15 as printed, y_s from the relaxed q(y|x)
             logits = self._net("y_encoder", x).unsqueeze(1)  # (R, 1, n, K)
             y = self.relaxed_draw(logits, self.uniform(S, n, self.num_classes, dtype=dtype))  # (R, S, n, K)
-            prior = self._template[0]._relaxed(probs=self._stacked["buffer"]["prior_probs"].reshape(
+            prior = self._template[0]._relaxed(probs=self.stacked("buffer")["prior_probs"].reshape(
                 self.replicates, 1, 1, self.num_classes))
             log_y = prior.log_prob(y) - self.relaxed(logits).log_prob(y)
         else:  # continuous y_s ~ q(y|x)

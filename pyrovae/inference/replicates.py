@@ -36,7 +36,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE, kl_to_standard_normal
 from pyrovae.models.stacked_nets import architecture, stacked_forward
 
-__all__ = ["ReplicaStreams", "ReplicatedCVAE", "replicate_loss"]
+__all__ = ["ReplicaStreams", "ReplicatedCVAE", "StackedModels", "replicate_loss"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 #: numbers per layer (replicates × points × the widest layer) in one chunk of the per-block evaluation
@@ -127,14 +127,69 @@ class _StreamNormal(dist.Normal):
         return -(draw[1] ** 2) / 2 - self.scale.log() - _LOG_SQRT_2PI
 
 
-def _same_architecture(models: Sequence[SigmaCVAE]) -> None:
-    first = architecture(models[0])
-    if any(architecture(m) != first for m in models[1:]):
-        raise ConfigError("replicates trained as one batch must share one architecture (layers, activations, dtypes) "
-                          "and observation model")
+class StackedModels(nn.Module):
+    """``R`` models of one architecture as stacked tensors, replicate first (:func:`torch.func.stack_module_state`):
+    what :class:`ReplicatedCVAE` and :class:`~pyrovae.inference.m2_replicates.ReplicatedM2` share. The stack owns
+    fresh leaf tensors (a parameter the models froze stays frozen); :meth:`write_to` copies replicate ``r`` back
+    into a model; the architecture is kept on the meta device (:meth:`template`), not as a submodule."""
+
+    def __init__(self, template: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                 streams: ReplicaStreams):
+        super().__init__()
+        self.replicates = len(streams)
+        self.streams = streams
+        self._template = [template]  # a list: not a submodule
+        self._names = {"param": sorted(params), "buffer": sorted(buffers)}
+        for name in self._names["param"]:
+            self.register_parameter(_flat(name), nn.Parameter(params[name].detach().clone(),
+                                                              requires_grad=params[name].requires_grad))
+        for name in self._names["buffer"]:
+            self.register_buffer(_flat(name), buffers[name].detach().clone())
+        # name -> tensor, looked up once: a stack never swaps its tensors (select builds a new stack)
+        self._stacked = {kind: {name: (self.get_parameter if kind == "param" else self.get_buffer)(_flat(name))
+                                for name in names} for kind, names in self._names.items()}
+
+    @staticmethod
+    def check_architecture(models: Sequence[nn.Module]) -> None:
+        """Refuse models that cannot share one stack (each subclass says what must agree)."""
+        raise NotImplementedError
+
+    @classmethod
+    def stack(cls, models: Sequence[nn.Module], streams: ReplicaStreams):
+        """Stack ``models`` (one architecture), replicate ``r`` drawing from ``streams`` ``r``."""
+        models = list(models)
+        if not models:
+            raise ConfigError("need at least one model")
+        if len(streams) != len(models):
+            raise ConfigError(f"{len(streams)} random streams for {len(models)} replicates")
+        cls.check_architecture(models)
+        params, buffers = torch.func.stack_module_state(models)
+        return cls(copy.deepcopy(models[0]).to("meta"), params, buffers, streams)
+
+    def select(self, keep: Sequence[int]):
+        """A new stack of replicates ``keep`` only (fresh leaf tensors, the same streams)."""
+        index = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
+        params = {k: v.detach().index_select(0, index).requires_grad_(v.requires_grad)
+                  for k, v in self.stacked("param").items()}
+        buffers = {k: v.index_select(0, index) for k, v in self.stacked("buffer").items()}
+        return type(self)(self._template[0], params, buffers, self.streams.select(keep))
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.parameters())).device
+
+    def stacked(self, kind: str = "param") -> dict[str, torch.Tensor]:
+        """Module name (as in one model's state dict) → stacked tensor."""
+        return self._stacked[kind]
+
+    @torch.no_grad()
+    def write_to(self, r: int, model: nn.Module) -> None:
+        """Copy replicate ``r``'s parameters and buffers into ``model``."""
+        state = {name: t[r] for kind in ("param", "buffer") for name, t in self.stacked(kind).items()}
+        model.load_state_dict(state, strict=True)
 
 
-class ReplicatedCVAE(nn.Module):
+class ReplicatedCVAE(StackedModels):
     r"""``R`` σ-CVAEs of one architecture as one batched Pyro program.
 
     Parameters and buffers are those of the replicates' models stacked along a new leading
@@ -149,17 +204,8 @@ class ReplicatedCVAE(nn.Module):
 
     def __init__(self, template: SigmaCVAE, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                  streams: ReplicaStreams):
-        super().__init__()
-        self.replicates = len(streams)
+        super().__init__(template, params, buffers, streams)
         self.latent_dim, self.observed_dim, self.condition_dim = template.latent_dim, template.observed_dim, template.condition_dim
-        self.streams = streams
-        self._template = [template]  # a list: the architecture only, on the meta device, not a submodule
-        self._names = {"param": sorted(params), "buffer": sorted(buffers)}
-        for name in self._names["param"]:  # a parameter the models froze stays frozen
-            self.register_parameter(_flat(name), nn.Parameter(params[name].detach().clone(),
-                                                              requires_grad=params[name].requires_grad))
-        for name in self._names["buffer"]:
-            self.register_buffer(_flat(name), buffers[name].detach().clone())
         # encoder and decoder mean as one batched product per layer where the networks allow it
         # (pyrovae.models.stacked_nets); otherwise the modules run under vmap, and so does the whole
         # model when σ reads the decoder's features or weights, or a subclass computes the mean its own way
@@ -170,48 +216,17 @@ class ReplicatedCVAE(nn.Module):
             template.noise.reads_features or template.noise.reads_decoder) else None
         # the widest layer (units in or out of a weight matrix), which sizes the evaluation's chunks
         self._widest = max(max(t.shape[-2:]) for t in params.values() if t.dim() >= 3)
-        # name -> tensor, looked up once: a stack never swaps its tensors (select builds a new stack)
-        self._stacked = {kind: {name: (self.get_parameter if kind == "param" else self.get_buffer)(_flat(name))
-                                for name in names} for kind, names in self._names.items()}
 
-    @classmethod
-    def stack(cls, models: Sequence[SigmaCVAE], streams: ReplicaStreams) -> "ReplicatedCVAE":
-        """Stack ``models`` (one architecture), replicate ``r`` drawing from ``streams`` ``r``."""
-        models = list(models)
-        if not models:
-            raise ConfigError("need at least one model")
-        if len(streams) != len(models):
-            raise ConfigError(f"{len(streams)} random streams for {len(models)} replicates")
-        _same_architecture(models)
-        params, buffers = torch.func.stack_module_state(models)
-        return cls(copy.deepcopy(models[0]).to("meta"), params, buffers, streams)
-
-    def select(self, keep: Sequence[int]) -> "ReplicatedCVAE":
-        """A new stack of replicates ``keep`` only (fresh leaf tensors, the same streams)."""
-        index = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
-        params = {k: v.detach().index_select(0, index).requires_grad_(v.requires_grad)
-                  for k, v in self.stacked("param").items()}
-        buffers = {k: v.index_select(0, index) for k, v in self.stacked("buffer").items()}
-        return ReplicatedCVAE(self._template[0], params, buffers, self.streams.select(keep))
-
-    @property
-    def device(self) -> torch.device:
-        return next(iter(self.parameters())).device
-
-    # -- stacked state ----------------------------------------------------------------
-    def stacked(self, kind: str = "param") -> dict[str, torch.Tensor]:
-        """Module name (as in a ``SigmaCVAE`` state dict) → stacked tensor."""
-        return self._stacked[kind]
+    @staticmethod
+    def check_architecture(models: Sequence[SigmaCVAE]) -> None:
+        first = architecture(models[0])
+        if any(architecture(m) != first for m in models[1:]):
+            raise ConfigError("replicates trained as one batch must share one architecture (layers, activations, "
+                              "dtypes) and observation model")
 
     def parameters_of(self, part: str) -> list[nn.Parameter]:
         """The stacked parameters of ``part``: ``encoder``, ``decoder`` or ``noise``."""
         return [p for name, p in self.stacked("param").items() if name.split(".")[0] == part]
-
-    @torch.no_grad()
-    def write_to(self, r: int, model: SigmaCVAE) -> None:
-        """Copy replicate ``r``'s parameters and buffers into ``model``."""
-        state = {name: t[r] for kind in ("param", "buffer") for name, t in self.stacked(kind).items()}
-        model.load_state_dict(state, strict=True)
 
     @torch.no_grad()
     def read_noise_from(self, r: int, model: SigmaCVAE) -> None:

@@ -44,7 +44,7 @@ def test_direct_loss_equals_the_pyro_program_and_the_iwae_bound_at_the_same_draw
     expected = torch.autograd.grad(reference, list(model.parameters()))
     stack = ReplicatedM2.stack([model], ReplicaStreams([123]))
     loss = m2_replicate_loss(stack, x_u[None], x_l[None], y_l[None], 70, 20, objective, 0.7, 0.3, 4)
-    got = torch.autograd.grad(loss.sum(), [stack._stacked["param"][name] for name, _ in model.named_parameters()])
+    got = torch.autograd.grad(loss.sum(), [stack.stacked("param")[name] for name, _ in model.named_parameters()])
     assert loss.shape == (1,)
     assert float(loss[0].detach()) == pytest.approx(float(reference.detach()), rel=1e-6)
     for e, g in zip(expected, got):
@@ -71,7 +71,7 @@ def test_each_replicate_of_a_batch_is_its_own_pyro_program(kind, guide, kw, obje
     stack = ReplicatedM2.stack(models, ReplicaStreams(seeds))
     losses = m2_replicate_loss(stack, x_u, x_l, y_l, 60, 30, objective, gamma, alpha, 7)
     names = [name for name, _ in models[0].named_parameters()]
-    grads = torch.autograd.grad(losses.sum(), [stack._stacked["param"][name] for name in names])
+    grads = torch.autograd.grad(losses.sum(), [stack.stacked("param")[name] for name in names])
     for r, model in enumerate(models):
         torch.manual_seed(seeds[r])
         with pyro.validation_enabled(False):

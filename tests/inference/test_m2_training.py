@@ -111,7 +111,7 @@ def test_aggressive_phase_changes_only_the_guide(monkeypatch):
     def phase_then_check(step, max_inner, window, threshold):
         assert threshold == 0.0  # He et al.'s code unless lagging_threshold says otherwise
         n = real_phase(step, max_inner, window, threshold)
-        now = {name: stacks[0]._stacked["param"][name][0] for name in names}
+        now = {name: stacks[0].stacked("param")[name][0] for name in names}
         checked.append(all(torch.equal(before[k], now[k]) for k in names if k.startswith("decoder.")))
         moved.append(any(not torch.equal(before[k], now[k]) for k in names if not k.startswith("decoder.")))
         return n
@@ -188,6 +188,6 @@ def test_lin_leaves_the_model_at_the_weights_it_trained_last(monkeypatch):
     monkeypatch.setattr(m2t.ReplicatedM2, "stack", lambda *a: stacks.append(real_stack(*a)) or stacks[-1])
     res = train_m2(model, data, epochs=3, batch_size=100, lr=1e-2, lagging=True, aggressive_inner=4, lagging_window=2)
     assert [h["aggressive"] for h in res.history] == [True, True, False]
-    final = {name: t[0] for name, t in stacks[0]._stacked["param"].items()}
+    final = {name: t[0] for name, t in stacks[0].stacked("param").items()}
     assert all(torch.equal(v, final[k]) for k, v in model.named_parameters())
     assert any(not torch.equal(v, written[k]) for k, v in model.named_parameters())
