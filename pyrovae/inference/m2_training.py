@@ -46,6 +46,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -58,6 +59,7 @@ from pyrovae.inference.replicates import ReplicaStreams
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
 from pyrovae.optim import adam, step_replicates
+from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint
 from pyrovae.validation import integer_at_least
 
 __all__ = ["M2_OBJECTIVES", "M2TrainResult", "m2_objective", "m2_step_loss",
@@ -163,7 +165,8 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
 def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[SemiSupervisedDataset],
                    objective: str = "elbo", epochs: int = 100, batch_size: int = 100, lr: float = 1e-3,
                    gamma: float | Sequence[float] = 1.0, alpha: float | Sequence[float] = 0.0, particles: int = 10,
-                   seeds: Sequence[int] = (0,), parameters: str = "all") -> list[M2TrainResult]:
+                   seeds: Sequence[int] = (0,), parameters: str = "all", run_dir: str | Path | None = None,
+                   checkpoint_every: int = 10) -> list[M2TrainResult]:
     """Train ``R`` M2 models of one architecture (restarts, data-set versions, γ / α grid cells) in place,
     as one batch (:mod:`pyrovae.inference.m2_replicates`), each as :func:`train_m2` trains one.
 
@@ -172,7 +175,9 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
     one shuffled pass over the unlabelled points, each batch with a random labelled batch) and its
     noise from a stream seeded ``seeds[r]``, so its result does not depend on the others in the batch.
     A model whose loss or gradient turns non-finite stops with status ``nan`` and keeps the weights
-    of its last finite epoch; the others go on."""
+    of its last finite epoch; the others go on. With ``run_dir`` the batch keeps a checkpoint there every
+    ``checkpoint_every`` epochs and at the end, and a rerun resumes from it (and ends as the uninterrupted
+    run would, on the CPU)."""
     models = list(models)
     R = len(models)
     if not R:
@@ -189,17 +194,21 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
                      for i in range(3))
     y_l = torch.stack([models[0]._check(x_l[0], y) for y in y_l])  # class indices (long) for discrete labels
     per_model = [torch.as_tensor(v, dtype=x_u.dtype, device=device).reshape(-1).expand(R) for v in (gamma, alpha)]
-    stack = ReplicatedM2.stack(models, ReplicaStreams([int(s) for s in seeds], device))
-    if parameters == "encoder":
-        for p in stack.parameters_of("decoder"):
-            p.requires_grad_(False)
+    stack = _stack(models, [int(s) for s in seeds], device, parameters)
     n_u, n_l, bs = x_u.shape[1], x_l.shape[1], int(batch_size)
     b_l = min(bs, n_l)
     results = [M2TrainResult(m) for m in models]
     active = list(range(R))
     optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
-    start = time.perf_counter()
-    for epoch in range(int(epochs)):
+    first_epoch, elapsed = 0, 0.0
+    if run_dir is not None and has_checkpoint(run_dir):
+        stack, optimizer, active, first_epoch, elapsed = _restore(run_dir, models, results, [int(s) for s in seeds],
+                                                                  device, parameters, lr)
+    every = integer_at_least("checkpoint_every (epochs)", checkpoint_every)
+    start = time.perf_counter() - elapsed
+    for epoch in range(first_epoch, int(epochs)):
+        if not active:
+            break
         orders = torch.stack([torch.randperm(n_u, generator=g, device=device) for g in stack.streams.generators])
         diverged = torch.zeros(len(active), dtype=torch.bool, device=device)
         total = torch.zeros(len(active), dtype=x_u.dtype, device=device)
@@ -225,14 +234,56 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
             results[r].history.append({"epoch": epoch + 1, "loss": totals[j] / steps, "seconds": seconds})
         if any(diverged):
             keep = [j for j in range(len(active)) if not diverged[j]]
-            if not keep:
-                break
-            stack, optimizer = _narrow(stack, optimizer, keep)
             active = [active[j] for j in keep]
+            if keep:
+                stack, optimizer = _narrow(stack, optimizer, keep)
+        if run_dir is not None and ((epoch + 1) % every == 0 or epoch + 1 == int(epochs) or not active):
+            _save(run_dir, stack, optimizer, models, results, active, epoch + 1, time.perf_counter() - start,
+                  [int(s) for s in seeds])
     seconds = time.perf_counter() - start
     for result in results:
         result.seconds = seconds
     return results
+
+
+def _stack(models: Sequence[M2], seeds: list[int], device, parameters: str) -> ReplicatedM2:
+    stack = ReplicatedM2.stack(models, ReplicaStreams(seeds, device))
+    if parameters == "encoder":
+        for p in stack.parameters_of("decoder"):
+            p.requires_grad_(False)
+    return stack
+
+
+def _save(run_dir, stack, optimizer, models, results, active, epoch: int, elapsed: float, seeds: list[int]) -> None:
+    """The batch after ``epoch`` epochs: every model's weights, the stack of those still training, Adam's
+    state, their streams, the histories and statuses (tensors and JSON; :func:`pyrovae.runs.save_checkpoint`)."""
+    tensors = {"models": {str(r): m.state_dict() for r, m in enumerate(models)}}
+    if active:
+        tensors |= {"stack": stack.state_dict(), "optim": optimizer.state_dict(), "streams": stack.streams.state()}
+    save_checkpoint(run_dir, tensors, {"epoch": epoch, "elapsed": elapsed, "active": active, "seeds": seeds,
+                                       "results": [{"history": r.history, "status": r.status} for r in results]})
+
+
+def _restore(run_dir, models, results, seeds: list[int], device, parameters: str, lr: float):
+    """Inverse of :func:`_save`: the models, histories and statuses in place; returns the stack of the models
+    still training, its Adam, their indices, the epochs done and the seconds spent."""
+    tensors, meta = load_checkpoint(run_dir, map_location=device)
+    if meta.get("seeds") != seeds or len(meta.get("results", [])) != len(models):
+        raise DataError(f"{run_dir}/checkpoint holds another batch (other seeds or number of models); "
+                        "train into a new directory")
+    for r, model in enumerate(models):
+        model.load_state_dict(tensors["models"][str(r)])
+    for result, saved in zip(results, meta["results"]):
+        result.history, result.status = list(saved["history"]), saved["status"]
+    active = [int(r) for r in meta["active"]]
+    stack, optimizer = None, None
+    if active:
+        stack = _stack([models[r] for r in active], [seeds[r] for r in active], device, parameters)
+        stack.load_state_dict(tensors["stack"])
+        stack.streams.load_state(tensors["streams"])
+        optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
+        optimizer.load_state_dict(tensors["optim"])
+    return stack, optimizer, active, int(meta["epoch"]), float(meta["elapsed"])
 
 
 def _narrow(stack: ReplicatedM2, optimizer: torch.optim.Optimizer, keep: list[int]):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyrovae.data.yacoby_m2 import continuous_semicircle, discrete_semicircle
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.m2_replicates import ReplicatedM2, m2_replicate_loss
 from pyrovae.inference.m2_training import m2_step_loss, train_m2, train_m2_batch
 from pyrovae.inference.replicates import ReplicaStreams
@@ -202,3 +202,42 @@ def test_the_batch_keeps_every_architecture_setting_apart():
                                         M2(2).double()], 2):
         with pytest.raises(ConfigError):
             ReplicatedM2.stack([a, b], ReplicaStreams([0, 1]))
+
+
+def test_a_batch_killed_after_two_epochs_resumes_from_its_checkpoint_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    import pyrovae.inference.m2_training as m2t
+
+    data = discrete_semicircle(n=100, seed=0)  # 90 unlabelled points, batches of 30: three steps an epoch
+
+    def models():
+        out = []
+        for r in range(2):
+            torch.manual_seed(r)
+            out.append(M2(2, "relaxed", widths=(8,)))
+        return out
+
+    whole = models()
+    expected = train_m2_batch(whole, data, "iwae", epochs=4, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4])
+    real, calls = m2t.m2_replicate_loss, []
+
+    def killed(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 6:  # the first step of epoch 3
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(m2t, "m2_replicate_loss", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_m2_batch(models(), data, "iwae", epochs=4, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4],
+                       run_dir=tmp_path, checkpoint_every=1)
+    monkeypatch.setattr(m2t, "m2_replicate_loss", real)
+    resumed_models = models()  # fresh weights: the checkpoint must put back the trained ones
+    resumed = train_m2_batch(resumed_models, data, "iwae", epochs=4, batch_size=30, lr=1e-2, particles=2,
+                             seeds=[3, 4], run_dir=tmp_path, checkpoint_every=1)
+    for r in range(2):
+        assert [h["loss"] for h in resumed[r].history] == [h["loss"] for h in expected[r].history]
+        for key, value in whole[r].state_dict().items():
+            assert torch.equal(resumed_models[r].state_dict()[key], value), key
+    with pytest.raises(DataError):  # another batch in the same directory
+        train_m2_batch(models(), data, "iwae", epochs=5, batch_size=30, lr=1e-2, particles=2, seeds=[3, 5],
+                       run_dir=tmp_path)

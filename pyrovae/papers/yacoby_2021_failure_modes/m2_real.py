@@ -34,7 +34,7 @@ from pyrovae.data.uci import uci_directory
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.runner import map_tasks, slug
 from pyrovae.inference.m2_training import m2_objective, train_m2_batch
 from pyrovae.metrics.semisupervised import label_accuracy
 from pyrovae.metrics.two_sample import smooth_knn_statistic
@@ -77,14 +77,15 @@ def fit_m2_real(name: str, method: str, split: int = 0, seed: int = 0, sigma2: f
 
 
 def fit_m2_reals(name: str, method: str, split: int, runs: list[dict], epochs: int = 200, particles: int = 10,
-                 widths=(100, 100, 100), latent_dim: int | None = None) -> list[dict[str, Any]]:
+                 widths=(100, 100, 100), latent_dim: int | None = None,
+                 checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
     """M2 runs on a real set's split that share the importance samples and the latent dimension — restarts and
     (σ²_ε, γ, α) settings, each ``run`` a dict of ``seed``, ``restart``, ``sigma2``, ``gamma``, ``alpha`` — trained
     as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`: run ``j`` starts from torch's generator
     seeded ``seed`` and draws from a stream seeded ``seed``, as it would alone). One row per run: its validation
     objective (``val_objective``, the method's own −J), and validation and test smooth kNN (marginal and per
     class); a run whose loss turned non-finite has ``status = "nan"`` and NaN numbers. ``latent_dim`` defaults
-    to 1 (Titanic) or 2."""
+    to 1 (Titanic) or 2. With ``checkpoint_dir`` the batch keeps a checkpoint there and a rerun resumes it."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if not runs:
@@ -106,7 +107,7 @@ def fit_m2_reals(name: str, method: str, split: int, runs: list[dict], epochs: i
     start = time.perf_counter()
     trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=[run["gamma"] for run in runs],
                              alpha=[run["alpha"] for run in runs], particles=particles,
-                             seeds=[run["seed"] for run in runs])
+                             seeds=[run["seed"] for run in runs], run_dir=checkpoint_dir)
     seconds = time.perf_counter() - start
     rows = []
     for run, model, res in zip(runs, models, trained):
@@ -187,7 +188,9 @@ def run_real(options: ExperimentOptions, settings: dict, sets: list[str] | None 
                                                                sigma2=hyper["sigma2"], gamma=hyper.get("gamma", 1.0),
                                                                alpha=hyper.get("alpha", 1.0)))
     tasks = [dict(name=n, method=m, split=s, runs=runs, epochs=settings["epochs"], particles=S,
-                  widths=tuple(settings["widths"]), latent_dim=k) for (n, m, s, S, k), runs in groups.items()]
+                  widths=tuple(settings["widths"]), latent_dim=k,
+                  checkpoint_dir=str(options.out / "checkpoints" / slug(f"{n} {m} split {s} S {S} K {k}")))
+             for (n, m, s, S, k), runs in groups.items()]
     results = [r for batch in map_tasks(fit_m2_reals, tasks, options) for r in batch]
     options.out.mkdir(parents=True, exist_ok=True)
     write_json(options.out / "runs.json", results)

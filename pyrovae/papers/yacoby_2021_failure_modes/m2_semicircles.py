@@ -59,7 +59,7 @@ from pyrovae.data.yacoby_m2 import (
 from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.runner import map_tasks, slug
 from pyrovae.inference.m2_init import init_m2_at_ground_truth
 from pyrovae.inference.m2_training import M2TrainResult, m2_objective, train_m2, train_m2_batch
 from pyrovae.metrics.semisupervised import (
@@ -124,7 +124,8 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
                        encoder_epochs: int = 20, decoder_steps: int = 20_000, knn_alpha: float = 1.0,
                        curves: bool = False, aggressive_inner: int = 100, lagging_window: int = 10,
                        temperature: float = TEMPERATURE, straight_through: bool = False,
-                       relaxed_density: str = "concrete", lagging_threshold: float = 0.0) -> list[dict[str, Any]]:
+                       relaxed_density: str = "concrete", lagging_threshold: float = 0.0,
+                       checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
     """M2 runs on one version of a semi-circle, one per start ``(seeds[j], inits[j])``, and their metrics (one
     flat dict each; with ``curves`` also the learned f(z, y) on a z grid and draws of p(x | y) for the figures).
 
@@ -137,7 +138,8 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     unaffected).
     ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``);
     ``temperature``, ``straight_through`` and ``relaxed_density`` shape the relaxed label of the discrete
-    set (module docstring); ``lagging_threshold`` is LIN's T."""
+    set (module docstring); ``lagging_threshold`` is LIN's T. With ``checkpoint_dir`` the batch's training keeps a
+    checkpoint there and a rerun resumes it (the initialisations, deterministic, are computed again)."""
     if kind not in COHORTS:
         raise ConfigError(f"unknown semi-circle kind {kind!r}; known: {', '.join(COHORTS)}")
     if method not in METHODS:
@@ -176,7 +178,7 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
                         lagging_window, lagging_threshold) for model, seed in zip(models, seeds)]
     else:
         trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gamma, alpha=alpha,
-                                 particles=particles, seeds=seeds)
+                                 particles=particles, seeds=seeds, run_dir=checkpoint_dir)
     return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, res.seconds, train, val,
                                 test, labels, gamma, alpha, particles, objective, lagging, lagging_threshold,
                                 lagging_window, knn_alpha, n_eval, curves)
@@ -325,6 +327,7 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     groups = lambda m: [list(range(len(starts)))] if not METHODS[m][3] else [[j] for j in range(len(starts))]
     tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in group],
                   inits=[starts[j] for j in group], curves=(v == 0),
+                  checkpoint_dir=str(options.out / "checkpoints" / slug(" ".join([k, m, *(f"{h}{x:g}" for h, x in hyper.items()), f"v{v}", f"s{group[0]}"]))),
                   **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
              for k, m, hyper in cells for v in range(reps) for group in groups(m)]
     batches = map_tasks(fit_m2_semicircles, tasks, options)

@@ -19,7 +19,7 @@ import time
 
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
-from pyrovae.experiments.runner import map_tasks
+from pyrovae.experiments.runner import map_tasks, slug
 from pyrovae.papers.yacoby_2021_failure_modes.m2_semicircles import (
     ALPHAS, FULL_PROTOCOL, GAMMAS, _seeds, fit_m2_semicircles, m2_settings, select_m2)
 from pyrovae.runs import write_json
@@ -42,7 +42,8 @@ def run_sweep(options: ExperimentOptions, settings: dict, grid: list[tuple[str, 
     starts = settings.pop("starts", ("gt",))
     # one task per cell and version: its starts train as one batch
     tasks = [dict(kind=k, method="vae", version=v, seeds=[seeds[v] + 7919 * j for j in range(len(starts))],
-                  inits=list(starts), gamma=g, alpha=a, **settings)
+                  inits=list(starts), gamma=g, alpha=a,
+                  checkpoint_dir=str(options.out / "checkpoints" / slug(f"{k} gamma {g:g} alpha {a:g} v{v}")), **settings)
              for (k, g, a) in grid for v in range(reps)]
     results = [r for batch in map_tasks(fit_m2_semicircles, tasks, options) for r in batch]
     options.out.mkdir(parents=True, exist_ok=True)
