@@ -201,9 +201,12 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
     active = list(range(R))
     optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
     first_epoch, elapsed = 0, 0.0
+    # what a checkpoint must have been trained with to be resumed here (the number of epochs may grow)
+    settings = {"objective": objective, "batch_size": bs, "lr": float(lr), "particles": int(particles),
+                "parameters": parameters, "gamma": per_model[0].tolist(), "alpha": per_model[1].tolist(),
+                "points": [n_u, n_l], "seeds": [int(s) for s in seeds]}
     if run_dir is not None and has_checkpoint(run_dir):
-        stack, optimizer, active, first_epoch, elapsed = _restore(run_dir, models, results, [int(s) for s in seeds],
-                                                                  device, parameters, lr)
+        stack, optimizer, active, first_epoch, elapsed = _restore(run_dir, models, results, settings, device, lr)
     every = integer_at_least("checkpoint_every (epochs)", checkpoint_every)
     start = time.perf_counter() - elapsed
     for epoch in range(first_epoch, int(epochs)):
@@ -238,8 +241,7 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
             if keep:
                 stack, optimizer = _narrow(stack, optimizer, keep)
         if run_dir is not None and ((epoch + 1) % every == 0 or epoch + 1 == int(epochs) or not active):
-            _save(run_dir, stack, optimizer, models, results, active, epoch + 1, time.perf_counter() - start,
-                  [int(s) for s in seeds])
+            _save(run_dir, stack, optimizer, models, results, active, epoch + 1, time.perf_counter() - start, settings)
     seconds = time.perf_counter() - start
     for result in results:
         result.seconds = seconds
@@ -254,23 +256,25 @@ def _stack(models: Sequence[M2], seeds: list[int], device, parameters: str) -> R
     return stack
 
 
-def _save(run_dir, stack, optimizer, models, results, active, epoch: int, elapsed: float, seeds: list[int]) -> None:
+def _save(run_dir, stack, optimizer, models, results, active, epoch: int, elapsed: float, settings: dict) -> None:
     """The batch after ``epoch`` epochs: every model's weights, the stack of those still training, Adam's
     state, their streams, the histories and statuses (tensors and JSON; :func:`pyrovae.runs.save_checkpoint`)."""
     tensors = {"models": {str(r): m.state_dict() for r, m in enumerate(models)}}
     if active:
         tensors |= {"stack": stack.state_dict(), "optim": optimizer.state_dict(), "streams": stack.streams.state()}
-    save_checkpoint(run_dir, tensors, {"epoch": epoch, "elapsed": elapsed, "active": active, "seeds": seeds,
+    save_checkpoint(run_dir, tensors, {"epoch": epoch, "elapsed": elapsed, "active": active, "settings": settings,
                                        "results": [{"history": r.history, "status": r.status} for r in results]})
 
 
-def _restore(run_dir, models, results, seeds: list[int], device, parameters: str, lr: float):
+def _restore(run_dir, models, results, settings: dict, device, lr: float):
     """Inverse of :func:`_save`: the models, histories and statuses in place; returns the stack of the models
-    still training, its Adam, their indices, the epochs done and the seconds spent."""
+    still training, its Adam, their indices, the epochs done and the seconds spent. A checkpoint of a batch with
+    other settings (objective, batches, lr, S, γ, α, data sizes, seeds) is refused."""
     tensors, meta = load_checkpoint(run_dir, map_location=device)
-    if meta.get("seeds") != seeds or len(meta.get("results", [])) != len(models):
-        raise DataError(f"{run_dir}/checkpoint holds another batch (other seeds or number of models); "
+    if meta.get("settings") != settings or len(meta.get("results", [])) != len(models):
+        raise DataError(f"{run_dir}/checkpoint holds a batch trained with other settings, seeds or models; "
                         "train into a new directory")
+    seeds, parameters = settings["seeds"], settings["parameters"]
     for r, model in enumerate(models):
         model.load_state_dict(tensors["models"][str(r)])
     for result, saved in zip(results, meta["results"]):
