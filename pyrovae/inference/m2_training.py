@@ -59,7 +59,7 @@ from pyrovae.inference.replicates import ReplicaStreams
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
 from pyrovae.optim import adam, step_replicates
-from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint
+from pyrovae.runs import data_digest, has_checkpoint, load_checkpoint, save_checkpoint
 from pyrovae.validation import integer_at_least
 
 __all__ = ["M2_OBJECTIVES", "M2TrainResult", "m2_objective", "m2_step_loss",
@@ -204,7 +204,7 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
     # what a checkpoint must have been trained with to be resumed here (the number of epochs may grow)
     settings = {"objective": objective, "batch_size": bs, "lr": float(lr), "particles": int(particles),
                 "parameters": parameters, "gamma": per_model[0].tolist(), "alpha": per_model[1].tolist(),
-                "points": [n_u, n_l], "seeds": [int(s) for s in seeds]}
+                "data": data_digest(x_u, x_l, y_l), "seeds": [int(s) for s in seeds]}
     if run_dir is not None and has_checkpoint(run_dir):
         stack, optimizer, active, first_epoch, elapsed = _restore(run_dir, models, results, settings, device, lr)
     every = integer_at_least("checkpoint_every (epochs)", checkpoint_every)
@@ -269,7 +269,7 @@ def _save(run_dir, stack, optimizer, models, results, active, epoch: int, elapse
 def _restore(run_dir, models, results, settings: dict, device, lr: float):
     """Inverse of :func:`_save`: the models, histories and statuses in place; returns the stack of the models
     still training, its Adam, their indices, the epochs done and the seconds spent. A checkpoint of a batch with
-    other settings (objective, batches, lr, S, γ, α, data sizes, seeds) is refused."""
+    other settings (objective, batches, lr, S, γ, α, data, seeds) is refused."""
     tensors, meta = load_checkpoint(run_dir, map_location=device)
     if meta.get("settings") != settings or len(meta.get("results", [])) != len(models):
         raise DataError(f"{run_dir}/checkpoint holds a batch trained with other settings, seeds or models; "

@@ -244,6 +244,9 @@ def test_a_batch_killed_after_two_epochs_resumes_from_its_checkpoint_to_the_unin
     with pytest.raises(DataError):  # or the same seeds with another γ
         train_m2_batch(models(), data, "iwae", epochs=5, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4],
                        gamma=2.0, run_dir=tmp_path)
+    with pytest.raises(DataError):  # or other data
+        train_m2_batch(models(), discrete_semicircle(n=100, seed=1), "iwae", epochs=5, batch_size=30, lr=1e-2,
+                       particles=2, seeds=[3, 4], run_dir=tmp_path)
     more = train_m2_batch(models(), data, "iwae", epochs=5, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4],
                           run_dir=tmp_path)  # a longer run of the same batch goes on from epoch 4
     assert [len(r.history) for r in more] == [5, 5] and more[0].history[:4] == resumed[0].history
