@@ -83,9 +83,15 @@ def _canonical(value: Any) -> Any:
     return encode(value)
 
 
+#: task arguments that say where a task keeps its own files, not what it computes: not part of its digest (an
+#: experiment rerun from another working directory, or with its output moved, still finds its tasks)
+LOCATION_ARGUMENTS = ("checkpoint_dir",)
+
+
 def task_digest(fn: Callable[..., Any], task: dict) -> str:
-    """SHA-256 of ``fn``'s import path and the content of ``task``."""
-    key = {"fn": f"{fn.__module__}.{fn.__qualname__}", "task": _canonical(task)}
+    """SHA-256 of ``fn``'s import path and the content of ``task`` (less :data:`LOCATION_ARGUMENTS`)."""
+    content = {k: v for k, v in task.items() if k not in LOCATION_ARGUMENTS}
+    key = {"fn": f"{fn.__module__}.{fn.__qualname__}", "task": _canonical(content)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 

@@ -42,6 +42,7 @@ Unlike He et al.'s code, gradients are not clipped (nor are they in the plain M2
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -59,7 +60,7 @@ from pyrovae.inference.replicates import ReplicaStreams
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
 from pyrovae.optim import adam, step_replicates
-from pyrovae.runs import data_digest, has_checkpoint, load_checkpoint, save_checkpoint
+from pyrovae.runs import data_digest, has_checkpoint, load_checkpoint, lock_run_dir, save_checkpoint
 from pyrovae.validation import integer_at_least
 
 __all__ = ["M2_OBJECTIVES", "M2TrainResult", "m2_objective", "m2_step_loss",
@@ -175,9 +176,10 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
     one shuffled pass over the unlabelled points, each batch with a random labelled batch) and its
     noise from a stream seeded ``seeds[r]``, so its result does not depend on the others in the batch.
     A model whose loss or gradient turns non-finite stops with status ``nan`` and keeps the weights
-    of its last finite epoch; the others go on. With ``run_dir`` the batch keeps a checkpoint there every
-    ``checkpoint_every`` epochs and at the end, and a rerun resumes from it (and ends as the uninterrupted
-    run would, on the CPU)."""
+    of its last finite epoch; the others go on. With ``run_dir`` (locked while the batch trains) the batch keeps a
+    checkpoint there every ``checkpoint_every`` epochs and at the end; a rerun resumes from it and ends as the
+    uninterrupted run would, on the CPU, or trains on to a larger ``epochs``. A checkpoint of another batch (other
+    options, data, seeds or starting models) or of more epochs raises :class:`~pyrovae.errors.DataError`."""
     models = list(models)
     R = len(models)
     if not R:
@@ -200,48 +202,60 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
     results = [M2TrainResult(m) for m in models]
     active = list(range(R))
     optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
-    first_epoch, elapsed = 0, 0.0
-    # what a checkpoint must have been trained with to be resumed here (the number of epochs may grow)
-    settings = {"objective": objective, "batch_size": bs, "lr": float(lr), "particles": int(particles),
-                "parameters": parameters, "gamma": per_model[0].tolist(), "alpha": per_model[1].tolist(),
-                "data": data_digest(x_u, x_l, y_l), "seeds": [int(s) for s in seeds]}
-    if run_dir is not None and has_checkpoint(run_dir):
-        stack, optimizer, active, first_epoch, elapsed = _restore(run_dir, models, results, settings, device, lr)
+    first_epoch, elapsed, settings = 0, 0.0, {}
     every = integer_at_least("checkpoint_every (epochs)", checkpoint_every)
+    locks = contextlib.ExitStack()
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        locks.enter_context(lock_run_dir(run_dir))
+        # what a checkpoint must have been trained with to be resumed here (the number of epochs may grow): the
+        # options, the data, and every model's starting state (architecture, σ, p(y), initialisation), by digest
+        settings = {"objective": objective, "batch_size": bs, "lr": float(lr), "particles": int(particles),
+                    "parameters": parameters, "gamma": per_model[0].tolist(), "alpha": per_model[1].tolist(),
+                    "data": data_digest(x_u, x_l, y_l), "seeds": [int(s) for s in seeds],
+                    "models": [repr(m) + data_digest(*m.state_dict().values()) for m in models],
+                    "labels": [[getattr(m, a) for a in ("y_kind", "z_guide", "temperature", "relaxed_density",
+                                                        "straight_through")] for m in models]}
+        if has_checkpoint(run_dir):
+            stack, optimizer, active, first_epoch, elapsed = _restore(run_dir, models, results, settings, device, lr,
+                                                                      int(epochs))
     start = time.perf_counter() - elapsed
-    for epoch in range(first_epoch, int(epochs)):
-        if not active:
-            break
-        orders = torch.stack([torch.randperm(n_u, generator=g, device=device) for g in stack.streams.generators])
-        diverged = torch.zeros(len(active), dtype=torch.bool, device=device)
-        total = torch.zeros(len(active), dtype=x_u.dtype, device=device)
-        steps = 0
-        for i in range(0, n_u, bs):
-            iu = orders[:, i:i + bs]
-            il = torch.stack([torch.randint(n_l, (b_l,), generator=g, device=device) for g in stack.streams.generators])
-            keep = torch.as_tensor(active, device=device)
-            stack.zero_grad(set_to_none=True)
-            losses = m2_replicate_loss(stack, x_u[keep.unsqueeze(1), iu], x_l[keep.unsqueeze(1), il],
-                                       y_l[keep.unsqueeze(1), il], n_u, n_l, objective, per_model[0][keep],
-                                       per_model[1][keep], particles)
-            diverged |= ~step_replicates(losses, optimizer)
-            total += losses.detach()
-            steps += 1
-        seconds = time.perf_counter() - start
-        diverged, totals = diverged.tolist(), total.tolist()
-        for j, r in enumerate(active):
-            if diverged[j]:
-                results[r].status = "nan"
-                continue
-            stack.write_to(j, models[r])
-            results[r].history.append({"epoch": epoch + 1, "loss": totals[j] / steps, "seconds": seconds})
-        if any(diverged):
-            keep = [j for j in range(len(active)) if not diverged[j]]
-            active = [active[j] for j in keep]
-            if keep:
-                stack, optimizer = _narrow(stack, optimizer, keep)
-        if run_dir is not None and ((epoch + 1) % every == 0 or epoch + 1 == int(epochs) or not active):
-            _save(run_dir, stack, optimizer, models, results, active, epoch + 1, time.perf_counter() - start, settings)
+    try:
+        for epoch in range(first_epoch, int(epochs)):
+            if not active:
+                break
+            orders = torch.stack([torch.randperm(n_u, generator=g, device=device) for g in stack.streams.generators])
+            diverged = torch.zeros(len(active), dtype=torch.bool, device=device)
+            total = torch.zeros(len(active), dtype=x_u.dtype, device=device)
+            steps = 0
+            for i in range(0, n_u, bs):
+                iu = orders[:, i:i + bs]
+                il = torch.stack([torch.randint(n_l, (b_l,), generator=g, device=device) for g in stack.streams.generators])
+                keep = torch.as_tensor(active, device=device)
+                stack.zero_grad(set_to_none=True)
+                losses = m2_replicate_loss(stack, x_u[keep.unsqueeze(1), iu], x_l[keep.unsqueeze(1), il],
+                                           y_l[keep.unsqueeze(1), il], n_u, n_l, objective, per_model[0][keep],
+                                           per_model[1][keep], particles)
+                diverged |= ~step_replicates(losses, optimizer)
+                total += losses.detach()
+                steps += 1
+            seconds = time.perf_counter() - start
+            diverged, totals = diverged.tolist(), total.tolist()
+            for j, r in enumerate(active):
+                if diverged[j]:
+                    results[r].status = "nan"
+                    continue
+                stack.write_to(j, models[r])
+                results[r].history.append({"epoch": epoch + 1, "loss": totals[j] / steps, "seconds": seconds})
+            if any(diverged):
+                keep = [j for j in range(len(active)) if not diverged[j]]
+                active = [active[j] for j in keep]
+                if keep:
+                    stack, optimizer = _narrow(stack, optimizer, keep)
+            if run_dir is not None and ((epoch + 1) % every == 0 or epoch + 1 == int(epochs) or not active):
+                _save(run_dir, stack, optimizer, models, results, active, epoch + 1, time.perf_counter() - start, settings)
+    finally:
+        locks.close()
     seconds = time.perf_counter() - start
     for result in results:
         result.seconds = seconds
@@ -262,17 +276,20 @@ def _save(run_dir, stack, optimizer, models, results, active, epoch: int, elapse
     tensors = {"models": {str(r): m.state_dict() for r, m in enumerate(models)}}
     if active:
         tensors |= {"stack": stack.state_dict(), "optim": optimizer.state_dict(), "streams": stack.streams.state()}
-    save_checkpoint(run_dir, tensors, {"epoch": epoch, "elapsed": elapsed, "active": active, "settings": settings,
+    save_checkpoint(run_dir, tensors, {"step": epoch, "epoch": epoch, "elapsed": elapsed, "active": active, "settings": settings,
                                        "results": [{"history": r.history, "status": r.status} for r in results]})
 
 
-def _restore(run_dir, models, results, settings: dict, device, lr: float):
+def _restore(run_dir, models, results, settings: dict, device, lr: float, epochs: int):
     """Inverse of :func:`_save`: the models, histories and statuses in place; returns the stack of the models
     still training, its Adam, their indices, the epochs done and the seconds spent. A checkpoint of a batch with
-    other settings (objective, batches, lr, S, γ, α, data, seeds) is refused."""
+    other settings (objective, batches, lr, S, γ, α, data, seeds, starting models) or of more epochs is refused."""
     tensors, meta = load_checkpoint(run_dir, map_location=device)
     if meta.get("settings") != settings or len(meta.get("results", [])) != len(models):
-        raise DataError(f"{run_dir}/checkpoint holds a batch trained with other settings, seeds or models; "
+        raise DataError(f"{run_dir}/checkpoint holds a batch trained with other settings, data, seeds or starting "
+                        "models; train into a new directory")
+    if int(meta["epoch"]) > epochs:
+        raise DataError(f"{run_dir}/checkpoint holds {meta['epoch']} epochs, more than the {epochs} asked for; "
                         "train into a new directory")
     seeds, parameters = settings["seeds"], settings["parameters"]
     for r, model in enumerate(models):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import Sequence
+from typing import Self, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -131,7 +131,7 @@ class StackedModels(nn.Module):
     """``R`` models of one architecture as stacked tensors, replicate first (:func:`torch.func.stack_module_state`):
     what :class:`ReplicatedCVAE` and :class:`~pyrovae.inference.m2_replicates.ReplicatedM2` share. The stack owns
     fresh leaf tensors (a parameter the models froze stays frozen); :meth:`write_to` copies replicate ``r`` back
-    into a model; the architecture is kept on the meta device (:meth:`template`), not as a submodule."""
+    into a model; the architecture is kept as a copy of the first model on the meta device, not as a submodule."""
 
     def __init__(self, template: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                  streams: ReplicaStreams):
@@ -155,7 +155,7 @@ class StackedModels(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def stack(cls, models: Sequence[nn.Module], streams: ReplicaStreams):
+    def stack(cls, models: Sequence[nn.Module], streams: ReplicaStreams) -> Self:
         """Stack ``models`` (one architecture), replicate ``r`` drawing from ``streams`` ``r``."""
         models = list(models)
         if not models:
@@ -166,7 +166,7 @@ class StackedModels(nn.Module):
         params, buffers = torch.func.stack_module_state(models)
         return cls(copy.deepcopy(models[0]).to("meta"), params, buffers, streams)
 
-    def select(self, keep: Sequence[int]):
+    def select(self, keep: Sequence[int]) -> Self:
         """A new stack of replicates ``keep`` only (fresh leaf tensors, the same streams)."""
         index = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
         params = {k: v.detach().index_select(0, index).requires_grad_(v.requires_grad)

@@ -171,3 +171,10 @@ def test_an_experiment_run_keeps_its_tasks_logs_progress_and_reports_the_summed_
     assert "summed over the" in (tmp_path / "report.md").read_text()
     provenance = json.loads((tmp_path / "provenance.json").read_text())["invocations"]
     assert provenance[-1]["experiment"] == "liu-table1" and provenance[-1]["executor"] == "in process"
+
+
+def test_where_a_task_keeps_its_checkpoint_is_not_part_of_its_digest():
+    base = {"kind": "discrete", "seeds": [1, 2]}
+    assert task_digest(len, {**base, "checkpoint_dir": "/a/x"}) == task_digest(len, {**base, "checkpoint_dir": "b/y"})
+    assert task_digest(len, {**base, "checkpoint_dir": "/a/x"}) == task_digest(len, base)
+    assert task_digest(len, base) != task_digest(len, {**base, "seeds": [1, 3]})

@@ -244,6 +244,15 @@ def test_a_batch_killed_after_two_epochs_resumes_from_its_checkpoint_to_the_unin
     with pytest.raises(DataError):  # or the same seeds with another γ
         train_m2_batch(models(), data, "iwae", epochs=5, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4],
                        gamma=2.0, run_dir=tmp_path)
+    with pytest.raises(DataError):  # or other starting models (here: another σ)
+        other = models()
+        for m in other:
+            m.sigma.fill_(0.5)
+        train_m2_batch(other, data, "iwae", epochs=5, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4],
+                       run_dir=tmp_path)
+    with pytest.raises(DataError):  # or fewer epochs than it holds
+        train_m2_batch(models(), data, "iwae", epochs=3, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4],
+                       run_dir=tmp_path)
     with pytest.raises(DataError):  # or other data
         train_m2_batch(models(), discrete_semicircle(n=100, seed=1), "iwae", epochs=5, batch_size=30, lr=1e-2,
                        particles=2, seeds=[3, 4], run_dir=tmp_path)

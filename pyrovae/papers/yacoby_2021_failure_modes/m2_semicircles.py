@@ -139,7 +139,9 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``);
     ``temperature``, ``straight_through`` and ``relaxed_density`` shape the relaxed label of the discrete
     set (module docstring); ``lagging_threshold`` is LIN's T. With ``checkpoint_dir`` the batch's training keeps a
-    checkpoint there and a rerun resumes it (the initialisations, deterministic, are computed again)."""
+    checkpoint there and a rerun resumes it (the initialisations, deterministic, are computed again; LIN, one
+    model at a time, has no checkpoint). A checkpoint outlives its task's stored result: after a change of the
+    code, delete ``OUT/checkpoints`` with ``OUT/tasks``."""
     if kind not in COHORTS:
         raise ConfigError(f"unknown semi-circle kind {kind!r}; known: {', '.join(COHORTS)}")
     if method not in METHODS:
@@ -327,7 +329,8 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     groups = lambda m: [list(range(len(starts)))] if not METHODS[m][3] else [[j] for j in range(len(starts))]
     tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in group],
                   inits=[starts[j] for j in group], curves=(v == 0),
-                  checkpoint_dir=str(options.out / "checkpoints" / slug(" ".join([k, m, *(f"{h}{x:g}" for h, x in hyper.items()), f"v{v}", f"s{group[0]}"]))),
+                  checkpoint_dir=None if METHODS[m][3] else str(options.out / "checkpoints" / slug(
+                      " ".join([k, m, *(f"{h}{x:g}" for h, x in hyper.items()), f"v{v}"]))),
                   **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
              for k, m, hyper in cells for v in range(reps) for group in groups(m)]
     batches = map_tasks(fit_m2_semicircles, tasks, options)
