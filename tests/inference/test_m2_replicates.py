@@ -25,6 +25,15 @@ CONFIGS = [("discrete", "factorised", {}), ("discrete", "conditional", {}),
            ("continuous", "factorised", {"label_dim": 2}), ("continuous", "conditional", {"label_dim": 2})]
 
 
+def _seeded_models(R: int, kind: str) -> list[M2]:
+    """R small M2 models, model r's weights from torch's generator seeded r."""
+    out = []
+    for r in range(R):
+        torch.manual_seed(r)
+        out.append(M2(2, kind, widths=(8,)))
+    return out
+
+
 def _model(kind, guide, kw, seed=1):
     torch.manual_seed(seed)
     return M2(3, kind, num_classes=3, latent_dim=2, widths=(6, 5), z_guide=guide, **kw)
@@ -140,13 +149,7 @@ def test_a_diverging_replicate_keeps_its_last_finite_epoch_and_the_others_are_un
             losses = torch.cat([losses[:1] * math.inf, losses[1:]])
         return losses
 
-    def models():
-        out = []
-        for r in range(3):
-            torch.manual_seed(r)
-            out.append(M2(2, "discrete", widths=(8,)))
-        return out
-
+    models = lambda: _seeded_models(3, "discrete")
     batch = models()
     monkeypatch.setattr(m2t, "m2_replicate_loss", poisoned)
     results = train_m2_batch(batch, data, "elbo", epochs=3, batch_size=30, lr=1e-2, seeds=[0, 1, 2])
@@ -209,13 +212,7 @@ def test_a_batch_killed_after_two_epochs_resumes_from_its_checkpoint_to_the_unin
 
     data = discrete_semicircle(n=100, seed=0)  # 90 unlabelled points, batches of 30: three steps an epoch
 
-    def models():
-        out = []
-        for r in range(2):
-            torch.manual_seed(r)
-            out.append(M2(2, "relaxed", widths=(8,)))
-        return out
-
+    models = lambda: _seeded_models(2, "relaxed")
     whole = models()
     expected = train_m2_batch(whole, data, "iwae", epochs=4, batch_size=30, lr=1e-2, particles=2, seeds=[3, 4])
     real, calls = m2t.m2_replicate_loss, []
