@@ -120,7 +120,8 @@ def fit_m2_semicircle(kind: str, method: str, version: int = 0, seed: int = 0, i
 
 def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence[int] = (0,),
                        inits: Sequence[str] = ("gt",), n_train: int = 5000, n_eval: int = 2000, epochs: int = 100,
-                       gamma: float = 1.0, alpha: float = 1.0, particles: int = 10, restarts: int = 10,
+                       gamma: float | Sequence[float] = 1.0, alpha: float | Sequence[float] = 1.0,
+                       particles: int = 10, restarts: int = 10,
                        encoder_epochs: int = 20, decoder_steps: int = 20_000, knn_alpha: float = 1.0,
                        curves: bool = False, aggressive_inner: int = 100, lagging_window: int = 10,
                        temperature: float = TEMPERATURE, straight_through: bool = False,
@@ -151,6 +152,10 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     seeds, inits = [int(v) for v in seeds], list(inits)
     if not seeds or len(inits) != len(seeds):
         raise ConfigError(f"need one init per seed; got {len(seeds)} seeds and {len(inits)} inits")
+    gammas, alphas = ([float(v)] * len(seeds) if isinstance(v, (int, float)) else [float(x) for x in v]
+                      for v in (gamma, alpha))
+    if len(gammas) != len(seeds) or len(alphas) != len(seeds):
+        raise ConfigError(f"gamma and alpha are one number or one per start ({len(seeds)})")
     if any(init not in ("gt", "random") for init in inits):
         raise ConfigError(f"init must be 'gt' or 'random', got {inits!r}")
     if not applies(kind, method):
@@ -161,7 +166,7 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     true_f = lambda z, y: semicircle_f(z, y, kind)
     y1, y2 = COHORTS[kind]
     models, starts = [], []
-    for seed, init in zip(seeds, inits):
+    for seed, init, gamma_j, alpha_j in zip(seeds, inits, gammas, alphas):
         torch.manual_seed(seed)
         model = M2(2, "relaxed" if relaxed else kind, widths=WIDTHS, latent_dim=1, sigma=float(train.truth["sigma"]),
                    z_guide=z_guide, temperature=temperature, straight_through=straight_through,
@@ -169,22 +174,22 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
         start = time.perf_counter()
         decoder_mse = float("nan")
         if init == "gt":  # the guide is fitted by the ELBO (App. D); IWAE runs then continue with their own bound
-            decoder_mse = init_m2_at_ground_truth(model, train, true_f, val, restarts=restarts, gamma=gamma,
-                                                  alpha=alpha, decoder_steps=decoder_steps,
+            decoder_mse = init_m2_at_ground_truth(model, train, true_f, val, restarts=restarts, gamma=gamma_j,
+                                                  alpha=alpha_j, decoder_steps=decoder_steps,
                                                   encoder_epochs=encoder_epochs, seed=seed).decoder_mse
         models.append(model)
         starts.append({"decoder_mse": decoder_mse, "collapse_init": functional_collapse(model, true_f, y1, y2).score,
                        "seconds": time.perf_counter() - start})
     if lagging:
-        trained = [_lin(model, train, objective, epochs, gamma, alpha, particles, seed, aggressive_inner,
-                        lagging_window, lagging_threshold) for model, seed in zip(models, seeds)]
+        trained = [_lin(model, train, objective, epochs, g, a, particles, seed, aggressive_inner,
+                        lagging_window, lagging_threshold) for model, seed, g, a in zip(models, seeds, gammas, alphas)]
     else:
-        trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gamma, alpha=alpha,
+        trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gammas, alpha=alphas,
                                  particles=particles, seeds=seeds, run_dir=checkpoint_dir)
     return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, res.seconds, train, val,
-                                test, labels, gamma, alpha, particles, objective, lagging, lagging_threshold,
+                                test, labels, g, a, particles, objective, lagging, lagging_threshold,
                                 lagging_window, knn_alpha, n_eval, curves)
-            for seed, init, model, res, first in zip(seeds, inits, models, trained, starts)]
+            for seed, init, model, res, first, g, a in zip(seeds, inits, models, trained, starts, gammas, alphas)]
 
 
 def _lin(model, train, objective, epochs, gamma, alpha, particles, seed, aggressive_inner, lagging_window,

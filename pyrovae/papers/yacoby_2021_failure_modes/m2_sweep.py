@@ -10,7 +10,7 @@ accuracy and collapse :math:`f_\theta`.
 Grid (App. D: α ∈ {0, 0.1, 1}, γ ∈ {0.5, 1, 2, 5}): ``--quick`` sweeps γ at α = 1 on the discrete set
 and α at γ = 1 on the continuous set; the full setting runs the whole grid on both. Every run is
 :func:`pyrovae.papers.yacoby_2021_failure_modes.m2_semicircles.fit_m2_semicircles` (ground-truth initialisation, then
-joint training; the starts of a cell and version train as one batch).
+joint training; every cell's starts of one data set and version train as one batch, γ and α per model).
 """
 
 from __future__ import annotations
@@ -40,11 +40,13 @@ def run_sweep(options: ExperimentOptions, settings: dict, grid: list[tuple[str, 
     seeds = _seeds(options.seed, reps)
     settings = {k: v for k, v in settings.items() if k != "grid"}  # the sweep is its own grid
     starts = settings.pop("starts", ("gt",))
-    # one task per cell and version: its starts train as one batch
-    tasks = [dict(kind=k, method="vae", version=v, seeds=[seeds[v] + 7919 * j for j in range(len(starts))],
-                  inits=list(starts), gamma=g, alpha=a,
-                  checkpoint_dir=str(options.out / "checkpoints" / slug(f"{k} gamma {g:g} alpha {a:g} v{v}")), **settings)
-             for (k, g, a) in grid for v in range(reps)]
+    # one task per data set and version: every (γ, α) cell's starts train as one batch (γ and α per model)
+    cells = {k: [(g, a) for (kk, g, a) in grid if kk == k] for k in dict.fromkeys(k for k, _, _ in grid)}
+    tasks = [dict(kind=k, method="vae", version=v, seeds=[seeds[v] + 7919 * j for _ in cs for j in range(len(starts))],
+                  inits=[init for _ in cs for init in starts], gamma=[g for g, _ in cs for _ in starts],
+                  alpha=[a for _, a in cs for _ in starts],
+                  checkpoint_dir=str(options.out / "checkpoints" / slug(f"{k} v{v}")), **settings)
+             for k, cs in cells.items() for v in range(reps)]
     results = [r for batch in map_tasks(fit_m2_semicircles, tasks, options) for r in batch]
     options.out.mkdir(parents=True, exist_ok=True)
     write_json(options.out / "runs.json", results)

@@ -127,14 +127,17 @@ def test_discrete_methods_relax_y_and_the_enum_row_enumerates():
 
 @pytest.mark.parametrize("method", ["vae", "iwae-enum"])
 def test_the_starts_of_a_batch_end_as_each_start_alone(method):
-    """A task's starts train as one batch; each start's row is the row of that start run alone."""
+    """A task's starts (here with their own γ and α, as grid cells) train as one batch; each start's row is the
+    row of that start run alone."""
     from pyrovae.papers.yacoby_2021_failure_modes.m2_semicircles import fit_m2_semicircles
 
     tiny = m2_settings(None, tiny=True) | {"epochs": 2}
-    batch = fit_m2_semicircles("discrete", method, seeds=(11, 12), inits=("gt", "random"), **tiny)
-    for row, (seed, init) in zip(batch, ((11, "gt"), (12, "random"))):
-        alone = fit_m2_semicircle("discrete", method, seed=seed, init=init, **tiny)
+    batch = fit_m2_semicircles("discrete", method, seeds=(11, 12), inits=("gt", "random"), gamma=[1.0, 2.0],
+                               alpha=[1.0, 0.0], **tiny)
+    for row, (seed, init, gamma, alpha) in zip(batch, ((11, "gt", 1.0, 1.0), (12, "random", 2.0, 0.0))):
+        alone = fit_m2_semicircle("discrete", method, seed=seed, init=init, gamma=gamma, alpha=alpha, **tiny)
         assert row["status"] == alone["status"] == "done" and row["init"] == init
+        assert (row["gamma"], row["alpha"]) == (gamma, alpha)
         for key in ("final_loss", "val_objective", "knn_px", "knn_cohort1", "collapse", "collapse_init"):
             assert row[key] == pytest.approx(alone[key], rel=1e-3, abs=1e-5), key
 
