@@ -18,7 +18,7 @@ import torch
 
 from pyrovae.errors import ConfigError, TrainingDiverged
 
-__all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise", "step_replicates"]
+__all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise", "select_replicates", "step_replicates"]
 
 
 def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -99,6 +99,17 @@ def minimise(loss_fn: Callable[[], torch.Tensor], optimizer: torch.optim.Optimiz
         if check is not None and every > 0 and (step % every == 0 or step == steps) and check(step):
             return Minimised("stopped", step, last)
     return Minimised("done", int(steps), last)
+
+
+def select_replicates(state: dict, keep: torch.Tensor) -> dict:
+    """An optimiser's ``state_dict`` over stacked parameters narrowed to the replicates ``keep`` (indices along the
+    leading replicate dimension of every per-parameter tensor; scalar state, such as Adam's step, stays): the state
+    an optimiser over the narrowed stack loads."""
+    for per_param in state["state"].values():
+        for key, value in per_param.items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                per_param[key] = value.index_select(0, keep)
+    return state
 
 
 def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None) -> torch.Tensor:

@@ -59,7 +59,7 @@ from pyrovae.inference.m2_replicates import ReplicatedM2, m2_replicate_loss
 from pyrovae.inference.replicates import ReplicaStreams
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.m2 import M2, m2_elbo_loss
-from pyrovae.optim import adam, step_replicates
+from pyrovae.optim import adam, select_replicates, step_replicates
 from pyrovae.runs import data_digest, has_checkpoint, load_checkpoint, lock_run_dir, save_checkpoint
 from pyrovae.validation import integer_at_least
 
@@ -201,7 +201,7 @@ def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[
     b_l = min(bs, n_l)
     results = [M2TrainResult(m) for m in models]
     active = list(range(R))
-    optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
+    optimizer = _optimizer(stack, lr)
     first_epoch, elapsed, settings = 0, 0.0, {}
     every = integer_at_least("checkpoint_every (epochs)", checkpoint_every)
     locks = contextlib.ExitStack()
@@ -302,23 +302,23 @@ def _restore(run_dir, models, results, settings: dict, device, lr: float, epochs
         stack = _stack([models[r] for r in active], [seeds[r] for r in active], device, parameters)
         stack.load_state_dict(tensors["stack"])
         stack.streams.load_state(tensors["streams"])
-        optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
-        optimizer.load_state_dict(tensors["optim"])
+        optimizer = _optimizer(stack, lr, tensors["optim"])
     return stack, optimizer, active, int(meta["epoch"]), float(meta["elapsed"])
+
+
+def _optimizer(stack: ReplicatedM2, lr: float, state: dict | None = None) -> torch.optim.Optimizer:
+    """Adam over the stack's trainable parameters, from ``state`` when given."""
+    optimizer = adam([p for p in stack.parameters() if p.requires_grad], lr)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    return optimizer
 
 
 def _narrow(stack: ReplicatedM2, optimizer: torch.optim.Optimizer, keep: list[int]):
     """The stack and Adam state of the replicates ``keep`` only."""
-    state = optimizer.state_dict()
-    index = torch.as_tensor(keep, device=stack.device)
-    for per_param in state["state"].values():
-        for key, value in per_param.items():
-            if torch.is_tensor(value) and value.dim() > 0:
-                per_param[key] = value.index_select(0, index)
+    state = select_replicates(optimizer.state_dict(), torch.as_tensor(keep, device=stack.device))
     stack = stack.select(keep)
-    optimizer = adam([p for p in stack.parameters() if p.requires_grad], optimizer.defaults["lr"])
-    optimizer.load_state_dict(state)
-    return stack, optimizer
+    return stack, _optimizer(stack, optimizer.defaults["lr"], state)
 
 
 def unlabelled_mutual_information(model: M2, observed: torch.Tensor, seed: int = 0) -> float:

@@ -25,7 +25,7 @@ from pyrovae.inference.algorithms import Algorithm, BlockStats
 from pyrovae.inference.objectives import check_objective, make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.models.cvae import SigmaCVAE, require_gaussian_program
-from pyrovae.optim import adam, step_replicates
+from pyrovae.optim import adam, select_replicates, step_replicates
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
 from pyrovae.validation import MAX_UNITS, integer_at_least, real, text
 
@@ -396,12 +396,7 @@ class Trainer:
         if not keep:
             self.active = []
             return
-        state = self.optim.state_dict()
-        index = torch.as_tensor(keep, device=self.stack.device)
-        for per_param in state["state"].values():
-            for key, value in per_param.items():
-                if torch.is_tensor(value) and value.dim() > 0:
-                    per_param[key] = value.index_select(0, index)
+        state = select_replicates(self.optim.state_dict(), torch.as_tensor(keep, device=self.stack.device))
         self._activate([self.active[i] for i in keep], self.stack.select(keep), state)
 
     def _progress_info(self) -> str:
