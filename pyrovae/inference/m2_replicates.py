@@ -33,24 +33,13 @@ from torch import nn
 from torch.distributions.utils import clamp_probs
 
 from pyrovae.errors import ConfigError
-from pyrovae.inference.replicates import ReplicaStreams, StackedModels
+from pyrovae.inference.replicates import ReplicaStreams, StackedModels, latent_log_ratio, normal_log_prob
 from pyrovae.models.m2 import M2
 from pyrovae.models.stacked_nets import architecture, stacked_forward
 
 __all__ = ["ReplicatedM2", "m2_replicate_loss"]
 
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _NETWORKS = ("decoder", "z_encoder", "z_encoder_x", "y_encoder")
-
-
-def _normal_log_prob(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Σ over the last dimension of ``log N(value; loc, scale)``."""
-    return (-0.5 * ((value - loc) / scale).pow(2) - scale.log() - _LOG_SQRT_2PI).sum(-1)
-
-
-def _draw_log_prob(eps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log q(z)` at its own draw :math:`z = \mathrm{loc} + \mathrm{scale}\,\epsilon`, summed over the last dimension."""
-    return (-0.5 * eps.pow(2) - scale.log() - _LOG_SQRT_2PI).sum(-1)
 
 
 class ReplicatedM2(StackedModels):
@@ -128,7 +117,7 @@ class ReplicatedM2(StackedModels):
     def log_lik(self, x: torch.Tensor, z: torch.Tensor, yf: torch.Tensor) -> torch.Tensor:
         """``log p(x | z, y)``, summed over x's dimensions."""
         mean = self.decode(z, yf)
-        return _normal_log_prob(x, mean, self.noise_sd(mean.dim()))
+        return normal_log_prob(x, mean, self.noise_sd(mean.dim()))
 
     def relaxed(self, logits: torch.Tensor) -> dist.Distribution:
         """The relaxed one-hot distribution of the template (:meth:`M2._relaxed`) at ``logits`` (pure: no draws)."""
@@ -166,13 +155,13 @@ class ReplicatedM2(StackedModels):
                 loc, scale = self._net("z_encoder_x", x)
                 eps = self.normal(n, self.latent_dim, dtype=dtype)
                 z = loc + scale * eps
-                latent = (_normal_log_prob(z, 0.0, torch.ones_like(z)) - _draw_log_prob(eps, scale)).unsqueeze(1)  # (R, 1, n)
+                latent = latent_log_ratio(z, eps, scale).unsqueeze(1)  # (R, 1, n)
                 log_lik = self.log_lik(x.unsqueeze(1), z.unsqueeze(1), classes)  # (R, K, n)
             else:  # z_y ~ q(z|x, y) for each y
                 loc, scale = self.encode_z(x.unsqueeze(1), classes)  # (R, K, n, d)
                 eps = self.normal(self.num_classes, n, self.latent_dim, dtype=dtype)
                 z = loc + scale * eps
-                latent = _normal_log_prob(z, 0.0, torch.ones_like(z)) - _draw_log_prob(eps, scale)  # (R, K, n)
+                latent = latent_log_ratio(z, eps, scale)  # (R, K, n)
                 log_lik = self.log_lik(x.unsqueeze(1), z, classes)
             per_class = log_lik + latent + (self.prior_log_probs(3) - log_q).transpose(1, 2)  # (R, K, n)
             return (log_q.exp().transpose(1, 2) * per_class).sum(1)
@@ -185,11 +174,11 @@ class ReplicatedM2(StackedModels):
             y_loc, y_scale = self._net("y_encoder", x)
             y_eps = self.normal(n, y_loc.shape[-1], dtype=dtype)
             y = y_loc + y_scale * y_eps
-            log_y = _normal_log_prob(y, 0.0, torch.ones_like(y)) - _draw_log_prob(y_eps, y_scale)
+            log_y = latent_log_ratio(y, y_eps, y_scale)
         loc, scale = self.encode_z_unlabelled(x, y)
         eps = self.normal(n, self.latent_dim, dtype=dtype)
         z = loc + scale * eps
-        return self.log_lik(x, z, y) + log_y + _normal_log_prob(z, 0.0, torch.ones_like(z)) - _draw_log_prob(eps, scale)
+        return self.log_lik(x, z, y) + log_y + latent_log_ratio(z, eps, scale)
 
     def labelled_elbo(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r""":math:`\mathcal L(x, y)` with one particle, ``(R, n)``."""
@@ -197,20 +186,20 @@ class ReplicatedM2(StackedModels):
         loc, scale = self.encode_z(x, yf)
         eps = self.normal(x.shape[1], self.latent_dim, dtype=x.dtype)
         z = loc + scale * eps
-        latent = _normal_log_prob(z, 0.0, torch.ones_like(z)) - _draw_log_prob(eps, scale)
+        latent = latent_log_ratio(z, eps, scale)
         return self.log_lik(x, z, yf) + self.label_log_prior(y) + latent
 
     def label_log_prior(self, y: torch.Tensor) -> torch.Tensor:
         """``log p(y)`` of given labels (class indices or continuous values), ``(R, n)``."""
         if self.y_kind == "continuous":
-            return _normal_log_prob(y, 0.0, torch.ones_like(y))
+            return normal_log_prob(y, 0.0, torch.ones_like(y))
         return self.prior_log_probs(3).expand(y.shape + (self.num_classes,)).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
     def label_log_q(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``log q(y | x)`` of given labels, ``(R, n)`` (the α term of Eq. 5)."""
         if self.y_kind == "continuous":
             loc, scale = self._net("y_encoder", x)
-            return _normal_log_prob(y, loc, scale)
+            return normal_log_prob(y, loc, scale)
         return torch.log_softmax(self._net("y_encoder", x), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
     def iwae_bound(self, x: torch.Tensor, y: torch.Tensor | None, particles: int) -> torch.Tensor:
@@ -222,7 +211,7 @@ class ReplicatedM2(StackedModels):
             eps = self.normal(S, n, self.latent_dim, dtype=dtype)  # (R, S, n, d)
             z = loc + scale * eps
             log_w = (self.log_lik(x.unsqueeze(1), z, yf.unsqueeze(1)) + self.label_log_prior(y).unsqueeze(1)
-                     + _normal_log_prob(z, 0.0, torch.ones_like(z)) - _draw_log_prob(eps, scale))
+                     + latent_log_ratio(z, eps, scale))
             return torch.logsumexp(log_w, 1) - math.log(S)
         if self.y_kind == "discrete":  # the expectation over y taken exactly
             classes = torch.eye(self.num_classes, dtype=dtype, device=x.device).unsqueeze(1)  # (K, 1, K)
@@ -231,14 +220,14 @@ class ReplicatedM2(StackedModels):
                 loc, scale = self._net("z_encoder_x", x)  # (R, n, d)
                 eps = self.normal(S, n, self.latent_dim, dtype=dtype)  # (R, S, n, d)
                 z = loc.unsqueeze(1) + scale.unsqueeze(1) * eps
-                latent = _normal_log_prob(z, 0.0, torch.ones_like(z)) - _draw_log_prob(eps, scale.unsqueeze(1))
+                latent = latent_log_ratio(z, eps, scale.unsqueeze(1))
                 log_lik = self.log_lik(x.unsqueeze(1).unsqueeze(1), z.unsqueeze(2), classes)  # (R, S, K, n)
                 log_w = log_lik + log_py + latent.unsqueeze(2)
                 return torch.logsumexp(torch.logsumexp(log_w, 2), 1) - math.log(S)
             loc, scale = self.encode_z(x.unsqueeze(1), classes)  # (R, K, n, d)
             eps = self.normal(S, self.num_classes, n, self.latent_dim, dtype=dtype)  # (R, S, K, n, d)
             z = loc.unsqueeze(1) + scale.unsqueeze(1) * eps
-            latent = _normal_log_prob(z, 0.0, torch.ones_like(z)) - _draw_log_prob(eps, scale.unsqueeze(1))
+            latent = latent_log_ratio(z, eps, scale.unsqueeze(1))
             log_w = self.log_lik(x.unsqueeze(1).unsqueeze(1), z, classes) + log_py + latent  # (R, S, K, n)
             return torch.logsumexp(log_w.reshape(self.replicates, -1, n), 1) - math.log(S)
         if self.y_kind == "relaxed":  # Eq. 15 as printed, y_s from the relaxed q(y|x)
@@ -251,12 +240,11 @@ class ReplicatedM2(StackedModels):
             y_loc, y_scale = (t.unsqueeze(1) for t in self._net("y_encoder", x))
             y_eps = self.normal(S, n, y_loc.shape[-1], dtype=dtype)
             y = y_loc + y_scale * y_eps
-            log_y = _normal_log_prob(y, 0.0, torch.ones_like(y)) - _draw_log_prob(y_eps, y_scale)
+            log_y = latent_log_ratio(y, y_eps, y_scale)
         loc, scale = self.encode_z_unlabelled(x.unsqueeze(1), y)  # (R, 1, n, d) or (R, S, n, d)
         eps = self.normal(S, n, self.latent_dim, dtype=dtype)
         z = loc + scale * eps
-        log_w = (self.log_lik(x.unsqueeze(1), z, y) + log_y + _normal_log_prob(z, 0.0, torch.ones_like(z))
-                 - _draw_log_prob(eps, scale))
+        log_w = (self.log_lik(x.unsqueeze(1), z, y) + log_y + latent_log_ratio(z, eps, scale))
         return torch.logsumexp(log_w, 1) - math.log(S)
 
 

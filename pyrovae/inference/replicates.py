@@ -36,7 +36,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE, kl_to_standard_normal
 from pyrovae.models.stacked_nets import architecture, stacked_forward
 
-__all__ = ["ReplicaStreams", "ReplicatedCVAE", "StackedModels", "replicate_loss"]
+__all__ = ["ReplicaStreams", "ReplicatedCVAE", "StackedModels", "latent_log_ratio", "normal_log_prob", "replicate_loss"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 #: numbers per layer (replicates × points × the widest layer) in one chunk of the per-block evaluation
@@ -45,6 +45,18 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 #: batch that fits (30 × 1,000 × 16) stays one pass, where chunks only add calls. The per-point
 #: numbers are those of one pass up to float rounding; a single run and a GPU batch are one pass.
 _EVAL_NUMBERS = 2**20
+
+
+def normal_log_prob(value: torch.Tensor, loc: torch.Tensor | float, scale: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log N(\text{value}; \text{loc}, \text{scale}^2)` summed over the last dimension (a diagonal Gaussian)."""
+    return (-0.5 * ((value - loc) / scale).pow(2) - scale.log() - _LOG_SQRT_2PI).sum(-1)
+
+
+def latent_log_ratio(z: torch.Tensor, eps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log N(z; 0, I) - \log q(z)` at the guide's own reparameterised draw :math:`z = \mathrm{loc} +
+    \mathrm{scale}\,\epsilon`, summed over the last dimension: :math:`\sum (\epsilon^2 - z^2)/2 + \log\mathrm{scale}`
+    (the Gaussian constants cancel). Minus the single-draw KL estimate of ``Trace_ELBO``."""
+    return (0.5 * (eps.pow(2) - z.pow(2)) + scale.log()).sum(-1)
 
 
 class ReplicaStreams:
@@ -372,11 +384,11 @@ def replicate_loss(stack: ReplicatedCVAE, condition: torch.Tensor, observed: tor
     eps = stack.streams.normal(shape, dim=-3, dtype=loc.dtype)
     z = loc + scale * eps
     mean, sigma = stack.mean_and_scale(condition, z)
-    log_lik = (-0.5 * ((observed - mean) / sigma).pow(2) - sigma.log() - _LOG_SQRT_2PI).sum(-1)  # (S?, R, n)
+    log_lik = normal_log_prob(observed, mean, sigma)  # (S?, R, n)
     if estimator == "meanfield":
         kl = kl_to_standard_normal(loc, scale)
-    else:  # log q(z) - log p(z) at the draw: -eps²/2 - log scale + z²/2
-        kl = (0.5 * (z.pow(2) - eps.pow(2)) - scale.log()).sum(-1)
+    else:  # log q(z) - log p(z) at the draw
+        kl = -latent_log_ratio(z, eps, scale)
     if beta is not None:
         beta = beta.reshape(-1, 1)
         kl = torch.where(beta > 0, beta * kl, torch.zeros_like(kl))
