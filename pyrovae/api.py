@@ -411,10 +411,9 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
         raise ConfigError("configurations trained as one batch may differ only in " + ", ".join(PER_REPLICATE))
     if not build_algorithm(cfgs[0]).batched:
         return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
-    if cfgs[0].model == "m2":
-        torch.set_num_threads(cfgs[0].threads)
-        return _train_m2_batch(cfgs, outs, plots, restart)
     torch.set_num_threads(cfgs[0].threads)
+    if cfgs[0].model == "m2":
+        return _train_m2_batch(cfgs, outs, plots, restart)
     batch_dir = prepare_run_dir(batch_dir) if batch_dir is not None else None
     with lock_run_dir(batch_dir):
         data = build_data(cfgs[0])

@@ -23,6 +23,7 @@ protocol. LIN is not run (App. D lists it, Tables 5-6 do not report it).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Any
@@ -177,15 +178,12 @@ def run_real(options: ExperimentOptions, settings: dict, sets: list[str] | None 
         raise DataError("no real data set available")
     # one task per (set, method, split, S, latent dimension): its restarts and (σ²_ε, γ, α) settings train as one batch
     groups: dict[tuple, list[dict]] = {}
-    for n in sets:
-        for m in METHODS:
-            for hyper in real_grid(n, m, settings):
-                for s in range(settings["splits"]):
-                    for j in range(settings.get("restarts", 1)):
-                        key = (n, m, s, hyper["particles"], hyper.get("latent_dim"))
-                        groups.setdefault(key, []).append(dict(seed=1000 * s + 7 + 7919 * j, restart=j,
-                                                               sigma2=hyper["sigma2"], gamma=hyper.get("gamma", 1.0),
-                                                               alpha=hyper.get("alpha", 1.0)))
+    for n, m in itertools.product(sets, METHODS):
+        for hyper, s, j in itertools.product(real_grid(n, m, settings), range(settings["splits"]),
+                                             range(settings.get("restarts", 1))):
+            groups.setdefault((n, m, s, hyper["particles"], hyper.get("latent_dim")), []).append(
+                dict(seed=1000 * s + 7 + 7919 * j, restart=j, sigma2=hyper["sigma2"], gamma=hyper.get("gamma", 1.0),
+                     alpha=hyper.get("alpha", 1.0)))
     tasks = [dict(name=n, method=m, split=s, runs=runs, epochs=settings["epochs"], particles=S,
                   widths=tuple(settings["widths"]), latent_dim=k,
                   checkpoint_dir=str(options.out / "checkpoints" / slug(f"{n} {m} split {s} S {S} K {k}")))

@@ -186,7 +186,7 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     else:
         trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gammas, alpha=alphas,
                                  particles=particles, seeds=seeds, run_dir=checkpoint_dir)
-    return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, res.seconds, train, val,
+    return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, train, val,
                                 test, labels, g, a, particles, objective, lagging, lagging_threshold,
                                 lagging_window, knn_alpha, n_eval, curves)
             for seed, init, model, res, first, g, a in zip(seeds, inits, models, trained, starts, gammas, alphas)]
@@ -203,7 +203,7 @@ def _lin(model, train, objective, epochs, gamma, alpha, particles, seed, aggress
         return M2TrainResult(model, status="nan")
 
 
-def _semicircle_metrics(kind, method, version, seed, init, model, res, first, training_seconds, train, val, test,
+def _semicircle_metrics(kind, method, version, seed, init, model, res, first, train, val, test,
                         labels, gamma, alpha, particles, objective, lagging, lagging_threshold, lagging_window,
                         knn_alpha, n_eval, curves) -> dict[str, Any]:
     """One trained start's row (:func:`fit_m2_semicircles`)."""
@@ -213,7 +213,7 @@ def _semicircle_metrics(kind, method, version, seed, init, model, res, first, tr
                            else "continuous", "init": init, "gamma": gamma, "alpha": alpha, "particles": particles,
                            "lagging_threshold": lagging_threshold, "lagging_window": lagging_window,
                            "decoder_mse": first["decoder_mse"], "collapse_init": first["collapse_init"],
-                           "status": res.status, "seconds": first["seconds"] + training_seconds}
+                           "status": res.status, "seconds": first["seconds"] + res.seconds}
     if res.status == "nan":  # diverged (its batch's other starts went on): no metrics; selection passes over it
         return out | {"curves": None} | {key: math.nan for key in ("final_loss", "val_objective", "val_elbo", "knn_px", "val_knn_px",
                                                 "knn_cohort1", "knn_cohort2", "collapse", "spread", "spread_true",
