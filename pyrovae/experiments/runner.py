@@ -94,13 +94,15 @@ def _as_json(cfg: RunConfig) -> dict:
     return json.loads(json.dumps(cfg.to_dict()))
 
 
-def run_grid(configs: dict[str, RunConfig], reps: int, options: "ExperimentOptions", out: Path) -> dict[str, list[dict]]:
+def run_grid(configs: dict[str, RunConfig], reps: int, options: "ExperimentOptions", out: Path,
+             alone: bool = False) -> dict[str, list[dict]]:
     """Train every ``configs[label]`` ``reps`` times on ``options.device``; repetition ``i`` of every
     label uses the same seed, derived from ``options.seed`` (paired comparison). Each run writes
     ``out/<label>/rep-XX``. The runs that differ only in per-replicate settings (seed, σ₀, C,
     calibration variant, schedule length: :data:`pyrovae.api.PER_REPLICATE`) train as one batched
     program, one task of :func:`map_tasks` each (kept on disk as it finishes, reused on rerun,
-    spread over the experiment's executor). Returns ``{label: [metrics of rep 0, rep 1, ...]}``; a
+    spread over the experiment's executor); with ``alone`` every run trains on its own, for a table of
+    wall times (a batch's replicates share its clock, so a replicate's time would be the batch's). Returns ``{label: [metrics of rep 0, rep 1, ...]}``; a
     diverged run's numbers are NaN and its name goes to ``options.diverged`` (:func:`set_aside_diverged`)."""
     from pyrovae.api import batch_key
 
@@ -109,7 +111,8 @@ def run_grid(configs: dict[str, RunConfig], reps: int, options: "ExperimentOptio
     for i in range(reps):
         for label, cfg in configs.items():
             cfg = cfg.replace(seed=seeds[i], device=options.device)
-            groups.setdefault(batch_key(cfg), []).append((label, i, cfg, out / slug(label) / f"rep-{i:02d}"))
+            key = json.dumps([label, i]) if alone else batch_key(cfg)
+            groups.setdefault(key, []).append((label, i, cfg, out / slug(label) / f"rep-{i:02d}"))
     batches = list(groups.values())
     tasks = []
     for batch in batches:

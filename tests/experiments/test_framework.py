@@ -109,6 +109,21 @@ def test_run_grid_batches_equal_single_runs_and_finished_runs_are_reused(tmp_pat
     assert again["s5"][1]["sigma"] == results["s5"][1]["sigma"]
 
 
+def test_run_grid_alone_trains_every_run_on_its_own_clock(tmp_path):
+    """A table of wall times (Liu & Wang's Table 2) must not time a batch: with ``alone`` each run is its
+    own task (a batch of one), so its wall time is its own; its numbers are those of the batched run."""
+    base = RunConfig(n=150, max_steps=40, K=5, tol=0.01, algorithm="calibrated", calibration="paper", C=0.5)
+    configs = {"s1": base, "s5": base.replace(sigma0=5.0)}
+    options = ExperimentOptions(out=tmp_path, seed=3)
+    batched = run_grid(configs, reps=2, options=options, out=tmp_path / "batched")
+    alone = run_grid(configs, reps=2, options=options, out=tmp_path / "alone", alone=True)
+    assert len(list((tmp_path / "alone" / "batches").iterdir())) == 4
+    for label in configs:
+        for a, b in zip(alone[label], batched[label]):
+            assert (a["steps"], a["status"]) == (b["steps"], b["status"])
+            assert a["sigma"] == pytest.approx(b["sigma"], rel=1e-4)
+
+
 def test_an_experiment_whose_runs_diverged_names_them_exits_1_and_never_averages_them(tmp_path):
     """Issue 13, item 5, for experiments: a learning rate of 1e30 makes every run NaN."""
     result = CliRunner().invoke(app, ["experiment", "run", "liu-table1", "--quick", "--reps", "1", "--quiet",
