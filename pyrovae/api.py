@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -102,6 +103,7 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
         if run_dir is not None:
             if restart:
                 discard_checkpoint(run_dir)
+                discard_checkpoint(run_dir / "training")  # an M2 run's checkpoint while it trains
             _check_same_config(run_dir, cfg)
         pyro.set_rng_seed(cfg.seed)
         data = build_data(cfg)
@@ -109,7 +111,7 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
             check_same_data(run_dir, data_digest(data.condition, data.observed))
             write_json(run_dir / "config.json", cfg.to_dict())
         if cfg.model == "m2":
-            return _train_m2(cfg, data, run_dir, plots)
+            return _train_m2(cfg, data, run_dir, plots, progress)
         if cfg.algorithm == "libi":
             return _train_libi(cfg, data, run_dir)
         algorithm = build_algorithm(cfg)
@@ -127,21 +129,28 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
     return result
 
 
-def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool) -> TrainResult:
-    """M2 through its own trainer (:func:`~pyrovae.inference.m2_training.train_m2`: ``epochs`` passes,
-    batches of ``batch_size`` (App. D's 100 by default), ``lr``, γ, α, ELBO or IWAE with ``particles``,
-    Lagging Inference for ``algorithm="lagging"``). It writes one checkpoint, at the end; a directory
-    that already holds it is returned as it is (as a finished σ-CVAE run)."""
+def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool, progress: bool = False) -> TrainResult:
+    """M2 on the engine (:func:`~pyrovae.inference.m2_training.train_m2`: ``epochs`` passes, batches of
+    ``batch_size`` (App. D's 100 by default), ``lr``, γ, α, ELBO or IWAE with ``particles``, Lagging Inference
+    for ``algorithm="lagging"``). While it trains, the engine keeps its checkpoint in ``run_dir/training``
+    (every ``checkpoint_every`` epochs; an interrupted run resumes there); at the end the run directory gets
+    the finished run's checkpoint, and a directory that already holds it is returned as it is (as a finished
+    σ-CVAE run)."""
     from pyrovae.inference.m2_training import train_m2
 
     model = build_model(cfg, data)
     finished = _finished_run(model, run_dir)
     if finished is not None:
         return finished
+    training = None if run_dir is None else run_dir / "training"
     fit = train_m2(model, data, _m2_objective(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size or 100, lr=cfg.lr,
                    gamma=cfg.gamma, alpha=cfg.alpha, particles=cfg.particles, seed=cfg.seed,
-                   lagging=cfg.algorithm == "lagging")
-    return _m2_result(cfg, data, model, fit, run_dir, plots)
+                   lagging=cfg.algorithm == "lagging", run_dir=training, checkpoint_every=cfg.checkpoint_every,
+                   progress=progress)
+    result = _m2_result(cfg, data, model, fit, run_dir, plots)
+    if training is not None:  # the finished run's checkpoint is written: the one kept while training is done with
+        shutil.rmtree(training)
+    return result
 
 
 def _m2_objective(cfg: RunConfig) -> str:
@@ -170,14 +179,15 @@ def _m2_result(cfg: RunConfig, data: Dataset, model, fit, run_dir: Path | None, 
     return TrainResult(model, history, metrics, "finished", run_dir)
 
 
-def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots: bool,
-                    restart: bool = False) -> list[TrainResult]:
+def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots: bool, restart: bool = False,
+                    batch_dir: str | Path | None = None, progress: bool = False) -> list[TrainResult]:
     """M2 configurations (one :func:`batch_key`) as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`):
     run ``i`` starts from the weights :func:`train` builds for ``cfgs[i]`` and draws from a stream seeded
     ``cfgs[i].seed``, so it is that run up to float rounding. Each run directory is checked and locked as
     :func:`train` checks it (same settings, same data; ``restart`` discards what it holds); one that already
-    holds a finished run is read back, the others train (M2 writes its one checkpoint at the end, so an
-    interrupted batch trains its unfinished runs again). A run whose loss turns non-finite comes back with
+    holds a finished run is read back, the others train as one batch, whose engine checkpoint lives in
+    ``batch_dir`` (every ``checkpoint_every`` epochs; a rerun of the same batch resumes there, one with fewer
+    runs left starts it afresh). A run whose loss turns non-finite comes back with
     status ``nan`` and no numbers; its directory keeps its history and no weights (:func:`train` raises
     there; a batch's other runs go on)."""
     import pandas as pd
@@ -200,9 +210,13 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
             runs.append((cfg, data, model, run_dir, _finished_run(model, run_dir)))
         todo = [run for run in runs if run[4] is None]
         first = cfgs[0]
+        checkpoint = prepare_run_dir(batch_dir) if batch_dir is not None and todo else None
+        if checkpoint is not None and len(todo) < len(runs):  # another batch than the one its checkpoint holds
+            discard_checkpoint(checkpoint)
         fits = train_m2_batch([run[2] for run in todo], todo[0][1], _m2_objective(first), epochs=first.epochs,
                               batch_size=first.batch_size or 100, lr=first.lr, gamma=first.gamma, alpha=first.alpha,
-                              particles=first.particles, seeds=[run[0].seed for run in todo]) if todo else []
+                              particles=first.particles, seeds=[run[0].seed for run in todo], run_dir=checkpoint,
+                              checkpoint_every=first.checkpoint_every, progress=progress) if todo else []
         trained = iter(fits)
         results = []
         for cfg, data, model, run_dir, finished in runs:
@@ -399,8 +413,8 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
     (after ``pyro.set_rng_seed(seed)``) and draws from its own stream seeded with ``seed``. The
     batch's checkpoint lives in ``batch_dir`` (a rerun resumes there; locked while the batch trains). An algorithm that trains one
     replicate at a time (Lagging Inference Networks) trains each configuration on its own. M2 batches through
-    its own trainer and has no batch checkpoint (:func:`_train_m2_batch`; ``restart`` discards its runs'
-    directories' checkpoints, as the batch's own is discarded by the caller).
+    the M2 trainer (:func:`_train_m2_batch`; ``restart`` discards its runs' directories' checkpoints, as the
+    batch's own is discarded by the caller).
     """
     cfgs = list(cfgs)
     for cfg in cfgs:
@@ -413,7 +427,7 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
         return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
     torch.set_num_threads(cfgs[0].threads)
     if cfgs[0].model == "m2":
-        return _train_m2_batch(cfgs, outs, plots, restart)
+        return _train_m2_batch(cfgs, outs, plots, restart, batch_dir, progress)
     batch_dir = prepare_run_dir(batch_dir) if batch_dir is not None else None
     with lock_run_dir(batch_dir):
         data = build_data(cfgs[0])

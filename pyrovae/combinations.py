@@ -82,7 +82,8 @@ def unused_settings(model: str, algorithm: str, calibration: str) -> dict[str, t
                                         f"algorithm {algorithm!r} has none")
     if model == "m2":
         who = "M2 trains --epochs passes (Yacoby, Pan & Doshi-Velez 2021, App. D)"
-        unused |= {name: (flag, who) for name, flag in {**_BLOCK_SETTINGS, "max_steps": "--max-steps"}.items()}
+        unused |= {name: (flag, who) for name, flag in {**_BLOCK_SETTINGS, "max_steps": "--max-steps"}.items()
+                   if name != "checkpoint_every"}  # M2 keeps a checkpoint every checkpoint_every epochs
     elif algorithm == "libi":
         who = "LiBI trains its two phases on all the data, --max-steps split over --rounds (Yacoby, Pan & Doshi-Velez 2020, App. D)"
         unused |= {name: (flag, who) for name, flag in {**_BLOCK_SETTINGS, "batch_size": "--batch-size"}.items()}

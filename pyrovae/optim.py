@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -112,9 +112,11 @@ def select_replicates(state: dict, keep: torch.Tensor) -> dict:
     return state
 
 
-def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer, clip_norm: float | None = None) -> torch.Tensor:
+def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+                    clip_norm: float | None = None) -> torch.Tensor:
     """One optimiser step on ``R`` independent losses ``(R,)`` of replicates whose parameters carry a leading
     replicate dimension (they share none), the gradients already zeroed; returns which replicates stepped.
+    ``optimizer`` may be several optimisers over disjoint parameters, stepped together.
 
     The NaN policy per replicate: one whose loss or gradient is not finite gets a zero gradient, so Adam's
     moments of the others are those of their own runs, and is reported ``False`` (the caller stops it); when
@@ -124,7 +126,8 @@ def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer, clip
     if not bool(ok.any()):
         return ok
     losses.where(ok, torch.zeros_like(losses)).sum().backward()
-    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    optimizers = list(optimizer) if isinstance(optimizer, Sequence) else [optimizer]
+    params = [p for opt in optimizers for group in opt.param_groups for p in group["params"] if p.grad is not None]
     if not params:
         raise ConfigError("nothing to train: no parameter of the optimiser received a gradient")
     norm = torch.stack([p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params]).sum(0).sqrt()
@@ -137,5 +140,6 @@ def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer, clip
     if not bool(ok.all()) or clip_norm is not None:
         for p in params:
             p.grad.nan_to_num_(0.0).mul_(factor.reshape((-1,) + (1,) * (p.dim() - 1)))
-    optimizer.step()
+    for opt in optimizers:
+        opt.step()
     return ok

@@ -1,10 +1,11 @@
-"""One trainer for every algorithm: blocks of ``K`` SVI steps, then the algorithm's move.
+"""The σ-CVAE family on the training engine: blocks of ``K`` SVI steps, then the algorithm's move.
 
-The trainer owns the loop, the optimiser (Adam, Liu & Wang's lr = 0.005), the history,
-checkpoints and NaN handling; an :class:`~pyrovae.inference.algorithms.Algorithm`
-decides what happens between blocks. It trains ``R`` replicates (seeds, grid cells) of one
-architecture as one batched Pyro program (:mod:`pyrovae.inference.replicates`); a single run
-is R = 1. No global parameter store: a plain torch optimiser over the stacked weights.
+The engine (:mod:`pyrovae.inference.engine`) owns the loop, the optimiser (Adam, Liu & Wang's lr = 0.005),
+checkpoints and NaN handling; this trainer says what a block is and records the history; an
+:class:`~pyrovae.inference.algorithms.Algorithm` decides what happens between blocks. It trains ``R``
+replicates (seeds, grid cells) of one architecture as one batched Pyro program
+(:mod:`pyrovae.inference.replicates`); a single run is R = 1. No global parameter store: a plain torch
+optimiser over the stacked weights.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,11 +23,11 @@ import torch
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import Algorithm, BlockStats
+from pyrovae.inference.engine import ReplicateEngine
 from pyrovae.inference.objectives import check_objective, make_elbo
 from pyrovae.inference.replicates import ReplicaStreams, ReplicatedCVAE, replicate_loss
 from pyrovae.models.cvae import SigmaCVAE, require_gaussian_program
-from pyrovae.optim import adam, select_replicates, step_replicates
-from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint, write_text
+from pyrovae.runs import write_text
 from pyrovae.validation import MAX_UNITS, integer_at_least, real, text
 
 __all__ = ["TrainSettings", "TrainResult", "Trainer", "HISTORY_COLUMNS"]
@@ -99,26 +100,7 @@ class TrainResult:
     run_dir: Path | None = None
 
 
-@dataclass
-class _LoopState:
-    """Counters shared by every replicate (they train in lock-step)."""
-
-    block: int = 0
-    step: int = 0
-    elapsed: float = 0.0
-
-
-@dataclass
-class _Replica:
-    """What is decided per replicate: its convergence, history, status and final metrics."""
-
-    prev_loss: float | None = None
-    rows: list[dict] = field(default_factory=list)
-    status: str = "running"  # running | converged | collapsed | max_steps | nan
-    metrics: dict[str, Any] | None = None
-
-
-class Trainer:
+class Trainer(ReplicateEngine):
     """Train one model — or ``R`` replicates of one architecture as one batched program.
 
     ``model`` is a :class:`~pyrovae.models.cvae.SigmaCVAE` or a sequence of them (the
@@ -176,38 +158,50 @@ class Trainer:
                               "with the replicates' CPU generators")
         self.datas = [d.to(device) for d in datas]
         self.data = self.datas[0]
-        if seeds is None:
-            seeds = [int(torch.randint(0, 2**62, ())) for _ in range(R)]
-        if len(seeds) != R:
-            raise ConfigError(f"{len(seeds)} seeds for {R} replicates")
-        self.seeds = [int(s) for s in seeds]
-        self.streams = ReplicaStreams(self.seeds, device)
         make_elbo(self.settings.elbo, self.settings.particles)  # refuses an unknown name or particle count
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.progress = progress
-        self.state = _LoopState()
-        self.replicas = [_Replica() for _ in range(R)]
-        self._activate(list(range(R)), ReplicatedCVAE.stack(self.models, self.streams))
+        cfg = self.settings
+        super().__init__(self.models, seeds, device, lr=cfg.lr, checkpoint_every=cfg.checkpoint_every,
+                         clip_norm=cfg.clip_norm, threads=cfg.threads, run_dir=run_dir, progress=progress)
+        self.start()
 
-    # -- the batch of replicates still training ------------------------------------
-    def _activate(self, active: list[int], stack: ReplicatedCVAE, optim_state: dict | None = None) -> None:
-        self.active, self.stack = active, stack
+    # -- the engine's hooks ---------------------------------------------------------
+    def _stack(self, models: Sequence[SigmaCVAE], streams: ReplicaStreams) -> ReplicatedCVAE:
+        return ReplicatedCVAE.stack(models, streams)
+
+    def _trainable(self, stack: ReplicatedCVAE) -> list[torch.nn.Parameter]:
+        return [p for part in self.settings.trainable for p in stack.parameters_of(part)]
+
+    def _on_activate(self) -> None:
         if len(self.datas) == 1:
             self.condition, self.observed = self.data.condition, self.data.observed
         else:
-            self.condition = torch.stack([self.datas[r].condition for r in active])
-            self.observed = torch.stack([self.datas[r].observed for r in active])
-        self.optim = self.optimizer(p for part in self.settings.trainable for p in stack.parameters_of(part))
-        if optim_state is not None:
-            self.optim.load_state_dict(optim_state)
-        self._diverged = torch.zeros(len(active), dtype=torch.bool, device=stack.device)
-        for r in active:  # algorithms that build optimisers build them over the new stack
+            self.condition = torch.stack([self.datas[r].condition for r in self.active])
+            self.observed = torch.stack([self.datas[r].observed for r in self.active])
+        for r in self.active:  # algorithms that build optimisers build them over the new stack
             self.algorithms[r].setup(self)
 
-    def optimizer(self, params) -> torch.optim.Optimizer:
-        """The engine's optimiser (Adam, ``settings.lr``) over ``params``; algorithms that step a
-        subset of the parameters (Lagging Inference Networks) build theirs here."""
-        return adam(params, self.settings.lr)
+    def _capped(self) -> bool:
+        return self.state.step >= self.settings.max_steps
+
+    def _progress_units(self) -> tuple[int, int]:
+        return self.state.step, self.settings.max_steps
+
+    def _tensor_state(self) -> dict:
+        return {"algorithm": {str(r): alg.tensor_state_dict() for r, alg in enumerate(self.algorithms)}}
+
+    def _meta_state(self) -> dict:
+        return {"algorithms": [alg.state_dict() for alg in self.algorithms]}
+
+    def _check_checkpoint(self, meta: dict) -> None:
+        if len(meta.get("algorithms", [])) != len(self.models):
+            raise DataError(f"{self.run_dir}/checkpoint was written by another version; train into a new directory")
+
+    def _load_state(self, tensors: dict, meta: dict) -> None:
+        for rep in self.replicas:  # JSON keeps a NaN of the history as null
+            rep.rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in rep.rows]
+        for r, alg in enumerate(self.algorithms):
+            alg.load_state_dict(meta["algorithms"][r])
+            alg.load_tensor_state_dict(tensors["algorithm"].get(str(r), {}))
 
     def data_of(self, r: int) -> Dataset:
         """Replicate ``r``'s data: its own data set, or the one all replicates share."""
@@ -260,85 +254,15 @@ class Trainer:
         of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
         ``clip_norm`` overrides the settings' gradient clipping (each replicate's own norm).
         """
-        optimizer = optimizer or self.optim
         beta = _beta_tensor(beta, len(self.active), self.stack.device)
-        self.stack.zero_grad(set_to_none=True)
-        losses = replicate_loss(self.stack, condition, observed, beta, self.settings.elbo, self.settings.particles)
-        per_point = losses.detach() / condition.shape[-2]
-        ok = step_replicates(losses, optimizer, clip_norm if clip_norm is not None else self.settings.clip_norm)
-        self._diverged |= ~ok
-        return torch.where(ok, per_point, torch.full_like(per_point, math.nan))
-
-    # -- checkpoints --------------------------------------------------------------
-    def _save(self) -> None:
-        if self.run_dir is None:
-            return
-        tensors = {
-            "stack": self.stack.state_dict(), "optim": self.optim.state_dict(),
-            "streams": self.stack.streams.state(),
-            "models": {str(r): m.state_dict() for r, m in enumerate(self.models)},
-            "algorithm": {str(r): alg.tensor_state_dict() for r, alg in enumerate(self.algorithms)},
-        }
-        s = self.state
-        meta = {"block": s.block, "step": s.step, "elapsed": s.elapsed, "active": self.active, "seeds": self.seeds,
-                "replicas": [{"prev_loss": rep.prev_loss, "rows": rep.rows, "status": rep.status,
-                              "metrics": rep.metrics, "algorithm": alg.state_dict()}
-                             for rep, alg in zip(self.replicas, self.algorithms)]}
-        save_checkpoint(self.run_dir, tensors, meta)
-
-    def _restore(self) -> None:
-        device = self.stack.device
-        tensors, meta = load_checkpoint(self.run_dir, map_location=device)
-        if "stack" not in tensors or len(meta.get("replicas", [])) != len(self.models):
-            raise DataError(f"{self.run_dir}/checkpoint was written by another version or for another number of "
-                            "replicates; train into a new directory")
-        for r, m in enumerate(self.models):
-            m.load_state_dict(tensors["models"][str(r)])
-        for rep, saved in zip(self.replicas, meta["replicas"]):
-            rep.prev_loss, rep.status, rep.metrics = saved["prev_loss"], saved["status"], saved["metrics"]
-            rep.rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in saved["rows"]]
-        active = [int(r) for r in meta["active"]]
-        for r in active:  # stopped by the step cap at save time: a larger cap trains on
-            if self.replicas[r].status == "max_steps":
-                self.replicas[r].status = "running"
-        if active:
-            stack = ReplicatedCVAE.stack([self.models[r] for r in active], self.streams.select(active))
-            stack.load_state_dict(tensors["stack"])
-            stack.streams.load_state(tensors["streams"])
-            self._activate(active, stack, tensors["optim"])
-        else:  # every replicate had finished: nothing left to train (the saved stack is the last one trained)
-            self.active = []
-        for r, alg in enumerate(self.algorithms):
-            alg.load_state_dict(meta["replicas"][r]["algorithm"])
-            alg.load_tensor_state_dict(tensors["algorithm"].get(str(r), {}))
-        self.state = _LoopState(meta["block"], meta["step"], meta["elapsed"])
+        losses = super().step(lambda: replicate_loss(self.stack, condition, observed, beta, self.settings.elbo,
+                                                     self.settings.particles), optimizer, clip_norm)
+        return losses / condition.shape[-2]
 
     # -- the loop -----------------------------------------------------------------
     def run(self) -> TrainResult | list[TrainResult]:
         """Train until every replicate has stopped (its algorithm's decision, ``max_steps``, or NaN)."""
-        torch.set_num_threads(self.settings.threads)
-        resumed = self.run_dir is not None and has_checkpoint(self.run_dir)
-        if resumed:
-            self._restore()
-        s, cfg = self.state, self.settings
-        bar = _ProgressBar(cfg.max_steps, s.step, self.progress)
-        start = time.perf_counter() - s.elapsed
-        with bar:
-            while self.active:
-                if s.step >= cfg.max_steps:
-                    for i in range(len(self.active)):
-                        self._finish(i, "max_steps")
-                    break
-                self._block(start)
-                bar.update(s.step, self._progress_info())
-                self._drop_finished()
-                if self.active and s.block % cfg.checkpoint_every == 0:
-                    self._save()
-        s.elapsed = time.perf_counter() - start
-        if any(rep.status != "nan" for rep in self.replicas):
-            self._save()  # a run whose every replicate diverged keeps its last good checkpoint
-        self._drop_finished()
-        results = [self._result(r, resumed) for r in range(len(self.models))]
+        results = super().run()
         return results[0] if self.single else results
 
     def _block(self, start: float) -> None:
@@ -377,9 +301,9 @@ class Trainer:
 
     def _finish(self, i: int, status: str) -> None:
         """Replicate ``active[i]`` stops with ``status``; its final metrics use its own stream."""
+        super()._finish(i, status)
         r = self.active[i]
         rep = self.replicas[r]
-        rep.status = status
         history = pd.DataFrame(rep.rows, columns=HISTORY_COLUMNS)
         data = self.data_of(r)
         stream = self.stack.streams.generators[i]
@@ -389,21 +313,11 @@ class Trainer:
             self.algorithms[r].at_step_cap(self.models[r], generator)
         rep.metrics = final_metrics(self.models[r], data, history, generator=generator) | self.algorithms[r].report()
 
-    def _drop_finished(self) -> None:
-        keep = [i for i, r in enumerate(self.active) if self.replicas[r].status == "running"]
-        if len(keep) == len(self.active):
-            return
-        if not keep:
-            self.active = []
-            return
-        state = select_replicates(self.optim.state_dict(), torch.as_tensor(keep, device=self.stack.device))
-        self._activate([self.active[i] for i in keep], self.stack.select(keep), state)
-
     def _progress_info(self) -> str:
         if len(self.models) == 1:
             rows = self.replicas[0].rows
             return f"σ={rows[-1]['sigma']:.4f} KL={rows[-1]['kl']:.3f}" if rows else ""
-        return f"{len(self.active)} of {len(self.models)} replicates training"
+        return super()._progress_info()
 
     def _result(self, r: int, resumed: bool) -> TrainResult:
         rep = self.replicas[r]
@@ -456,31 +370,3 @@ def final_metrics(model: SigmaCVAE, data: Dataset, history: pd.DataFrame, draws:
         out["sigma_sq_err"] = (model.sigma - true_sigma) ** 2
         out["sigma_rel_err"] = abs(model.sigma - true_sigma) / true_sigma if true_sigma > 0 else math.nan
     return out
-
-
-class _ProgressBar:
-    """A rich progress bar over steps showing σ and KL; silent when disabled."""
-
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.enabled = enabled
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(), transient=False,
-            )
-            self.task = self.bar.add_task("train", total=total, completed=done, info="")
-
-    def __enter__(self):
-        if self.enabled:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-
-    def update(self, step: int, info: str) -> None:
-        if self.enabled:
-            self.bar.update(self.task, completed=step, info=info)

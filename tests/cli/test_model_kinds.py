@@ -167,3 +167,29 @@ def test_the_same_refusals_in_python():
         load_config(model="cholesky", algorithm="calibrated")
     with pytest.raises(ConfigError, match="needs labels"):
         build_data(load_config(model="m2", n=20))
+
+
+def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, monkeypatch):
+    """M2 trains on the engine, so `train` keeps its checkpoint in `training/` while it trains: a run stopped in
+    its third epoch resumes there and ends with the uninterrupted run's weights; the finished run drops it."""
+    import pyrovae.inference.m2_training as m2t
+
+    cfg = load_config(model="m2", dataset="discrete-semicircle", n=200, epochs=4, checkpoint_every=1,
+                      encoder_widths=(8,), decoder_widths=(8,), seed=3)
+    straight = train(cfg, out=tmp_path / "straight", plots=False).model
+    real = m2t.M2Trainer._epoch
+
+    def killed(self):
+        if self.state.block == 2:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(m2t.M2Trainer, "_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out=tmp_path / "killed", plots=False)
+    assert (tmp_path / "killed" / "training").is_dir()
+    monkeypatch.setattr(m2t.M2Trainer, "_epoch", real)
+    resumed = train(cfg, out=tmp_path / "killed", plots=False)
+    assert len(resumed.history) == 4 and not (tmp_path / "killed" / "training").exists()
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key

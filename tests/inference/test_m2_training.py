@@ -191,3 +191,36 @@ def test_lin_leaves_the_model_at_the_weights_it_trained_last(monkeypatch):
     final = {name: t[0] for name, t in stacks[0].stacked("param").items()}
     assert all(torch.equal(v, final[k]) for k, v in model.named_parameters())
     assert any(not torch.equal(v, written[k]) for k, v in model.named_parameters())
+
+
+def test_lin_killed_in_its_fourth_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    """LIN trains on the engine, so it keeps checkpoints: its mode, best I(x; z) and both Adams come back with the
+    weights and the stream, and the resumed run ends where the uninterrupted one does, bit for bit."""
+    data = discrete_semicircle(n=200, seed=0)
+
+    def run(run_dir=None):
+        torch.manual_seed(0)
+        model = M2(2, "discrete", widths=(16, 16))
+        lagging = m2t.M2Lagging(max_inner=6, window=2, mi_points=50)
+        result = m2t.M2Trainer([model], data, epochs=5, batch_size=50, lr=1e-2, seeds=[0], run_dir=run_dir,
+                               checkpoint_every=1, lagging=lagging).run()[0]
+        return model, result
+
+    whole, expected = run()
+    # I(x; z) first fails to rise in epoch 4, against the best of epoch 3: only a restored best ends the mode there
+    assert [h["aggressive"] for h in expected.history] == [True, True, True, True, False]
+    real = m2t.M2Trainer._lagging_epoch
+
+    def killed(self):
+        if self.state.block == 3:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(m2t.M2Trainer, "_lagging_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path)
+    monkeypatch.setattr(m2t.M2Trainer, "_lagging_epoch", real)
+    resumed, result = run(tmp_path)
+    assert [(h["loss"], h["aggressive"], h["inner_steps"], h["mi"]) for h in result.history] == [
+        (h["loss"], h["aggressive"], h["inner_steps"], h["mi"]) for h in expected.history]
+    assert all(torch.equal(v, whole.state_dict()[k]) for k, v in resumed.state_dict().items())
