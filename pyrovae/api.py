@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -132,14 +131,14 @@ def train(cfg: RunConfig, out: str | Path | None = None, progress: bool = False,
 def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool, progress: bool = False) -> TrainResult:
     """M2 on the engine (:func:`~pyrovae.inference.m2_training.train_m2`: ``epochs`` passes, batches of
     ``batch_size`` (App. D's 100 by default), ``lr``, γ, α, ELBO or IWAE with ``particles``, Lagging Inference
-    for ``algorithm="lagging"``). While it trains, the engine keeps its checkpoint in ``run_dir/training``
-    (every ``checkpoint_every`` epochs; an interrupted run resumes there); at the end the run directory gets
-    the finished run's checkpoint, and a directory that already holds it is returned as it is (as a finished
-    σ-CVAE run)."""
+    for ``algorithm="lagging"``). The engine keeps its checkpoint in ``run_dir/training`` (every
+    ``checkpoint_every`` epochs and at the end): an interrupted run resumes there, and a finished one asked
+    for more ``epochs`` trains on from it; the run directory itself holds the finished run (its final
+    weights), which is returned as it is when asked for the same ``epochs``."""
     from pyrovae.inference.m2_training import train_m2
 
     model = build_model(cfg, data)
-    finished = _finished_run(model, run_dir)
+    finished = _finished_run(model, run_dir, cfg.epochs)
     if finished is not None:
         return finished
     training = None if run_dir is None else run_dir / "training"
@@ -147,10 +146,7 @@ def _train_m2(cfg: RunConfig, data: Dataset, run_dir: Path | None, plots: bool, 
                    gamma=cfg.gamma, alpha=cfg.alpha, particles=cfg.particles, seed=cfg.seed,
                    lagging=cfg.algorithm == "lagging", run_dir=training, checkpoint_every=cfg.checkpoint_every,
                    progress=progress)
-    result = _m2_result(cfg, data, model, fit, run_dir, plots)
-    if training is not None:  # the finished run's checkpoint is written: the one kept while training is done with
-        shutil.rmtree(training)
-    return result
+    return _m2_result(cfg, data, model, fit, run_dir, plots)
 
 
 def _m2_objective(cfg: RunConfig) -> str:
@@ -165,7 +161,7 @@ def _m2_result(cfg: RunConfig, data: Dataset, model, fit, run_dir: Path | None, 
     from pyrovae.inference.m2_training import m2_objective
 
     history = pd.DataFrame(fit.history)
-    metrics = {"status": "finished", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed,
+    metrics = {"status": "finished", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed, "resumed": fit.resumed,
                "sigma": float(model.sigma), "neg_elbo": m2_objective(model, data, _m2_objective(cfg), cfg.gamma,
                                                                       cfg.alpha, cfg.particles, seed=cfg.seed),
                "epochs": cfg.epochs, "wall_time": fit.seconds}
@@ -207,7 +203,7 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
             check_same_data(run_dir, data_digest(data.condition, data.observed))
             write_json(run_dir / "config.json", cfg.to_dict())
             model = build_model(cfg, data)
-            runs.append((cfg, data, model, run_dir, _finished_run(model, run_dir)))
+            runs.append((cfg, data, model, run_dir, _finished_run(model, run_dir, cfg.epochs)))
         todo = [run for run in runs if run[4] is None]
         first = cfgs[0]
         checkpoint = prepare_run_dir(batch_dir) if batch_dir is not None and todo else None
@@ -222,7 +218,8 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
         for cfg, data, model, run_dir, finished in runs:
             fit = next(trained) if finished is None else None
             if fit is not None and fit.status == "nan":
-                metrics = {"status": "nan", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed, "sigma": None,
+                metrics = {"status": "nan", "algorithm": cfg.algorithm, "model": "m2", "seed": cfg.seed,
+                           "resumed": fit.resumed, "sigma": None,
                            "neg_elbo": None, "epochs": cfg.epochs, "wall_time": fit.seconds, "checkpoint": None}
                 history = pd.DataFrame(fit.history)
                 write_text(run_dir / "history.csv", history.to_csv(index=False))
@@ -265,21 +262,24 @@ def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainRes
     return TrainResult(model, history, metrics, "finished", run_dir)
 
 
-def _finished_run(model, run_dir: Path | None) -> TrainResult | None:
-    """The run a one-checkpoint trainer (M2, LiBI) already finished in ``run_dir``, read back into
-    ``model``; None when there is none."""
+def _finished_run(model, run_dir: Path | None, epochs: int | None = None) -> TrainResult | None:
+    """The run M2 or LiBI already finished in ``run_dir`` (its final checkpoint: the weights), read back into
+    ``model``; None when there is none, or (M2) when it trained another number of ``epochs`` (``model`` is then
+    left as it is, at its starting weights)."""
     if run_dir is None or not has_checkpoint(run_dir):
         return None
     import pandas as pd
 
+    metrics = read_json(run_dir / "metrics.json")
+    if epochs is not None and metrics.get("epochs") != epochs:
+        return None
     tensors, _ = load_checkpoint(run_dir)
     model.load_state_dict(tensors["models"]["0"])
-    return TrainResult(model, pd.read_csv(run_dir / "history.csv"), read_json(run_dir / "metrics.json"), "finished",
-                       run_dir)
+    return TrainResult(model, pd.read_csv(run_dir / "history.csv"), metrics, "finished", run_dir)
 
 
 def _write_finished(run_dir: Path, model, history, metrics: dict, state: dict) -> None:
-    """A one-checkpoint trainer's run directory: history, the final weights (its only checkpoint), metrics."""
+    """A finished M2 or LiBI run's directory: history, the final weights (its checkpoint), metrics."""
     write_text(run_dir / "history.csv", history.to_csv(index=False))
     save_checkpoint(run_dir, {"models": {"0": model.state_dict()}}, {"status": "finished", **state})
     write_json(run_dir / "metrics.json", metrics)
@@ -302,17 +302,16 @@ def _mark_diverged(metrics: dict[str, Any], run_dir: Path | None) -> None:
 def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     """Resuming into a directory trained with other settings would mix two runs: refuse."""
     path = run_dir / "config.json"
-    if not path.is_file() or not has_checkpoint(run_dir):
-        return
+    if not path.is_file() or not (has_checkpoint(run_dir) or has_checkpoint(run_dir / "training")):
+        return  # (an M2 run keeps its checkpoint in training/ while it trains)
     old = read_json(path)
     ignore = {"device", "checkpoint_every", "threads"}
-    if cfg.algorithm != "libi":  # the block engine resumes under another cap (M2 has none); LiBI's cap is its length
-        ignore.add("max_steps")
+    if cfg.algorithm != "libi":  # the engine resumes under another cap (steps, M2's epochs); LiBI's cap is its length
+        ignore |= {"max_steps", "epochs"}
     before = RunConfig().to_dict()  # a key an older version did not write had its default value
     diff = sorted(k for k, v in cfg.to_dict().items() if k not in ignore and old.get(k, before[k]) != v)
     if diff:
-        one = "M2" if cfg.model == "m2" else "LiBI" if cfg.algorithm == "libi" else None
-        why = f"; {one} writes its one checkpoint at the end, so its run cannot resume" if one else ""
+        why = "; LiBI writes its one checkpoint at the end, so its run cannot resume" if cfg.algorithm == "libi" else ""
         raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(diff)}){why}; choose another "
                           "--out (or --restart)")
 

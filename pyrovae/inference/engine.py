@@ -111,7 +111,7 @@ class ReplicateEngine:
         """Called each time the batch changes (start, a replicate leaving, resume): per-batch tensors, plug-ins."""
 
     def _progress_units(self) -> tuple[int, int]:
-        """(done, total) of the progress bar: steps by default."""
+        """(done, total) of the progress bar, in the family's units (steps, epochs)."""
         raise NotImplementedError
 
     def _progress_info(self) -> str:
@@ -123,6 +123,10 @@ class ReplicateEngine:
 
     def _meta_state(self) -> dict:
         """More JSON for the checkpoint."""
+        return {}
+
+    def _replica_state(self, r: int) -> dict:
+        """More JSON for replicate ``r``'s entry of the checkpoint (a plug-in's state)."""
         return {}
 
     def _check_checkpoint(self, meta: dict) -> None:
@@ -213,7 +217,7 @@ class ReplicateEngine:
         s = self.state
         meta = {"block": s.block, "step": s.step, "elapsed": s.elapsed, "active": self.active, "seeds": self.seeds,
                 "replicas": [{"prev_loss": rep.prev_loss, "rows": rep.rows, "status": rep.status, "metrics": rep.metrics}
-                             for rep in self.replicas]} | self._meta_state()
+                             | self._replica_state(r) for r, rep in enumerate(self.replicas)]} | self._meta_state()
         save_checkpoint(self.run_dir, tensors, meta)
 
     def _restore(self) -> None:

@@ -80,6 +80,7 @@ class M2TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     status: str = "done"  # done | nan (the model keeps its last finite epoch's weights)
+    resumed: bool = False  # trained on from a checkpoint
 
 
 def m2_step_loss(model: M2, x_u: torch.Tensor, x_l: torch.Tensor, y_l: torch.Tensor, n_u: int, n_l: int,
@@ -144,11 +145,7 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
     generator is not touched; with ``run_dir``, a checkpoint there every ``checkpoint_every`` epochs, from which a
     rerun resumes); a loss or gradient that turns non-finite raises :class:`TrainingDiverged` (the model keeps
     the weights of its last finite epoch)."""
-    plugin = None
-    if lagging:
-        if parameters != "all":
-            raise ConfigError("Lagging Inference trains encoder and decoder; it needs parameters='all'")
-        plugin = M2Lagging(aggressive_inner, lagging_window, mi_points, lagging_threshold)
+    plugin = M2Lagging(aggressive_inner, lagging_window, mi_points, lagging_threshold) if lagging else None
     result = M2Trainer([model], data, objective, epochs, batch_size, lr, gamma, alpha, particles, [seed], parameters,
                        run_dir=run_dir, checkpoint_every=checkpoint_every, lagging=plugin, progress=progress).run()[0]
     if result.status == "nan":
@@ -227,9 +224,10 @@ class M2Trainer(ReplicateEngine):
         datas = [data] if isinstance(data, SemiSupervisedDataset) else list(data)
         if len(datas) not in (1, R) or len(seeds) != R:
             raise ConfigError(f"{R} models need one data set or {R}, and {R} seeds; got {len(datas)} and {len(seeds)}")
-        if lagging is not None and (R > 1 or models[0].z_guide != "factorised"):
-            raise ConfigError("Lagging Inference trains one M2 model at a time, and measures I(x; z) on the factorised "
-                              f"q(z|x); got {R} models with the guide {models[0].z_guide!r}")
+        if lagging is not None and (R > 1 or models[0].z_guide != "factorised" or parameters != "all"):
+            raise ConfigError("Lagging Inference trains one M2 model at a time, encoder and decoder (parameters='all'), "
+                              f"and measures I(x; z) on the factorised q(z|x); got {R} models, parameters={parameters!r} "
+                              f"and the guide {models[0].z_guide!r}")
         splits = [_split(models[0], d) for d in datas]
         if len({tuple(len(t) for t in split) for split in splits}) > 1:
             raise ConfigError("per-model data sets must have the same numbers of labelled and unlabelled points")
@@ -300,7 +298,8 @@ class M2Trainer(ReplicateEngine):
 
     def _result(self, r: int, resumed: bool) -> M2TrainResult:
         rep = self.replicas[r]
-        return M2TrainResult(self.models[r], list(rep.rows), self.state.elapsed, "nan" if rep.status == "nan" else "done")
+        return M2TrainResult(self.models[r], list(rep.rows), self.state.elapsed, "nan" if rep.status == "nan" else "done",
+                             resumed)
 
     # -- one epoch ------------------------------------------------------------------------
     def _loss(self, iu: torch.Tensor, il: torch.Tensor) -> torch.Tensor:
@@ -322,7 +321,6 @@ class M2Trainer(ReplicateEngine):
             extra = {"aggressive": was_aggressive, "inner_steps": inner, "mi": None}
         s.block += 1
         s.step += steps
-        s.elapsed = time.perf_counter() - start
         diverged = self._diverged.tolist()
         totals = total.tolist()
         for j, r in enumerate(self.active):
@@ -332,7 +330,9 @@ class M2Trainer(ReplicateEngine):
             self.stack.write_to(j, self.models[r])
             if self.lagging is not None and self.lagging.aggressive:
                 extra["mi"] = self._end_aggressive_epoch(self.models[r])
+            s.elapsed = time.perf_counter() - start  # the epoch's I(x; z) counts in its time
             self.replicas[r].rows.append({"epoch": s.block, "loss": totals[j] / steps, "seconds": s.elapsed} | extra)
+        s.elapsed = time.perf_counter() - start
 
     def _epoch(self) -> tuple[torch.Tensor, int]:
         """One pass over the unlabelled points in batches, each with a random labelled batch, per replicate from

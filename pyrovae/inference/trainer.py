@@ -189,18 +189,18 @@ class Trainer(ReplicateEngine):
     def _tensor_state(self) -> dict:
         return {"algorithm": {str(r): alg.tensor_state_dict() for r, alg in enumerate(self.algorithms)}}
 
-    def _meta_state(self) -> dict:
-        return {"algorithms": [alg.state_dict() for alg in self.algorithms]}
+    def _replica_state(self, r: int) -> dict:
+        return {"algorithm": self.algorithms[r].state_dict()}
 
     def _check_checkpoint(self, meta: dict) -> None:
-        if len(meta.get("algorithms", [])) != len(self.models):
+        if any("algorithm" not in saved for saved in meta["replicas"]):
             raise DataError(f"{self.run_dir}/checkpoint was written by another version; train into a new directory")
 
     def _load_state(self, tensors: dict, meta: dict) -> None:
         for rep in self.replicas:  # JSON keeps a NaN of the history as null
             rep.rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in rep.rows]
         for r, alg in enumerate(self.algorithms):
-            alg.load_state_dict(meta["algorithms"][r])
+            alg.load_state_dict(meta["replicas"][r]["algorithm"])
             alg.load_tensor_state_dict(tensors["algorithm"].get(str(r), {}))
 
     def data_of(self, r: int) -> Dataset:

@@ -109,11 +109,21 @@ def test_m2_repetitions_train_as_one_batch_and_each_is_its_run_alone(files, tmp_
         single, _, _ = load_run(tmp_path / f"alone-{i}")
         for key, value in single.state_dict().items():
             torch.testing.assert_close(batched.state_dict()[key], value, rtol=1e-5, atol=1e-6)
-    again = invoke("train", *[a if a != "2" else "3" for a in args], "--reps", "2", "--out", out)  # other --epochs
-    assert again.exit_code != 0 and "different settings" in again.output
-    again = invoke("train", *[a if a != "2" else "3" for a in args], "--reps", "2", "--out", out, "--restart")
+    longer = [a if a != "2" else "3" for a in args]  # --epochs 3: the batch trains on from its checkpoint
+    again = invoke("train", *longer, "--reps", "2", "--out", out)
     assert again.exit_code == 0, again.output
     assert [len(pd.read_csv(out / f"rep-{i:02d}" / "history.csv")) for i in range(2)] == [3, 3]
+    assert all(r["resumed"] for r in json.loads((out / "summary.json").read_text())["runs"])
+    fresh = invoke("train", *longer, "--reps", "2", "--out", tmp_path / "fresh")
+    assert fresh.exit_code == 0, fresh.output
+    for i in range(2):
+        on, straight = load_run(out / f"rep-{i:02d}")[0], load_run(tmp_path / "fresh" / f"rep-{i:02d}")[0]
+        assert all(torch.equal(v, straight.state_dict()[k]) for k, v in on.state_dict().items())
+    other = invoke("train", *args, "--lr", "0.01", "--reps", "2", "--out", out)
+    assert other.exit_code != 0 and "different settings" in other.output
+    again = invoke("train", *args, "--lr", "0.01", "--reps", "2", "--out", out, "--restart")
+    assert again.exit_code == 0, again.output
+    assert [len(pd.read_csv(out / f"rep-{i:02d}" / "history.csv")) for i in range(2)] == [2, 2]
 
 
 def test_an_unconditional_model_of_a_conditional_data_set_models_every_column():
@@ -170,8 +180,9 @@ def test_the_same_refusals_in_python():
 
 
 def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, monkeypatch):
-    """M2 trains on the engine, so `train` keeps its checkpoint in `training/` while it trains: a run stopped in
-    its third epoch resumes there and ends with the uninterrupted run's weights; the finished run drops it."""
+    """M2 trains on the engine, so `train` keeps its checkpoint in `training/`: a run stopped in its third epoch
+    resumes there and ends with the uninterrupted run's weights; asked for fewer epochs than it holds, the
+    directory refuses in one line."""
     import pyrovae.inference.m2_training as m2t
 
     cfg = load_config(model="m2", dataset="discrete-semicircle", n=200, epochs=4, checkpoint_every=1,
@@ -190,6 +201,8 @@ def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, mo
     assert (tmp_path / "killed" / "training").is_dir()
     monkeypatch.setattr(m2t.M2Trainer, "_epoch", real)
     resumed = train(cfg, out=tmp_path / "killed", plots=False)
-    assert len(resumed.history) == 4 and not (tmp_path / "killed" / "training").exists()
+    assert len(resumed.history) == 4 and resumed.metrics["resumed"]
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
+    with pytest.raises(DataError, match="holds 4 epochs, more than the 3 asked for"):
+        train(cfg.replace(epochs=3), out=tmp_path / "killed", plots=False)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -56,12 +57,12 @@ from pyrovae.data.yacoby_m2 import (
     sample_semicircle_cohort,
     semicircle_f,
 )
-from pyrovae.errors import ConfigError, TrainingDiverged
+from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks, slug
 from pyrovae.inference.m2_init import init_m2_at_ground_truth
-from pyrovae.inference.m2_training import M2TrainResult, m2_objective, train_m2, train_m2_batch
+from pyrovae.inference.m2_training import M2Lagging, M2Trainer, m2_objective, train_m2_batch
 from pyrovae.metrics.semisupervised import (
     cohort_knn,
     functional_collapse,
@@ -140,8 +141,8 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``);
     ``temperature``, ``straight_through`` and ``relaxed_density`` shape the relaxed label of the discrete
     set (module docstring); ``lagging_threshold`` is LIN's T. With ``checkpoint_dir`` the batch's training keeps a
-    checkpoint there and a rerun resumes it (the initialisations, deterministic, are computed again; LIN, one
-    model at a time, has no checkpoint). A checkpoint outlives its task's stored result: after a change of the
+    checkpoint there (LIN: one per start, ``lin-J``) and a rerun resumes it (the initialisations, deterministic,
+    are computed again). A checkpoint outlives its task's stored result: after a change of the
     code, delete ``OUT/checkpoints`` with ``OUT/tasks``."""
     if kind not in COHORTS:
         raise ConfigError(f"unknown semi-circle kind {kind!r}; known: {', '.join(COHORTS)}")
@@ -181,8 +182,11 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
         starts.append({"decoder_mse": decoder_mse, "collapse_init": functional_collapse(model, true_f, y1, y2).score,
                        "seconds": time.perf_counter() - start})
     if lagging:
-        trained = [_lin(model, train, objective, epochs, g, a, particles, seed, aggressive_inner,
-                        lagging_window, lagging_threshold) for model, seed, g, a in zip(models, seeds, gammas, alphas)]
+        lagging_plugin = lambda: M2Lagging(aggressive_inner, lagging_window, threshold=lagging_threshold)
+        trained = [M2Trainer([model], train, objective, epochs, gamma=g, alpha=a, particles=particles, seeds=[seed],
+                             run_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / f"lin-{j}",
+                             lagging=lagging_plugin()).run()[0]
+                   for j, (model, seed, g, a) in enumerate(zip(models, seeds, gammas, alphas))]
     else:
         trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gammas, alpha=alphas,
                                  particles=particles, seeds=seeds, run_dir=checkpoint_dir)
@@ -190,17 +194,6 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
                                 test, labels, g, a, particles, objective, lagging, lagging_threshold,
                                 lagging_window, knn_alpha, n_eval, curves)
             for seed, init, model, res, first, g, a in zip(seeds, inits, models, trained, starts, gammas, alphas)]
-
-
-def _lin(model, train, objective, epochs, gamma, alpha, particles, seed, aggressive_inner, lagging_window,
-         lagging_threshold) -> M2TrainResult:
-    """One LIN start (``train_m2(lagging=True)``); a start whose loss turns non-finite has status ``nan``."""
-    try:
-        return train_m2(model, train, objective, epochs=epochs, gamma=gamma, alpha=alpha, particles=particles,
-                        seed=seed, lagging=True, aggressive_inner=aggressive_inner, lagging_window=lagging_window,
-                        lagging_threshold=lagging_threshold)
-    except TrainingDiverged:
-        return M2TrainResult(model, status="nan")
 
 
 def _semicircle_metrics(kind, method, version, seed, init, model, res, first, train, val, test,
@@ -330,12 +323,14 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     starts, grid = settings.pop("starts", ("gt",)), settings.pop("grid", False)
     pairs = [(k, m) for k in kinds for m in methods if applies(k, m)]
     cells = [(k, m, hyper) for k, m in pairs for hyper in m2_grid(m, grid)]
-    # one task per cell and version, its starts trained as one batch; LIN (one model at a time) one task per start
+    # one task per cell and version, its starts trained as one batch; LIN (one model at a time) one task per start;
+    # each task keeps its checkpoints in its own directory
     groups = lambda m: [list(range(len(starts)))] if not METHODS[m][3] else [[j] for j in range(len(starts))]
     tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in group],
                   inits=[starts[j] for j in group], curves=(v == 0),
-                  checkpoint_dir=None if METHODS[m][3] else str(options.out / "checkpoints" / slug(
-                      " ".join([k, m, *(f"{h}{x:g}" for h, x in hyper.items()), f"v{v}"]))),
+                  checkpoint_dir=str(options.out / "checkpoints" / slug(
+                      " ".join([k, m, *(f"{h}{x:g}" for h, x in hyper.items()), f"v{v}",
+                                *([f"start{group[0]}"] if METHODS[m][3] else [])]))),
                   **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
              for k, m, hyper in cells for v in range(reps) for group in groups(m)]
     batches = map_tasks(fit_m2_semicircles, tasks, options)
