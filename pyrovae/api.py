@@ -309,6 +309,9 @@ def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     if cfg.algorithm != "libi":  # the engine resumes under another cap (steps, M2's epochs); LiBI's cap is its length
         ignore |= {"max_steps", "epochs"}
     before = RunConfig().to_dict()  # a key an older version did not write had its default value
+    if cfg.model == "m2" and old.get("epochs", before["epochs"]) > cfg.epochs:
+        raise ConfigError(f"{run_dir} holds an M2 run of {old['epochs']} epochs, more than the {cfg.epochs} asked for; "
+                          "choose another --out (or --restart)")
     diff = sorted(k for k, v in cfg.to_dict().items() if k not in ignore and old.get(k, before[k]) != v)
     if diff:
         why = "; LiBI writes its one checkpoint at the end, so its run cannot resume" if cfg.algorithm == "libi" else ""

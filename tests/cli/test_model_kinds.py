@@ -119,8 +119,10 @@ def test_m2_repetitions_train_as_one_batch_and_each_is_its_run_alone(files, tmp_
     for i in range(2):
         on, straight = load_run(out / f"rep-{i:02d}")[0], load_run(tmp_path / "fresh" / f"rep-{i:02d}")[0]
         assert all(torch.equal(v, straight.state_dict()[k]) for k, v in on.state_dict().items())
-    other = invoke("train", *args, "--lr", "0.01", "--reps", "2", "--out", out)
+    other = invoke("train", *longer, "--lr", "0.01", "--reps", "2", "--out", out)
     assert other.exit_code != 0 and "different settings" in other.output
+    fewer = invoke("train", *args, "--reps", "2", "--out", out)
+    assert fewer.exit_code != 0 and "holds an M2 run of 3 epochs, more than the 2 asked for" in fewer.output
     again = invoke("train", *args, "--lr", "0.01", "--reps", "2", "--out", out, "--restart")
     assert again.exit_code == 0, again.output
     assert [len(pd.read_csv(out / f"rep-{i:02d}" / "history.csv")) for i in range(2)] == [2, 2]
@@ -204,5 +206,6 @@ def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, mo
     assert len(resumed.history) == 4 and resumed.metrics["resumed"]
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
-    with pytest.raises(DataError, match="holds 4 epochs, more than the 3 asked for"):
+    with pytest.raises(ConfigError, match="holds an M2 run of 4 epochs, more than the 3 asked for"):
         train(cfg.replace(epochs=3), out=tmp_path / "killed", plots=False)
+    assert json.loads((tmp_path / "killed" / "config.json").read_text())["epochs"] == 4  # left as it was
