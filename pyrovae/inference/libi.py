@@ -42,14 +42,14 @@ import torch
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.inference.algorithms import PlainSVI
+from pyrovae.inference.engine import ReplicateEngine
 from pyrovae.inference.replicates import ReplicatedCVAE, ReplicaStreams
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.metrics.likelihood import vae_log_likelihood
 from pyrovae.metrics.normality import henze_zirkler
-from pyrovae.optim import adam, minimise
 from pyrovae.validation import integer_at_least
 
-__all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI", "fit_libi",
+__all__ = ["LiBISettings", "LiBIResult", "libi_penalty", "code_log_likelihood", "LiBI", "fit_libi", "CodeFit",
            "inference_trainer"]
 
 
@@ -84,10 +84,11 @@ class LiBISettings:
 @dataclass
 class LiBIResult:
     model: object
-    best_round: int
+    best_round: int  # -1: no round finished (the fit diverged in its first)
     val_log_lik: float
     history: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    status: str = "done"  # done | nan (a loss turned non-finite in round len(history); the model is its best round's)
 
 
 _EXP_CAP = 30.0
@@ -164,8 +165,13 @@ class LiBI:
         return -code_log_likelihood(self.model, observed, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
 
     def fit(self, train: Dataset, validation: Dataset | None = None) -> LiBIResult:
-        """Run the ``rounds`` of LiBI and keep the best (the one-replicate case of :func:`fit_libi`)."""
-        return fit_libi([self], [train], None if validation is None else [validation])[0]
+        """Run the ``rounds`` of LiBI and keep the best (the one-replicate case of :func:`fit_libi`); a loss that
+        turns non-finite raises :class:`~pyrovae.errors.TrainingDiverged` (the model keeps its best round's
+        weights, or its last finite ones when no round finished)."""
+        result = fit_libi([self], [train], None if validation is None else [validation])[0]
+        if result.status == "nan":
+            raise TrainingDiverged(f"LiBI reached a non-finite loss in round {len(result.history)}")
+        return result
 
 
 def _inference_settings(s: LiBISettings) -> TrainSettings:
@@ -176,13 +182,14 @@ def _inference_settings(s: LiBISettings) -> TrainSettings:
 def fit_libi(libis: Sequence[LiBI], trains: Sequence[Dataset],
              validations: Sequence[Dataset] | None = None) -> list[LiBIResult]:
     """Run ``R`` LiBI fits (one architecture, one :class:`LiBISettings` up to its ``seed``, training sets
-    of one size) as one batched program: step 1 minimises the sum of the replicates' Eq. 44 losses over
-    their stacked θ and h (Adam is element-wise, so each replicate takes its own steps), step 2 trains
-    their encoders as replicates of one :class:`~pyrovae.inference.trainer.Trainer`, and each replicate
-    keeps its own best round. Replicate ``r`` computes, up to float rounding, what it computes alone:
-    its step-2 streams are seeded from its own ``seed`` (round ``k``: the ``k``-th draw of a generator
-    seeded ``seed``), its validation draws by ``seed + k``. A non-finite step-1 or step-2 loss in any
-    replicate stops the batch with :class:`~pyrovae.errors.TrainingDiverged`."""
+    of one size) as one batched program: step 1 trains the replicates' stacked θ and h on their own Eq. 44
+    losses (:class:`CodeFit`, on the training engine: Adam is element-wise, so each replicate takes its own
+    steps), step 2 trains their encoders as replicates of one :class:`~pyrovae.inference.trainer.Trainer`,
+    and each replicate keeps its own best round. Replicate ``r`` computes, up to float rounding, what it
+    computes alone: its step-2 streams are seeded from its own ``seed`` (round ``k``: the ``k``-th draw of a
+    generator seeded ``seed``), its validation draws by ``seed + k``. A replicate whose step-1 or step-2 loss
+    turns non-finite leaves the batch with status ``nan`` and its best round so far (the engine's NaN
+    policy); the others go on."""
     libis = list(libis)
     if not libis or len(trains) != len(libis) or (validations is not None and len(validations) != len(libis)):
         raise ConfigError(f"{len(libis)} LiBI fits need as many training (and validation) sets")
@@ -199,24 +206,32 @@ def fit_libi(libis: Sequence[LiBI], trains: Sequence[Dataset],
     for lib in libis:
         g = torch.Generator().manual_seed(int(lib.settings.seed))
         round_seeds.append([int(torch.randint(0, 2**62, (), generator=g)) for _ in range(s.rounds)])
-    shadows = [_with_encoder(lib.model, lib.code_net) for lib in libis]
     best: list[tuple[float, int, dict | None]] = [(-math.inf, -1, None)] * len(libis)
     histories: list[list[dict]] = [[] for _ in libis]
+    alive = list(range(len(libis)))
     for k in range(s.rounds):
-        step1 = _generative_step(libis, shadows, observed)
-        step2 = _inference_step(libis, observed, [seeds[k] for seeds in round_seeds])
-        for r, lib in enumerate(libis):
+        if not alive:
+            break
+        step1 = CodeFit([libis[r] for r in alive], observed[alive]).run()
+        alive, step1 = [r for r, rows in zip(alive, step1) if rows is not None], [rows for rows in step1 if rows is not None]
+        step2 = _inference_step([libis[r] for r in alive], observed[alive], [round_seeds[r][k] for r in alive])
+        for r, rows, loss in zip(alive, step1, step2):
+            if loss is None:
+                continue
+            lib = libis[r]
             with torch.no_grad():
                 ll = float(vae_log_likelihood(lib.model, vals[r].new_zeros(vals[r].shape[0], 0), vals[r],
                                               num_samples=s.val_samples, seed=lib.settings.seed + k).mean())
-            histories[r].append({"round": k, **step1[r], "neg_elbo": step2[r], "val_log_lik": ll})
+            histories[r].append({"round": k, **rows, "neg_elbo": loss, "val_log_lik": ll})
             if ll > best[r][0] or best[r][2] is None:
                 best[r] = (ll, k, copy.deepcopy(lib.model.state_dict()))
             lib.code_net.load_state_dict(lib.model.encoder.state_dict())  # step 3
+        alive = [r for r, loss in zip(alive, step2) if loss is not None]
     results = []
-    for lib, (ll, k, state), history in zip(libis, best, histories):
-        lib.model.load_state_dict(state)
-        results.append(LiBIResult(lib.model, k, ll, history, asdict(lib.settings)))
+    for r, (lib, (ll, k, state), history) in enumerate(zip(libis, best, histories)):
+        if state is not None:
+            lib.model.load_state_dict(state)
+        results.append(LiBIResult(lib.model, k, ll, history, asdict(lib.settings), "done" if r in alive else "nan"))
     return results
 
 
@@ -228,33 +243,68 @@ def _with_encoder(model, code_net):
     return shadow
 
 
-def _generative_step(libis: list[LiBI], shadows: list, observed: torch.Tensor) -> list[dict]:
-    """Step 1 (Eq. 44) for every replicate at once; each replicate's code NLL and penalties after it."""
-    s = libis[0].settings
-    streams = ReplicaStreams([0] * len(libis))  # step 1 draws nothing
-    models = ReplicatedCVAE.stack([lib.model for lib in libis], streams)
-    codes_of = ReplicatedCVAE.stack(shadows, streams)
-    # θ as LiBI.generative_parameters: outside the encoder, and not frozen (the stack keeps requires_grad)
-    theta = [p for name, p in models.stacked("param").items() if not name.startswith("encoder.") and p.requires_grad]
-    h = [p for name, p in codes_of.stacked("param").items()
-         if name.startswith("encoder.") and not name.startswith("encoder.log_var.")]
-    condition = observed.new_zeros(observed.shape[:-1] + (0,))
+class CodeFit(ReplicateEngine):
+    """LiBI's step 1 (Eq. 44) for ``R`` fits on the training engine: each fit's model with its code network h as
+    the encoder (:func:`_with_encoder`), stacked; the engine's Adam moves θ (every parameter outside the encoder
+    that requires a gradient) and h (the code network's location, not its log-variance head) on each replicate's
+    own loss, for ``step1_steps`` steps as one block. :meth:`run` writes each finished replicate's θ into its
+    model and h into its code network and returns its code NLL and penalties; a replicate whose loss or gradient
+    turns non-finite is left as it was before step 1 and returns ``None``."""
 
-    def losses() -> torch.Tensor:
-        codes = codes_of.encode(condition, observed)[0]
-        return -code_log_likelihood(models, observed, codes) + libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu)
+    def __init__(self, libis: Sequence[LiBI], observed: torch.Tensor):
+        self.libis, self.observed = list(libis), observed
+        self.settings = self.libis[0].settings
+        self.shadows = [_with_encoder(lib.model, lib.code_net) for lib in self.libis]
+        super().__init__(self.shadows, [0] * len(self.libis), observed.device, lr=self.settings.lr,
+                         checkpoint_every=10**9)  # step 1 draws nothing: streams seeded 0
+        self.start()
 
-    if minimise(lambda: losses().sum(), adam(theta + h, s.lr), s.step1_steps).status == "nan":
-        raise TrainingDiverged("LiBI step 1 reached a non-finite loss")
-    for r, (lib, shadow) in enumerate(zip(libis, shadows)):
-        models.write_to(r, lib.model)
-        codes_of.write_to(r, shadow)
-    with torch.no_grad():
-        codes = codes_of.encode(condition, observed)[0]
-        parts = libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu, parts=True)
-        nll = -code_log_likelihood(models, observed, codes)
-    return [{"code_nll": float(nll[r]), **{f"penalty_{key}": float(v[r]) for key, v in parts.items()}}
-            for r in range(len(libis))]
+    def _stack(self, models, streams) -> ReplicatedCVAE:
+        return ReplicatedCVAE.stack(models, streams)
+
+    def _trainable(self, stack: ReplicatedCVAE) -> list[torch.nn.Parameter]:
+        return [p for name, p in stack.stacked("param").items()
+                if p.requires_grad and not name.startswith("encoder.log_var.")]
+
+    def _capped(self) -> bool:
+        return self.state.step >= self.settings.step1_steps
+
+    def _progress_units(self) -> tuple[int, int]:
+        return self.state.step, self.settings.step1_steps
+
+    def _terms(self, stack: ReplicatedCVAE, observed: torch.Tensor):
+        """The code NLL ``(R,)`` and the penalties' parts of ``stack`` on ``observed`` ``(R, n, D)``."""
+        s = self.settings
+        codes = stack.encode(observed.new_zeros(observed.shape[:-1] + (0,)), observed)[0]
+        return -code_log_likelihood(stack, observed, codes), libi_penalty(codes, s.eps_hz, s.eps_sigma, s.eps_mu,
+                                                                           parts=True)
+
+    def _block(self, start: float) -> None:
+        observed = self.observed[self.active]
+
+        def losses() -> torch.Tensor:
+            nll, parts = self._terms(self.stack, observed)
+            return nll + parts["total"]
+
+        for _ in range(self.settings.step1_steps):
+            self.state.step += 1
+            if not bool(torch.isfinite(self.step(losses)).any()):
+                break
+        self.state.block += 1
+        for i, r in enumerate(self.active):
+            if bool(self._diverged[i]):
+                self._finish(i, "nan")  # its model and h stay as they were before step 1
+                continue
+            self.stack.write_to(i, self.shadows[r])  # h: the shadow's encoder is the code network itself
+            theta = {k: v for k, v in self.shadows[r].state_dict().items() if not k.startswith("encoder.")}
+            self.libis[r].model.load_state_dict(theta, strict=False)
+
+    def _result(self, r: int, resumed: bool) -> dict | None:
+        if self.replicas[r].status == "nan":
+            return None
+        with torch.no_grad():
+            nll, parts = self._terms(ReplicatedCVAE.stack([self.shadows[r]], ReplicaStreams([0])), self.observed[r:r + 1])
+        return {"code_nll": float(nll[0]), **{f"penalty_{key}": float(v[0]) for key, v in parts.items()}}
 
 
 def inference_trainer(libis: Sequence[LiBI], observed: torch.Tensor, seeds: Sequence[int]) -> Trainer:
@@ -266,10 +316,10 @@ def inference_trainer(libis: Sequence[LiBI], observed: torch.Tensor, seeds: Sequ
                    _inference_settings(libis[0].settings), seeds=list(seeds))
 
 
-def _inference_step(libis: list[LiBI], observed: torch.Tensor, seeds: list[int]) -> list[float]:
-    """Step 2 for every replicate at once; each replicate's final loss."""
+def _inference_step(libis: list[LiBI], observed: torch.Tensor, seeds: list[int]) -> list[float | None]:
+    """Step 2 for every replicate at once; each replicate's final loss, ``None`` where it diverged."""
+    if not libis:
+        return []
     with pyro.validation_enabled(False):
         results = inference_trainer(libis, observed, seeds).run()
-    if any(result.status == "nan" for result in results):
-        raise TrainingDiverged("LiBI step 2 reached a non-finite loss")
-    return [float(result.history["loss"].iloc[-1]) for result in results]
+    return [None if result.status == "nan" else float(result.history["loss"].iloc[-1]) for result in results]

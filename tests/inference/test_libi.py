@@ -152,3 +152,30 @@ def test_step_one_of_a_batch_is_each_fits_own_eq44_minimisation():
         with torch.no_grad():
             nll = -code_log_likelihood(reference.model, y, reference.code_net(y)[0])
         assert result.history[0]["code_nll"] == pytest.approx(float(nll), rel=1e-4)
+
+
+def test_a_diverging_fit_leaves_the_batch_and_the_others_finish_as_alone():
+    """The engine's NaN policy in LiBI: a replicate whose step-1 loss overflows (its data scaled by 1e20) stops
+    with status nan, no round and its starting weights; the other replicates end as they end alone. Alone,
+    the diverging fit raises TrainingDiverged."""
+    from pyrovae.data.base import Dataset
+    from pyrovae.errors import TrainingDiverged
+    from pyrovae.inference.libi import fit_libi
+
+    settings = dict(rounds=2, step1_steps=30, step2_steps=10, lr=0.03, val_samples=10)
+    datas = [libi_splits("linear-jtex", index=i, n=60, seed=3) for i in range(3)]
+    bad = datas[1]["train"]
+    datas[1] = dict(datas[1], train=Dataset("overflow", bad.condition, bad.observed * 1e20))
+    start = _model(1).state_dict()
+    batch = fit_libi([LiBI(_model(i), LiBISettings(seed=10 + i, **settings)) for i in range(3)],
+                     [d["train"] for d in datas], [d["validation"] for d in datas])
+    assert [r.status for r in batch] == ["done", "nan", "done"]
+    assert batch[1].best_round == -1 and batch[1].history == []
+    assert all(torch.equal(v, start[k]) for k, v in batch[1].model.state_dict().items())
+    for i in (0, 2):
+        alone = LiBI(_model(i), LiBISettings(seed=10 + i, **settings)).fit(datas[i]["train"], datas[i]["validation"])
+        assert batch[i].best_round == alone.best_round
+        for (name, a), b in zip(batch[i].model.state_dict().items(), alone.model.state_dict().values()):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (i, name)
+    with pytest.raises(TrainingDiverged, match="round 0"):
+        LiBI(_model(1), LiBISettings(seed=11, **settings)).fit(datas[1]["train"], datas[1]["validation"])

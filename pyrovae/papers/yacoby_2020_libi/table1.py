@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable
 from pyrovae.inference.trainer import Trainer, TrainSettings
@@ -150,7 +150,9 @@ def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict, hyper: 
     if method == "LiBI":
         return _libi(kind, seed, cfg, hyper).fit(data["train"], data["validation"]).model
     model = build_model(kind, seed)
-    Trainer(model, data["train"], _algorithm(method, data, cfg, hyper), _train_settings(cfg), seeds=[seed]).run()
+    result = Trainer(model, data["train"], _algorithm(method, data, cfg, hyper), _train_settings(cfg), seeds=[seed]).run()
+    if result.status == "nan":  # a diverged run is missing (NA), not evaluated at its last good block
+        raise TrainingDiverged(f"{method} reached a non-finite loss at step {result.metrics['steps']}")
     return model
 
 
@@ -238,17 +240,22 @@ def _table1_cells(method: str, kind: str, indices: list[int], seeds: list[int], 
     datas = [libi_splits(kind, index=i, n=cfg["n"], seed=cfg["data_seed"]) for i in indices]
     try:
         if method == "LiBI":
-            models = [fit.model for fit in fit_libi([_libi(kind, s, cfg, hyper) for s in seeds],
-                                                    [d["train"] for d in datas], [d["validation"] for d in datas])]
+            fits = fit_libi([_libi(kind, s, cfg, hyper) for s in seeds], [d["train"] for d in datas],
+                            [d["validation"] for d in datas])
+            models = [fit.model for fit in fits]
+            diverged = [fit.status == "nan" for fit in fits]
         else:
             models = [build_model(kind, s) for s in seeds]
-            Trainer(models, [d["train"] for d in datas], [_algorithm(method, d, cfg, hyper) for d in datas],
-                    _train_settings(cfg), seeds=seeds).run()
-    except Exception:  # noqa: BLE001 — one replicate's error (a failed Cholesky, a diverged LiBI step): run each alone
+            results = Trainer(models, [d["train"] for d in datas], [_algorithm(method, d, cfg, hyper) for d in datas],
+                              _train_settings(cfg), seeds=seeds).run()
+            diverged = [result.status == "nan" for result in results]
+    except Exception:  # noqa: BLE001 — one replicate's error that stops a batch (a failed Cholesky): run each alone
         return [_table1_cell(method, kind, i, s, cfg, hyper) for i, s in zip(indices, seeds)]
     cells = []
-    for i, s, d, model in zip(indices, seeds, datas, models):
+    for i, s, d, model, nan in zip(indices, seeds, datas, models, diverged):
         try:
+            if nan:  # this replicate alone diverged (the engine's NaN policy); the others trained on
+                raise TrainingDiverged(f"{method} reached a non-finite loss")
             cells.append(_cell(model, method, hyper, d, cfg, s))
         except Exception as err:  # noqa: BLE001
             cells.append(_missing(_failure(kind, method, i, err)))
