@@ -222,3 +222,12 @@ def test_appendix_e_experiment(tmp_path):
     assert float(cells[("k = 10", "joint max, q = q_k(σ²)")]) == pytest.approx(mle, rel=1e-5)
     assert float(cells[("k = 10", "fixed point (autograd)")]) == pytest.approx(
         float(cells[("k = 10", "closed form σ̂²_eb")]), rel=1e-5)
+
+
+def test_the_figure_tables_count_the_runs_within_five_percent_of_tau():
+    """The mean ± sd of σ is swamped by one run at the cap (Figure 5(d) at the paper's protocol: σ = 19); the
+    count of runs within 5 % of τ = 0.1 is not: 0.1049 counts, 0.1051 and 19 do not."""
+    results = {"a": [{"neg_elbo": 0.4, "sigma": s, "kl": 2.0, "calibrations": 1, "steps": 100, "status": "converged"}
+                     for s in (0.1, 0.0951, 0.1049, 0.1051, 19.0)]}
+    table = liu2025_figures._metric_table("t", "t", results, ["a"])
+    assert table.to_markdown().count("3/5") == 1
