@@ -182,8 +182,8 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
     ``cfgs[i].seed``, so it is that run up to float rounding. Each run directory is checked and locked as
     :func:`train` checks it (same settings, same data; ``restart`` discards what it holds); one that already
     holds a finished run is read back, the others train as one batch, whose engine checkpoint lives in
-    ``batch_dir`` (every ``checkpoint_every`` epochs; a rerun of the same batch resumes there, one with fewer
-    runs left starts it afresh). A run whose loss turns non-finite comes back with
+    ``batch_dir`` (every ``checkpoint_every`` epochs; a rerun of the same batch resumes there or trains on to
+    more epochs, one of another set of runs starts afresh). A run whose loss turns non-finite comes back with
     status ``nan`` and no numbers; its directory keeps its history and no weights (:func:`train` raises
     there; a batch's other runs go on)."""
     import pandas as pd
@@ -191,24 +191,27 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
     from pyrovae.inference.m2_training import train_m2_batch
 
     with contextlib.ExitStack() as locks:
-        runs = []
-        for cfg, out in zip(cfgs, outs):
-            pyro.set_rng_seed(cfg.seed)  # as train(): the seed, then the data, then the model's weights
-            data = build_data(cfg)
+        run_dirs = []
+        for cfg, out in zip(cfgs, outs):  # every directory checked before any is written
             run_dir = prepare_run_dir(out)
             locks.enter_context(lock_run_dir(run_dir))
             if restart:
                 discard_checkpoint(run_dir)
+                discard_checkpoint(run_dir / "training")  # a run trained alone keeps its engine checkpoint there
             _check_same_config(run_dir, cfg)
+            run_dirs.append(run_dir)
+        runs = []
+        for cfg, run_dir in zip(cfgs, run_dirs):
+            pyro.set_rng_seed(cfg.seed)  # as train(): the seed, then the data, then the model's weights
+            data = build_data(cfg)
             check_same_data(run_dir, data_digest(data.condition, data.observed))
-            write_json(run_dir / "config.json", cfg.to_dict())
             model = build_model(cfg, data)
             runs.append((cfg, data, model, run_dir, _finished_run(model, run_dir, cfg.epochs)))
+        for cfg, run_dir in zip(cfgs, run_dirs):
+            write_json(run_dir / "config.json", cfg.to_dict())
         todo = [run for run in runs if run[4] is None]
         first = cfgs[0]
-        checkpoint = prepare_run_dir(batch_dir) if batch_dir is not None and todo else None
-        if checkpoint is not None and len(todo) < len(runs):  # another batch than the one its checkpoint holds
-            discard_checkpoint(checkpoint)
+        checkpoint = None if batch_dir is None or not todo else _m2_batch_checkpoint(batch_dir, [run[0].seed for run in todo])
         fits = train_m2_batch([run[2] for run in todo], todo[0][1], _m2_objective(first), epochs=first.epochs,
                               batch_size=first.batch_size or 100, lr=first.lr, gamma=first.gamma, alpha=first.alpha,
                               particles=first.particles, seeds=[run[0].seed for run in todo], run_dir=checkpoint,
@@ -222,12 +225,23 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
                            "resumed": fit.resumed, "sigma": None,
                            "neg_elbo": None, "epochs": cfg.epochs, "wall_time": fit.seconds, "checkpoint": None}
                 history = pd.DataFrame(fit.history)
+                discard_checkpoint(run_dir)  # the weights of an earlier, shorter run are not this run's
                 write_text(run_dir / "history.csv", history.to_csv(index=False))
                 write_json(run_dir / "metrics.json", metrics)
                 results.append(TrainResult(model, history, metrics, "nan", run_dir))
                 continue
             results.append(finished or _m2_result(cfg, data, model, fit, run_dir, plots))
     return results
+
+
+def _m2_batch_checkpoint(batch_dir: str | Path, seeds: list[int]) -> Path:
+    """The directory of a batch of M2 runs seeded ``seeds``, its checkpoint kept only when it holds that batch:
+    one of another set of runs (some finished since, or diverged, or more ``--reps``) is discarded, and the
+    batch trains afresh, which gives what resuming would (the runs are deterministic)."""
+    checkpoint = prepare_run_dir(batch_dir)
+    if has_checkpoint(checkpoint) and load_checkpoint(checkpoint)[1].get("seeds") != seeds:
+        discard_checkpoint(checkpoint)
+    return checkpoint
 
 
 def _train_libi(cfg: RunConfig, data: Dataset, run_dir: Path | None) -> TrainResult:
@@ -271,7 +285,7 @@ def _finished_run(model, run_dir: Path | None, epochs: int | None = None) -> Tra
     import pandas as pd
 
     metrics = read_json(run_dir / "metrics.json")
-    if epochs is not None and metrics.get("epochs") != epochs:
+    if metrics.get("status") != "finished" or (epochs is not None and metrics.get("epochs") != epochs):
         return None
     tensors, _ = load_checkpoint(run_dir)
     model.load_state_dict(tensors["models"]["0"])
@@ -309,8 +323,9 @@ def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
     if cfg.algorithm != "libi":  # the engine resumes under another cap (steps, M2's epochs); LiBI's cap is its length
         ignore |= {"max_steps", "epochs"}
     before = RunConfig().to_dict()  # a key an older version did not write had its default value
-    if cfg.model == "m2" and old.get("epochs", before["epochs"]) > cfg.epochs:
-        raise ConfigError(f"{run_dir} holds an M2 run of {old['epochs']} epochs, more than the {cfg.epochs} asked for; "
+    held = old.get("epochs", before["epochs"])
+    if cfg.model == "m2" and old.get("model") == "m2" and held > cfg.epochs:
+        raise ConfigError(f"{run_dir} holds an M2 run of {held} epochs, more than the {cfg.epochs} asked for; "
                           "choose another --out (or --restart)")
     diff = sorted(k for k, v in cfg.to_dict().items() if k not in ignore and old.get(k, before[k]) != v)
     if diff:

@@ -209,3 +209,40 @@ def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, mo
     with pytest.raises(ConfigError, match="holds an M2 run of 4 epochs, more than the 3 asked for"):
         train(cfg.replace(epochs=3), out=tmp_path / "killed", plots=False)
     assert json.loads((tmp_path / "killed" / "config.json").read_text())["epochs"] == 4  # left as it was
+
+
+def test_an_m2_batch_trains_on_after_its_runs_changed_and_a_diverged_run_keeps_no_weights(files, tmp_path, monkeypatch):
+    """`train --model m2 --reps`: a batch checkpoint of another set of runs (here: rep-02 added later and trained
+    alone) is not resumed but replaced, so asking the three runs for more epochs works; a continuation in which
+    rep-00 diverges leaves rep-00 without weights, so its shorter run is not read back as the longer one; and
+    `--restart` clears a run's own engine checkpoint (`training/`) too."""
+    import pyrovae.inference.m2_training as m2t
+    from pyrovae.runs import has_checkpoint
+
+    root, _, _ = files
+    out = tmp_path / "reps"
+    base = ["--model", "m2", "--data-file", root / "labelled.csv", "--encoder-widths", "8,8", "--decoder-widths", "8,8",
+            "--sigma0", "0.1", "--seed", "5", "--quiet", "--out", out]
+    for reps, epochs in (("2", "2"), ("3", "2"), ("3", "3")):
+        result = invoke("train", *base, "--epochs", epochs, "--reps", reps)
+        assert result.exit_code == 0, result.output
+    assert [len(pd.read_csv(out / f"rep-{i:02d}" / "history.csv")) for i in range(3)] == [3, 3, 3]
+    real = m2t.m2_replicate_loss
+
+    def first_diverges(*args, **kwargs):
+        losses = real(*args, **kwargs)
+        return torch.cat([losses[:1] * float("nan"), losses[1:]])
+
+    monkeypatch.setattr(m2t, "m2_replicate_loss", first_diverges)
+    invoke("train", *base, "--epochs", "4", "--reps", "3")
+    monkeypatch.setattr(m2t, "m2_replicate_loss", real)
+    assert json.loads((out / "rep-00" / "metrics.json").read_text())["status"] == "nan"
+    assert not has_checkpoint(out / "rep-00") and has_checkpoint(out / "rep-01")
+    from pyrovae.api import train_batch
+
+    cfg = load_config(model="m2", dataset="discrete-semicircle", n=200, epochs=2, encoder_widths=(8,),
+                      decoder_widths=(8,), seed=3)
+    train(cfg, out=tmp_path / "alone", plots=False)
+    assert has_checkpoint(tmp_path / "alone" / "training")
+    train_batch([cfg, cfg.replace(seed=4)], [tmp_path / "alone", tmp_path / "other"], plots=False, restart=True)
+    assert not has_checkpoint(tmp_path / "alone" / "training")

@@ -152,7 +152,7 @@ def _train_one(method: str, kind: str, data: dict, seed: int, cfg: dict, hyper: 
     model = build_model(kind, seed)
     result = Trainer(model, data["train"], _algorithm(method, data, cfg, hyper), _train_settings(cfg), seeds=[seed]).run()
     if result.status == "nan":  # a diverged run is missing (NA), not evaluated at its last good block
-        raise TrainingDiverged(f"{method} reached a non-finite loss at step {result.metrics['steps']}")
+        raise TrainingDiverged(f"{method} reached a non-finite loss after step {result.metrics['steps']} (its last good block)")
     return model
 
 
