@@ -211,7 +211,7 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
             write_json(run_dir / "config.json", cfg.to_dict())
         todo = [run for run in runs if run[4] is None]
         first = cfgs[0]
-        checkpoint = None if batch_dir is None or not todo else _m2_batch_checkpoint(batch_dir, [run[0].seed for run in todo])
+        checkpoint = None if batch_dir is None or not todo else _m2_batch_checkpoint(batch_dir, [run[2] for run in todo])
         fits = train_m2_batch([run[2] for run in todo], todo[0][1], _m2_objective(first), epochs=first.epochs,
                               batch_size=first.batch_size or 100, lr=first.lr, gamma=first.gamma, alpha=first.alpha,
                               particles=first.particles, seeds=[run[0].seed for run in todo], run_dir=checkpoint,
@@ -234,13 +234,18 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
     return results
 
 
-def _m2_batch_checkpoint(batch_dir: str | Path, seeds: list[int]) -> Path:
-    """The directory of a batch of M2 runs seeded ``seeds``, its checkpoint kept only when it holds that batch:
-    one of another set of runs (some finished since, or diverged, or more ``--reps``) is discarded, and the
-    batch trains afresh, which gives what resuming would (the runs are deterministic)."""
+def _m2_batch_checkpoint(batch_dir: str | Path, models: list) -> Path:
+    """The directory of a batch of the M2 runs whose starting ``models`` these are, its checkpoint kept only when
+    it holds that batch (the same starting models, in order): one of another set of runs (some finished since,
+    or diverged, or more ``--reps``) is discarded, and the batch trains afresh, which gives what resuming would
+    (the runs are deterministic)."""
+    from pyrovae.inference.m2_training import starting_digests
+
     checkpoint = prepare_run_dir(batch_dir)
-    if has_checkpoint(checkpoint) and load_checkpoint(checkpoint)[1].get("seeds") != seeds:
-        discard_checkpoint(checkpoint)
+    if has_checkpoint(checkpoint):
+        held = load_checkpoint(checkpoint)[1].get("settings", {}).get("models")
+        if held != starting_digests(models):
+            discard_checkpoint(checkpoint)
     return checkpoint
 
 

@@ -67,7 +67,7 @@ from pyrovae.runs import data_digest, lock_run_dir
 from pyrovae.validation import integer_at_least
 
 __all__ = ["M2_OBJECTIVES", "M2Lagging", "M2TrainResult", "M2Trainer", "m2_objective", "m2_step_loss",
-           "train_m2", "train_m2_batch", "unlabelled_mutual_information"]
+           "starting_digests", "train_m2", "train_m2_batch", "unlabelled_mutual_information"]
 
 M2_OBJECTIVES = ("elbo", "iwae")
 
@@ -247,7 +247,7 @@ class M2Trainer(ReplicateEngine):
             "objective": objective, "batch_size": self.batch_size, "lr": float(lr), "particles": self.particles,
             "parameters": parameters, "gamma": self.gamma.tolist(), "alpha": self.alpha.tolist(),
             "data": data_digest(self.x_u, self.x_l, self.y_l), "seeds": self.seeds,
-            "models": [repr(m) + data_digest(*m.state_dict().values()) for m in models],
+            "models": starting_digests(models),
             "labels": [[getattr(m, a) for a in ("y_kind", "z_guide", "temperature", "relaxed_density", "straight_through")]
                        for m in models],
             "lagging": None if lagging is None else [lagging.max_inner, lagging.window, lagging.mi_points, lagging.threshold]}
@@ -389,6 +389,11 @@ class M2Trainer(ReplicateEngine):
         else:
             self.lagging.aggressive = False
         return mi
+
+
+def starting_digests(models: Sequence[M2]) -> list[str]:
+    """What identifies each model's starting state in a batch's checkpoint: its architecture and its weights."""
+    return [repr(m) + data_digest(*m.state_dict().values()) for m in models]
 
 
 def unlabelled_mutual_information(model: M2, observed: torch.Tensor, seed: int = 0) -> float:
