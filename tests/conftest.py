@@ -17,3 +17,22 @@ def pyro_hygiene():
     pyro.set_rng_seed(0)
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture
+def interrupt_at_block(monkeypatch):
+    """``arm(cls, method, block)`` makes ``cls.method`` (one block of a training-engine family) raise
+    ``KeyboardInterrupt`` when the engine's block counter reaches ``block`` — a run killed there, after the
+    checkpoint of the block before; it returns ``disarm()``, which puts the method back."""
+    def arm(cls, method: str, block: int):
+        real = getattr(cls, method)
+
+        def killed(self, *args, **kwargs):
+            if self.state.block == block:
+                raise KeyboardInterrupt
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, killed)
+        return lambda: monkeypatch.setattr(cls, method, real)
+
+    return arm

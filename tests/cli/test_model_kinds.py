@@ -181,7 +181,7 @@ def test_the_same_refusals_in_python():
         build_data(load_config(model="m2", n=20))
 
 
-def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, monkeypatch):
+def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, interrupt_at_block):
     """M2 trains on the engine, so `train` keeps its checkpoint in `training/`: a run stopped in its third epoch
     resumes there and ends with the uninterrupted run's weights; asked for fewer epochs than it holds, the
     directory refuses in one line."""
@@ -190,18 +190,11 @@ def test_an_interrupted_m2_run_resumes_from_its_training_checkpoint(tmp_path, mo
     cfg = load_config(model="m2", dataset="discrete-semicircle", n=200, epochs=4, checkpoint_every=1,
                       encoder_widths=(8,), decoder_widths=(8,), seed=3)
     straight = train(cfg, out=tmp_path / "straight", plots=False).model
-    real = m2t.M2Trainer._epoch
-
-    def killed(self):
-        if self.state.block == 2:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(m2t.M2Trainer, "_epoch", killed)
+    disarm = interrupt_at_block(m2t.M2Trainer, "_epoch", 2)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out=tmp_path / "killed", plots=False)
     assert (tmp_path / "killed" / "training").is_dir()
-    monkeypatch.setattr(m2t.M2Trainer, "_epoch", real)
+    disarm()
     resumed = train(cfg, out=tmp_path / "killed", plots=False)
     assert len(resumed.history) == 4 and resumed.metrics["resumed"]
     for key, value in straight.state_dict().items():

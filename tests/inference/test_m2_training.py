@@ -193,7 +193,7 @@ def test_lin_leaves_the_model_at_the_weights_it_trained_last(monkeypatch):
     assert any(not torch.equal(v, written[k]) for k, v in model.named_parameters())
 
 
-def test_lin_killed_in_its_fourth_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_run(tmp_path, monkeypatch):
+def test_lin_killed_in_its_fourth_epoch_resumes_from_its_checkpoint_to_the_uninterrupted_run(tmp_path, interrupt_at_block):
     """LIN trains on the engine, so it keeps checkpoints: its mode, best I(x; z) and both Adams come back with the
     weights and the stream, and the resumed run ends where the uninterrupted one does, bit for bit."""
     data = discrete_semicircle(n=200, seed=0)
@@ -209,17 +209,10 @@ def test_lin_killed_in_its_fourth_epoch_resumes_from_its_checkpoint_to_the_unint
     whole, expected = run()
     # I(x; z) first fails to rise in epoch 4, against the best of epoch 3: only a restored best ends the mode there
     assert [h["aggressive"] for h in expected.history] == [True, True, True, True, False]
-    real = m2t.M2Trainer._lagging_epoch
-
-    def killed(self):
-        if self.state.block == 3:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(m2t.M2Trainer, "_lagging_epoch", killed)
+    disarm = interrupt_at_block(m2t.M2Trainer, "_lagging_epoch", 3)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path)
-    monkeypatch.setattr(m2t.M2Trainer, "_lagging_epoch", real)
+    disarm()
     resumed, result = run(tmp_path)
     assert [(h["loss"], h["aggressive"], h["inner_steps"], h["mi"]) for h in result.history] == [
         (h["loss"], h["aggressive"], h["inner_steps"], h["mi"]) for h in expected.history]
