@@ -43,7 +43,7 @@ from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.inference.algorithms import PlainSVI
 from pyrovae.inference.engine import ReplicateEngine
-from pyrovae.inference.replicates import ReplicatedCVAE, ReplicaStreams
+from pyrovae.inference.replicates import ReplicatedCVAE
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.metrics.likelihood import vae_log_likelihood
 from pyrovae.metrics.normality import henze_zirkler
@@ -291,6 +291,8 @@ class CodeFit(ReplicateEngine):
             if not bool(torch.isfinite(self.step(losses)).any()):
                 break
         self.state.block += 1
+        with torch.no_grad():  # each replicate's code NLL and penalties after step 1, on the stack it trained in
+            nll, parts = self._terms(self.stack, observed)
         for i, r in enumerate(self.active):
             if bool(self._diverged[i]):
                 self._finish(i, "nan")  # its model and h stay as they were before step 1
@@ -298,13 +300,11 @@ class CodeFit(ReplicateEngine):
             self.stack.write_to(i, self.shadows[r])  # h: the shadow's encoder is the code network itself
             theta = {k: v for k, v in self.shadows[r].state_dict().items() if not k.startswith("encoder.")}
             self.libis[r].model.load_state_dict(theta, strict=False)
+            self.replicas[r].metrics = {"code_nll": float(nll[i]),
+                                        **{f"penalty_{key}": float(v[i]) for key, v in parts.items()}}
 
     def _result(self, r: int, resumed: bool) -> dict | None:
-        if self.replicas[r].status == "nan":
-            return None
-        with torch.no_grad():
-            nll, parts = self._terms(ReplicatedCVAE.stack([self.shadows[r]], ReplicaStreams([0])), self.observed[r:r + 1])
-        return {"code_nll": float(nll[0]), **{f"penalty_{key}": float(v[0]) for key, v in parts.items()}}
+        return None if self.replicas[r].status == "nan" else self.replicas[r].metrics
 
 
 def inference_trainer(libis: Sequence[LiBI], observed: torch.Tensor, seeds: Sequence[int]) -> Trainer:

@@ -253,9 +253,10 @@ def _table1_cells(method: str, kind: str, indices: list[int], seeds: list[int], 
         return [_table1_cell(method, kind, i, s, cfg, hyper) for i, s in zip(indices, seeds)]
     cells = []
     for i, s, d, model, nan in zip(indices, seeds, datas, models, diverged):
+        if nan:  # this replicate alone diverged (the engine's NaN policy); the others trained on
+            cells.append(_missing(_failure(kind, method, i, TrainingDiverged(f"{method} reached a non-finite loss"))))
+            continue
         try:
-            if nan:  # this replicate alone diverged (the engine's NaN policy); the others trained on
-                raise TrainingDiverged(f"{method} reached a non-finite loss")
             cells.append(_cell(model, method, hyper, d, cfg, s))
         except Exception as err:  # noqa: BLE001
             cells.append(_missing(_failure(kind, method, i, err)))
