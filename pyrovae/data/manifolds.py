@@ -63,17 +63,19 @@ def berger_noise_sd(s: torch.Tensor) -> torch.Tensor:
 
 
 def berger_sample(n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` points ``(y, s)`` of the artificial data (torch's global generator unless one is given)."""
+    """``n`` points ``(y, s)`` of the artificial data (torch's global generator unless one is given), on the
+    generator's device."""
     n = integer_at_least("n", n)
     lo, hi = S_RANGE
-    s = lo + (hi - lo) * torch.rand(n, generator=generator)
-    eps = torch.randn(n, 2, generator=generator)
+    device = generator.device if generator is not None else None
+    s = lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+    eps = torch.randn(n, 2, generator=generator, device=device)
     return berger_curve(s) + berger_noise_sd(s)[:, None] * eps, s
 
 
 def berger_manifold(n: int = 2000, seed: int = 0) -> StreamDataset:
     """Berger & Sebag's 2-D data as a stream: ``n`` evaluation points from ``seed``; every training
-    batch is drawn afresh. Unconditional (``x`` has no columns)."""
+    batch is drawn afresh, on the device of the trainer's streams. Unconditional (``x`` has no columns)."""
     n = integer_at_least("n", n, 2)
     y, s = berger_sample(n, torch.Generator().manual_seed(int(seed)))
     truth = {"noise_sd": dict(BERGER_NOISE), "s": s}  # the evaluation points' positions on the curve
@@ -83,7 +85,7 @@ def berger_manifold(n: int = 2000, seed: int = 0) -> StreamDataset:
         return torch.zeros(m, 0), fresh
 
     return StreamDataset("berger-manifold", torch.zeros(n, 0), y, truth=truth,
-                         params={"n": n, "seed": int(seed)}, sampler=sampler)
+                         params={"n": n, "seed": int(seed)}, sampler=sampler, any_device=True)
 
 
 def berger_log_density(y: torch.Tensor, resolution: float = 8.0, chunk: int = 512) -> torch.Tensor:

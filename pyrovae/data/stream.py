@@ -28,9 +28,12 @@ Sampler = Callable[[int, "torch.Generator | None"], "tuple[torch.Tensor, torch.T
 @dataclass
 class StreamDataset(Dataset):
     """``x``, ``y``: a fixed evaluation sample; ``sampler(n, generator) -> (x, y)``: ``n`` fresh points
-    drawn from ``generator`` (torch's global generator when it is None)."""
+    drawn from ``generator`` (torch's global generator when it is None). ``any_device``: the sampler draws
+    on its generator's device (a CUDA generator gives CUDA points), so the set can train on a GPU; a sampler
+    that draws on the CPU only cannot."""
 
     sampler: Sampler | None = None
+    any_device: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -49,4 +52,4 @@ class StreamDataset(Dataset):
 
     def to(self, device: str | torch.device) -> "StreamDataset":
         return StreamDataset(self.name, self.condition.to(device), self.observed.to(device), dict(self.truth), dict(self.params),
-                             self.sampler)
+                             self.sampler, self.any_device)

@@ -8,7 +8,8 @@ block by block). ResNet encoder and decoder, 100 fresh points per batch.
 One row is ours, not the paper's: "LV-VAE, separate σ network", the same likelihood with σ(z) from a
 separate two-layer tanh network of z (half the decoder's width) that shares nothing with the mean. It
 was this experiment's LV-VAE before the head; it stays as the contrast that says whether sharing the
-decoder's features is what moves the LV-VAE row. The ELBO is the full
+decoder's features is what moves the LV-VAE row. Each method's runs (10 at ``--full``) train as one batched
+program, on ``--device``; each computes the run its seed would give alone, up to float rounding. The ELBO is the full
 Gaussian one, ``D log σ`` and ``(D/2) log 2π`` included, in nats per point, estimated on fresh
 test points; the data's own expected log-density (by quadrature) bounds it from above.
 Figures like Fig. 4 (reconstruction, generation) and Fig. 10 (σ along training).
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pyrovae.experiments.registry import ExperimentOptions, register
+from pyrovae.experiments.registry import ExperimentOptions, register, trains_on_device
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks, set_aside_diverged, slug
 from pyrovae.plots import save_figure
@@ -72,43 +73,72 @@ def _build_berger_model(task: dict):
     return resnet_vae(0, 2, latent, width=task["width"], blocks=task["blocks"], noise=noise)
 
 
-def _train_berger(**task) -> dict:
-    """One Table 1 run: train, then the ELBO on fresh test points and the figure's point clouds."""
+def _train_berger(**task) -> list[dict]:
+    """One Table 1 method's runs, one per seed of ``task["seeds"]``, trained as one batched program
+    (:class:`~pyrovae.inference.trainer.Trainer` with a list of models) on ``task["device"]``: run ``r``
+    starts from the weights and stream of the run seeded ``seeds[r]`` alone (``pyro.set_rng_seed``, the
+    model, then the stream's seed from torch's generator, as the trainer draws it for one run), so it
+    computes that run up to float rounding. ``sigma`` (fixed σ) and ``schedule`` (the replayed σ) are one
+    value for every run or one per run. Then, on the CPU, each run's ELBO on fresh test points and the
+    figure's point clouds (for ``figure_rep``)."""
     import pyro
     import torch
 
-    from pyrovae.data.manifolds import berger_log_density, berger_manifold, berger_sample
+    from pyrovae.data.manifolds import berger_manifold
     from pyrovae.inference.algorithms import FixedSigma, JointSVI, ReplaySigma
     from pyrovae.inference.trainer import Trainer, TrainSettings
 
-    pyro.set_rng_seed(task["seed"])
+    seeds, device = [int(s) for s in task["seeds"]], task.get("device", "cpu")
     data = berger_manifold(n=task["n_eval"], seed=task["data_seed"])
-    model = _build_berger_model(task)
+    models, streams = [], []
+    for r, seed in enumerate(seeds):
+        pyro.set_rng_seed(seed)
+        models.append(_build_berger_model(_run_settings(task, r)).to(device))
+        streams.append(int(torch.randint(0, 2**62, ())))
     algorithm = {"fixed": FixedSigma, "learned": JointSVI, "head": JointSVI, "network": JointSVI,
-                 "scheduled": ReplaySigma}[task["noise"]]()
+                 "scheduled": ReplaySigma}[task["noise"]]
     settings = TrainSettings(K=task["K"], lr=task["lr"], max_steps=task["steps"], tol=0.0, batch_size=task["batch"],
                              checkpoint_every=max(1, task["steps"] // task["K"] // 4))
     with pyro.validation_enabled(False):
-        result = Trainer(model, data, algorithm, settings, run_dir=task.get("run_dir")).run()
+        results = Trainer(models, data, [algorithm() for _ in seeds], settings, run_dir=task.get("run_dir"),
+                          seeds=streams).run()
+    return [_evaluate_berger(task, r, result.model.to("cpu"), result) for r, result in enumerate(results)]
+
+
+def _run_settings(task: dict, r: int) -> dict:
+    """Run ``r``'s settings: a task's ``sigma`` or ``schedule`` given per run (a list of one per seed) read at ``r``."""
+    per_run = {"sigma": isinstance(task.get("sigma"), list), "schedule": bool(task.get("schedule"))
+               and isinstance(task["schedule"][0], list)}
+    return {**task, **{key: task[key][r] for key, is_list in per_run.items() if is_list}}
+
+
+def _evaluate_berger(task: dict, r: int, model, result) -> dict:
+    """Run ``r`` of a Table 1 task: its ELBO (10 draws of the encoder) on ``n_test`` fresh points, and the figures'
+    point clouds when ``r`` is the task's ``figure_rep``."""
+    import torch
+
+    from pyrovae.data.manifolds import berger_log_density, berger_sample
+
+    seed, rep = int(task["seeds"][r]), int(task["reps"][r])
     gen = torch.Generator().manual_seed(task["data_seed"] + 1)
     y_test, _ = berger_sample(task["n_test"], gen)
     x_test = torch.zeros(len(y_test), 0)
-    torch.manual_seed(task["seed"] + 7)
+    torch.manual_seed(seed + 7)
     with torch.no_grad():
         draws = [model.terms(x_test, y_test) for _ in range(10)]
         recon = torch.stack([d["recon"] for d in draws]).mean(0)
         kl = torch.stack([d["kl"] for d in draws]).mean(0)
         out: dict[str, Any] = {
-            "label": task["label"], "rep": task["rep"], "seed": task["seed"], "status": result.status,
+            "label": task["label"], "rep": rep, "seed": seed, "status": result.status,
             "elbo": float(-(recon + kl).mean()), "recon": float(recon.mean()), "kl": float(kl.mean()),
             "sigma": model.sigma, "steps": int(result.history["step"].iloc[-1]) if len(result.history) else 0,
             "wall_time": result.metrics["wall_time"],
             "history_sigma": result.history["sigma"].tolist(), "history_step": result.history["step"].tolist(),
             "history_elbo": (-result.history["neg_elbo"]).tolist(),
         }
-        if task.get("log_density"):
+        if task.get("log_density") and rep == task.get("figure_rep"):
             out["data_log_density"] = float(berger_log_density(y_test).mean())
-        if task.get("figure"):
+        if rep == task.get("figure_rep"):
             m = min(600, len(y_test))
             pts, x0 = y_test[:m], x_test[:m]
             loc, scale = model.encode(x0, pts)
@@ -126,45 +156,49 @@ def _table1_settings(options: ExperimentOptions) -> dict:
     return dict(width=200, blocks=4, latent_dim=2, steps=30_000, K=250, lr=1e-3, batch=100, n_eval=2000, n_test=10_000)
 
 
-def table1_tasks(settings: dict, reps: int, root_seed: int, out: Path | None) -> list[dict]:
-    """Phase 1 of Table 1: the F-VAEs, LS-VAE and LV-VAE, paired by seed across methods."""
+def table1_tasks(settings: dict, reps: int, root_seed: int, out: Path | None, device: str = "cpu") -> list[dict]:
+    """Phase 1 of Table 1: the F-VAEs, LS-VAE and LV-VAE, one task per method whose ``reps`` runs (paired by
+    seed across methods) train as one batch."""
     seeds = derive_seeds(root_seed, reps)
     methods = [(f"F-VAE σ={s:g}", dict(noise="fixed", sigma=s)) for s in TABLE1_SIGMAS]
     methods += [("LS-VAE", dict(noise="learned")), ("LV-VAE", dict(noise="head")), (LV_NETWORK, dict(noise="network"))]
-    tasks = []
-    for i in range(reps):
-        for label, kw in methods:
-            tasks.append(dict(settings, label=label, rep=i, seed=seeds[i], data_seed=root_seed, figure=(i == 0),
-                              log_density=(i == 0 and label == "LS-VAE"),
-                              run_dir=None if out is None else str(out / _slug(label) / f"rep-{i:02d}"), **kw))
-    return tasks
+    return [dict(settings, label=label, reps=list(range(reps)), seeds=[int(s) for s in seeds], data_seed=root_seed,
+                 figure_rep=0, log_density=label == "LS-VAE", device=device,
+                 run_dir=None if out is None else str(out / _slug(label)), **kw)
+            for label, kw in methods]
 
 
-def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out: Path | None) -> list[dict]:
-    """Phase 2: F*-VAE (σ fixed at each LS-VAE run's final σ) and the App. A.2 replay of its σ."""
-    tasks = []
-    for run in ls_runs:
-        i = run["rep"]
-        for label, kw in (("F*-VAE", dict(noise="fixed", sigma=run["sigma"])),
-                          ("F-VAE, replayed LS σ (App. A.2)", dict(noise="scheduled",
-                                                                    schedule=[1.0] + run["history_sigma"]))):
-            tasks.append(dict(settings, label=label, rep=i, seed=run["seed"], data_seed=root_seed, figure=(i == 0),
-                              run_dir=None if out is None else str(out / _slug(label) / f"rep-{i:02d}"), **kw))
-    return tasks
+def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out: Path | None,
+                       device: str = "cpu") -> list[dict]:
+    """Phase 2, one batch each: F*-VAE (σ fixed at each LS-VAE run's final σ) and the App. A.2 replay of its σ.
+    An LS-VAE run that diverged has neither (its σ path ends early; it is left out of the table)."""
+    ls_runs = [run for run in ls_runs if run["status"] != "nan"]
+    if not ls_runs:
+        return []
+    common = dict(settings, reps=[run["rep"] for run in ls_runs], seeds=[run["seed"] for run in ls_runs],
+                  data_seed=root_seed, figure_rep=0, device=device)
+    return [dict(common, label="F*-VAE", noise="fixed", sigma=[run["sigma"] for run in ls_runs],
+                 run_dir=None if out is None else str(out / _slug("F*-VAE"))),
+            dict(common, label="F-VAE, replayed LS σ (App. A.2)", noise="scheduled",
+                 schedule=[[1.0] + run["history_sigma"] for run in ls_runs],
+                 run_dir=None if out is None else str(out / _slug("F-VAE, replayed LS σ (App. A.2)")))]
 
 
 @register("berger-table1", "Berger & Sebag (2020) Table 1: fixed, learned scalar and learned σ(z) on the 2-D "
           "manifold",
           "Berger & Sebag (2020), Table 1, Figs. 4 and 10, App. A.2",
           full="ResNet of 4 blocks × 200, fresh batches of 100, 30,000 steps, 10 runs")
+@trains_on_device
 def table1(options: ExperimentOptions) -> ExperimentReport:
     settings = options.configure(_table1_settings(options))
     reps = options.repetitions(quick=1, full=10)
     start = time.perf_counter()
     runs_dir = options.out / "runs"
-    first = map_tasks(_train_berger, table1_tasks(settings, reps, options.seed, runs_dir), options)
+    first = [run for batch in map_tasks(_train_berger, table1_tasks(settings, reps, options.seed, runs_dir,
+                                                                   options.device), options) for run in batch]
     ls_runs = [r for r in first if r["label"] == "LS-VAE"]
-    second = map_tasks(_train_berger, second_phase_tasks(settings, ls_runs, options.seed, runs_dir), options)
+    second = [run for batch in map_tasks(_train_berger, second_phase_tasks(settings, ls_runs, options.seed, runs_dir,
+                                                                           options.device), options) for run in batch]
     runs = [set_aside_diverged(r, f"{r['label']}/rep-{r['rep']:02d}", options.diverged) for r in first + second]
     rows = [f"F-VAE σ={s:g}" for s in TABLE1_SIGMAS] + ["LS-VAE", "LV-VAE", LV_NETWORK, "F*-VAE",
                                                          "F-VAE, replayed LS σ (App. A.2)"]
@@ -187,7 +221,8 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
     figures = _table1_figures(runs, rows, options.out)
     conclusion = _table1_conclusion(by_label)
     return ExperimentReport(
-        {"reps": reps, **settings, "sigmas": list(TABLE1_SIGMAS), "root_seed": options.seed, "jobs": options.jobs},
+        {"reps": reps, **settings, "sigmas": list(TABLE1_SIGMAS), "root_seed": options.seed, "jobs": options.jobs,
+         "device": options.device},
         [table], figures=figures, wall_time=time.perf_counter() - start, conclusion=conclusion,
     )
 
