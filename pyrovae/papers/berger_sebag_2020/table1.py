@@ -8,8 +8,9 @@ block by block). ResNet encoder and decoder, 100 fresh points per batch.
 One row is ours, not the paper's: "LV-VAE, separate σ network", the same likelihood with σ(z) from a
 separate two-layer tanh network of z (half the decoder's width) that shares nothing with the mean. It
 was this experiment's LV-VAE before the head; it stays as the contrast that says whether sharing the
-decoder's features is what moves the LV-VAE row. Each method's runs (10 at ``--full``) train as one batched
-program, on ``--device``; each computes the run its seed would give alone, up to float rounding. The ELBO is the full
+decoder's features is what moves the LV-VAE row. The runs train as batched programs on ``--device``, one
+per noise kind (the six fixed σ together; 10 runs each at ``--full``), and each computes the run its seed
+would give alone, up to float rounding. The ELBO is the full
 Gaussian one, ``D log σ`` and ``(D/2) log 2π`` included, in nats per point, estimated on fresh
 test points; the data's own expected log-density (by quadrature) bounds it from above.
 Figures like Fig. 4 (reconstruction, generation) and Fig. 10 (σ along training).
@@ -38,12 +39,13 @@ __all__ = ["table1", "table1_tasks", "second_phase_tasks", "TABLE1_SIGMAS", "PAP
 TABLE1_SIGMAS = (1.0, 0.3, 0.1, 0.043, 0.03, 0.01)
 #: our extra row: the LV-VAE likelihood with σ(z) from a separate network instead of the decoder's head
 LV_NETWORK = "LV-VAE, separate σ network"
+REPLAY = "F-VAE, replayed LS σ (App. A.2)"
 PAPER_TABLE1 = {
     "F-VAE σ=1": "-1.14 ± 0.02", "F-VAE σ=0.3": "-0.063 ± 0.03", "F-VAE σ=0.1": "0.773 ± 0.09",
     "F-VAE σ=0.043": "0.335 ± 0.08", "F-VAE σ=0.03": "0.141 ± 0.10", "F-VAE σ=0.01": "-0.961 ± 0.12",
     "LS-VAE": "1.26 ± 0.09", "LV-VAE": "1.62 ± 0.08", LV_NETWORK: "(not in the paper)",
     "F*-VAE": "0.335 ± 0.08 (its σ = 0.043 row)",
-    "F-VAE, replayed LS σ (App. A.2)": "same as LS-VAE (text)",
+    REPLAY: "same as LS-VAE (text)",
 }
 PAPER_SIGMA = {"LS-VAE": "0.043"}
 
@@ -74,13 +76,13 @@ def _build_berger_model(task: dict):
 
 
 def _train_berger(**task) -> list[dict]:
-    """One Table 1 method's runs, one per seed of ``task["seeds"]``, trained as one batched program
-    (:class:`~pyrovae.inference.trainer.Trainer` with a list of models) on ``task["device"]``: run ``r``
-    starts from the weights and stream of the run seeded ``seeds[r]`` alone (``pyro.set_rng_seed``, the
-    model, then the stream's seed from torch's generator, as the trainer draws it for one run), so it
-    computes that run up to float rounding. ``sigma`` (fixed σ) and ``schedule`` (the replayed σ) are one
-    value for every run or one per run. Then, on the CPU, each run's ELBO on fresh test points and the
-    figure's point clouds (for ``figure_rep``)."""
+    """A batch of Table 1 runs of one noise kind (``task["noise"]``), one per entry of ``task["runs"]`` (its
+    ``label``, ``rep``, ``seed`` and, for fixed or replayed σ, its own ``sigma`` or ``schedule``), trained as one
+    batched program (:class:`~pyrovae.inference.trainer.Trainer` with a list of models) on ``task["device"]``:
+    each starts from the weights and stream of the run seeded ``seed`` alone (``pyro.set_rng_seed``, the model,
+    then the stream's seed from torch's generator, as the trainer draws it for one run), so it computes that run
+    up to float rounding. Then, on the CPU, each run's ELBO on fresh test points and, for ``rep == 0``, the
+    figures' point clouds."""
     import pyro
     import torch
 
@@ -88,57 +90,48 @@ def _train_berger(**task) -> list[dict]:
     from pyrovae.inference.algorithms import FixedSigma, JointSVI, ReplaySigma
     from pyrovae.inference.trainer import Trainer, TrainSettings
 
-    seeds, device = [int(s) for s in task["seeds"]], task.get("device", "cpu")
     data = berger_manifold(n=task["n_eval"], seed=task["data_seed"])
     models, streams = [], []
-    for r, seed in enumerate(seeds):
-        pyro.set_rng_seed(seed)
-        models.append(_build_berger_model(_run_settings(task, r)).to(device))
+    for run in task["runs"]:
+        pyro.set_rng_seed(run["seed"])
+        models.append(_build_berger_model({**task, **run}).to(task.get("device", "cpu")))
         streams.append(int(torch.randint(0, 2**62, ())))
     algorithm = {"fixed": FixedSigma, "learned": JointSVI, "head": JointSVI, "network": JointSVI,
                  "scheduled": ReplaySigma}[task["noise"]]
     settings = TrainSettings(K=task["K"], lr=task["lr"], max_steps=task["steps"], tol=0.0, batch_size=task["batch"],
                              checkpoint_every=max(1, task["steps"] // task["K"] // 4))
     with pyro.validation_enabled(False):
-        results = Trainer(models, data, [algorithm() for _ in seeds], settings, run_dir=task.get("run_dir"),
+        results = Trainer(models, data, [algorithm() for _ in models], settings, run_dir=task.get("run_dir"),
                           seeds=streams).run()
-    return [_evaluate_berger(task, r, result.model.to("cpu"), result) for r, result in enumerate(results)]
+    return [_evaluate_berger(task, run, result.model.to("cpu"), result) for run, result in zip(task["runs"], results)]
 
 
-def _run_settings(task: dict, r: int) -> dict:
-    """Run ``r``'s settings: a task's ``sigma`` or ``schedule`` given per run (a list of one per seed) read at ``r``."""
-    per_run = {"sigma": isinstance(task.get("sigma"), list), "schedule": bool(task.get("schedule"))
-               and isinstance(task["schedule"][0], list)}
-    return {**task, **{key: task[key][r] for key, is_list in per_run.items() if is_list}}
-
-
-def _evaluate_berger(task: dict, r: int, model, result) -> dict:
-    """Run ``r`` of a Table 1 task: its ELBO (10 draws of the encoder) on ``n_test`` fresh points, and the figures'
-    point clouds when ``r`` is the task's ``figure_rep``."""
+def _evaluate_berger(task: dict, run: dict, model, result) -> dict:
+    """One trained run's row: its ELBO (10 draws of the encoder) on ``n_test`` fresh points; for ``rep == 0`` the
+    figures' point clouds (and, for the LS-VAE, the data's own expected log-density)."""
     import torch
 
     from pyrovae.data.manifolds import berger_log_density, berger_sample
 
-    seed, rep = int(task["seeds"][r]), int(task["reps"][r])
     gen = torch.Generator().manual_seed(task["data_seed"] + 1)
     y_test, _ = berger_sample(task["n_test"], gen)
     x_test = torch.zeros(len(y_test), 0)
-    torch.manual_seed(seed + 7)
+    torch.manual_seed(run["seed"] + 7)
     with torch.no_grad():
         draws = [model.terms(x_test, y_test) for _ in range(10)]
         recon = torch.stack([d["recon"] for d in draws]).mean(0)
         kl = torch.stack([d["kl"] for d in draws]).mean(0)
         out: dict[str, Any] = {
-            "label": task["label"], "rep": rep, "seed": seed, "status": result.status,
+            "label": run["label"], "rep": run["rep"], "seed": run["seed"], "status": result.status,
             "elbo": float(-(recon + kl).mean()), "recon": float(recon.mean()), "kl": float(kl.mean()),
             "sigma": model.sigma, "steps": int(result.history["step"].iloc[-1]) if len(result.history) else 0,
             "wall_time": result.metrics["wall_time"],
             "history_sigma": result.history["sigma"].tolist(), "history_step": result.history["step"].tolist(),
             "history_elbo": (-result.history["neg_elbo"]).tolist(),
         }
-        if task.get("log_density") and rep == task.get("figure_rep"):
+        if run["rep"] == 0 and run["label"] == "LS-VAE":
             out["data_log_density"] = float(berger_log_density(y_test).mean())
-        if rep == task.get("figure_rep"):
+        if run["rep"] == 0:
             m = min(600, len(y_test))
             pts, x0 = y_test[:m], x_test[:m]
             loc, scale = model.encode(x0, pts)
@@ -156,16 +149,23 @@ def _table1_settings(options: ExperimentOptions) -> dict:
     return dict(width=200, blocks=4, latent_dim=2, steps=30_000, K=250, lr=1e-3, batch=100, n_eval=2000, n_test=10_000)
 
 
+def _batch(settings: dict, noise: str, name: str, runs: list[dict], root_seed: int, out: Path | None,
+           device: str) -> dict:
+    return dict(settings, noise=noise, runs=runs, data_seed=root_seed, device=device,
+                run_dir=None if out is None else str(out / _slug(name)))
+
+
 def table1_tasks(settings: dict, reps: int, root_seed: int, out: Path | None, device: str = "cpu") -> list[dict]:
-    """Phase 1 of Table 1: the F-VAEs, LS-VAE and LV-VAE, one task per method whose ``reps`` runs (paired by
-    seed across methods) train as one batch."""
-    seeds = derive_seeds(root_seed, reps)
-    methods = [(f"F-VAE σ={s:g}", dict(noise="fixed", sigma=s)) for s in TABLE1_SIGMAS]
-    methods += [("LS-VAE", dict(noise="learned")), ("LV-VAE", dict(noise="head")), (LV_NETWORK, dict(noise="network"))]
-    return [dict(settings, label=label, reps=list(range(reps)), seeds=[int(s) for s in seeds], data_seed=root_seed,
-                 figure_rep=0, log_density=label == "LS-VAE", device=device,
-                 run_dir=None if out is None else str(out / _slug(label)), **kw)
-            for label, kw in methods]
+    """Phase 1 of Table 1, paired by seed across methods, as four batches: every fixed σ's runs (one stack),
+    the LS-VAE's, the LV-VAE's and the separate-σ-network row's."""
+    seeds = [int(s) for s in derive_seeds(root_seed, reps)]
+    def runs(label: str, **kw) -> list[dict]:
+        return [dict(label=label, rep=i, seed=seeds[i], **kw) for i in range(reps)]
+    fixed = [run for s in TABLE1_SIGMAS for run in runs(f"F-VAE σ={s:g}", sigma=s)]
+    return [_batch(settings, "fixed", "F-VAE", fixed, root_seed, out, device),
+            _batch(settings, "learned", "LS-VAE", runs("LS-VAE"), root_seed, out, device),
+            _batch(settings, "head", "LV-VAE", runs("LV-VAE"), root_seed, out, device),
+            _batch(settings, "network", LV_NETWORK, runs(LV_NETWORK), root_seed, out, device)]
 
 
 def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out: Path | None,
@@ -175,13 +175,10 @@ def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out:
     ls_runs = [run for run in ls_runs if run["status"] != "nan"]
     if not ls_runs:
         return []
-    common = dict(settings, reps=[run["rep"] for run in ls_runs], seeds=[run["seed"] for run in ls_runs],
-                  data_seed=root_seed, figure_rep=0, device=device)
-    return [dict(common, label="F*-VAE", noise="fixed", sigma=[run["sigma"] for run in ls_runs],
-                 run_dir=None if out is None else str(out / _slug("F*-VAE"))),
-            dict(common, label="F-VAE, replayed LS σ (App. A.2)", noise="scheduled",
-                 schedule=[[1.0] + run["history_sigma"] for run in ls_runs],
-                 run_dir=None if out is None else str(out / _slug("F-VAE, replayed LS σ (App. A.2)")))]
+    fstar = [dict(label="F*-VAE", rep=r["rep"], seed=r["seed"], sigma=r["sigma"]) for r in ls_runs]
+    replay = [dict(label=REPLAY, rep=r["rep"], seed=r["seed"], schedule=[1.0] + r["history_sigma"]) for r in ls_runs]
+    return [_batch(settings, "fixed", "F*-VAE", fstar, root_seed, out, device),
+            _batch(settings, "scheduled", REPLAY, replay, root_seed, out, device)]
 
 
 @register("berger-table1", "Berger & Sebag (2020) Table 1: fixed, learned scalar and learned σ(z) on the 2-D "
@@ -201,7 +198,7 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
                                                                            options.device), options) for run in batch]
     runs = [set_aside_diverged(r, f"{r['label']}/rep-{r['rep']:02d}", options.diverged) for r in first + second]
     rows = [f"F-VAE σ={s:g}" for s in TABLE1_SIGMAS] + ["LS-VAE", "LV-VAE", LV_NETWORK, "F*-VAE",
-                                                         "F-VAE, replayed LS σ (App. A.2)"]
+                                                         REPLAY]
     by_label = {row: [r for r in runs if r["label"] == row] for row in rows}
     bound = next((r["data_log_density"] for r in runs if "data_log_density" in r), math.nan)
     table = ResultTable(
@@ -238,7 +235,7 @@ def _table1_conclusion(by_label: dict[str, list[dict]]) -> str:
     parts.append(f"LV-VAE {lv:.3f} " + ("> LS-VAE, as in the paper." if lv > ls else "≤ LS-VAE, unlike the paper."))
     if LV_NETWORK in mean:
         parts.append(f"With σ(z) from a separate network instead of the decoder's head: {mean[LV_NETWORK]:.3f}.")
-    fstar, replay = mean.get("F*-VAE"), mean.get("F-VAE, replayed LS σ (App. A.2)")
+    fstar, replay = mean.get("F*-VAE"), mean.get(REPLAY)
     if fstar is not None:
         parts.append(f"F*-VAE {fstar:.3f} " + ("< LS-VAE (the trajectory matters, as the paper says)."
                                                  if fstar < ls else "≥ LS-VAE (unlike the paper)."))
@@ -277,7 +274,7 @@ def _table1_figures(runs: list[dict], rows: list[str], out: Path) -> list[Path]:
         axes[0][1].legend(fontsize=6, markerscale=3, loc="lower right")
         paths.append(save_figure(fig, out / "fig4_reconstruction_generation.png"))
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    styles = {"LS-VAE": ("tab:blue", "-"), "F-VAE, replayed LS σ (App. A.2)": ("tab:red", "--"),
+    styles = {"LS-VAE": ("tab:blue", "-"), REPLAY: ("tab:red", "--"),
               "LV-VAE": ("tab:green", "-"), LV_NETWORK: ("tab:olive", ":")}
     for label, (color, ls) in styles.items():
         for k, run in enumerate(r for r in runs if r["label"] == label):

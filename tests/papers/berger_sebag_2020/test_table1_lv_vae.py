@@ -9,21 +9,23 @@ import math
 import pytest
 
 from pyrovae.models import HeadNoise, NetworkNoise
-from pyrovae.papers.berger_sebag_2020.table1 import (LV_NETWORK, _build_berger_model, _train_berger, second_phase_tasks,
-                                                     table1_tasks)
+from pyrovae.papers.berger_sebag_2020.table1 import (LV_NETWORK, TABLE1_SIGMAS, _build_berger_model, _train_berger,
+                                                     second_phase_tasks, table1_tasks)
 
 TINY = dict(width=8, blocks=1, latent_dim=2, steps=20, K=10, lr=2e-3, batch=50, n_eval=100, n_test=200)
 
 
 def _task(label: str) -> dict:
+    """The phase-1 batch that trains ``label``, narrowed to that row's runs."""
     tasks = table1_tasks(TINY, reps=1, root_seed=0, out=None)
-    return next(t for t in tasks if t["label"] == label)
+    task = next(t for t in tasks if any(run["label"] == label for run in t["runs"]))
+    return dict(task, runs=[run for run in task["runs"] if run["label"] == label])
 
 
 @pytest.mark.parametrize("label, cls", [("LV-VAE", HeadNoise), (LV_NETWORK, NetworkNoise)])
 def test_the_lv_vae_rows_build_and_train(label, cls):
     task = _task(label)
-    model = _build_berger_model(task)
+    model = _build_berger_model({**task, **task["runs"][0]})
     assert type(model.noise) is cls
     if cls is HeadNoise:
         assert model.noise.features_dim == TINY["width"]  # the residual decoder's last hidden layer
@@ -33,41 +35,35 @@ def test_the_lv_vae_rows_build_and_train(label, cls):
     assert len(out["fig_gen"]) == len(out["fig_gen_mean"]) == 200
 
 
-def _alone(task: dict, r: int) -> dict:
-    """Run ``r`` of a batched task as a task of its own."""
-    one = dict(task, reps=[task["reps"][r]], seeds=[task["seeds"][r]])
-    for key in ("sigma", "schedule"):
-        if isinstance(task.get(key), list):
-            one[key] = [task[key][r]]
-    return _train_berger(**one)[0]
-
-
 def test_each_run_of_a_batched_method_is_the_run_its_seed_gives_alone():
-    """Phase 1's learned σ (LS-VAE) and phase 2's per-run σ (F*-VAE) and per-run σ schedules (the App. A.2
-    replay) as batches of two: each run's ELBO, σ, history and steps are those of the run alone."""
+    """Phase 1's fixed σ (six σ in one stack) and learned σ (LS-VAE), phase 2's per-run σ (F*-VAE) and per-run σ
+    schedules (the App. A.2 replay), as batches: each run's ELBO, σ, history and steps are those of the run alone."""
     settings = dict(TINY, steps=30)
-    ls_task = next(t for t in table1_tasks(settings, reps=2, root_seed=3, out=None) if t["label"] == "LS-VAE")
+    fixed_task, ls_task = table1_tasks(settings, reps=2, root_seed=3, out=None)[:2]
+    assert fixed_task["noise"] == "fixed" and len(fixed_task["runs"]) == 2 * len(TABLE1_SIGMAS)
+    fixed_task = dict(fixed_task, runs=fixed_task["runs"][:4])  # σ = 1 and 0.3, two seeds each
     ls_runs = _train_berger(**ls_task)
     assert [r["rep"] for r in ls_runs] == [0, 1] and ls_runs[0]["sigma"] != ls_runs[1]["sigma"]
     phase2 = second_phase_tasks(settings, ls_runs, root_seed=3, out=None)
-    assert [t["label"] for t in phase2] == ["F*-VAE", "F-VAE, replayed LS σ (App. A.2)"]
-    for task in [ls_task, *phase2]:
+    assert [t["noise"] for t in phase2] == ["fixed", "scheduled"]
+    for task in [fixed_task, ls_task, *phase2]:
         batch = ls_runs if task is ls_task else _train_berger(**task)
-        for r, run in enumerate(batch):
-            alone = _alone(task, r)
-            assert run["steps"] == alone["steps"] == settings["steps"], task["label"]
-            assert run["elbo"] == pytest.approx(alone["elbo"], rel=1e-5, abs=1e-6), task["label"]
-            assert run["sigma"] == pytest.approx(alone["sigma"], rel=1e-5), task["label"]
-            assert run["history_sigma"] == pytest.approx(alone["history_sigma"], rel=1e-5), task["label"]
-    replay = _train_berger(**phase2[1])
-    for run, ls in zip(replay, ls_runs):  # the replay follows its own LS-VAE run's σ, not its batch-mate's
+        assert [(r["label"], r["rep"]) for r in batch] == [(r["label"], r["rep"]) for r in task["runs"]]
+        for run, spec in zip(batch, task["runs"]):
+            alone = _train_berger(**dict(task, runs=[spec]))[0]
+            assert run["steps"] == alone["steps"] == settings["steps"], spec
+            assert run["elbo"] == pytest.approx(alone["elbo"], rel=1e-5, abs=1e-6), spec
+            assert run["sigma"] == pytest.approx(alone["sigma"], rel=1e-5), spec
+            assert run["history_sigma"] == pytest.approx(alone["history_sigma"], rel=1e-5), spec
+    for run, ls in zip(_train_berger(**phase2[1]), ls_runs):  # each replay follows its own LS-VAE run's σ
         assert run["history_sigma"] == pytest.approx(ls["history_sigma"], rel=1e-6)
+    assert [r["sigma"] for r in _train_berger(**fixed_task)] == pytest.approx([1.0, 1.0, 0.3, 0.3])
 
 
 def test_a_diverged_ls_vae_run_has_no_second_phase():
     runs = [{"rep": 0, "seed": 5, "status": "nan", "sigma": float("nan"), "history_sigma": []},
             {"rep": 1, "seed": 6, "status": "max_steps", "sigma": 0.2, "history_sigma": [0.5, 0.2]}]
-    tasks = second_phase_tasks(TINY, runs, root_seed=0, out=None)
-    assert [t["reps"] for t in tasks] == [[1], [1]] and tasks[0]["sigma"] == [0.2]
-    assert tasks[1]["schedule"] == [[1.0, 0.5, 0.2]]
+    fstar, replay = second_phase_tasks(TINY, runs, root_seed=0, out=None)
+    assert fstar["runs"] == [{"label": "F*-VAE", "rep": 1, "seed": 6, "sigma": 0.2}]
+    assert replay["runs"][0]["schedule"] == [1.0, 0.5, 0.2] and len(replay["runs"]) == 1
     assert second_phase_tasks(TINY, runs[:1], root_seed=0, out=None) == []
