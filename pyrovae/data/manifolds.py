@@ -82,7 +82,7 @@ def berger_manifold(n: int = 2000, seed: int = 0) -> StreamDataset:
 
     def sampler(m: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         fresh, _ = berger_sample(m, generator)
-        return torch.zeros(m, 0), fresh
+        return torch.zeros(m, 0, device=fresh.device), fresh
 
     return StreamDataset("berger-manifold", torch.zeros(n, 0), y, truth=truth,
                          params={"n": n, "seed": int(seed)}, sampler=sampler, any_device=True)

@@ -11,6 +11,7 @@ stream.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -51,5 +52,5 @@ class StreamDataset(Dataset):
         return condition, observed
 
     def to(self, device: str | torch.device) -> "StreamDataset":
-        return StreamDataset(self.name, self.condition.to(device), self.observed.to(device), dict(self.truth), dict(self.params),
-                             self.sampler, self.any_device)
+        return dataclasses.replace(self, condition=self.condition.to(device), observed=self.observed.to(device),
+                                   truth=dict(self.truth), params=dict(self.params))

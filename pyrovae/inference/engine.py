@@ -216,7 +216,7 @@ class ReplicateEngine:
                    "models": {str(r): m.state_dict() for r, m in enumerate(self.models)}} | self._tensor_state()
         s = self.state
         meta = {"block": s.block, "step": s.step, "elapsed": s.elapsed, "active": self.active, "seeds": self.seeds,
-                "replicas": [{"prev_loss": rep.prev_loss, "rows": rep.rows, "status": rep.status, "metrics": rep.metrics}
+                "device": self.stack.device.type, "replicas": [{"prev_loss": rep.prev_loss, "rows": rep.rows, "status": rep.status, "metrics": rep.metrics}
                              | self._replica_state(r) for r, rep in enumerate(self.replicas)]} | self._meta_state()
         save_checkpoint(self.run_dir, tensors, meta)
 
@@ -225,6 +225,9 @@ class ReplicateEngine:
         if "stack" not in tensors or len(meta.get("replicas", [])) != len(self.models):
             raise DataError(f"{self.run_dir}/checkpoint was written by another version or for another number of "
                             "replicates; train into a new directory")
+        if meta.get("device", self.stack.device.type) != self.stack.device.type:  # older checkpoints do not say
+            raise DataError(f"{self.run_dir}/checkpoint was written on {meta['device']}: its random streams resume only "
+                            f"there, not on {self.stack.device.type}; resume it there or train into a new directory")
         self._check_checkpoint(meta)
         for r, m in enumerate(self.models):
             m.load_state_dict(tensors["models"][str(r)])

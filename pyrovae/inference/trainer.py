@@ -153,7 +153,8 @@ class Trainer(ReplicateEngine):
         if len({len(d) for d in datas}) > 1:
             raise ConfigError("per-replicate data sets must have the same number of points")
         device = next(self.models[0].parameters()).device
-        if device.type != "cpu" and any(getattr(d, "resample", None) is not None and not d.any_device for d in datas):
+        if device.type != "cpu" and any(getattr(d, "resample", None) is not None and not getattr(d, "any_device", False)
+                                        for d in datas):
             raise ConfigError("this stream data set (fresh points every step) trains on the CPU: its sampler draws "
                               "on the CPU only (StreamDataset.any_device)")
         self.datas = [d.to(device) for d in datas]

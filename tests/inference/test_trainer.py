@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pyrovae.data import Dataset, two_moon
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import CalibratedSigma
 from pyrovae.inference.catalog import make_algorithm
 from pyrovae.inference.replicates import ReplicatedCVAE
@@ -198,6 +198,23 @@ def test_resume_equals_uninterrupted_run(data, tmp_path, case):
     pd.testing.assert_frame_equal(a.history.drop(columns="time"), b.history.drop(columns="time"))
     if case.startswith("calibrated"):
         assert (a.history["event"] == "calibrate").sum() == M // 4 - 1
+
+
+def test_a_checkpoint_resumes_only_on_the_device_that_wrote_it(data, tmp_path, monkeypatch):
+    """The replicates' random streams are device generators (a CPU generator's state cannot be loaded into a
+    CUDA one): a checkpoint says where it was written, and resuming it elsewhere is refused in one clear line."""
+    def trainer(max_steps):
+        return Trainer(build("learned"), data, make_algorithm("joint"), TrainSettings(K=3, max_steps=max_steps),
+                       run_dir=tmp_path)
+
+    trainer(6).run()
+    assert load_checkpoint(tmp_path)[1]["device"] == "cpu"
+    assert trainer(9).run().metrics["resumed"]  # the same device resumes
+    monkeypatch.setattr(Trainer, "_meta_state", lambda self: {"device": "cuda"})  # as if written on a GPU
+    trainer(12).run()
+    monkeypatch.undo()
+    with pytest.raises(DataError, match="written on cuda: its random streams resume only there"):
+        trainer(15).run()
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")

@@ -10,7 +10,7 @@ separate two-layer tanh network of z (half the decoder's width) that shares noth
 was this experiment's LV-VAE before the head; it stays as the contrast that says whether sharing the
 decoder's features is what moves the LV-VAE row. The runs train as batched programs on ``--device``, one
 per noise kind (the six fixed σ together; 10 runs each at ``--full``), and each computes the run its seed
-would give alone, up to float rounding. The ELBO is the full
+would give alone on that device, up to float rounding. The ELBO is the full
 Gaussian one, ``D log σ`` and ``(D/2) log 2π`` included, in nats per point, estimated on fresh
 test points; the data's own expected log-density (by quadrature) bounds it from above.
 Figures like Fig. 4 (reconstruction, generation) and Fig. 10 (σ along training).
@@ -81,7 +81,7 @@ def _train_berger(**task) -> list[dict]:
     batched program (:class:`~pyrovae.inference.trainer.Trainer` with a list of models) on ``task["device"]``:
     each starts from the weights and stream of the run seeded ``seed`` alone (``pyro.set_rng_seed``, the model,
     then the stream's seed from torch's generator, as the trainer draws it for one run), so it computes that run
-    up to float rounding. Then, on the CPU, each run's ELBO on fresh test points and, for ``rep == 0``, the
+    on the same device up to float rounding (a GPU's generators draw other numbers than the CPU's). Then, on the CPU, each run's ELBO on fresh test points and, for ``rep == 0``, the
     figures' point clouds."""
     import pyro
     import torch
@@ -151,8 +151,9 @@ def _table1_settings(options: ExperimentOptions) -> dict:
 
 def _batch(settings: dict, noise: str, name: str, runs: list[dict], root_seed: int, out: Path | None,
            device: str) -> dict:
+    folder = _slug(name) if device == "cpu" else f"{slug(device)}/{_slug(name)}"  # a checkpoint resumes on its device
     return dict(settings, noise=noise, runs=runs, data_seed=root_seed, device=device,
-                run_dir=None if out is None else str(out / _slug(name)))
+                run_dir=None if out is None else str(out / folder))
 
 
 def table1_tasks(settings: dict, reps: int, root_seed: int, out: Path | None, device: str = "cpu") -> list[dict]:
@@ -171,12 +172,17 @@ def table1_tasks(settings: dict, reps: int, root_seed: int, out: Path | None, de
 def second_phase_tasks(settings: dict, ls_runs: list[dict], root_seed: int, out: Path | None,
                        device: str = "cpu") -> list[dict]:
     """Phase 2, one batch each: F*-VAE (σ fixed at each LS-VAE run's final σ) and the App. A.2 replay of its σ.
-    An LS-VAE run that diverged has neither (its σ path ends early; it is left out of the table)."""
+    An LS-VAE run that diverged has neither (its σ path ends early; it is left out of the table). The replayed
+    schedules are padded to one length with their last σ (which a schedule keeps past its end anyway), so that
+    they stack."""
     ls_runs = [run for run in ls_runs if run["status"] != "nan"]
     if not ls_runs:
         return []
     fstar = [dict(label="F*-VAE", rep=r["rep"], seed=r["seed"], sigma=r["sigma"]) for r in ls_runs]
-    replay = [dict(label=REPLAY, rep=r["rep"], seed=r["seed"], schedule=[1.0] + r["history_sigma"]) for r in ls_runs]
+    blocks = max(len(r["history_sigma"]) for r in ls_runs)
+    replay = [dict(label=REPLAY, rep=r["rep"], seed=r["seed"],
+                   schedule=[1.0] + r["history_sigma"] + r["history_sigma"][-1:] * (blocks - len(r["history_sigma"])))
+              for r in ls_runs]
     return [_batch(settings, "fixed", "F*-VAE", fstar, root_seed, out, device),
             _batch(settings, "scheduled", REPLAY, replay, root_seed, out, device)]
 
@@ -225,7 +231,8 @@ def table1(options: ExperimentOptions) -> ExperimentReport:
 
 
 def _table1_conclusion(by_label: dict[str, list[dict]]) -> str:
-    mean = {k: float(np.mean([r["elbo"] for r in v])) for k, v in by_label.items() if v}
+    mean = {k: float(np.nanmean([r["elbo"] for r in v])) for k, v in by_label.items()
+            if any(math.isfinite(r["elbo"]) for r in v)}
     fixed = {k: v for k, v in mean.items() if k.startswith("F-VAE σ=")}
     best_fixed = max(fixed, key=fixed.get)
     ls, lv = mean["LS-VAE"], mean["LV-VAE"]

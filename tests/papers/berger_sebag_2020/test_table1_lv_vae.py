@@ -1,6 +1,6 @@
 """Berger & Sebag (2020) Table 1's LV-VAE row trains the paper's form, σ(z) a second head of the residual
 decoder; our extra row keeps the separate σ network. A tiny run of each goes through the experiment's own task.
-Each method's runs train as one batch, and each computes the run its seed gives alone."""
+The runs of one noise kind train as one batch, and each computes the run its seed gives alone."""
 
 from __future__ import annotations
 
@@ -67,3 +67,5 @@ def test_a_diverged_ls_vae_run_has_no_second_phase():
     assert fstar["runs"] == [{"label": "F*-VAE", "rep": 1, "seed": 6, "sigma": 0.2}]
     assert replay["runs"][0]["schedule"] == [1.0, 0.5, 0.2] and len(replay["runs"]) == 1
     assert second_phase_tasks(TINY, runs[:1], root_seed=0, out=None) == []
+    ended_early = dict(runs[1], rep=2, seed=7, history_sigma=[0.4])  # padded with its last σ, to stack
+    assert second_phase_tasks(TINY, [runs[1], ended_early], 0, None)[1]["runs"][1]["schedule"] == [1.0, 0.4, 0.4]
