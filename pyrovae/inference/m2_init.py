@@ -77,18 +77,30 @@ def init_m2_at_ground_truth(model: M2, data: SemiSupervisedDataset, true_f: Call
                             validation: SemiSupervisedDataset, restarts: int = 10, objective: str = "elbo",
                             gamma: float = 1.0, alpha: float = 0.0, particles: int = 10, decoder_steps: int = 20_000,
                             encoder_epochs: int = 20, batch_size: int = 100, lr: float = 1e-3,
-                            seed: int = 0) -> M2Init:
+                            seed: int = 0, decoders: dict[int, tuple[dict, float, int]] | None = None) -> M2Init:
     """Decoder by regression on ``true_f(z, y)`` at ``data.truth['z']`` and ``data.labels``, then the
     guide by Eq. 5 with the decoder frozen, best of ``restarts`` on ``validation`` (App. D).
-    ``model`` is left at the best restart."""
+    ``model`` is left at the best restart.
+
+    ``decoders`` keeps each seed's decoder fit, ``{seed: (decoder state, mse, steps)}``, for the starts of one
+    data set and one model shape (a fresh model seeded alike, the same ``decoder_steps`` and ``lr``): the
+    regression depends on those only, not on γ, α, the objective or the restarts, so a seed seen before loads
+    its fitted decoder instead of fitting it again, with the same weights (the restarts reseed the generator
+    before they draw)."""
     integer_at_least("restarts", restarts)
     z = data.truth.get("z")
     if z is None:
         raise DataError(f"{data.name}: initialisation at the ground truth needs the true z")
     torch.manual_seed(int(seed))
-    z = torch.as_tensor(z, dtype=model.sigma.dtype)
-    fz = true_f(z.reshape(-1), data.labels.reshape(-1)).to(model.sigma.dtype)
-    mse, steps = fit_m2_decoder(model, z, data.labels, fz, max_steps=decoder_steps, lr=lr)
+    if decoders is not None and int(seed) in decoders:
+        state, mse, steps = decoders[int(seed)]
+        model.decoder.load_state_dict(state)
+    else:
+        z = torch.as_tensor(z, dtype=model.sigma.dtype)
+        fz = true_f(z.reshape(-1), data.labels.reshape(-1)).to(model.sigma.dtype)
+        mse, steps = fit_m2_decoder(model, z, data.labels, fz, max_steps=decoder_steps, lr=lr)
+        if decoders is not None:
+            decoders[int(seed)] = (copy.deepcopy(model.decoder.state_dict()), mse, steps)
     copies = []
     for r in range(int(restarts)):  # restart r: fresh guide weights from torch's generator seeded seed + 1 + r
         copy_r = copy.deepcopy(model)

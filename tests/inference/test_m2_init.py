@@ -56,6 +56,31 @@ def test_init_keeps_the_best_restart_on_validation():
     assert m2_objective(model, val, "elbo", 1.0, 1.0, seed=4) == pytest.approx(min(info.validation_objectives), rel=1e-6)
 
 
+def test_a_seeds_decoder_fit_is_reused_with_the_same_weights():
+    """The decoder regression depends on the seed and the data only: a second start of the same seed (here with
+    another α, as the cells of a sweep) loads the first one's fit, and ends exactly where fitting it again ends."""
+    train, val = discrete_semicircle(n=200, seed=2), discrete_semicircle(n=100, seed=3)
+    f = lambda z, y: semicircle_f(z, y)
+
+    def start(alpha: float, decoders=None) -> tuple[M2, object]:
+        torch.manual_seed(5)
+        model = M2(2, widths=(8, 8))
+        info = init_m2_at_ground_truth(model, train, f, val, restarts=2, alpha=alpha, decoder_steps=150,
+                                       encoder_epochs=1, lr=3e-3, seed=5, decoders=decoders)
+        return model, info
+
+    decoders: dict = {}
+    start(1.0, decoders)
+    assert list(decoders) == [5]
+    reused, info_reused = start(0.1, decoders)
+    after_reused = torch.rand(3)  # what the code after a start draws from the global generator
+    fitted, info_fitted = start(0.1)
+    after_fitted = torch.rand(3)
+    assert info_reused == info_fitted and info_fitted.decoder_steps > 0
+    assert all(torch.equal(v, fitted.state_dict()[k]) for k, v in reused.state_dict().items())
+    assert torch.equal(after_reused, after_fitted)
+
+
 def test_init_bad_input():
     data = discrete_semicircle(n=50)
     with pytest.raises(ConfigError):

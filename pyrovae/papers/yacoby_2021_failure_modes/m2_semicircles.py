@@ -133,7 +133,8 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
 
     Start ``j``'s weights come from torch's generator seeded ``seeds[j]``; ``inits[j]`` is ``"gt"`` (the
     ground-truth initialisation, its encoder restarts trained as one batch) or ``"random"`` (App. D's random
-    restarts). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
+    restarts; a seed's decoder regression is fitted once and reused by its starts in other γ, α cells, with the
+    same weights). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
     start ``j`` draws from a stream seeded ``seeds[j]``, as it would alone), except LIN, whose per-batch inner
     loop trains one model at a time. ``seconds`` is a start's own initialisation plus its training (the batch's,
     which it shared). A start whose loss turns non-finite gets ``status = "nan"`` and NaN metrics (the others are
@@ -167,6 +168,7 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     true_f = lambda z, y: semicircle_f(z, y, kind)
     y1, y2 = COHORTS[kind]
     models, starts = [], []
+    decoders: dict = {}  # each seed's ground-truth decoder fit, shared by its starts in every (γ, α) cell
     for seed, init, gamma_j, alpha_j in zip(seeds, inits, gammas, alphas):
         torch.manual_seed(seed)
         model = M2(2, "relaxed" if relaxed else kind, widths=WIDTHS, latent_dim=1, sigma=float(train.truth["sigma"]),
@@ -177,7 +179,8 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
         if init == "gt":  # the guide is fitted by the ELBO (App. D); IWAE runs then continue with their own bound
             decoder_mse = init_m2_at_ground_truth(model, train, true_f, val, restarts=restarts, gamma=gamma_j,
                                                   alpha=alpha_j, decoder_steps=decoder_steps,
-                                                  encoder_epochs=encoder_epochs, seed=seed).decoder_mse
+                                                  encoder_epochs=encoder_epochs, seed=seed,
+                                                  decoders=decoders).decoder_mse
         models.append(model)
         starts.append({"decoder_mse": decoder_mse, "collapse_init": functional_collapse(model, true_f, y1, y2).score,
                        "seconds": time.perf_counter() - start})
