@@ -62,6 +62,10 @@ def run_command(
     seed: int = typer.Option(0, help="Root seed; repetition seeds derive from it."),
     out: Optional[str] = typer.Option(None, help="Output directory (default runs/experiments/NAME[-quick])."),
     quiet: bool = typer.Option(False, help="No progress."),
+    stored_only: bool = typer.Option(False, "--stored-only", help=(
+        "Write the report from the tasks already in OUT/tasks and train nothing; a task not stored there is an "
+        "error. --device then only names the stored tasks to read, so a GPU run's tasks can be reported on a "
+        "machine without one.")),
 ) -> None:
     """Run an experiment; write its tables (CSV, Markdown) beside the paper's numbers.
 
@@ -81,7 +85,8 @@ def run_command(
     out = Path(out_path("--out", out)) if out is not None else Path("runs") / "experiments" / (name + suffix)
     executor = make_executor(jobs, scheduler, cluster)
     options = ExperimentOptions(out=out, quick=quick, full=full, reps=reps, jobs=jobs, seed=seed, progress=not quiet,
-                                device=device, overrides=_overrides(settings), executor=executor)
+                                device=device, overrides=_overrides(settings), executor=executor,
+                                stored_only=stored_only)
     prepare_run_dir(out)
     write_provenance(out, {"experiment": name, "executor": executor.description})
     with executor:

@@ -39,6 +39,7 @@ class ExperimentOptions:
     seed: int = 0
     progress: bool = False
     device: str = "cpu"
+    stored_only: bool = False
     overrides: dict[str, str] = field(default_factory=dict)
     executor: Executor | None = None
     diverged: list[str] = field(default_factory=list)
@@ -53,7 +54,7 @@ class ExperimentOptions:
         self.seed = seed("--seed", self.seed)
         if self.quick and self.full:
             raise ConfigError("--quick and --full exclude each other")
-        self.device = device_name("--device", self.device)
+        self.device = device_name("--device", self.device, available=not self.stored_only)
         if self.executor is None:
             self.executor = make_executor(self.jobs)
 

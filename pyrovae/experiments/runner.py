@@ -31,7 +31,8 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "Experimen
     (:class:`~pyrovae.experiments.task_store.TaskStore`) and a rerun reuses it instead of running
     the task again; each task's own wall time goes to ``options.task_seconds`` (reused ones with the
     time they took when they ran) and the commit that computed it to ``options.task_commits``; with ``options.progress``, one line per finished task
-    (:class:`Progress`). Without ``options``: in this process, nothing kept."""
+    (:class:`Progress`); with ``options.stored_only``, a task not stored raises :class:`~pyrovae.errors.ConfigError`
+    instead of running. Without ``options``: in this process, nothing kept."""
     from pyrovae.experiments.task_store import TaskStore
 
     tasks = list(tasks)
@@ -53,6 +54,11 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "Experimen
             pending.append(i)
         else:
             finish(i, stored.result, stored.seconds, True, stored.commit)
+    if options is not None and options.stored_only and pending:
+        from pyrovae.errors import ConfigError
+
+        raise ConfigError(f"--stored-only: {len(pending)} of the {len(tasks)} {label or fn.__name__.strip('_')} tasks "
+                          f"are not stored in {store.directory}; run the command without --stored-only to compute them")
     executor = options.executor if options is not None else InProcess()
     enabled = options is not None and options.progress
     with Progress(enabled, len(tasks), label or fn.__name__.strip("_"), reused=len(tasks) - len(pending)) as bar:

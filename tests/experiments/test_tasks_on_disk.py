@@ -178,3 +178,24 @@ def test_where_a_task_keeps_its_checkpoint_is_not_part_of_its_digest():
     assert task_digest(len, {**base, "checkpoint_dir": "/a/x"}) == task_digest(len, {**base, "checkpoint_dir": "b/y"})
     assert task_digest(len, {**base, "checkpoint_dir": "/a/x"}) == task_digest(len, base)
     assert task_digest(len, base) != task_digest(len, {**base, "seeds": [1, 3]})
+
+
+def test_stored_only_writes_the_report_from_stored_tasks_and_refuses_a_missing_one(tmp_path):
+    """--stored-only trains nothing: with every task stored it writes the same table; with one missing it says so
+    in one line; and --device only names the stored tasks, so CUDA need not exist on this machine."""
+    command = ["experiment", "run", "liu-table1", "--quick", "--reps", "1", "--set", "max_steps=6", "--set", "n=60",
+               "--set", "K=2", "--quiet", "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, command).exit_code == 0
+    table = (tmp_path / "table1.csv").read_text()
+    again = CliRunner().invoke(app, [*command, "--stored-only"])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "table1.csv").read_text() == table
+    assert json.loads((tmp_path / "report.json").read_text())["tasks_reused"] == json.loads(
+        (tmp_path / "report.json").read_text())["tasks"]
+    tasks = sorted((tmp_path / "tasks").glob("*.json"))
+    tasks[0].unlink()
+    missing = CliRunner().invoke(app, [*command, "--stored-only"])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert f"--stored-only: 1 of the {len(tasks)} batches tasks are not stored" in " ".join(missing.output.split())
+    on_gpu = CliRunner().invoke(app, [*command, "--stored-only", "--device", "cuda"])
+    assert on_gpu.exit_code == 2 and "not stored" in on_gpu.output and "CUDA is not available" not in on_gpu.output
