@@ -67,6 +67,23 @@ def test_sweep_tiny_smoke(tmp_path):
     assert (tmp_path / "runs.json").exists()
 
 
+def test_sweep_of_one_semicircle_runs_the_same_tasks_as_the_whole_sweep(tmp_path):
+    """--set kinds=continuous keeps that semi-circle's rows, and its tasks are the whole sweep's tasks for it (so a
+    partial report can be written from a whole run's stored tasks, and the reverse)."""
+    from pyrovae.papers import get_experiment
+
+    tiny = {k: str(v) for k, v in m2_settings(None, tiny=True).items() if k not in ("aggressive_inner", "lagging_window")}
+    sweep = get_experiment("yacoby-m2-sweep")
+    part = sweep.run(ExperimentOptions(out=tmp_path / "part", quick=True, reps=1, overrides={**tiny, "kinds": "continuous"}))
+    assert part.tables[0].rows == ["continuous / γ=1 / α=0", "continuous / γ=1 / α=0.1", "continuous / γ=1 / α=1"]
+    whole = sweep.run(ExperimentOptions(out=tmp_path / "whole", quick=True, reps=1, overrides=tiny))
+    assert len(whole.tables[0].rows) == 7
+    names = lambda d: {p.name for p in (tmp_path / d / "tasks").glob("*.json")}
+    assert len(names("part")) == 1 and names("part") < names("whole")
+    with pytest.raises(ConfigError, match="unknown semi-circle 'circle'"):
+        sweep.run(ExperimentOptions(out=tmp_path / "bad", quick=True, overrides={"kinds": "circle"}))
+
+
 def test_real_tables_tiny_smoke_on_a_user_file(tmp_path, monkeypatch):
     """Tables 5-6 from a user's cmc.data (synthetic rows in the UCI format), no package needed."""
     import numpy as np
