@@ -63,9 +63,10 @@ def run_command(
     out: Optional[str] = typer.Option(None, help="Output directory (default runs/experiments/NAME[-quick])."),
     quiet: bool = typer.Option(False, help="No progress."),
     stored_only: bool = typer.Option(False, "--stored-only", help=(
-        "Write the report from the tasks already in OUT/tasks and train nothing; a task not stored there is an "
-        "error. --device then only names the stored tasks to read, so a GPU run's tasks can be reported on a "
-        "machine without one.")),
+        "Write the report from the tasks already in OUT/tasks: every task of the experiment's parallel maps is "
+        "read from there (one not stored is an error), so no model of those trains; what an experiment computes "
+        "outside its tasks (closed forms, data-generating fits) runs again. --device then only names the stored "
+        "tasks, so a GPU run's tasks can be reported on a machine without one.")),
 ) -> None:
     """Run an experiment; write its tables (CSV, Markdown) beside the paper's numbers.
 
@@ -83,12 +84,15 @@ def run_command(
                           + ", ".join(sorted(e.name for e in EXPERIMENTS.values() if e.devices)))
     suffix = "-quick" if quick else "-full" if full else ""
     out = Path(out_path("--out", out)) if out is not None else Path("runs") / "experiments" / (name + suffix)
+    if stored_only and not any((out / "tasks").glob("*.json")):
+        raise ConfigError(f"--stored-only: no stored tasks in {out / 'tasks'}")
     executor = make_executor(jobs, scheduler, cluster)
     options = ExperimentOptions(out=out, quick=quick, full=full, reps=reps, jobs=jobs, seed=seed, progress=not quiet,
                                 device=device, overrides=_overrides(settings), executor=executor,
                                 stored_only=stored_only)
     prepare_run_dir(out)
-    write_provenance(out, {"experiment": name, "executor": executor.description})
+    write_provenance(out, {"experiment": name, "executor": executor.description}
+                     | ({"stored_only": True} if stored_only else {}))
     with executor:
         report = experiment.run(options)
     if options.diverged:

@@ -24,7 +24,10 @@ class ExperimentOptions:
     grids, selection on validation), for the experiments registered with one. ``executor`` runs the
     experiment's parallel maps (default: ``jobs`` local processes, this process when 1; see
     :mod:`pyrovae.executors`). ``device`` is where the models of experiments that honour it train
-    (:attr:`Experiment.devices`). ``overrides`` (``--set key=value``) replace the experiment's own
+    (:attr:`Experiment.devices`). With ``stored_only`` every task of the experiment's parallel maps must already
+    be stored in ``out/tasks`` (none runs; a missing one raises :class:`~pyrovae.errors.ConfigError`; what the
+    experiment computes outside its tasks runs again), no task is left out for a package or file missing here,
+    and ``device`` only names the stored tasks, so it need not exist here. ``overrides`` (``--set key=value``) replace the experiment's own
     settings through :meth:`configure`. ``diverged`` collects, while the experiment runs, the names of
     the runs whose training diverged (their numbers are left out of every summary; the command line
     names them and exits 1); ``task_seconds`` the wall time of each task of its parallel maps, with

@@ -57,7 +57,7 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "Experimen
     if options is not None and options.stored_only and pending:
         from pyrovae.errors import ConfigError
 
-        raise ConfigError(f"--stored-only: {len(pending)} of the {len(tasks)} {label or fn.__name__.strip('_')} tasks "
+        raise ConfigError(f"--stored-only: {len(pending)} of {len(tasks)} tasks ({label or fn.__name__.strip('_')}) "
                           f"are not stored in {store.directory}; run the command without --stored-only to compute them")
     executor = options.executor if options is not None else InProcess()
     enabled = options is not None and options.progress

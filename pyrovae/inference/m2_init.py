@@ -8,7 +8,7 @@ restarts) ... we select the restart that yields the lowest value of the objectiv
 * :func:`fit_m2_decoder` regresses :math:`f_\theta(z, y)` on the true :math:`f(z, y)` at the data's
   true codes and labels (all points, labelled or not), reusing
   :func:`pyrovae.inference.init.fit_decoder` on the decoder's input :math:`[z, \text{features}(y)]`.
-* :func:`init_m2_at_ground_truth` then fits the guide (``q(y|x)`` and the ``z`` encoders) with the
+* :func:`init_m2_at_ground_truth` (which can reuse a seed's decoder fit across starts: ``decoders``) then fits the guide (``q(y|x)`` and the ``z`` encoders) with the
   decoder frozen by the semi-supervised objective (Eq. 5, ELBO bounds by default), ``restarts``
   times from fresh random encoder weights — the restarts train as one batch
   (:func:`~pyrovae.inference.m2_training.train_m2_batch`; restart ``r`` is the run seeded
@@ -77,13 +77,13 @@ def init_m2_at_ground_truth(model: M2, data: SemiSupervisedDataset, true_f: Call
                             validation: SemiSupervisedDataset, restarts: int = 10, objective: str = "elbo",
                             gamma: float = 1.0, alpha: float = 0.0, particles: int = 10, decoder_steps: int = 20_000,
                             encoder_epochs: int = 20, batch_size: int = 100, lr: float = 1e-3,
-                            seed: int = 0, decoders: dict[int, tuple[dict, float, int]] | None = None) -> M2Init:
+                            seed: int = 0, decoders: dict[tuple, tuple[dict, float, int]] | None = None) -> M2Init:
     """Decoder by regression on ``true_f(z, y)`` at ``data.truth['z']`` and ``data.labels``, then the
     guide by Eq. 5 with the decoder frozen, best of ``restarts`` on ``validation`` (App. D).
     ``model`` is left at the best restart.
 
-    ``decoders`` keeps each seed's decoder fit, ``{seed: (decoder state, mse, steps)}``, for the starts of one
-    data set and one model shape (a fresh model seeded alike, the same ``decoder_steps`` and ``lr``): the
+    ``decoders`` keeps each seed's decoder fit, ``{(seed, decoder_steps, lr): (decoder state, mse, steps)}``, for
+    the starts of one data set and one model shape, each a fresh model built after seeding with its seed: the
     regression depends on those only, not on γ, α, the objective or the restarts, so a seed seen before loads
     its fitted decoder instead of fitting it again, with the same weights (the restarts reseed the generator
     before they draw)."""
@@ -92,15 +92,16 @@ def init_m2_at_ground_truth(model: M2, data: SemiSupervisedDataset, true_f: Call
     if z is None:
         raise DataError(f"{data.name}: initialisation at the ground truth needs the true z")
     torch.manual_seed(int(seed))
-    if decoders is not None and int(seed) in decoders:
-        state, mse, steps = decoders[int(seed)]
+    key = (int(seed), int(decoder_steps), float(lr))
+    if decoders is not None and key in decoders:
+        state, mse, steps = decoders[key]
         model.decoder.load_state_dict(state)
     else:
         z = torch.as_tensor(z, dtype=model.sigma.dtype)
         fz = true_f(z.reshape(-1), data.labels.reshape(-1)).to(model.sigma.dtype)
         mse, steps = fit_m2_decoder(model, z, data.labels, fz, max_steps=decoder_steps, lr=lr)
         if decoders is not None:
-            decoders[int(seed)] = (copy.deepcopy(model.decoder.state_dict()), mse, steps)
+            decoders[key] = (copy.deepcopy(model.decoder.state_dict()), mse, steps)
     copies = []
     for r in range(int(restarts)):  # restart r: fresh guide weights from torch's generator seeded seed + 1 + r
         copy_r = copy.deepcopy(model)

@@ -196,6 +196,8 @@ def test_stored_only_writes_the_report_from_stored_tasks_and_refuses_a_missing_o
     tasks[0].unlink()
     missing = CliRunner().invoke(app, [*command, "--stored-only"])
     assert missing.exit_code == 2 and "Traceback" not in missing.output
-    assert f"--stored-only: 1 of the {len(tasks)} batches tasks are not stored" in " ".join(missing.output.split())
+    assert f"--stored-only: 1 of {len(tasks)} tasks (batches) are not stored" in " ".join(missing.output.split())
     on_gpu = CliRunner().invoke(app, [*command, "--stored-only", "--device", "cuda"])
     assert on_gpu.exit_code == 2 and "not stored" in on_gpu.output and "CUDA is not available" not in on_gpu.output
+    nothing = CliRunner().invoke(app, [*command, "--stored-only", "--out", str(tmp_path / "typo")])
+    assert nothing.exit_code == 2 and "no stored tasks" in nothing.output and not (tmp_path / "typo").exists()

@@ -71,7 +71,7 @@ def test_a_seeds_decoder_fit_is_reused_with_the_same_weights():
 
     decoders: dict = {}
     start(1.0, decoders)
-    assert list(decoders) == [5]
+    assert list(decoders) == [(5, 150, 3e-3)]
     reused, info_reused = start(0.1, decoders)
     after_reused = torch.rand(3)  # what the code after a start draws from the global generator
     fitted, info_fitted = start(0.1)

@@ -132,9 +132,9 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     flat dict each; with ``curves`` also the learned f(z, y) on a z grid and draws of p(x | y) for the figures).
 
     Start ``j``'s weights come from torch's generator seeded ``seeds[j]``; ``inits[j]`` is ``"gt"`` (the
-    ground-truth initialisation, its encoder restarts trained as one batch) or ``"random"`` (App. D's random
-    restarts; a seed's decoder regression is fitted once and reused by its starts in other γ, α cells, with the
-    same weights). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
+    ground-truth initialisation, its encoder restarts trained as one batch; a seed's decoder regression is fitted
+    once and reused by its starts in other γ, α cells, with the same weights) or ``"random"`` (App. D's random
+    restarts). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
     start ``j`` draws from a stream seeded ``seeds[j]``, as it would alone), except LIN, whose per-batch inner
     loop trains one model at a time. ``seconds`` is a start's own initialisation plus its training (the batch's,
     which it shared). A start whose loss turns non-finite gets ``status = "nan"`` and NaN metrics (the others are

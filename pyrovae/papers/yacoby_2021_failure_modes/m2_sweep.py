@@ -83,4 +83,6 @@ def m2_sweep(options: ExperimentOptions) -> ExperimentReport:
     unknown = sorted(set(kinds) - {"discrete", "continuous"})
     if unknown:
         raise ConfigError(f"--set kinds: unknown semi-circle {unknown[0]!r}; known: discrete, continuous")
-    return run_sweep(options, settings, [cell for cell in sweep_grid(options.quick) if cell[0] in kinds])
+    report = run_sweep(options, settings, [cell for cell in sweep_grid(options.quick) if cell[0] in kinds])
+    report.settings["kinds"] = list(kinds)
+    return report
