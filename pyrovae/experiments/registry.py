@@ -27,8 +27,8 @@ class ExperimentOptions:
     (:attr:`Experiment.devices`). With ``stored_only`` every task of the experiment's parallel maps must already
     be stored in ``out/tasks`` (none runs; a missing one raises :class:`~pyrovae.errors.ConfigError`; what the
     experiment computes outside its tasks runs again), no task is left out for a package or file missing here,
-    and ``device`` only names the stored tasks, so it need not exist here. ``overrides`` (``--set key=value``) replace the experiment's own
-    settings through :meth:`configure`. ``diverged`` collects, while the experiment runs, the names of
+    and ``device`` only names the stored tasks, so it need not exist here. ``overrides`` (``--set key=value``)
+    replace the experiment's own settings through :meth:`configure`. ``diverged`` collects, while the experiment runs, the names of
     the runs whose training diverged (their numbers are left out of every summary; the command line
     names them and exits 1); ``task_seconds`` the wall time of each task of its parallel maps, with
     whether an earlier run did it (``(seconds, reused)``); ``task_commits`` how many tasks each commit of the

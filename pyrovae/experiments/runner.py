@@ -54,14 +54,15 @@ def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict], options: "Experimen
             pending.append(i)
         else:
             finish(i, stored.result, stored.seconds, True, stored.commit)
+    label = label or fn.__name__.strip("_")
     if options is not None and options.stored_only and pending:
         from pyrovae.errors import ConfigError
 
-        raise ConfigError(f"--stored-only: {len(pending)} of {len(tasks)} tasks ({label or fn.__name__.strip('_')}) "
-                          f"are not stored in {store.directory}; run the command without --stored-only to compute them")
+        raise ConfigError(f"--stored-only: {len(pending)} of {len(tasks)} tasks ({label}) are not stored in "
+                          f"{store.directory}; run the command without --stored-only to compute them")
     executor = options.executor if options is not None else InProcess()
     enabled = options is not None and options.progress
-    with Progress(enabled, len(tasks), label or fn.__name__.strip("_"), reused=len(tasks) - len(pending)) as bar:
+    with Progress(enabled, len(tasks), label, reused=len(tasks) - len(pending)) as bar:
         for done in executor.run(fn, [tasks[i] for i in pending]):
             i = pending[done.index]
             saved = store.save(fn, tasks[i], done.result, done.seconds) if store is not None else None

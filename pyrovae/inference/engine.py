@@ -216,7 +216,8 @@ class ReplicateEngine:
                    "models": {str(r): m.state_dict() for r, m in enumerate(self.models)}} | self._tensor_state()
         s = self.state
         meta = {"block": s.block, "step": s.step, "elapsed": s.elapsed, "active": self.active, "seeds": self.seeds,
-                "device": self.stack.device.type, "replicas": [{"prev_loss": rep.prev_loss, "rows": rep.rows, "status": rep.status, "metrics": rep.metrics}
+                "device": self.stack.device.type,
+                "replicas": [{"prev_loss": rep.prev_loss, "rows": rep.rows, "status": rep.status, "metrics": rep.metrics}
                              | self._replica_state(r) for r, rep in enumerate(self.replicas)]} | self._meta_state()
         save_checkpoint(self.run_dir, tensors, meta)
 

@@ -8,8 +8,8 @@ restarts) ... we select the restart that yields the lowest value of the objectiv
 * :func:`fit_m2_decoder` regresses :math:`f_\theta(z, y)` on the true :math:`f(z, y)` at the data's
   true codes and labels (all points, labelled or not), reusing
   :func:`pyrovae.inference.init.fit_decoder` on the decoder's input :math:`[z, \text{features}(y)]`.
-* :func:`init_m2_at_ground_truth` (which can reuse a seed's decoder fit across starts: ``decoders``) then fits the guide (``q(y|x)`` and the ``z`` encoders) with the
-  decoder frozen by the semi-supervised objective (Eq. 5, ELBO bounds by default), ``restarts``
+* :func:`init_m2_at_ground_truth` (which can reuse a seed's decoder fit across starts: ``decoders``) then
+  fits the guide (``q(y|x)`` and the ``z`` encoders) with the decoder frozen by the semi-supervised objective (Eq. 5, ELBO bounds by default), ``restarts``
   times from fresh random encoder weights — the restarts train as one batch
   (:func:`~pyrovae.inference.m2_training.train_m2_batch`; restart ``r`` is the run seeded
   ``seed + 1 + r`` alone) — and keeps the restart with the lowest validation

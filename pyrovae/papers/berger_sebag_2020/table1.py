@@ -81,8 +81,8 @@ def _train_berger(**task) -> list[dict]:
     batched program (:class:`~pyrovae.inference.trainer.Trainer` with a list of models) on ``task["device"]``:
     each starts from the weights and stream of the run seeded ``seed`` alone (``pyro.set_rng_seed``, the model,
     then the stream's seed from torch's generator, as the trainer draws it for one run), so it computes that run
-    on the same device up to float rounding (a GPU's generators draw other numbers than the CPU's). Then, on the CPU, each run's ELBO on fresh test points and, for ``rep == 0``, the
-    figures' point clouds."""
+    on the same device up to float rounding (a GPU's generators draw other numbers than the CPU's). Then, on the
+    CPU, each run's ELBO on fresh test points and, for ``rep == 0``, the figures' point clouds."""
     import pyro
     import torch
 
@@ -94,7 +94,7 @@ def _train_berger(**task) -> list[dict]:
     models, streams = [], []
     for run in task["runs"]:
         pyro.set_rng_seed(run["seed"])
-        models.append(_build_berger_model({**task, **run}).to(task.get("device", "cpu")))
+        models.append(_build_berger_model({**task, **run}).to(task["device"]))
         streams.append(int(torch.randint(0, 2**62, ())))
     algorithm = {"fixed": FixedSigma, "learned": JointSVI, "head": JointSVI, "network": JointSVI,
                  "scheduled": ReplaySigma}[task["noise"]]

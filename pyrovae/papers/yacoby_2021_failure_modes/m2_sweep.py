@@ -23,7 +23,7 @@ from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks, slug
 from pyrovae.papers.yacoby_2021_failure_modes.m2_semicircles import (
-    ALPHAS, FULL_PROTOCOL, GAMMAS, _seeds, fit_m2_semicircles, m2_settings, select_m2)
+    ALPHAS, COHORTS, FULL_PROTOCOL, GAMMAS, _seeds, fit_m2_semicircles, m2_settings, select_m2)
 from pyrovae.runs import write_json
 
 __all__ = ["run_sweep", "sweep_grid"]
@@ -78,11 +78,11 @@ def run_sweep(options: ExperimentOptions, settings: dict, grid: list[tuple[str, 
                    "hyper-parameter selection: the sweep is the result), per version the start with the best "
                    "validation objective"))
 def m2_sweep(options: ExperimentOptions) -> ExperimentReport:
-    settings = options.configure({**m2_settings(options), "kinds": ["discrete", "continuous"]})
-    kinds = settings.pop("kinds")  # --set kinds=discrete: one semi-circle's cells (the same tasks as in the whole sweep)
-    unknown = sorted(set(kinds) - {"discrete", "continuous"})
+    settings = options.configure({**m2_settings(options), "kinds": list(COHORTS)})
+    kinds = settings.pop("kinds")  # --set kinds=discrete: one semi-circle's cells (the same tasks as the whole sweep's)
+    unknown = sorted(set(kinds) - set(COHORTS))
     if unknown:
-        raise ConfigError(f"--set kinds: unknown semi-circle {unknown[0]!r}; known: discrete, continuous")
+        raise ConfigError(f"--set kinds: unknown semi-circle {unknown[0]!r}; known: {', '.join(COHORTS)}")
     report = run_sweep(options, settings, [cell for cell in sweep_grid(options.quick) if cell[0] in kinds])
     report.settings["kinds"] = list(kinds)
     return report
