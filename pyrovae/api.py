@@ -393,8 +393,8 @@ def train_reps(
         if restart:
             discard_checkpoint(out)
         seeds = derive_seeds(cfg.seed, reps)
-        if vectorize and not build_algorithm(cfg).batched:
-            vectorize = False  # Lagging Inference Networks: each replicate's aggressive phase is its own
+        if vectorize and not _batches(cfg):
+            vectorize = False  # M2 with Lagging Inference Networks trains one model at a time
         if vectorize:
             rows = _train_vectorized(cfg, seeds, out, on_done, progress, restart)
         else:
@@ -416,6 +416,12 @@ def train_reps(
     return summary
 
 
+def _batches(cfg: RunConfig) -> bool:
+    """Whether runs of ``cfg`` may train as one batch: every combination but M2 with Lagging Inference Networks,
+    whose plug-in of the M2 trainer trains one model at a time."""
+    return not (cfg.model == "m2" and cfg.algorithm == "lagging")
+
+
 #: Settings that may differ between the replicates of one batch (everything else is shared).
 PER_REPLICATE = ("seed", "sigma0", "C", "calibration", "anneal_blocks", "cycles")
 
@@ -433,8 +439,8 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
 
     Replicate ``i`` equals ``train(cfgs[i])``: it starts from the weights ``train`` would build
     (after ``pyro.set_rng_seed(seed)``) and draws from its own stream seeded with ``seed``. The
-    batch's checkpoint lives in ``batch_dir`` (a rerun resumes there; locked while the batch trains). An algorithm that trains one
-    replicate at a time (Lagging Inference Networks) trains each configuration on its own. M2 batches through
+    batch's checkpoint lives in ``batch_dir`` (a rerun resumes there; locked while the batch trains). M2 with
+    Lagging Inference Networks trains one model at a time, each configuration on its own. M2 batches through
     the M2 trainer (:func:`_train_m2_batch`; ``restart`` discards its runs' directories' checkpoints, as the
     batch's own is discarded by the caller).
     """
@@ -445,7 +451,7 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
             raise ConfigError("LiBI trains through its own loop, one run at a time: train each seed with train()")
     if len({batch_key(c) for c in cfgs}) != 1:
         raise ConfigError("configurations trained as one batch may differ only in " + ", ".join(PER_REPLICATE))
-    if not build_algorithm(cfgs[0]).batched:
+    if not _batches(cfgs[0]):
         return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
     torch.set_num_threads(cfgs[0].threads)
     if cfgs[0].model == "m2":

@@ -18,7 +18,8 @@ import torch
 
 from pyrovae.errors import ConfigError, TrainingDiverged
 
-__all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise", "select_replicates", "step_replicates"]
+__all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise", "ReplicateAdam", "select_replicates",
+           "step_replicates"]
 
 
 def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -101,10 +102,53 @@ def minimise(loss_fn: Callable[[], torch.Tensor], optimizer: torch.optim.Optimiz
     return Minimised("done", int(steps), last)
 
 
+class ReplicateAdam(torch.optim.Optimizer):
+    """Adam (Kingma & Ba 2015, torch's update and defaults) over stacked parameters whose leading dimension is the
+    replicate, each replicate with its own step count: ``step(mask)`` moves the replicates where ``mask`` is True
+    and leaves the others exactly as they were — weights, moments and step count. Replicate ``r`` follows the path
+    of :class:`torch.optim.Adam` over its own slice stepped only where its mask was True (to float rounding).
+
+    The engine's own optimiser stays torch's fused Adam; this one serves a plug-in whose replicates take different
+    numbers of steps in one batch (Lagging Inference Networks' encoder loops of their own lengths)."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ConfigError(f"the learning rate must be positive, got {lr}")
+        super().__init__(list(params), dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, mask: torch.Tensor | None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros(p.shape[0], dtype=torch.int64, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                live = torch.ones(p.shape[0], dtype=torch.bool, device=p.device) if mask is None else mask.to(p.device)
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                moves = live.reshape(shape)
+                grad = p.grad
+                step = state["step"] + live
+                exp_avg = torch.where(moves, state["exp_avg"].lerp(grad, 1 - beta1), state["exp_avg"])
+                exp_avg_sq = torch.where(moves, state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad,
+                                         state["exp_avg_sq"])
+                t = step.clamp(min=1).to(torch.float64)  # bias corrections in double precision, as torch's scalars
+                step_size = (lr / (1 - beta1 ** t)).to(p.dtype).reshape(shape)
+                correction2 = (1 - beta2 ** t).sqrt().to(p.dtype).reshape(shape)
+                update = exp_avg / (exp_avg_sq.sqrt() / correction2 + eps) * step_size
+                p.sub_(torch.where(moves, update, torch.zeros_like(update)))
+                state["step"], state["exp_avg"], state["exp_avg_sq"] = step, exp_avg, exp_avg_sq
+
+
 def select_replicates(state: dict, keep: torch.Tensor) -> dict:
     """An optimiser's ``state_dict`` over stacked parameters narrowed to the replicates ``keep`` (indices along the
-    leading replicate dimension of every per-parameter tensor; scalar state, such as Adam's step, stays): the state
-    an optimiser over the narrowed stack loads."""
+    leading replicate dimension of every per-parameter tensor, :class:`ReplicateAdam`'s step counts among them;
+    scalar state, such as torch's Adam's step, stays): the state an optimiser over the narrowed stack loads."""
     for per_param in state["state"].values():
         for key, value in per_param.items():
             if torch.is_tensor(value) and value.dim() > 0:
@@ -113,33 +157,46 @@ def select_replicates(state: dict, keep: torch.Tensor) -> dict:
 
 
 def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
-                    clip_norm: float | None = None) -> torch.Tensor:
+                    clip_norm: float | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """One optimiser step on ``R`` independent losses ``(R,)`` of replicates whose parameters carry a leading
-    replicate dimension (they share none), the gradients already zeroed; returns which replicates stepped.
+    replicate dimension (they share none), the gradients already zeroed; returns which replicates are fine
+    (stepped, or sat the step out).
     ``optimizer`` may be several optimisers over disjoint parameters, stepped together.
 
     The NaN policy per replicate: one whose loss or gradient is not finite gets a zero gradient, so Adam's
     moments of the others are those of their own runs, and is reported ``False`` (the caller stops it); when
     none is finite nothing is applied. ``clip_norm`` clips each replicate's own gradient norm (as
-    :func:`torch.nn.utils.clip_grad_norm_` on one run)."""
-    ok = torch.isfinite(losses.detach())
-    if not bool(ok.any()):
-        return ok
-    losses.where(ok, torch.zeros_like(losses)).sum().backward()
+    :func:`torch.nn.utils.clip_grad_norm_` on one run).
+
+    ``mask`` ``(R,)``: only the replicates where it is True step; the others' losses are ignored, they are
+    reported True, and every optimiser must be a :class:`ReplicateAdam`, which leaves them as they were (it
+    also leaves a diverged replicate's weights and moments alone)."""
     optimizers = list(optimizer) if isinstance(optimizer, Sequence) else [optimizer]
+    if mask is not None and not all(isinstance(opt, ReplicateAdam) for opt in optimizers):
+        raise ConfigError("a step of some replicates only needs ReplicateAdam optimisers: torch's Adam would move "
+                          "the others' weights by their moments")
+    idle = torch.zeros_like(losses, dtype=torch.bool) if mask is None else ~mask
+    live = torch.isfinite(losses.detach()) & ~idle
+    if not bool(live.any()):
+        return live | idle
+    losses.where(live, torch.zeros_like(losses)).sum().backward()
     params = [p for opt in optimizers for group in opt.param_groups for p in group["params"] if p.grad is not None]
     if not params:
         raise ConfigError("nothing to train: no parameter of the optimiser received a gradient")
     norm = torch.stack([p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params]).sum(0).sqrt()
-    ok &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
-    if not bool(ok.any()):
-        return ok
-    factor = ok.to(norm.dtype)
+    live &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
+    if not bool(live.any()):
+        return live | idle
+    factor = live.to(norm.dtype)
     if clip_norm is not None:
         factor = factor * (clip_norm / (norm.nan_to_num(0.0) + 1e-6)).clamp(max=1.0)
-    if not bool(ok.all()) or clip_norm is not None:
+    everyone = bool(live.all())
+    if not everyone or clip_norm is not None:
         for p in params:
             p.grad.nan_to_num_(0.0).mul_(factor.reshape((-1,) + (1,) * (p.dim() - 1)))
     for opt in optimizers:
-        opt.step()
-    return ok
+        if isinstance(opt, ReplicateAdam):
+            opt.step(None if everyone else live)
+        else:
+            opt.step()
+    return live | idle

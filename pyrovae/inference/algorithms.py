@@ -74,7 +74,6 @@ class Algorithm:
 
     name = "base"
     noise = "learned"  # the observation model this algorithm needs
-    batched = True  # may train as one of several replicates in a batch
 
     def beta(self, block: int) -> float:
         return 1.0
@@ -95,7 +94,8 @@ class Algorithm:
             raise ConfigError(f"algorithm {self.name!r} keeps sigma fixed; the model's noise is {kind}")
 
     def setup(self, trainer) -> None:
-        """Called once by the trainer before training (e.g. to build extra optimisers)."""
+        """Called by the trainer for every replicate still training whenever the batch changes (start, a replicate
+        leaving, resume): e.g. to take the batch's extra optimisers from ``trainer.plugin_optimizer``."""
 
     def at_step_cap(self, model: SigmaCVAE, generator: torch.Generator) -> None:
         """Called once when ``max_steps`` stops this replicate, before its final metrics (draws from

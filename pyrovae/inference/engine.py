@@ -10,7 +10,9 @@ engine owns what they share, so it exists once:
 * the optimiser (Adam) and the step of R independent losses with the per-replicate NaN and clipping policy
   (:func:`pyrovae.optim.step_replicates`): a diverged replicate stops with status ``nan`` and keeps the weights
   of its last good block, the others go on;
-* a finished replicate leaves the batch (its Adam state is sliced out, :func:`pyrovae.optim.select_replicates`);
+* a finished replicate leaves the batch (its Adam state is sliced out, :func:`pyrovae.optim.select_replicates`),
+  and so do its rows of the plug-ins' optimisers (:meth:`ReplicateEngine.plugin_optimizer`, which may step some
+  replicates and not others);
 * the loop: blocks until every replicate has stopped or the cap is reached, a checkpoint every
   ``checkpoint_every`` blocks and at the end (tensors and JSON, :func:`pyrovae.runs.save_checkpoint`), from which a
   rerun resumes and ends in the uninterrupted run's state (CPU); a larger cap trains on;
@@ -32,7 +34,7 @@ import torch
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.replicates import ReplicaStreams, StackedModels
-from pyrovae.optim import adam, select_replicates, step_replicates
+from pyrovae.optim import ReplicateAdam, adam, select_replicates, step_replicates
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["LoopState", "Replica", "ReplicateEngine"]
@@ -136,31 +138,51 @@ class ReplicateEngine:
         """Inverse of :meth:`_tensor_state` and :meth:`_meta_state`, after the stack is restored."""
 
     # -- the batch of replicates still training ------------------------------------------
-    def _activate(self, active: list[int], stack: StackedModels, optim_state: dict | None = None) -> None:
+    def _activate(self, active: list[int], stack: StackedModels, optim_state: dict | None = None,
+                  plugin_states: dict | None = None) -> None:
         self.active, self.stack = active, stack
         self.optim = self.optimizer(self._trainable(stack))
         if optim_state is not None:
             self.optim.load_state_dict(optim_state)
+        self._plugin_optims: dict[str, ReplicateAdam] = {}
+        self._plugin_states = dict(plugin_states or {})
         self._diverged = torch.zeros(len(active), dtype=torch.bool, device=stack.device)
         self._on_activate()
 
     def optimizer(self, params) -> torch.optim.Optimizer:
         """The engine's optimiser (Adam at the engine's learning rate) over ``params``; plug-ins that step a
-        subset of the parameters (Lagging Inference Networks) build theirs here."""
+        subset of the parameters (M2's Lagging Inference Networks) build theirs here."""
         return adam(params, self.lr)
 
+    def plugin_optimizer(self, name: str, params: Sequence[torch.nn.Parameter]) -> ReplicateAdam:
+        """The batch's optimiser ``name`` over the stacked ``params``: a :class:`~pyrovae.optim.ReplicateAdam` at
+        the engine's learning rate, so a plug-in may step some replicates and not others. Every replicate's
+        plug-in gets the same object: the first call after the batch changed builds it (over the new stack,
+        from the narrowed state), later calls return it. The engine narrows its state when replicates leave
+        and keeps it in checkpoints."""
+        if name not in self._plugin_optims:
+            optimizer = ReplicateAdam(params, self.lr)
+            if name in self._plugin_states:
+                optimizer.load_state_dict(self._plugin_states.pop(name))
+            self._plugin_optims[name] = optimizer
+        return self._plugin_optims[name]
+
     def step(self, loss_fn: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
-             clip_norm: float | None = None) -> torch.Tensor:
+             clip_norm: float | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One optimiser step of every replicate still training on the losses ``(R,)`` that ``loss_fn`` computes;
         returns them (detached), NaN for a replicate whose loss or gradient is not finite (it gets no update,
         and the block's end stops it with the weights of its last good block).
 
         ``optimizer`` defaults to the engine's; a plug-in may pass its own (or several, stepped together)
         over a subset of the parameters. ``clip_norm`` overrides the engine's clipping of each replicate's
-        gradient norm."""
+        gradient norm. ``mask`` ``(R,)``: only those replicates step and draw from their streams; the others
+        stay exactly as they were (:meth:`plugin_optimizer`'s optimisers only), and their returned losses are
+        placeholders, not theirs."""
         self.stack.zero_grad(set_to_none=True)
-        losses = loss_fn()
-        ok = step_replicates(losses, optimizer or self.optim, clip_norm if clip_norm is not None else self.clip_norm)
+        with self.stack.streams.only(mask):
+            losses = loss_fn()
+        ok = step_replicates(losses, optimizer or self.optim, clip_norm if clip_norm is not None else self.clip_norm,
+                             mask)
         self._diverged |= ~ok
         return torch.where(ok, losses.detach(), torch.full_like(losses.detach(), math.nan))
 
@@ -175,8 +197,10 @@ class ReplicateEngine:
         if not keep:
             self.active = []
             return
-        state = select_replicates(self.optim.state_dict(), torch.as_tensor(keep, device=self.stack.device))
-        self._activate([self.active[i] for i in keep], self.stack.select(keep), state)
+        rows = torch.as_tensor(keep, device=self.stack.device)
+        state = select_replicates(self.optim.state_dict(), rows)
+        plugins = {name: select_replicates(opt.state_dict(), rows) for name, opt in self._plugin_optims.items()}
+        self._activate([self.active[i] for i in keep], self.stack.select(keep), state, plugins)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> list:
@@ -212,6 +236,7 @@ class ReplicateEngine:
         if self.run_dir is None:
             return
         tensors = {"stack": self.stack.state_dict(), "optim": self.optim.state_dict(),
+                   "plugin_optims": {name: opt.state_dict() for name, opt in self._plugin_optims.items()},
                    "streams": self.stack.streams.state(),
                    "models": {str(r): m.state_dict() for r, m in enumerate(self.models)}} | self._tensor_state()
         s = self.state
@@ -243,7 +268,7 @@ class ReplicateEngine:
             stack = self._stack([self.models[r] for r in active], self.streams.select(active))
             stack.load_state_dict(tensors["stack"])
             stack.streams.load_state(tensors["streams"])
-            self._activate(active, stack, tensors["optim"])
+            self._activate(active, stack, tensors["optim"], tensors.get("plugin_optims"))
         else:  # every replicate had finished: nothing left to train
             self.active = []
         self.state = LoopState(meta["block"], meta["step"], meta["elapsed"])

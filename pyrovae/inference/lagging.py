@@ -7,14 +7,21 @@ previous window's and the inner loop stops as soon as it no longer falls by more
 threshold ``threshold`` (T, nats per point; T = 0, the default, is the authors' public code:
 stop when it no longer falls at all) — and then takes
 one decoder-only step (decoder and σ) on the batch. Encoder and decoder have their own Adam
-optimisers and gradients are clipped to norm 5, as the authors' code does.
+optimisers, which after aggressive mode step together (their moments carry on), and gradients are
+clipped to norm 5, as the authors' code (``text.py``) does — here each step's norm is that of the
+parameters it moves (theirs clips the whole model's gradient in every step).
+
+Replicates train as one batch: each has its own aggressive mode, and its own inner loop of its own
+length; a replicate whose loop has ended, or that is past aggressive mode, sits the other replicates'
+steps out (:meth:`~pyrovae.inference.engine.ReplicateEngine.step` with a mask: its weights, Adam moments,
+step counts and random stream stay as they were), so replicate r of a batch is the run alone.
 
 After each block the aggregate-posterior mutual information :math:`I_q(x; z)`
 (:func:`pyrovae.metrics.information.aggregate_posterior_mutual_information`) is measured
 on the validation data (the training data when none is given). Aggressive mode ends the
 first time it drops below its best value (their text model; ``patience`` > 1 gives their
 image model's "``patience`` blocks below the best"); from then on training is ordinary
-joint SVI. The run may stop at convergence only after aggressive mode has ended.
+joint steps (both Adams). The run may stop at convergence only after aggressive mode has ended.
 
 References:
     He, Spokoyny, Neubig & Berg-Kirkpatrick, *Lagging Inference Networks and Posterior
@@ -27,12 +34,12 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from pyrovae.data.base import Dataset
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import Algorithm, BlockStats, Decision
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.cvae import SigmaCVAE
@@ -40,23 +47,37 @@ from pyrovae.models.cvae import SigmaCVAE
 __all__ = ["LaggingInference", "encoder_phase"]
 
 
-def encoder_phase(step: Callable[[int], float], max_inner: int, window: int, threshold: float = 0.0) -> int:
-    """He et al. (2019)'s inner loop (Alg. 1, lines 4-8): call ``step(k)`` — one encoder-only update,
-    ``k = 0`` on the current batch, later ones on fresh batches, returning its loss — at most
-    ``max_inner`` times; after every ``window`` calls compare the window's mean loss with the previous
-    window's and stop as soon as it has fallen by ``threshold`` (Yacoby, Pan & Doshi-Velez 2021 App. D's T) or less, or at
-    a non-finite loss. Returns the number of steps taken."""
-    previous, losses = math.inf, []
+def encoder_phase(step: Callable[[int, list[bool]], torch.Tensor], running: Sequence[bool], max_inner: int,
+                  window: int, threshold: float = 0.0) -> list[int]:
+    """He et al. (2019)'s inner loop (Alg. 1, lines 4-8) for the replicates where ``running`` is True:
+    ``step(k, running)`` takes one encoder-only update of the replicates still running (``k = 0`` on the
+    current batch, later ones on fresh batches) and returns the ``(R,)`` losses (the others' entries are
+    ignored). Each replicate takes at most ``max_inner`` steps; after every ``window`` of its steps it compares
+    the window's mean loss with its previous window's and stops as soon as it has fallen by ``threshold``
+    (Yacoby, Pan & Doshi-Velez 2021 App. D's T) or less, or at a non-finite loss. Returns the number of steps
+    each replicate took."""
+    running = [bool(r) for r in running]
+    taken = [0] * len(running)
+    previous = [math.inf] * len(running)
+    windows: list[list[float]] = [[] for _ in running]
     for k in range(int(max_inner)):
-        losses.append(step(k))
-        if not math.isfinite(losses[-1]):
-            return k + 1
-        if len(losses) == window:
-            current = sum(losses) / window
-            if current >= previous - threshold:  # converged: fell by T or less
-                return k + 1
-            previous, losses = current, []
-    return int(max_inner)
+        live = [r for r, on in enumerate(running) if on]
+        if not live:
+            break
+        losses = step(k, list(running)).tolist()
+        for r in live:
+            taken[r] += 1
+            if not math.isfinite(losses[r]):
+                running[r] = False
+                continue
+            windows[r].append(losses[r])
+            if len(windows[r]) == window:
+                current = sum(windows[r]) / window
+                if current >= previous[r] - threshold:  # converged: fell by T or less
+                    running[r] = False
+                else:
+                    previous[r], windows[r] = current, []
+    return taken
 
 
 class LaggingInference(Algorithm):
@@ -64,7 +85,6 @@ class LaggingInference(Algorithm):
 
     name = "lagging"
     noise = "any"  # fixed, learned scalar or per-output σ
-    batched = False  # each replicate's aggressive phase has its own length: one replicate at a time
 
     def __init__(self, max_inner: int = 100, window: int = 10, patience: int = 1, clip_norm: float = 5.0,
                  validation: Dataset | None = None, mi_points: int = 1000, threshold: float = 0.0):
@@ -81,31 +101,59 @@ class LaggingInference(Algorithm):
         self.last_mi = math.nan
         self.inner_steps = 0
 
+    def _loop(self) -> tuple:
+        return self.max_inner, self.window, self.threshold, self.clip_norm
+
     def setup(self, trainer) -> None:
-        self.encoder_optim = trainer.optimizer(trainer.parameters("encoder"))
-        self.decoder_optim = trainer.optimizer(trainer.parameters("decoder") + trainer.parameters("noise"))
-        self.data = (self.validation or trainer.data).to(trainer.data.observed.device)
+        """The batch's two optimisers (shared by its replicates, kept by the engine) and this replicate's
+        validation data."""
+        for r in trainer.active:
+            other = trainer.algorithms[r]
+            if not isinstance(other, LaggingInference) or other._loop() != self._loop():
+                raise ConfigError("the replicates of one batch must all train with Lagging Inference Networks and share "
+                                  "its inner loop (max_inner, window, threshold, clip_norm)")
+        self.encoder_optim = trainer.plugin_optimizer("lagging-encoder", trainer.parameters("encoder"))
+        self.decoder_optim = trainer.plugin_optimizer("lagging-decoder",
+                                                      trainer.parameters("decoder") + trainer.parameters("noise"))
+        own = next(r for r in trainer.active if trainer.algorithms[r] is self)
+        self.data = (self.validation or trainer.data_of(own)).to(trainer.data.observed.device)
 
     # -- the block ------------------------------------------------------------------
-    def run_block(self, trainer, beta: float) -> list[float]:
-        if not self.aggressive:
-            return super().run_block(trainer, beta)
+    def run_block(self, trainer, beta) -> list[torch.Tensor]:
+        """The block's steps for every replicate of the batch: an aggressive one takes its encoder loop and
+        then a decoder-only step, the others a joint step (both Adams), each on its own batch."""
+        aggressive = torch.tensor([trainer.algorithms[r].aggressive for r in trainer.active],
+                                  device=trainer.stack.device)
+        joint = None if not bool(aggressive.any()) else ~aggressive
         losses = []
         for _ in range(trainer.block_steps()):
             condition, observed = trainer.batch()
-            self._encoder_phase(trainer, condition, observed, beta)
-            losses.append(trainer.step(condition, observed, beta, optimizer=self.decoder_optim, clip_norm=self.clip_norm))
+            both = [self.encoder_optim, self.decoder_optim]
+            if joint is None:  # the whole batch is past aggressive mode
+                loss = trainer.step(condition, observed, beta, optimizer=both, clip_norm=self.clip_norm)
+            else:
+                self._encoder_phase(trainer, condition, observed, beta, aggressive)
+                loss = trainer.step(condition, observed, beta, optimizer=self.decoder_optim, clip_norm=self.clip_norm,
+                                    mask=aggressive)
+                if bool(joint.any()):
+                    loss = torch.where(aggressive, loss, trainer.step(condition, observed, beta, optimizer=both,
+                                                                      clip_norm=self.clip_norm, mask=joint))
+            losses.append(loss)
             trainer.state.step += 1
-            if not math.isfinite(losses[-1]):
+            if not bool(torch.isfinite(loss).any()):
                 break
         return losses
 
-    def _encoder_phase(self, trainer, condition: torch.Tensor, observed: torch.Tensor, beta: float) -> None:
-        def step(k: int) -> float:
-            xb, yb = (condition, observed) if k == 0 else trainer.batch()
-            return float(trainer.step(xb, yb, beta, optimizer=self.encoder_optim, clip_norm=self.clip_norm))
+    def _encoder_phase(self, trainer, condition: torch.Tensor, observed: torch.Tensor, beta,
+                       aggressive: torch.Tensor) -> None:
+        def step(k: int, running: list[bool]) -> torch.Tensor:
+            mask = torch.tensor(running, device=aggressive.device)
+            xb, yb = (condition, observed) if k == 0 else trainer.batch(mask)
+            return trainer.step(xb, yb, beta, optimizer=self.encoder_optim, clip_norm=self.clip_norm, mask=mask)
 
-        self.inner_steps += encoder_phase(step, self.max_inner, self.window, self.threshold)
+        taken = encoder_phase(step, aggressive.tolist(), self.max_inner, self.window, self.threshold)
+        for r, n in zip(trainer.active, taken):
+            trainer.algorithms[r].inner_steps += n
 
     # -- between blocks -------------------------------------------------------------
     def mutual_information(self, model: SigmaCVAE, generator: torch.Generator | None = None) -> float:
@@ -148,10 +196,7 @@ class LaggingInference(Algorithm):
         self.best_mi = -math.inf if state["best_mi"] is None else float(state["best_mi"])
         self.below_best, self.inner_steps = int(state["below_best"]), int(state["inner_steps"])
 
-    def tensor_state_dict(self) -> dict:
-        return {"encoder_optim": self.encoder_optim.state_dict(), "decoder_optim": self.decoder_optim.state_dict()}
-
     def load_tensor_state_dict(self, state: dict) -> None:
-        if state:
-            self.encoder_optim.load_state_dict(state["encoder_optim"])
-            self.decoder_optim.load_state_dict(state["decoder_optim"])
+        if state:  # the optimisers now live in the engine (ReplicateEngine.plugin_optimizer)
+            raise DataError("this checkpoint was written by an older version of Lagging Inference Networks, whose "
+                            "optimisers it cannot resume; train into a new directory")

@@ -46,7 +46,6 @@ Unlike He et al.'s code, gradients are not clipped (nor are they in the plain M2
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -358,11 +357,11 @@ class M2Trainer(ReplicateEngine):
         b_l = min(bs, n_l)
         lag = self.lagging
 
-        def encoder_step(k: int, first: tuple) -> float:
+        def encoder_step(k: int, first: tuple) -> torch.Tensor:
             """Encoder-only step ``k`` of a batch: on the current batch ``first`` (k = 0), then on fresh ones."""
             iu, il = first if k == 0 else (torch.randint(n_u, (1, bs), generator=gen, device=device),
                                            torch.randint(n_l, (1, b_l), generator=gen, device=device))
-            return float(self.step(lambda: self._loss(iu, il), self.encoder_optim))
+            return self.step(lambda: self._loss(iu, il), self.encoder_optim).reshape(1)
 
         order = torch.randperm(n_u, generator=gen, device=device)
         total = torch.zeros(1, dtype=self.x_u.dtype, device=device)
@@ -370,8 +369,9 @@ class M2Trainer(ReplicateEngine):
         for i in range(0, n_u, bs):
             iu, il = order[None, i:i + bs], torch.randint(n_l, (1, b_l), generator=gen, device=device)
             if lag.aggressive:
-                inner += encoder_phase(functools.partial(encoder_step, first=(iu, il)), lag.max_inner, lag.window,
-                                       lag.threshold)
+                first = (iu, il)
+                inner += encoder_phase(lambda k, _running: encoder_step(k, first), [True], lag.max_inner, lag.window,
+                                       lag.threshold)[0]
                 optimizers = [self.decoder_optim]
             else:
                 optimizers = [self.encoder_optim, self.decoder_optim]

@@ -88,6 +88,22 @@ class ReplicaStreams:
         """``(R, size)`` indices of a random mini-batch of ``size`` of ``n`` points per replicate."""
         return torch.stack([torch.randperm(n, generator=g, device=self.device)[:size] for g in self.generators])
 
+    @contextlib.contextmanager
+    def only(self, mask: torch.Tensor | None):
+        """Within this context only the replicates where ``mask`` ``(R,)`` is True draw from their streams; the
+        others draw from a throw-away generator, so their streams stay where they were (a masked step discards
+        what those draws feed). ``None``: every replicate draws."""
+        if mask is None:
+            yield
+            return
+        own = self.generators
+        spare = torch.Generator(device=self.device)
+        self.generators = [g if live else spare for g, live in zip(own, mask.tolist())]
+        try:
+            yield
+        finally:
+            self.generators = own
+
     def select(self, keep: Sequence[int]) -> "ReplicaStreams":
         """The streams of the replicates ``keep`` (the same generator objects, not copies)."""
         out = ReplicaStreams([], self.device)

@@ -144,8 +144,6 @@ class Trainer(ReplicateEngine):
             require_gaussian_program(m, "the training engine (and every σ update in it)")
             alg.check_model(m)
             check_objective(self.settings.elbo, anneals=alg.name in ("monotonic", "cyclical", "annealed"))
-        if R > 1 and not all(alg.batched for alg in self.algorithms):
-            raise ConfigError(f"algorithm {self.algorithms[0].name!r} trains one replicate at a time; use R = 1")
         for d in datas:
             if d.condition_dim != self.models[0].condition_dim or d.observed_dim != self.models[0].observed_dim:
                 raise ConfigError(f"model expects {self.models[0].condition_dim} input and {self.models[0].observed_dim} response "
@@ -202,7 +200,8 @@ class Trainer(ReplicateEngine):
             rep.rows = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in rep.rows]
         for r, alg in enumerate(self.algorithms):
             alg.load_state_dict(meta["replicas"][r]["algorithm"])
-            alg.load_tensor_state_dict(tensors["algorithm"].get(str(r), {}))
+            if r in self.active:  # a finished replicate's plug-in has nothing left to step
+                alg.load_tensor_state_dict(tensors["algorithm"].get(str(r), {}))
 
     def data_of(self, r: int) -> Dataset:
         """Replicate ``r``'s data: its own data set, or the one all replicates share."""
@@ -226,11 +225,16 @@ class Trainer(ReplicateEngine):
         """Steps in the next block: ``K``, or fewer where ``max_steps`` ends the run."""
         return min(self.settings.K, self.settings.max_steps - self.state.step)
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The full data, or a random mini-batch of ``batch_size`` points per replicate (from its
         own stream); a data set with a ``resample(n, generator)`` method (a stream, e.g.
         :class:`~pyrovae.data.stream.StreamDataset`) gives each replicate a fresh draw every step
-        instead, from the replicate's generator."""
+        instead, from the replicate's generator. With ``mask`` ``(R,)`` only those replicates draw
+        (the others' rows are placeholders for a masked :meth:`step`)."""
+        with self.stack.streams.only(mask):
+            return self._draw_batch()
+
+    def _draw_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         n, b = len(self.data), self.settings.batch_size
         if getattr(self.data, "resample", None) is not None:
             sources = [self.data_of(r) for r in self.active]
@@ -245,7 +249,8 @@ class Trainer(ReplicateEngine):
         return self.condition[rows, idx], self.observed[rows, idx]
 
     def step(self, condition: torch.Tensor, observed: torch.Tensor, beta: torch.Tensor | float | None = None,
-             optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None) -> torch.Tensor:
+             optimizer: torch.optim.Optimizer | None = None, clip_norm: float | None = None,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
         """One optimiser step of every replicate still training; returns their mean per-sample
         losses ``(R,)``, NaN for a replicate whose loss or gradient is not finite (its gradient is
         zeroed, it is stopped at the end of the block and keeps its last good block's weights; when
@@ -253,11 +258,13 @@ class Trainer(ReplicateEngine):
 
         ``optimizer`` defaults to the joint Adam; an algorithm may pass its own over a subset
         of the parameters (Lagging Inference Networks' encoder-only and decoder-only steps).
-        ``clip_norm`` overrides the settings' gradient clipping (each replicate's own norm).
+        ``clip_norm`` overrides the settings' gradient clipping (each replicate's own norm). ``mask``
+        ``(R,)``: only those replicates step; the others stay as they were and their returned losses are
+        placeholders (:meth:`~pyrovae.inference.engine.ReplicateEngine.step`).
         """
         beta = _beta_tensor(beta, len(self.active), self.stack.device)
         losses = super().step(lambda: replicate_loss(self.stack, condition, observed, beta, self.settings.elbo,
-                                                     self.settings.particles), optimizer, clip_norm)
+                                                     self.settings.particles), optimizer, clip_norm, mask)
         return losses / condition.shape[-2]
 
     # -- the loop -----------------------------------------------------------------

@@ -154,8 +154,6 @@ def test_replicates_must_share_one_architecture(data):
     with pytest.raises(ConfigError, match="one architecture"):
         ReplicatedCVAE.stack([build("learned"), SigmaCVAE(1, 2, decoder_widths=(3,), noise=make_noise("learned", 1.0))],
                              ReplicaStreams([1, 2]))
-    with pytest.raises(ConfigError, match="one replicate at a time"):
-        Trainer([build("learned"), build("learned", 1)], data, make_algorithm("lagging"))
 
 
 # -- the contract: replicate r of a batch equals the single run -------------------------------

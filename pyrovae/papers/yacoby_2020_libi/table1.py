@@ -118,8 +118,8 @@ def _label(hyper: dict) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in hyper.items()) or "-"
 
 
-#: the methods whose repetitions train as one batch of replicates (He et al.'s Lagging runs one at a time)
-BATCHED_METHODS = ("VAE", "β-VAE", "β-VAE+Anneal", "Lagging", "LiBI")
+#: the methods whose repetitions train as one batch of replicates
+BATCHED_METHODS = ("VAE", "β-VAE", "β-VAE+Anneal", "Lagging", "Lagging (He et al.)", "LiBI")
 
 
 def _algorithm(method: str, data: dict, cfg: dict, hyper: dict):

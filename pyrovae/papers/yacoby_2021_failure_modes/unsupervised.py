@@ -188,23 +188,14 @@ def fit_one(kind: str, method: str, **options) -> dict[str, Any]:
 def fit_batch(tasks: list[dict]) -> list[dict[str, Any]]:
     """Train the runs ``tasks`` (one method, noise and training setting; data versions, starts and
     seeds may differ) as one batch of replicates of the engine, then evaluate each: replicate i
-    equals :func:`fit_one` of ``tasks[i]`` alone. Lagging Inference Networks train one at a time."""
+    equals :func:`fit_one` of ``tasks[i]`` alone."""
     preps = [_prepare(**task) for task in tasks]
-    first = preps[0]
-    if first["algorithm"].batched and len(preps) > 1:
-        start = time.perf_counter()
-        with pyro.validation_enabled(False):
-            results = Trainer([p["model"] for p in preps], [p["train"] for p in preps], [p["algorithm"] for p in preps],
-                              first["settings"], seeds=[p["seed"] for p in preps]).run()
-        shared = (time.perf_counter() - start) / len(preps)
-        return [_evaluate(p, r, train_seconds=shared) for p, r in zip(preps, results)]
-    out = []
-    for p in preps:
-        start = time.perf_counter()
-        with pyro.validation_enabled(False):
-            result = Trainer(p["model"], p["train"], p["algorithm"], p["settings"], seeds=[p["seed"]]).run()
-        out.append(_evaluate(p, result, train_seconds=time.perf_counter() - start))
-    return out
+    start = time.perf_counter()
+    with pyro.validation_enabled(False):
+        results = Trainer([p["model"] for p in preps], [p["train"] for p in preps], [p["algorithm"] for p in preps],
+                          preps[0]["settings"], seeds=[p["seed"] for p in preps]).run()
+    shared = (time.perf_counter() - start) / len(preps)
+    return [_evaluate(p, r, train_seconds=shared) for p, r in zip(preps, results)]
 
 
 def _prepare(kind: str, method: str, truth: TruthNetwork | None = None, particles: int = 1, latent_dim: int = 1,
