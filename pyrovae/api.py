@@ -214,7 +214,8 @@ def _train_m2_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], plots
         checkpoint = None if batch_dir is None or not todo else _m2_batch_checkpoint(batch_dir, [run[2] for run in todo])
         fits = train_m2_batch([run[2] for run in todo], todo[0][1], _m2_objective(first), epochs=first.epochs,
                               batch_size=first.batch_size or 100, lr=first.lr, gamma=first.gamma, alpha=first.alpha,
-                              particles=first.particles, seeds=[run[0].seed for run in todo], run_dir=checkpoint,
+                              particles=first.particles, seeds=[run[0].seed for run in todo],
+                              lagging=first.algorithm == "lagging", run_dir=checkpoint,
                               checkpoint_every=first.checkpoint_every, progress=progress) if todo else []
         trained = iter(fits)
         results = []
@@ -393,8 +394,6 @@ def train_reps(
         if restart:
             discard_checkpoint(out)
         seeds = derive_seeds(cfg.seed, reps)
-        if vectorize and not _batches(cfg):
-            vectorize = False  # M2 with Lagging Inference Networks trains one model at a time
         if vectorize:
             rows = _train_vectorized(cfg, seeds, out, on_done, progress, restart)
         else:
@@ -416,12 +415,6 @@ def train_reps(
     return summary
 
 
-def _batches(cfg: RunConfig) -> bool:
-    """Whether runs of ``cfg`` may train as one batch: every combination but M2 with Lagging Inference Networks,
-    whose plug-in of the M2 trainer trains one model at a time."""
-    return not (cfg.model == "m2" and cfg.algorithm == "lagging")
-
-
 #: Settings that may differ between the replicates of one batch (everything else is shared).
 PER_REPLICATE = ("seed", "sigma0", "C", "calibration", "anneal_blocks", "cycles")
 
@@ -439,8 +432,7 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
 
     Replicate ``i`` equals ``train(cfgs[i])``: it starts from the weights ``train`` would build
     (after ``pyro.set_rng_seed(seed)``) and draws from its own stream seeded with ``seed``. The
-    batch's checkpoint lives in ``batch_dir`` (a rerun resumes there; locked while the batch trains). M2 with
-    Lagging Inference Networks trains one model at a time, each configuration on its own. M2 batches through
+    batch's checkpoint lives in ``batch_dir`` (a rerun resumes there; locked while the batch trains). M2 batches through
     the M2 trainer (:func:`_train_m2_batch`; ``restart`` discards its runs' directories' checkpoints, as the
     batch's own is discarded by the caller).
     """
@@ -451,8 +443,6 @@ def train_batch(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], batch_dir
             raise ConfigError("LiBI trains through its own loop, one run at a time: train each seed with train()")
     if len({batch_key(c) for c in cfgs}) != 1:
         raise ConfigError("configurations trained as one batch may differ only in " + ", ".join(PER_REPLICATE))
-    if not _batches(cfgs[0]):
-        return [train(cfg, out=out, plots=plots) for cfg, out in zip(cfgs, outs)]
     torch.set_num_threads(cfgs[0].threads)
     if cfgs[0].model == "m2":
         return _train_m2_batch(cfgs, outs, plots, restart, batch_dir, progress)

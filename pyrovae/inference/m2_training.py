@@ -21,8 +21,10 @@ between restarts on validation data.
 ``train_m2(..., lagging=True)`` is Lagging Inference Networks (He et al., ICLR 2019, Algorithm 1; a
 baseline of Yacoby, Pan & Doshi-Velez (2021), Sec. 7, App. D, Fig. 18, Tables 3-4) for the M2 model: the
 plug-in :class:`M2Lagging` of :class:`M2Trainer` (:mod:`pyrovae.inference.lagging` is the same algorithm
-for the σ-CVAE's trainer). It trains one model, with its batches and noise from the model's stream as
-an ordinary epoch draws them:
+for the σ-CVAE's trainer). Its models train as one batch, each with its own mode, inner loops and I(x; z),
+with its batches and noise from its own stream as an ordinary epoch draws them; a model whose inner loop
+has ended, or that is past aggressive mode, sits the others' steps out (the engine's masked steps: its
+weights, Adam moments and stream stay as they were), so each model of a batch is its run alone:
 
 * *aggressive mode*, for every batch: encoder-only Adam steps on the guide's parameters
   (``ReplicatedM2.parameters_of("encoder")``: ``q(y|x)`` and the ``z`` encoders) — the first on the current batch,
@@ -37,7 +39,8 @@ an ordinary epoch draws them:
   epoch it does not exceed its best value (their text model's rule);
 * afterwards, ordinary joint steps (the two Adam optimisers both step, so their moments carry over).
 
-Its mode, best I(x; z) and both optimisers are in the engine's checkpoints, so it resumes like any run.
+Each model's mode and best I(x; z), and both optimisers (the engine's plug-in optimisers, narrowed as models
+leave the batch), are in the engine's checkpoints, so it resumes like any run.
 
 Unlike He et al.'s code, gradients are not clipped (nor are they in the plain M2 trainer, so the
 ``lin`` and ``vae`` rows differ only in the schedule).
@@ -155,29 +158,32 @@ def train_m2(model: M2, data: SemiSupervisedDataset, objective: str = "elbo", ep
 def train_m2_batch(models: Sequence[M2], data: SemiSupervisedDataset | Sequence[SemiSupervisedDataset],
                    objective: str = "elbo", epochs: int = 100, batch_size: int = 100, lr: float = 1e-3,
                    gamma: float | Sequence[float] = 1.0, alpha: float | Sequence[float] = 0.0, particles: int = 10,
-                   seeds: Sequence[int] = (0,), parameters: str = "all", run_dir: str | Path | None = None,
-                   checkpoint_every: int = 10, progress: bool = False) -> list[M2TrainResult]:
+                   seeds: Sequence[int] = (0,), parameters: str = "all", lagging: bool = False,
+                   aggressive_inner: int = 100, lagging_window: int = 10, mi_points: int = 1000,
+                   lagging_threshold: float = 0.0, run_dir: str | Path | None = None, checkpoint_every: int = 10,
+                   progress: bool = False) -> list[M2TrainResult]:
     """Train ``R`` M2 models of one architecture (restarts, data-set versions, γ / α grid cells) in place,
-    as one batch (:class:`M2Trainer`), each as :func:`train_m2` trains one; ``run_dir`` is locked while the
-    batch trains. Returns one :class:`M2TrainResult` per model."""
+    as one batch (:class:`M2Trainer`), each as :func:`train_m2` trains one (``lagging`` and its settings as
+    there); ``run_dir`` is locked while the batch trains. Returns one :class:`M2TrainResult` per model."""
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
+    plugin = M2Lagging(aggressive_inner, lagging_window, mi_points, lagging_threshold) if lagging else None
     with lock_run_dir(run_dir) if run_dir is not None else contextlib.nullcontext():
         return M2Trainer(models, data, objective, epochs, batch_size, lr, gamma, alpha, particles, seeds, parameters,
-                         run_dir=run_dir, checkpoint_every=checkpoint_every, progress=progress).run()
+                         run_dir=run_dir, checkpoint_every=checkpoint_every, lagging=plugin, progress=progress).run()
 
 
 @dataclass
 class M2Lagging:
     """Lagging Inference Networks for M2 (module docstring) as a plug-in of :class:`M2Trainer`: its settings
-    and its state (mode, best I(x; z), its encoder-only and decoder-only Adam)."""
+    and each model's state (mode, best I(x; z)), one entry per model of the batch (:meth:`start`)."""
 
     max_inner: int = 100
     window: int = 10
     mi_points: int = 1000
     threshold: float = 0.0
-    aggressive: bool = True
-    best_mi: float = -math.inf
+    aggressive: list[bool] = field(default_factory=list)
+    best_mi: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("max_inner", "window"):
@@ -186,12 +192,28 @@ class M2Lagging:
         if not (math.isfinite(self.threshold) and self.threshold >= 0):
             raise ConfigError(f"the Lagging threshold T must be finite and >= 0, got {self.threshold!r}")
 
+    def start(self, models: int) -> None:
+        """Every one of ``models`` models in aggressive mode, with no I(x; z) measured yet."""
+        self.aggressive, self.best_mi = [True] * models, [-math.inf] * models
+
+    def end_epoch(self, r: int, mi: float) -> None:
+        """Model ``r``'s I(x; z) after an aggressive epoch: aggressive mode ends the first epoch it does not exceed
+        the model's best."""
+        if mi > self.best_mi[r]:
+            self.best_mi[r] = mi
+        else:
+            self.aggressive[r] = False
+
     def state_dict(self) -> dict:
-        return {"aggressive": self.aggressive, "best_mi": self.best_mi if math.isfinite(self.best_mi) else None}
+        return {"aggressive": list(self.aggressive),
+                "best_mi": [v if math.isfinite(v) else None for v in self.best_mi]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.aggressive = bool(state["aggressive"])
-        self.best_mi = -math.inf if state["best_mi"] is None else float(state["best_mi"])
+        if not isinstance(state["aggressive"], list):
+            raise DataError("this checkpoint was written by an older version of M2's Lagging Inference Networks "
+                            "(one model, its own optimisers); train into a new directory")
+        self.aggressive = [bool(v) for v in state["aggressive"]]
+        self.best_mi = [-math.inf if v is None else float(v) for v in state["best_mi"]]
 
 
 class M2Trainer(ReplicateEngine):
@@ -206,7 +228,7 @@ class M2Trainer(ReplicateEngine):
     on. With ``run_dir`` the batch keeps a checkpoint there every ``checkpoint_every`` epochs and at the end; a
     rerun resumes from it and ends as the uninterrupted run would, on the CPU, or trains on to a larger
     ``epochs``. A checkpoint of another batch (other options, data, seeds or starting models) or of more epochs
-    raises :class:`~pyrovae.errors.DataError`. ``lagging`` (one model) trains it with Lagging Inference Networks."""
+    raises :class:`~pyrovae.errors.DataError`. ``lagging`` trains every model with Lagging Inference Networks."""
 
     progress_label = "M2 epochs"
 
@@ -223,10 +245,9 @@ class M2Trainer(ReplicateEngine):
         datas = [data] if isinstance(data, SemiSupervisedDataset) else list(data)
         if len(datas) not in (1, R) or len(seeds) != R:
             raise ConfigError(f"{R} models need one data set or {R}, and {R} seeds; got {len(datas)} and {len(seeds)}")
-        if lagging is not None and (R > 1 or models[0].z_guide != "factorised" or parameters != "all"):
-            raise ConfigError("Lagging Inference trains one M2 model at a time, encoder and decoder (parameters='all'), "
-                              f"and measures I(x; z) on the factorised q(z|x); got {R} models, parameters={parameters!r} "
-                              f"and the guide {models[0].z_guide!r}")
+        if lagging is not None and (models[0].z_guide != "factorised" or parameters != "all"):
+            raise ConfigError("Lagging Inference trains encoder and decoder (parameters='all') and measures I(x; z) on "
+                              f"the factorised q(z|x); got parameters={parameters!r} and the guide {models[0].z_guide!r}")
         splits = [_split(models[0], d) for d in datas]
         if len({tuple(len(t) for t in split) for split in splits}) > 1:
             raise ConfigError("per-model data sets must have the same numbers of labelled and unlabelled points")
@@ -238,6 +259,8 @@ class M2Trainer(ReplicateEngine):
                                   for v in (gamma, alpha))
         self.objective, self.epochs, self.batch_size, self.particles = objective, int(epochs), int(batch_size), int(particles)
         self.parameters, self.lagging = parameters, lagging
+        if lagging is not None:
+            lagging.start(R)
         every = integer_at_least("checkpoint_every (epochs)", checkpoint_every)
         super().__init__(models, seeds, device, lr=lr, checkpoint_every=every, run_dir=run_dir, progress=progress)
         # what a checkpoint must have been trained with to be resumed here (the number of epochs may grow): the
@@ -263,8 +286,8 @@ class M2Trainer(ReplicateEngine):
     def _on_activate(self) -> None:
         self._rows = torch.as_tensor(self.active, device=self.stack.device).unsqueeze(1)
         if self.lagging is not None:
-            self.encoder_optim = self.optimizer(self.stack.parameters_of("encoder"))
-            self.decoder_optim = self.optimizer(self.stack.parameters_of("decoder"))
+            self.encoder_optim = self.plugin_optimizer("lagging-encoder", self.stack.parameters_of("encoder"))
+            self.decoder_optim = self.plugin_optimizer("lagging-decoder", self.stack.parameters_of("decoder"))
 
     def _capped(self) -> bool:
         return self.state.block >= self.epochs
@@ -274,11 +297,6 @@ class M2Trainer(ReplicateEngine):
 
     def _meta_state(self) -> dict:
         return {"settings": self.fingerprint, "lagging": None if self.lagging is None else self.lagging.state_dict()}
-
-    def _tensor_state(self) -> dict:
-        if self.lagging is None:
-            return {}
-        return {"encoder_optim": self.encoder_optim.state_dict(), "decoder_optim": self.decoder_optim.state_dict()}
 
     def _check_checkpoint(self, meta: dict) -> None:
         if meta.get("settings") != self.fingerprint:
@@ -291,9 +309,6 @@ class M2Trainer(ReplicateEngine):
     def _load_state(self, tensors: dict, meta: dict) -> None:
         if self.lagging is not None:
             self.lagging.load_state_dict(meta["lagging"])
-            if self.active:
-                self.encoder_optim.load_state_dict(tensors["encoder_optim"])
-                self.decoder_optim.load_state_dict(tensors["decoder_optim"])
 
     def _result(self, r: int, resumed: bool) -> M2TrainResult:
         rep = self.replicas[r]
@@ -311,13 +326,11 @@ class M2Trainer(ReplicateEngine):
 
     def _block(self, start: float) -> None:
         s = self.state
-        extra = {}
         if self.lagging is None:
             total, steps = self._epoch()
         else:
-            was_aggressive = self.lagging.aggressive
+            was_aggressive = [self.lagging.aggressive[r] for r in self.active]
             total, steps, inner = self._lagging_epoch()
-            extra = {"aggressive": was_aggressive, "inner_steps": inner, "mi": None}
         s.block += 1
         s.step += steps
         diverged = self._diverged.tolist()
@@ -327,8 +340,12 @@ class M2Trainer(ReplicateEngine):
                 self._finish(j, "nan")  # the model keeps its last finite epoch's weights
                 continue
             self.stack.write_to(j, self.models[r])
-            if self.lagging is not None and self.lagging.aggressive:
-                extra["mi"] = self._end_aggressive_epoch(self.models[r])
+            extra = {}
+            if self.lagging is not None:
+                extra = {"aggressive": was_aggressive[j], "inner_steps": inner[j], "mi": None}
+                if was_aggressive[j]:
+                    extra["mi"] = unlabelled_mutual_information(self.models[r], self.x_u[r, :self.lagging.mi_points])
+                    self.lagging.end_epoch(r, extra["mi"])
             s.elapsed = time.perf_counter() - start  # the epoch's I(x; z) counts in its time
             self.replicas[r].rows.append({"epoch": s.block, "loss": totals[j] / steps, "seconds": s.elapsed} | extra)
         s.elapsed = time.perf_counter() - start
@@ -349,46 +366,51 @@ class M2Trainer(ReplicateEngine):
             steps += 1
         return total, steps
 
-    def _lagging_epoch(self) -> tuple[torch.Tensor, int, int]:
-        """One epoch of Lagging Inference Networks (module docstring) of the one model; returns the summed step
-        losses, the number of steps and the number of encoder-only steps."""
-        gen, device = self.stack.streams.generators[0], self.stack.device
+    def _lagging_epoch(self) -> tuple[torch.Tensor, int, list[int]]:
+        """One epoch of Lagging Inference Networks (module docstring) of every model still training; returns the
+        summed step losses, the number of steps and each model's number of encoder-only steps."""
+        streams, device = self.stack.streams, self.stack.device
         n_u, n_l, bs = self.x_u.shape[1], self.x_l.shape[1], self.batch_size
         b_l = min(bs, n_l)
         lag = self.lagging
+        aggressive = [lag.aggressive[r] for r in self.active]
+        mask = torch.tensor(aggressive, device=device)
+        both = [self.encoder_optim, self.decoder_optim]
 
-        def encoder_step(k: int, first: tuple) -> torch.Tensor:
-            """Encoder-only step ``k`` of a batch: on the current batch ``first`` (k = 0), then on fresh ones."""
-            iu, il = first if k == 0 else (torch.randint(n_u, (1, bs), generator=gen, device=device),
-                                           torch.randint(n_l, (1, b_l), generator=gen, device=device))
-            return self.step(lambda: self._loss(iu, il), self.encoder_optim).reshape(1)
+        def draw(n: int, size: int) -> torch.Tensor:  # (R, size) random indices, each row from its model's stream
+            return torch.stack([torch.randint(n, (size,), generator=g, device=device) for g in streams.generators])
 
-        order = torch.randperm(n_u, generator=gen, device=device)
-        total = torch.zeros(1, dtype=self.x_u.dtype, device=device)
-        steps = inner = 0
-        for i in range(0, n_u, bs):
-            iu, il = order[None, i:i + bs], torch.randint(n_l, (1, b_l), generator=gen, device=device)
-            if lag.aggressive:
-                first = (iu, il)
-                inner += encoder_phase(lambda k, _running: encoder_step(k, first), [True], lag.max_inner, lag.window,
-                                       lag.threshold)[0]
-                optimizers = [self.decoder_optim]
+        def encoder_step(k: int, running: list[bool], first: tuple) -> torch.Tensor:
+            """Encoder-only step ``k`` of a batch for the models ``running``: on the current batch ``first``
+            (k = 0), then on fresh ones."""
+            live = torch.tensor(running, device=device)
+            if k == 0:
+                iu, il = first
             else:
-                optimizers = [self.encoder_optim, self.decoder_optim]
-            total += self.step(lambda: self._loss(iu, il), optimizers)
+                with streams.only(live):
+                    iu, il = draw(n_u, bs), draw(n_l, b_l)
+            return self.step(lambda: self._loss(iu, il), self.encoder_optim, mask=live)
+
+        orders = torch.stack([torch.randperm(n_u, generator=g, device=device) for g in streams.generators])
+        total = torch.zeros(len(self.active), dtype=self.x_u.dtype, device=device)
+        steps, inner = 0, [0] * len(self.active)
+        for i in range(0, n_u, bs):
+            iu, il = orders[:, i:i + bs], draw(n_l, b_l)
+            if any(aggressive):
+                first = (iu, il)
+                taken = encoder_phase(lambda k, running: encoder_step(k, running, first), aggressive, lag.max_inner,
+                                      lag.window, lag.threshold)
+                inner = [a + b for a, b in zip(inner, taken)]
+                loss = self.step(lambda: self._loss(iu, il), [self.decoder_optim], mask=mask)
+                if not all(aggressive):
+                    loss = torch.where(mask, loss, self.step(lambda: self._loss(iu, il), both, mask=~mask))
+            else:
+                loss = self.step(lambda: self._loss(iu, il), both)
+            total += loss
             steps += 1
-            if bool(self._diverged.any()):
+            if bool(self._diverged.all()):
                 break
         return total, steps, inner
-
-    def _end_aggressive_epoch(self, model: M2) -> float:
-        """I(x; z) after an aggressive epoch; aggressive mode ends the first epoch it does not exceed its best."""
-        mi = unlabelled_mutual_information(model, self.x_u[0, :self.lagging.mi_points])
-        if mi > self.lagging.best_mi:
-            self.lagging.best_mi = mi
-        else:
-            self.lagging.aggressive = False
-        return mi
 
 
 def starting_digests(models: Sequence[M2]) -> list[str]:

@@ -183,18 +183,16 @@ def test_diverged_reps_exit_non_zero_and_stay_out_of_the_summary(tmp_path):
     assert all(run["sigma"] is None for run in summary["runs"])  # no block finished: no numbers, as a single run
 
 
-def test_reps_of_a_combination_that_cannot_batch_fall_back_to_processes(tmp_path):
-    """M2 with Lagging Inference Networks trains one model at a time; the σ-CVAE's batches."""
-    out = tmp_path / "lag"
-    result = invoke("train", "--model", "m2", "--noise", "fixed", "--algorithm", "lagging", "--dataset",
-                    "discrete-semicircle", "--n", "60", "--epochs", "2", "--encoder-widths", "4", "--decoder-widths",
-                    "4", "--reps", "2", "--quiet", "--out", out)
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert not summary["vectorized"] and len(summary["runs"]) == 2
-    out = tmp_path / "lag-cvae"
-    result = invoke("train", "--algorithm", "lagging", "--n", "60", "--max-steps", "4", "-K", "2", "--reps", "2",
-                    "--quiet", "--out", out)
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["vectorized"] and len(summary["runs"]) == 2
+def test_reps_of_lagging_inference_train_as_one_batch_unless_asked_not_to(tmp_path):
+    """Lagging Inference Networks batch (each replicate its own inner loops), for the σ-CVAE and for M2;
+    --no-vectorize keeps the process-per-run path."""
+    m2 = ["--model", "m2", "--noise", "fixed", "--dataset", "discrete-semicircle", "--epochs", "2",
+          "--encoder-widths", "4", "--decoder-widths", "4"]
+    cvae = ["--max-steps", "4", "-K", "2"]
+    for name, flags, vectorized in (("m2", m2, True), ("cvae", cvae, True), ("cvae-processes", cvae + ["--no-vectorize"],
+                                                                            False)):
+        out = tmp_path / name
+        result = invoke("train", "--algorithm", "lagging", "--n", "60", *flags, "--reps", "2", "--quiet", "--out", out)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["vectorized"] is vectorized and len(summary["runs"]) == 2, name

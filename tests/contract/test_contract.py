@@ -190,7 +190,7 @@ def test_a_replicate_of_a_batch_equals_its_single_run(runs, c, tmp_path):
         with pytest.raises(ConfigError, match="trains through its own loop, one run at a time"):
             train_batch([cfg, cfg.replace(seed=SEED + 1)], [tmp_path / "a", tmp_path / "b"])
         return
-    if c.model == "m2":  # train_m2_batch (LIN: train() of each): the middle replicate is train() with its seed
+    if c.model == "m2":  # train_m2_batch (LIN too): the middle replicate is train() with its seed
         batch, single = runs.batch(c), runs.whole(c)
         middle = batch[1]
         assert middle.status == single.status == "finished" and middle.metrics["seed"] == single.metrics["seed"]

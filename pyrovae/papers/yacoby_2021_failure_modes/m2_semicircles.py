@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -62,7 +61,7 @@ from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks, slug
 from pyrovae.inference.m2_init import init_m2_at_ground_truth
-from pyrovae.inference.m2_training import M2Lagging, M2Trainer, m2_objective, train_m2_batch
+from pyrovae.inference.m2_training import m2_objective, train_m2_batch
 from pyrovae.metrics.semisupervised import (
     cohort_knn,
     functional_collapse,
@@ -135,14 +134,14 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     ground-truth initialisation, its encoder restarts trained as one batch; a seed's decoder regression is fitted
     once and reused by its starts in other γ, α cells, with the same weights) or ``"random"`` (App. D's random
     restarts). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
-    start ``j`` draws from a stream seeded ``seeds[j]``, as it would alone), except LIN, whose per-batch inner
-    loop trains one model at a time. ``seconds`` is a start's own initialisation plus its training (the batch's,
+    start ``j`` draws from a stream seeded ``seeds[j]``, as it would alone; LIN too, each start with its own
+    inner loops). ``seconds is a start's own initialisation plus its training (the batch's,
     which it shared). A start whose loss turns non-finite gets ``status = "nan"`` and NaN metrics (the others are
     unaffected).
     ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``);
     ``temperature``, ``straight_through`` and ``relaxed_density`` shape the relaxed label of the discrete
     set (module docstring); ``lagging_threshold`` is LIN's T. With ``checkpoint_dir`` the batch's training keeps a
-    checkpoint there (LIN: one per start, ``lin-J``) and a rerun resumes it (the initialisations, deterministic,
+    checkpoint there and a rerun resumes it (the initialisations, deterministic,
     are computed again). A checkpoint outlives its task's stored result: after a change of the
     code, delete ``OUT/checkpoints`` with ``OUT/tasks``."""
     if kind not in COHORTS:
@@ -184,15 +183,9 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
         models.append(model)
         starts.append({"decoder_mse": decoder_mse, "collapse_init": functional_collapse(model, true_f, y1, y2).score,
                        "seconds": time.perf_counter() - start})
-    if lagging:
-        lagging_plugin = lambda: M2Lagging(aggressive_inner, lagging_window, threshold=lagging_threshold)
-        trained = [M2Trainer([model], train, objective, epochs, gamma=g, alpha=a, particles=particles, seeds=[seed],
-                             run_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / f"lin-{j}",
-                             lagging=lagging_plugin()).run()[0]
-                   for j, (model, seed, g, a) in enumerate(zip(models, seeds, gammas, alphas))]
-    else:
-        trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gammas, alpha=alphas,
-                                 particles=particles, seeds=seeds, run_dir=checkpoint_dir)
+    trained = train_m2_batch(models, train, objective, epochs=epochs, gamma=gammas, alpha=alphas, particles=particles,
+                             seeds=seeds, lagging=lagging, aggressive_inner=aggressive_inner,
+                             lagging_window=lagging_window, lagging_threshold=lagging_threshold, run_dir=checkpoint_dir)
     return [_semicircle_metrics(kind, method, version, seed, init, model, res, first, train, val,
                                 test, labels, g, a, particles, objective, lagging, lagging_threshold,
                                 lagging_window, knn_alpha, n_eval, curves)
@@ -326,16 +319,14 @@ def run_tables(options: ExperimentOptions, settings: dict, methods=("vae", "iwae
     starts, grid = settings.pop("starts", ("gt",)), settings.pop("grid", False)
     pairs = [(k, m) for k in kinds for m in methods if applies(k, m)]
     cells = [(k, m, hyper) for k, m in pairs for hyper in m2_grid(m, grid)]
-    # one task per cell and version, its starts trained as one batch; LIN (one model at a time) one task per start;
-    # each task keeps its checkpoints in its own directory
-    groups = lambda m: [list(range(len(starts)))] if not METHODS[m][3] else [[j] for j in range(len(starts))]
-    tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in group],
-                  inits=[starts[j] for j in group], curves=(v == 0),
+    # one task per cell and version, its starts trained as one batch (LIN's too); each task keeps its checkpoints
+    # in its own directory
+    tasks = [dict(kind=k, method=m, version=v, seeds=[seeds[v] + 7919 * j for j in range(len(starts))],
+                  inits=list(starts), curves=(v == 0),
                   checkpoint_dir=str(options.out / "checkpoints" / slug(
-                      " ".join([k, m, *(f"{h}{x:g}" for h, x in hyper.items()), f"v{v}",
-                                *([f"start{group[0]}"] if METHODS[m][3] else [])]))),
+                      " ".join([k, m, *(f"{h}{x:g}" for h, x in hyper.items()), f"v{v}"]))),
                   **{**settings, "gamma": gamma, "alpha": alpha, **hyper})
-             for k, m, hyper in cells for v in range(reps) for group in groups(m)]
+             for k, m, hyper in cells for v in range(reps)]
     batches = map_tasks(fit_m2_semicircles, tasks, options)
     candidates: dict[tuple, dict[str, list[dict]]] = {}
     for task, batch in zip(tasks, batches):
