@@ -209,9 +209,6 @@ class M2Lagging:
                 "best_mi": [v if math.isfinite(v) else None for v in self.best_mi]}
 
     def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state["aggressive"], list):
-            raise DataError("this checkpoint was written by an older version of M2's Lagging Inference Networks "
-                            "(one model, its own optimisers); train into a new directory")
         self.aggressive = [bool(v) for v in state["aggressive"]]
         self.best_mi = [-math.inf if v is None else float(v) for v in state["best_mi"]]
 
@@ -305,6 +302,9 @@ class M2Trainer(ReplicateEngine):
         if int(meta["block"]) > self.epochs:
             raise DataError(f"{self.run_dir}/checkpoint holds {meta['block']} epochs, more than the {self.epochs} "
                             "asked for; train into a new directory")
+        if self.lagging is not None and not isinstance(meta["lagging"]["aggressive"], list):
+            raise DataError(f"{self.run_dir}/checkpoint was written by an older version of M2's Lagging Inference "
+                            "Networks (one model, its own optimisers); train into a new directory")
 
     def _load_state(self, tensors: dict, meta: dict) -> None:
         if self.lagging is not None:
@@ -398,7 +398,8 @@ class M2Trainer(ReplicateEngine):
             iu, il = orders[:, i:i + bs], draw(n_l, b_l)
             if any(aggressive):
                 first = (iu, il)
-                taken = encoder_phase(lambda k, running: encoder_step(k, running, first), aggressive, lag.max_inner,
+                looping = [a and not d for a, d in zip(aggressive, self._diverged.tolist())]  # not a diverged model
+                taken = encoder_phase(lambda k, running: encoder_step(k, running, first), looping, lag.max_inner,
                                       lag.window, lag.threshold)
                 inner = [a + b for a, b in zip(inner, taken)]
                 loss = self.step(lambda: self._loss(iu, il), [self.decoder_optim], mask=mask)

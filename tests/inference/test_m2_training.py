@@ -13,7 +13,7 @@ from pyrovae.data.yacoby_m2 import (
     discrete_semicircle,
     semicircle_f,
 )
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.m2_training import (
     train_m2,
     train_m2_batch,
@@ -263,3 +263,38 @@ def test_a_lin_batch_killed_in_its_fourth_epoch_resumes_to_the_uninterrupted_bat
         assert [(h["loss"], h["aggressive"], h["inner_steps"], h["mi"]) for h in a.history] == [
             (h["loss"], h["aggressive"], h["inner_steps"], h["mi"]) for h in b.history]
         assert all(torch.equal(v, a.model.state_dict()[k]) for k, v in b.model.state_dict().items())
+
+
+def test_a_lin_model_that_diverges_leaves_the_batch_and_the_others_train_on_as_alone(double_precision, monkeypatch):
+    """Model 1's loss is made non-finite from its third epoch on: it stops with status nan and its last finite
+    epoch's weights, the batch narrows (the plug-in Adams with it) and models 0 and 2 end as they do alone."""
+    data = discrete_semicircle(n=300, seed=0)
+    real_loss = m2t.M2Trainer._loss
+
+    def poisoned(self, iu, il):
+        losses = real_loss(self, iu, il)
+        if self.state.block >= 2 and 1 in self.active:
+            hit = torch.tensor([r == 1 for r in self.active], device=losses.device)
+            losses = torch.where(hit, torch.full_like(losses, math.nan), losses)
+        return losses
+
+    monkeypatch.setattr(m2t.M2Trainer, "_loss", poisoned)
+    models = _lin_models([1, 2, 3])
+    batch = train_m2_batch(models, data, seeds=[1, 2, 3], **LIN)
+    assert [r.status for r in batch] == ["done", "nan", "done"] and len(batch[1].history) == 2
+    monkeypatch.setattr(m2t.M2Trainer, "_loss", real_loss)
+    for seed, result in ((1, batch[0]), (3, batch[2])):
+        (model,) = _lin_models([seed])
+        alone = train_m2(model, data, seed=seed, **LIN)
+        assert _lin_rows(result) == _lin_rows(alone)
+        for (name, a), b in zip(result.model.state_dict().items(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_lin_checkpoint_of_the_one_model_version_is_refused_before_anything_loads(tmp_path):
+    data = discrete_semicircle(n=200, seed=0)
+    trainer = m2t.M2Trainer(_lin_models([1]), data, epochs=2, seeds=[1], run_dir=tmp_path,
+                            lagging=m2t.M2Lagging(max_inner=4, window=2))
+    old = {"settings": trainer.fingerprint, "block": 1, "lagging": {"aggressive": True, "best_mi": 0.3}}
+    with pytest.raises(DataError, match="older version"):
+        trainer._check_checkpoint(old)

@@ -135,7 +135,7 @@ def fit_m2_semicircles(kind: str, method: str, version: int = 0, seeds: Sequence
     once and reused by its starts in other γ, α cells, with the same weights) or ``"random"`` (App. D's random
     restarts). Then every start trains as one batch (:func:`~pyrovae.inference.m2_training.train_m2_batch`;
     start ``j`` draws from a stream seeded ``seeds[j]``, as it would alone; LIN too, each start with its own
-    inner loops). ``seconds is a start's own initialisation plus its training (the batch's,
+    inner loops). ``seconds`` is a start's own initialisation plus its training (the batch's,
     which it shared). A start whose loss turns non-finite gets ``status = "nan"`` and NaN metrics (the others are
     unaffected).
     ``aggressive_inner`` and ``lagging_window`` are LIN's inner-step cap and window R (method ``lin``);
