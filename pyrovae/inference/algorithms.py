@@ -121,6 +121,10 @@ class Algorithm:
         """JSON-able state for checkpoints."""
         return {}
 
+    def check_state(self, state: dict) -> None:
+        """Refuse (:class:`~pyrovae.errors.DataError`) a checkpointed :meth:`state_dict` that this version cannot
+        resume; the trainer asks before it loads anything. Every state is accepted by default."""
+
     def load_state_dict(self, state: dict) -> None:
         pass
 

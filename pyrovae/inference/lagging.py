@@ -189,14 +189,15 @@ class LaggingInference(Algorithm):
     # -- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"aggressive": self.aggressive, "best_mi": self.best_mi if math.isfinite(self.best_mi) else None,
-                "below_best": self.below_best, "inner_steps": self.inner_steps}
+                "below_best": self.below_best, "inner_steps": self.inner_steps, "optimisers": "engine"}
+
+    def check_state(self, state: dict) -> None:
+        if state.get("optimisers") != "engine":  # before: the two Adams were this plug-in's own tensor state
+            raise DataError("this checkpoint was written by an older version of Lagging Inference Networks, whose "
+                            "optimisers it cannot resume; train into a new directory")
 
     def load_state_dict(self, state: dict) -> None:
         self.aggressive = bool(state["aggressive"])
         self.best_mi = -math.inf if state["best_mi"] is None else float(state["best_mi"])
         self.below_best, self.inner_steps = int(state["below_best"]), int(state["inner_steps"])
 
-    def load_tensor_state_dict(self, state: dict) -> None:
-        if state:  # the optimisers now live in the engine (ReplicateEngine.plugin_optimizer)
-            raise DataError("this checkpoint was written by an older version of Lagging Inference Networks, whose "
-                            "optimisers it cannot resume; train into a new directory")

@@ -194,6 +194,8 @@ class Trainer(ReplicateEngine):
     def _check_checkpoint(self, meta: dict) -> None:
         if any("algorithm" not in saved for saved in meta["replicas"]):
             raise DataError(f"{self.run_dir}/checkpoint was written by another version; train into a new directory")
+        for alg, saved in zip(self.algorithms, meta["replicas"]):
+            alg.check_state(saved["algorithm"])
 
     def _load_state(self, tensors: dict, meta: dict) -> None:
         for rep in self.replicas:  # JSON keeps a NaN of the history as null

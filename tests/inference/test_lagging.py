@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyrovae.data import two_moon
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference import Trainer, TrainSettings
 from pyrovae.inference.algorithms import BlockStats
 from pyrovae.inference.lagging import LaggingInference, encoder_phase
@@ -205,3 +205,12 @@ def test_a_batch_resumed_after_replicates_left_ends_as_the_uninterrupted_batch(t
         assert a.status == b.status and len(a.history) == len(b.history)
         for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
             assert torch.equal(x, y), name
+
+
+def test_a_checkpoint_of_the_one_run_version_is_refused_before_anything_loads(tmp_path):
+    """Its Adams were the plug-in's own tensors; the engine now keeps them, so such a checkpoint cannot resume."""
+    trainer, alg = _trainer(tmp_path)
+    old = {k: v for k, v in alg.state_dict().items() if k != "optimisers"}
+    with pytest.raises(DataError, match="older version"):
+        trainer._check_checkpoint({"replicas": [{"algorithm": old}]})
+    trainer._check_checkpoint({"replicas": [{"algorithm": alg.state_dict()}]})  # today's is accepted
