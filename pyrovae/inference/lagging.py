@@ -44,7 +44,7 @@ from pyrovae.inference.algorithms import Algorithm, BlockStats, Decision
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
 from pyrovae.models.cvae import SigmaCVAE
 
-__all__ = ["LaggingInference", "encoder_phase"]
+__all__ = ["LaggingInference", "decoder_or_joint_step", "encoder_phase"]
 
 
 def encoder_phase(step: Callable[[int, list[bool]], torch.Tensor], running: Sequence[bool], max_inner: int,
@@ -78,6 +78,22 @@ def encoder_phase(step: Callable[[int, list[bool]], torch.Tensor], running: Sequ
                 else:
                     previous[r], windows[r] = current, []
     return taken
+
+
+def decoder_or_joint_step(step: Callable[[list[torch.optim.Optimizer], torch.Tensor | None], torch.Tensor],
+                          aggressive: torch.Tensor, encoder_optim: torch.optim.Optimizer,
+                          decoder_optim: torch.optim.Optimizer) -> torch.Tensor:
+    """The step after the inner loops (He et al. 2019, Alg. 1): a decoder-only step for the replicates where
+    ``aggressive`` ``(R,)`` is True, a joint step (both Adams) for the others — one masked pass each when the
+    batch holds both. ``step(optimizers, mask)`` takes one step of the replicates in ``mask`` (None: all) and
+    returns the ``(R,)`` losses; returns each replicate's loss of its own step."""
+    both = [encoder_optim, decoder_optim]
+    if not bool(aggressive.any()):
+        return step(both, None)
+    loss = step([decoder_optim], aggressive)
+    if bool(aggressive.all()):
+        return loss
+    return torch.where(aggressive, loss, step(both, ~aggressive))
 
 
 class LaggingInference(Algorithm):
@@ -124,20 +140,15 @@ class LaggingInference(Algorithm):
         then a decoder-only step, the others a joint step (both Adams), each on its own batch."""
         aggressive = torch.tensor([trainer.algorithms[r].aggressive for r in trainer.active],
                                   device=trainer.stack.device)
-        joint = None if not bool(aggressive.any()) else ~aggressive
         losses = []
         for _ in range(trainer.block_steps()):
             condition, observed = trainer.batch()
-            both = [self.encoder_optim, self.decoder_optim]
-            if joint is None:  # the whole batch is past aggressive mode
-                loss = trainer.step(condition, observed, beta, optimizer=both, clip_norm=self.clip_norm)
-            else:
+            if bool(aggressive.any()):
                 self._encoder_phase(trainer, condition, observed, beta, aggressive)
-                loss = trainer.step(condition, observed, beta, optimizer=self.decoder_optim, clip_norm=self.clip_norm,
-                                    mask=aggressive)
-                if bool(joint.any()):
-                    loss = torch.where(aggressive, loss, trainer.step(condition, observed, beta, optimizer=both,
-                                                                      clip_norm=self.clip_norm, mask=joint))
+            loss = decoder_or_joint_step(
+                lambda optimizers, mask: trainer.step(condition, observed, beta, optimizer=optimizers,
+                                                      clip_norm=self.clip_norm, mask=mask),
+                aggressive, self.encoder_optim, self.decoder_optim)
             losses.append(loss)
             trainer.state.step += 1
             if not bool(torch.isfinite(loss).any()):

@@ -60,7 +60,7 @@ import torch
 from pyrovae.data.yacoby_m2 import SemiSupervisedDataset
 from pyrovae.errors import ConfigError, DataError, TrainingDiverged
 from pyrovae.inference.engine import ReplicateEngine
-from pyrovae.inference.lagging import encoder_phase
+from pyrovae.inference.lagging import decoder_or_joint_step, encoder_phase
 from pyrovae.inference.m2_replicates import ReplicatedM2, m2_replicate_loss
 from pyrovae.inference.replicates import ReplicaStreams
 from pyrovae.metrics.information import aggregate_posterior_mutual_information
@@ -353,15 +353,14 @@ class M2Trainer(ReplicateEngine):
     def _epoch(self) -> tuple[torch.Tensor, int]:
         """One pass over the unlabelled points in batches, each with a random labelled batch, per replicate from
         its own stream; returns the summed step losses and the number of steps."""
-        gens = self.stack.streams.generators
-        device = self.stack.device
+        streams = self.stack.streams
         n_u, n_l, bs = self.x_u.shape[1], self.x_l.shape[1], self.batch_size
-        orders = torch.stack([torch.randperm(n_u, generator=g, device=device) for g in gens])
-        total = torch.zeros(len(self.active), dtype=self.x_u.dtype, device=device)
+        orders = streams.permutations(n_u)
+        total = torch.zeros(len(self.active), dtype=self.x_u.dtype, device=self.stack.device)
         steps = 0
         for i in range(0, n_u, bs):
             iu = orders[:, i:i + bs]
-            il = torch.stack([torch.randint(n_l, (min(bs, n_l),), generator=g, device=device) for g in gens])
+            il = streams.randint(n_l, min(bs, n_l))
             total += self.step(lambda: self._loss(iu, il))
             steps += 1
         return total, steps
@@ -375,10 +374,6 @@ class M2Trainer(ReplicateEngine):
         lag = self.lagging
         aggressive = [lag.aggressive[r] for r in self.active]
         mask = torch.tensor(aggressive, device=device)
-        both = [self.encoder_optim, self.decoder_optim]
-
-        def draw(n: int, size: int) -> torch.Tensor:  # (R, size) random indices, each row from its model's stream
-            return torch.stack([torch.randint(n, (size,), generator=g, device=device) for g in streams.generators])
 
         def encoder_step(k: int, running: list[bool], first: tuple) -> torch.Tensor:
             """Encoder-only step ``k`` of a batch for the models ``running``: on the current batch ``first``
@@ -388,26 +383,22 @@ class M2Trainer(ReplicateEngine):
                 iu, il = first
             else:
                 with streams.only(live):
-                    iu, il = draw(n_u, bs), draw(n_l, b_l)
+                    iu, il = streams.randint(n_u, bs), streams.randint(n_l, b_l)
             return self.step(lambda: self._loss(iu, il), self.encoder_optim, mask=live)
 
-        orders = torch.stack([torch.randperm(n_u, generator=g, device=device) for g in streams.generators])
+        orders = streams.permutations(n_u)
         total = torch.zeros(len(self.active), dtype=self.x_u.dtype, device=device)
         steps, inner = 0, [0] * len(self.active)
         for i in range(0, n_u, bs):
-            iu, il = orders[:, i:i + bs], draw(n_l, b_l)
+            iu, il = orders[:, i:i + bs], streams.randint(n_l, b_l)
             if any(aggressive):
                 first = (iu, il)
                 looping = [a and not d for a, d in zip(aggressive, self._diverged.tolist())]  # not a diverged model
                 taken = encoder_phase(lambda k, running: encoder_step(k, running, first), looping, lag.max_inner,
                                       lag.window, lag.threshold)
                 inner = [a + b for a, b in zip(inner, taken)]
-                loss = self.step(lambda: self._loss(iu, il), [self.decoder_optim], mask=mask)
-                if not all(aggressive):
-                    loss = torch.where(mask, loss, self.step(lambda: self._loss(iu, il), both, mask=~mask))
-            else:
-                loss = self.step(lambda: self._loss(iu, il), both)
-            total += loss
+            batch_step = lambda optimizers, only: self.step(lambda: self._loss(iu, il), optimizers, mask=only)
+            total += decoder_or_joint_step(batch_step, mask, self.encoder_optim, self.decoder_optim)
             steps += 1
             if bool(self._diverged.all()):
                 break

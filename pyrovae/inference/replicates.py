@@ -88,6 +88,14 @@ class ReplicaStreams:
         """``(R, size)`` indices of a random mini-batch of ``size`` of ``n`` points per replicate."""
         return torch.stack([torch.randperm(n, generator=g, device=self.device)[:size] for g in self.generators])
 
+    def permutations(self, n: int) -> torch.Tensor:
+        """``(R, n)``: a random order of ``n`` points per replicate (an epoch's shuffle)."""
+        return torch.stack([torch.randperm(n, generator=g, device=self.device) for g in self.generators])
+
+    def randint(self, n: int, size: int) -> torch.Tensor:
+        """``(R, size)`` indices drawn uniformly from ``n`` points with replacement, per replicate."""
+        return torch.stack([torch.randint(n, (size,), generator=g, device=self.device) for g in self.generators])
+
     @contextlib.contextmanager
     def only(self, mask: torch.Tensor | None):
         """Within this context only the replicates where ``mask`` ``(R,)`` is True draw from their streams; the
