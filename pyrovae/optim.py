@@ -1,11 +1,12 @@
-"""The package's optimisers and its one plain minimisation loop.
+"""The package's optimisers: every one is built here.
 
-Training a VAE goes through :class:`pyrovae.inference.trainer.Trainer`. What is not a VAE's
-training — a decoder regressed on known codes, a generating network fitted to a function, a
-closed-form objective minimised by L-BFGS, per-point variational fits — goes through
-:func:`minimise`. Both build their optimisers here, so speed settings (fused Adam) and the NaN
-policy are decided once: a step whose loss or gradient is not finite is not applied, and the
-loop stops with status ``"nan"`` (``on_nan="raise"`` raises :class:`TrainingDiverged` instead).
+Training a model goes through the engine (:class:`pyrovae.inference.engine.ReplicateEngine`), whose
+optimisers are :func:`adam` (all replicates step) and :class:`ReplicateAdam` (some replicates step), stepped
+by :func:`step_replicates`. What is not a model's training — a decoder regressed on known codes, a generating
+network fitted to a function, a closed-form objective minimised by L-BFGS, per-point variational fits, the
+players of an adversarial fit — goes through a :class:`Minimiser`. The speed settings (fused Adam) and the
+NaN policy are decided once: a step whose loss or gradient is not finite is not applied (per replicate in the
+engine), and the run stops with status ``"nan"`` (``on_nan="raise"`` raises :class:`TrainingDiverged`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import torch
 
 from pyrovae.errors import ConfigError, TrainingDiverged
 
-__all__ = ["adam", "lbfgs", "one_cycle", "Minimised", "minimise", "ReplicateAdam", "select_replicates",
-           "step_replicates"]
+__all__ = ["adam", "Minimised", "Minimiser", "ReplicateAdam", "select_replicates", "step_replicates"]
 
 
 def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -33,22 +33,29 @@ def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] =
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)
 
 
-def lbfgs(params: Iterable[torch.Tensor], max_iter: int, tolerance_grad: float = 1e-10,
-          tolerance_change: float = 1e-12) -> torch.optim.LBFGS:
+def _lbfgs(params: list[torch.Tensor], max_iter: int, tolerance_grad: float,
+           tolerance_change: float) -> torch.optim.LBFGS:
     """L-BFGS with a strong-Wolfe line search, for smooth deterministic objectives."""
-    return torch.optim.LBFGS(list(params), max_iter=int(max_iter), line_search_fn="strong_wolfe",
+    return torch.optim.LBFGS(params, max_iter=int(max_iter), line_search_fn="strong_wolfe",
                              tolerance_grad=tolerance_grad, tolerance_change=tolerance_change)
 
 
-def one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
-    """Smith's one-cycle learning-rate schedule over ``steps`` steps, peaking at ``lr``."""
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(int(steps), 1))
-
-
-def linear_decay(optimizer: torch.optim.Optimizer, steps: int, floor: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
-    """The learning rate falling linearly from its start to ``floor`` times it over ``steps`` steps, then held."""
+def _schedule(optimizer: torch.optim.Optimizer, name: str | None, lr: float,
+              steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """``"one_cycle"``: Smith's one-cycle schedule over ``steps`` steps, peaking at ``lr``; ``"linear_decay"``: the
+    rate falling linearly from ``lr`` to 1 % of it over ``steps`` steps, then held; None: constant."""
+    if name is None:
+        return None
     steps = max(int(steps), 1)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(1.0 - i / steps, floor))
+    if name == "one_cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+    if name == "linear_decay":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(1.0 - i / steps, LINEAR_DECAY_FLOOR))
+    raise ConfigError(f"unknown learning-rate schedule {name!r}: one_cycle, linear_decay or None")
+
+
+#: the fraction of its starting rate that ``schedule="linear_decay"`` ends at and holds
+LINEAR_DECAY_FLOOR = 0.01
 
 
 @dataclass
@@ -58,48 +65,87 @@ class Minimised:
     loss: float  # the last finite loss
 
 
-def minimise(loss_fn: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer, steps: int,
-             scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-             every: int = 0, check: Callable[[int], bool] | None = None, on_nan: str = "stop") -> Minimised:
-    """``steps`` optimiser steps on ``loss_fn()`` (a fresh scalar each call).
+class Minimiser:
+    """One optimiser over ``params`` with the package's NaN policy, for every fit that is not a model's training
+    (that is the engine's, :class:`pyrovae.inference.engine.ReplicateEngine`): a decoder regressed on known codes,
+    a generating network fitted to a function, a closed-form objective, per-point variational fits, the two
+    players of an adversarial fit. Build one with :meth:`adam` or :meth:`lbfgs`; :meth:`step` takes one step,
+    :meth:`run` a loop of them.
 
-    ``check(step)`` runs after every ``every`` steps (and after the last); returning True stops the
-    loop early (status ``"stopped"``). An L-BFGS optimiser takes one ``step(closure)`` per step.
-    A non-finite loss or gradient: the step is not applied, then status ``"nan"``
-    (``on_nan="raise"``: :class:`~pyrovae.errors.TrainingDiverged`).
+    The NaN policy (the engine's, for one replicate): a step whose loss or gradient is not finite is not applied.
     """
-    if on_nan not in ("stop", "raise"):
-        raise ConfigError(f"on_nan must be 'stop' or 'raise', got {on_nan!r}")
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    last = math.nan
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        if torch.isfinite(loss):
-            loss.backward()
-        return loss
+    def __init__(self, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None):
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self._params = [p for group in optimizer.param_groups for p in group["params"]]
 
-    for step in range(1, int(steps) + 1):
-        if isinstance(optimizer, torch.optim.LBFGS):
-            loss = optimizer.step(closure)
+    @classmethod
+    def adam(cls, params: Iterable[torch.Tensor], lr: float, *, betas: tuple[float, float] = (0.9, 0.999),
+             schedule: str | None = None, steps: int = 0) -> "Minimiser":
+        """Adam (:func:`adam`); ``schedule`` (``"one_cycle"``, ``"linear_decay"``) spans ``steps`` steps."""
+        optimizer = adam(params, lr, betas)
+        return cls(optimizer, _schedule(optimizer, schedule, lr, steps))
+
+    @classmethod
+    def lbfgs(cls, params: Iterable[torch.Tensor], max_iter: int, *, tolerance_grad: float = 1e-10,
+              tolerance_change: float = 1e-12) -> "Minimiser":
+        """L-BFGS with a strong-Wolfe line search, for smooth deterministic objectives; one :meth:`step` is
+        up to ``max_iter`` of its iterations."""
+        return cls(_lbfgs(list(params), max_iter, tolerance_grad, tolerance_change))
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def scale_lr(self, factor: float, floor: float = 0.0) -> None:
+        """Multiply the learning rate by ``factor``, not below ``floor``."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = max(group["lr"] * factor, floor)
+
+    def step(self, loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """One step on ``loss_fn()`` (a fresh scalar each call); returns the loss (detached). A non-finite loss
+        or gradient leaves the parameters as they were and returns NaN."""
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            if torch.isfinite(loss):
+                loss.backward()
+            return loss
+
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            loss = self.optimizer.step(closure)
         else:
             loss = closure()
-            grads = [p.grad for p in params if p.grad is not None]
+            grads = [p.grad for p in self._params if p.grad is not None]
             if torch.isfinite(loss) and grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
                 loss = loss.new_tensor(math.nan)
             if torch.isfinite(loss):
-                optimizer.step()
+                self.optimizer.step()
         if not torch.isfinite(loss):
-            if on_nan == "raise":
-                raise TrainingDiverged(f"the loss turned non-finite at step {step}")
-            return Minimised("nan", step - 1, last)
-        last = float(loss.detach())
-        if scheduler is not None:
-            scheduler.step()
-        if check is not None and every > 0 and (step % every == 0 or step == steps) and check(step):
-            return Minimised("stopped", step, last)
-    return Minimised("done", int(steps), last)
+            return loss.detach().new_tensor(math.nan)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.detach()
+
+    def run(self, loss_fn: Callable[[], torch.Tensor], steps: int, every: int = 0,
+            check: Callable[[int], bool] | None = None, on_nan: str = "stop") -> Minimised:
+        """``steps`` :meth:`step` s on ``loss_fn``. ``check(step)`` runs after every ``every`` steps (and after the
+        last); returning True stops the loop early (status ``"stopped"``). A non-finite step ends it with
+        status ``"nan"`` (``on_nan="raise"``: :class:`~pyrovae.errors.TrainingDiverged`)."""
+        if on_nan not in ("stop", "raise"):
+            raise ConfigError(f"on_nan must be 'stop' or 'raise', got {on_nan!r}")
+        last = math.nan
+        for step in range(1, int(steps) + 1):
+            loss = self.step(loss_fn)
+            if not torch.isfinite(loss):
+                if on_nan == "raise":
+                    raise TrainingDiverged(f"the loss turned non-finite at step {step}")
+                return Minimised("nan", step - 1, last)
+            last = float(loss)
+            if check is not None and every > 0 and (step % every == 0 or step == steps) and check(step):
+                return Minimised("stopped", step, last)
+        return Minimised("done", int(steps), last)
 
 
 class ReplicateAdam(torch.optim.Optimizer):

@@ -1,4 +1,5 @@
-"""pyrovae.optim: the learning-rate schedules at known steps, the per-replicate step, ReplicateAdam."""
+"""pyrovae.optim: the Minimiser (its schedules at known steps, its NaN policy), the per-replicate step,
+ReplicateAdam."""
 
 from __future__ import annotations
 
@@ -7,22 +8,65 @@ import math
 import pytest
 import torch
 
-from pyrovae.errors import ConfigError
+from pyrovae.errors import ConfigError, TrainingDiverged
 from pyrovae.inference.replicates import ReplicaStreams
-from pyrovae.optim import ReplicateAdam, adam, linear_decay, select_replicates, step_replicates
+from pyrovae.optim import Minimiser, ReplicateAdam, select_replicates, step_replicates
+
+
+def _rates(minimiser: Minimiser, w: torch.Tensor, steps: int) -> list[float]:
+    rates = []
+    for _ in range(steps):
+        rates.append(minimiser.lr)
+        minimiser.step(lambda: (w ** 2).sum())
+    return rates
 
 
 def test_linear_decay_falls_linearly_to_its_floor_and_stays():
-    opt = adam([torch.zeros(1, requires_grad=True)], lr=0.2)
-    sched = linear_decay(opt, steps=10, floor=0.05)
-    rates = []
-    for _ in range(13):
-        rates.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    w = torch.ones(1, requires_grad=True)
+    rates = _rates(Minimiser.adam([w], lr=0.2, schedule="linear_decay", steps=10), w, 13)
     assert rates[:3] == pytest.approx([0.2, 0.18, 0.16])
     assert rates[9] == pytest.approx(0.02)  # 1 − 9/10
-    assert rates[10:] == pytest.approx([0.01] * 3)  # 0.05 × 0.2, held
+    assert rates[10:] == pytest.approx([0.002] * 3)  # 1 % of 0.2, held
+
+
+def test_one_cycle_starts_at_a_25th_of_its_peak_and_peaks_at_30_percent():
+    """Smith's one-cycle as torch defines it: lr / 25 at the start, ``lr`` at step 0.3 · steps − 1 = 32 (cosine
+    annealing between: halfway at step 16), lr / 25 / 10⁴ at the last step."""
+    w = torch.ones(1, requires_grad=True)
+    rates = _rates(Minimiser.adam([w], lr=0.5, schedule="one_cycle", steps=110), w, 110)
+    assert rates[0] == pytest.approx(0.02)
+    assert max(rates) == pytest.approx(0.5) and rates.index(max(rates)) == 32
+    assert rates[16] == pytest.approx((0.02 + 0.5) / 2)
+    assert rates[-1] == pytest.approx(0.02 / 1e4)
+    with pytest.raises(ConfigError, match="schedule"):
+        Minimiser.adam([w], lr=0.5, schedule="cosine", steps=10)
+
+
+def test_a_minimiser_does_not_apply_a_non_finite_step_and_stops_or_raises():
+    """A loss that turns NaN at its 4th evaluation: run stops with status nan after 3 steps, the weights where
+    3 Adam steps left them (a 4th, applied, would move them); on_nan="raise" raises; a check stops the loop."""
+    def fit(on_nan="stop", check=None):
+        w = torch.tensor([1.0, -2.0], requires_grad=True)
+        calls = []
+        def loss():
+            calls.append(1)
+            value = ((w - 3.0) ** 2).sum()
+            return value * math.nan if len(calls) == 4 else value
+        return w, Minimiser.adam([w], lr=0.1).run(loss, 10, every=2, check=check, on_nan=on_nan)
+
+    w, outcome = fit()
+    assert (outcome.status, outcome.steps) == ("nan", 3)
+    reference = torch.tensor([1.0, -2.0], requires_grad=True)
+    Minimiser.adam([reference], lr=0.1).run(lambda: ((reference - 3.0) ** 2).sum(), 3)
+    assert torch.equal(w.detach(), reference.detach())
+    assert outcome.loss == pytest.approx(float(((reference - 3.0) ** 2).sum().detach()), rel=0.2)
+    with pytest.raises(TrainingDiverged, match="step 4"):
+        fit(on_nan="raise")
+    w, outcome = fit(check=lambda step: step >= 2)
+    assert (outcome.status, outcome.steps) == ("stopped", 2)
+    w = torch.zeros(1, requires_grad=True)
+    assert torch.isnan(Minimiser.adam([w], 0.1).step(lambda: w.sum() * math.inf))
+    assert torch.equal(w.detach(), torch.zeros(1))
 
 
 def test_step_replicates_steps_each_replicate_as_alone_and_skips_a_non_finite_one():

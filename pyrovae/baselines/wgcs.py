@@ -30,6 +30,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ import torch
 
 from pyrovae.errors import DataError, TrainingDiverged
 from pyrovae.models.nets import MLP
-from pyrovae.optim import adam
+from pyrovae.optim import Minimiser
 from pyrovae.validation import finite_matrix, integer_at_least, real
 
 __all__ = ["WGCS"]
@@ -77,25 +78,27 @@ class WGCS:
             self.generator = MLP(self.noise_dim + p, self.generator_widths, q, "leaky_relu").to(DTYPE)
             self.critic = MLP(p + q, self.critic_widths, 1, "leaky_relu").to(DTYPE)
         self._gen = torch.Generator().manual_seed(self.seed)
-        g_opt, d_opt = (adam(net.parameters(), self.lr, betas=BETAS) for net in (self.generator, self.critic))
+        generator_fit, critic_fit = (Minimiser.adam(net.parameters(), self.lr, betas=BETAS)
+                                     for net in (self.generator, self.critic))
         n = xs.shape[0]
         self.history: list[float] = []  # the critic's estimate of W1 after each generator step
-        for step in range(self.steps):
-            for _ in range(self.critic_steps):
-                xb, yb = self._batch(xs, ys, n)
-                with torch.no_grad():
-                    fake = self._generate(xb)
-                w1 = self.critic(torch.cat([xb, yb], 1)).mean() - self.critic(torch.cat([xb, fake], 1)).mean()
-                loss = -w1 + self.penalty * self._gradient_penalty(xb, yb, fake)
-                d_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                d_opt.step()
+        w1 = torch.tensor(math.nan)
+
+        def critic_loss() -> torch.Tensor:
+            nonlocal w1
+            xb, yb = self._batch(xs, ys, n)
+            with torch.no_grad():
+                fake = self._generate(xb)
+            w1 = self.critic(torch.cat([xb, yb], 1)).mean() - self.critic(torch.cat([xb, fake], 1)).mean()
+            return -w1 + self.penalty * self._gradient_penalty(xb, yb, fake)
+
+        def generator_loss() -> torch.Tensor:
             xb, _ = self._batch(xs, ys, n)
-            g_loss = -self.critic(torch.cat([xb, self._generate(xb)], 1)).mean()
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-            if not (torch.isfinite(loss) and torch.isfinite(g_loss)):
+            return -self.critic(torch.cat([xb, self._generate(xb)], 1)).mean()
+
+        for step in range(self.steps):
+            finite = all(bool(torch.isfinite(critic_fit.step(critic_loss))) for _ in range(self.critic_steps))
+            if not (finite and torch.isfinite(generator_fit.step(generator_loss))):
                 raise TrainingDiverged(f"WGCS: the loss turned non-finite at generator step {step + 1}")
             self.history.append(float(w1.detach()))
         return self

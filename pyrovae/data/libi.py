@@ -31,7 +31,7 @@ from torch import nn
 
 from pyrovae.data.base import Dataset
 from pyrovae.errors import ConfigError, UnknownNameError
-from pyrovae.optim import lbfgs, minimise
+from pyrovae.optim import Minimiser
 
 __all__ = ["LIBI_DATASETS", "A_JTEX", "B_JTEX", "A_GAUSSIAN", "JTExMean", "mobius", "mobius_surrogate", "true_decoder",
            "libi_splits", "linear_jtex", "cubic_jtex", "gaussian_2to4", "mobius_data"]
@@ -70,7 +70,7 @@ def _fitted_state(surrogate_seed: int, points: int, iterations: int) -> dict:
         net = MobiusNet().double()
     z = torch.randn(points, 2, generator=gen, dtype=torch.float64)
     target = mobius(z)
-    minimise(lambda: (net(z) - target).pow(2).mean(), lbfgs(net.parameters(), max_iter=iterations), 1)
+    Minimiser.lbfgs(net.parameters(), max_iter=iterations).run(lambda: (net(z) - target).pow(2).mean(), 1)
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 

@@ -24,7 +24,7 @@ from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import PlainSVI
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
-from pyrovae.optim import adam, minimise, one_cycle
+from pyrovae.optim import Minimiser
 
 __all__ = ["GroundTruthInit", "fit_decoder", "fit_encoder", "init_at_ground_truth", "regress_encoder"]
 
@@ -56,7 +56,7 @@ def fit_decoder(decoder: nn.Module, z: torch.Tensor, fz: torch.Tensor, target_ms
     z, fz = z.to(dtype), fz.to(dtype)
     with torch.no_grad():
         mse = float((decoder(z) - fz).pow(2).mean())
-    opt = adam(decoder.parameters(), lr)
+    minimiser = Minimiser.adam(decoder.parameters(), lr)
     best = math.inf
 
     def check(step: int) -> bool:
@@ -67,14 +67,13 @@ def fit_decoder(decoder: nn.Module, z: torch.Tensor, fz: torch.Tensor, target_ms
         if mse < target_mse:
             return True
         if mse > 0.999 * best:
-            for group in opt.param_groups:
-                group["lr"] = max(group["lr"] * 0.5, 1e-6)
+            minimiser.scale_lr(0.5, floor=1e-6)
         best = min(best, mse)
         return False
 
     step = 0
     if not mse < target_mse:
-        step = minimise(lambda: (decoder(z) - fz).pow(2).mean(), opt, max_steps, every=check_every, check=check).steps
+        step = minimiser.run(lambda: (decoder(z) - fz).pow(2).mean(), max_steps, every=check_every, check=check).steps
     if require and not mse < target_mse:
         raise ConfigError(f"the decoder reached MSE {mse:.2e} after {step} steps, not below {target_mse:g}")
     return mse, step
@@ -95,8 +94,7 @@ def regress_encoder(model: SigmaCVAE, data: Dataset, z: torch.Tensor, steps: int
         loc, q_scale = model.encode(data.condition, data.observed)
         return (loc - z).pow(2).mean() + (2.0 * q_scale.log() - target_log_var).pow(2).mean()
 
-    opt = adam(model.encoder.parameters(), lr)
-    minimise(loss, opt, steps, scheduler=one_cycle(opt, lr, steps))
+    Minimiser.adam(model.encoder.parameters(), lr, schedule="one_cycle", steps=steps).run(loss, steps)
     with torch.no_grad():
         return float((model.encode(data.condition, data.observed)[0] - z).pow(2).mean())
 

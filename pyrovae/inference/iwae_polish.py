@@ -36,7 +36,7 @@ import torch
 
 from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE
-from pyrovae.optim import adam, minimise
+from pyrovae.optim import Minimiser
 from pyrovae.validation import integer_at_least, real
 
 __all__ = ["iwae_bound", "PolishResult", "iwae_polish"]
@@ -105,7 +105,7 @@ def iwae_polish(model: SigmaCVAE, condition: torch.Tensor, observed: torch.Tenso
         return loss
 
     def end_of_block(step: int) -> bool:
-        if step % block:  # minimise also checks after its last step, mid-block
+        if step % block:  # run also checks after its last step, mid-block
             return False
         block_sigma.append(float(log_sigma.detach()))
         sigmas.append(sum(block_sigma) / block)
@@ -115,7 +115,7 @@ def iwae_polish(model: SigmaCVAE, condition: torch.Tensor, observed: torch.Tenso
         return stop(sigmas, losses)
 
     params = list(model.encoder.parameters()) + list(model.decoder.parameters()) + [log_sigma]
-    outcome = minimise(loss_fn, adam(params, lr), max_steps, every=block, check=end_of_block)
+    outcome = Minimiser.adam(params, lr).run(loss_fn, max_steps, every=block, check=end_of_block)
     if outcome.status == "nan":
         model.load_state_dict(before)
         return PolishResult(model.sigma, outcome.steps + 1, "nan")

@@ -27,7 +27,7 @@ import torch
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.metrics.normality import HZResult, henze_zirkler_test
-from pyrovae.optim import adam, linear_decay, minimise
+from pyrovae.optim import Minimiser
 from pyrovae.validation import integer_at_least
 
 __all__ = [
@@ -97,7 +97,7 @@ def mean_field_noise_variance(model, condition: torch.Tensor, observed: torch.Te
         return (rec + kl).sum()
 
     try:
-        minimise(loss, adam([loc, log_s], lr), steps)
+        Minimiser.adam([loc, log_s], lr).run(loss, steps)
     finally:
         for p, f in zip(model.parameters(), frozen):
             p.requires_grad_(f)
@@ -117,12 +117,11 @@ def closest_latents(model, condition: torch.Tensor, observed: torch.Tensor, step
     with torch.no_grad():
         z0, _ = model.encode(condition, observed)
     z = z0.clone().requires_grad_(True)
-    opt = adam([z], lr)
-    sched = linear_decay(opt, steps)
     frozen = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)  # only z moves; no gradient lands on the decoder
     try:
-        minimise(lambda: (observed - model.decode(condition, z)).pow(2).sum(), opt, steps, scheduler=sched)
+        Minimiser.adam([z], lr, schedule="linear_decay", steps=steps).run(
+            lambda: (observed - model.decode(condition, z)).pow(2).sum(), steps)
     finally:
         for p, f in zip(model.parameters(), frozen):
             p.requires_grad_(f)

@@ -129,7 +129,7 @@ def test_step_one_of_a_batch_is_each_fits_own_eq44_minimisation():
 
     from pyrovae.inference.libi import code_log_likelihood, fit_libi
     from pyrovae.models import FixedNoise, SigmaCVAE
-    from pyrovae.optim import adam, minimise
+    from pyrovae.optim import Minimiser
 
     def model(seed):
         torch.manual_seed(seed)
@@ -144,8 +144,8 @@ def test_step_one_of_a_batch_is_each_fits_own_eq44_minimisation():
         reference = LiBI(model(i), settings)
         frozen = reference.model.decoder[0].bias.detach().clone()
         y = data.observed
-        minimise(lambda: reference.generative_loss(y), adam(reference.generative_parameters(), settings.lr),
-                 settings.step1_steps)
+        Minimiser.adam(reference.generative_parameters(), settings.lr).run(lambda: reference.generative_loss(y),
+                                                                           settings.step1_steps)
         for (name, a), b in zip(result.model.decoder.state_dict().items(), reference.model.decoder.state_dict().values()):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (i, name)
         assert torch.equal(result.model.decoder[0].bias, frozen)

@@ -16,7 +16,7 @@ from pyrovae.inference.algorithms import FixedSigma
 from pyrovae.models import (
     FixedNoise, LearnedNoise, LearnedVectorNoise, NetworkNoise, ScheduledNoise, SigmaCVAE, fstar_noise, make_noise,
 )
-from pyrovae.optim import adam, minimise
+from pyrovae.optim import Minimiser
 from pyrovae.runs import final_sigma, load_checkpoint, save_checkpoint, write_json
 from pyrovae.data.base import Dataset
 
@@ -61,9 +61,9 @@ def test_network_noise_depends_on_the_input_and_gradients_reach_every_parameter(
     noise = NetworkNoise(4, 3, sigma=1.0, widths=(8, 8))
     # the zero-initialised last layer: only it gets a gradient at first; after one step, all do
     target = torch.rand(7, 3) + 0.5
-    opt = adam(noise.parameters(), 0.1)
-    assert minimise(lambda: ((noise.scale(MEAN, INPUTS) - target) ** 2).sum(), opt, 2).status == "done"
-    opt.zero_grad()
+    minimiser = Minimiser.adam(noise.parameters(), 0.1)
+    assert minimiser.run(lambda: ((noise.scale(MEAN, INPUTS) - target) ** 2).sum(), 2).status == "done"
+    minimiser.optimizer.zero_grad()
     ((noise.scale(MEAN, INPUTS) - target) ** 2).sum().backward()
     for name, p in noise.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

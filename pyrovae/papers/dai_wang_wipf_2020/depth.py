@@ -22,7 +22,7 @@ from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.inference.algorithms import JointSVI
-from pyrovae.optim import adam, minimise
+from pyrovae.optim import Minimiser
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds, write_json
 
@@ -77,7 +77,7 @@ def train_depth(**task) -> dict:
             xb = X[torch.randint(0, len(X), (task["batch"],))]
             return ((dec(enc(xb)) - xb) ** 2).sum(1).mean()
 
-        minimise(reconstruction_error, adam([*enc.parameters(), *dec.parameters()], task["lr"]), task["steps"])
+        Minimiser.adam([*enc.parameters(), *dec.parameters()], task["lr"]).run(reconstruction_error, task["steps"])
         with torch.no_grad():
             out["recon_error"] = float(((dec(enc(X)) - X) ** 2).sum(1).mean())
     else:

@@ -20,7 +20,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
-from pyrovae.optim import adam, minimise
+from pyrovae.optim import Minimiser
 from pyrovae.papers.dai_wang_wipf_2020.depth import train_depth, train_recording_gamma
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds, write_json
@@ -72,7 +72,7 @@ def linear_gamma_case(d: int = 6, latent: int = 2, n: int = 2000, steps: int = 3
     x = torch.tensor(x_np, dtype=torch.get_default_dtype())
     pyro.set_rng_seed(seed)
     enc, dec = MLP(d, [], latent), MLP(latent, [], d)
-    minimise(lambda: ((dec(enc(x)) - x) ** 2).mean(), adam([*enc.parameters(), *dec.parameters()], 1e-2), steps)
+    Minimiser.adam([*enc.parameters(), *dec.parameters()], 1e-2).run(lambda: ((dec(enc(x)) - x) ** 2).mean(), steps)
     with torch.no_grad():
         ae_error = float(((dec(enc(x)) - x) ** 2).mean())
     model = SigmaCVAE(0, d, latent, [32], [], noise=LearnedNoise(1.0), activation="tanh")

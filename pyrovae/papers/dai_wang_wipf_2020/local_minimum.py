@@ -23,7 +23,7 @@ from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
-from pyrovae.optim import adam, minimise
+from pyrovae.optim import Minimiser
 from pyrovae.runs import derive_seeds, write_json
 
 __all__ = ["local_minimum", "train_soft_threshold", "stayed_collapsed", "ALPHAS"]
@@ -71,7 +71,7 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
     def energy_of_params() -> torch.Tensor:
         return vae_energy(VAEParams(params[0], params[1], params[2], params[3].exp(), params[4].exp()), alpha, x)
 
-    minimise(energy_of_params, adam(params, lr), steps)
+    Minimiser.adam(params, lr).run(energy_of_params, steps)
     with torch.no_grad():
         p = VAEParams(params[0], params[1], params[2], params[3].exp(), params[4].exp())
         energy = float(vae_energy(p, alpha, x))

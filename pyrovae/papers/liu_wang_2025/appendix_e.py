@@ -125,9 +125,10 @@ def _elbo_t(sigma2, x, q_loc, q_var):
 
 def _lbfgs_fit(loss_fn, params, steps: int = 50) -> None:
     """L-BFGS to float64's limits (the objectives are smooth and a few parameters)."""
-    from pyrovae.optim import lbfgs, minimise
+    from pyrovae.optim import Minimiser
 
-    minimise(loss_fn, lbfgs(params, max_iter=100, tolerance_grad=1e-15, tolerance_change=1e-24), steps, on_nan="raise")
+    minimiser = Minimiser.lbfgs(params, max_iter=100, tolerance_grad=1e-15, tolerance_change=1e-24)
+    minimiser.run(loss_fn, steps, on_nan="raise")
 
 
 def _x_tensor(x):

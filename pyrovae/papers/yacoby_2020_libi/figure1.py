@@ -24,7 +24,7 @@ from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.models.linear import (
     CholeskyDecoder, cholesky_mutual_information, linear_vae, posterior_matching_gap, vae_objective_gap,
 )
-from pyrovae.optim import lbfgs, minimise
+from pyrovae.optim import Minimiser
 from pyrovae.posterior.exact import LinearGaussian, gaussian_kl
 
 
@@ -58,8 +58,8 @@ def learn_a(a0: torch.Tensor = A_GT, b_diag: torch.Tensor = B_GT, sigma_eps: flo
     if data_cov is None:
         data_cov = A_GT @ A_GT.T + sigma_eps**2 * torch.eye(2, dtype=torch.float64)
     dec = CholeskyDecoder(a0, b_diag, sigma_eps, learn="A")
-    opt = lbfgs(dec.parameters(), max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14)
-    minimise(lambda: vae_objective_gap(dec.weight(), dec.noise_var(), data_cov), opt, 5)
+    minimiser = Minimiser.lbfgs(dec.parameters(), max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14)
+    minimiser.run(lambda: vae_objective_gap(dec.weight(), dec.noise_var(), data_cov), 5)
     with torch.no_grad():
         value = float(vae_objective_gap(dec.weight(), dec.noise_var(), data_cov))
     return dec.a.detach().clone(), value
