@@ -1,0 +1,126 @@
+"""The wall time of every ``--quick`` experiment, at an older commit of the package and at this one.
+
+Each experiment registered at both commits runs as ``python -m pyrovae experiment run NAME --quick --jobs 1``
+in a fresh output folder, once with the older tree on ``PYTHONPATH`` and once with this one, the two
+alternating (the older first for even-numbered experiments, this one first for odd ones) so that load from
+other processes falls on both alike. Both run with one thread (``OMP_NUM_THREADS=1``), so the comparison is of
+the code, not of the thread setting. Each finished pair is appended to the CSV; a rerun skips what is there,
+so an interrupted run resumes.
+
+``--quick`` is the short setting of each experiment as that commit defines it: where an experiment's quick
+setting changed between the commits (more tasks, other step counts), the two times measure different work,
+and the table says whether the two reports hold the same tables and rows (``same rows``).
+
+Usage::
+
+    git worktree add /tmp/before 309f85f       # the commit before the replicate engine
+    .venv/bin/python benchmarks/quick_experiments.py --before /tmp/before --csv runs/quick_times.csv
+    .venv/bin/python benchmarks/quick_experiments.py --before /tmp/before --csv runs/quick_times.csv --only liu-table1
+
+It prints one row per experiment: seconds before, seconds now, their ratio, and the sums over the experiments
+both ran to completion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+FIELDS = ["experiment", "before_s", "before_rc", "after_s", "after_rc", "same_rows"]
+
+
+def registered(tree: Path) -> list[str]:
+    """The experiment names a source tree registers (read from its ``@register("...")`` lines)."""
+    names = set()
+    for path in (tree / "pyrovae").rglob("*.py"):
+        names.update(re.findall(r'@register\(\s*"([a-z0-9-]+)"', path.read_text()))
+    return sorted(names)
+
+
+def run_quick(tree: Path, name: str, out: Path, timeout: float) -> tuple[float, int]:
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    command = [sys.executable, "-m", "pyrovae", "experiment", "run", name, "--quick", "--jobs", "1", "--quiet",
+               "--out", str(out)]
+    start = time.perf_counter()
+    try:
+        rc = subprocess.run(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        rc = 124
+    return time.perf_counter() - start, rc
+
+
+def table_rows(out: Path) -> list[tuple[str, int]] | None:
+    """Each table's name and row count in a report (``report.json``), to tell whether two runs did the same
+    work; None when there is no report."""
+    report = out / "report.json"
+    if not report.exists():
+        return None
+    tables = json.loads(report.read_text()).get("tables", {})
+    return sorted((name, len(records)) for name, records in tables.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", type=Path, required=True, help="a worktree of the older commit")
+    parser.add_argument("--csv", type=Path, required=True, help="where the pairs are appended (resumable)")
+    parser.add_argument("--only", nargs="+", help="these experiments only")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run before it is stopped")
+    args = parser.parse_args()
+    names = sorted(set(registered(args.before)) & set(registered(HERE)))
+    if args.only:
+        names = [n for n in names if n in args.only]
+    done = {}
+    if args.csv.exists():
+        with args.csv.open() as f:
+            done = {row["experiment"]: row for row in csv.DictReader(f)}
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not args.csv.exists()
+    with args.csv.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new_file:
+            writer.writeheader()
+        for i, name in enumerate(names):
+            if name in done:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                outs = {"before": Path(tmp) / "before", "after": Path(tmp) / "after"}
+                order = [("before", args.before), ("after", HERE)]
+                timed = {}
+                for label, tree in order if i % 2 == 0 else order[::-1]:
+                    timed[label] = run_quick(tree, name, outs[label], args.timeout)
+                    print(f"{name:<24} {label:<6} {timed[label][0]:8.1f} s  rc {timed[label][1]}", flush=True)
+                rows = [table_rows(outs[label]) for label in ("before", "after")]
+            row = {"experiment": name, "before_s": f"{timed['before'][0]:.1f}", "before_rc": timed["before"][1],
+                   "after_s": f"{timed['after'][0]:.1f}", "after_rc": timed["after"][1],
+                   "same_rows": "" if None in rows else str(rows[0] == rows[1])}
+            writer.writerow(row)
+            f.flush()
+            done[name] = row
+    print(f"\n{'experiment':<24} {'before s':>9} {'now s':>9} {'now/before':>10}  same rows")
+    total_before = total_after = 0.0
+    for name in names:
+        row = done.get(name)
+        if row is None:
+            continue
+        ok = int(row["before_rc"]) == 0 and int(row["after_rc"]) == 0
+        before, after = float(row["before_s"]), float(row["after_s"])
+        ratio = f"{after / before:10.2f}" if ok else f"{'rc ' + row['before_rc'] + '/' + row['after_rc']:>10}"
+        print(f"{name:<24} {before:9.1f} {after:9.1f} {ratio}  {row['same_rows']}")
+        if ok:
+            total_before, total_after = total_before + before, total_after + after
+    if total_before:
+        print(f"{'both finished, summed':<24} {total_before:9.1f} {total_after:9.1f} {total_after / total_before:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
