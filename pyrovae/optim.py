@@ -46,7 +46,9 @@ def _schedule(optimizer: torch.optim.Optimizer, name: str | None, lr: float,
     rate falling linearly from ``lr`` to 1 % of it over ``steps`` steps, then held; None: constant."""
     if name is None:
         return None
-    steps = max(int(steps), 1)
+    if int(steps) < 1:
+        raise ConfigError(f"the {name!r} schedule needs the number of steps it spans (steps >= 1), got {steps}")
+    steps = int(steps)
     if name == "one_cycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     if name == "linear_decay":
@@ -104,8 +106,9 @@ class Minimiser:
             group["lr"] = max(group["lr"] * factor, floor)
 
     def step(self, loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """One step on ``loss_fn()`` (a fresh scalar each call); returns the loss (detached). A non-finite loss
-        or gradient leaves the parameters as they were and returns NaN."""
+        """One step on ``loss_fn()`` (a fresh scalar each call); returns the loss (detached). Adam: a non-finite
+        loss or gradient leaves the parameters as they were and returns NaN. L-BFGS: a non-finite first loss
+        does; a non-finite value met later inside its line search is L-BFGS's own to handle."""
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
             loss = loss_fn()

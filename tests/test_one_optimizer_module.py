@@ -1,8 +1,9 @@
 """Every optimiser of the package is built in ``pyrovae/optim.py`` (docs/ARCHITECTURE.md): the engine builds
 its own through that module's ``adam`` and ``ReplicateAdam``; every other fit steps an ``optim.Minimiser``.
 
-Each module is read with :mod:`ast`; a call that constructs a torch or Pyro optimiser, or calls ``optim.py``'s
-constructors directly, outside those two files is a second optimiser loop in the making.
+Each module is read with :mod:`ast`; a call that constructs a torch or Pyro optimiser or schedule (import
+aliases resolved), or calls ``optim.py``'s constructors directly, outside those two files is a second
+optimiser loop in the making. (A constructor reached through ``getattr`` or ``functools.partial`` is not seen.)
 """
 
 from __future__ import annotations
@@ -10,13 +11,25 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import torch
-
 PACKAGE = Path(__file__).resolve().parents[1] / "pyrovae"
 OWNERS = {"optim.py", "inference/engine.py"}
-OPTIMISERS = {name for name in dir(torch.optim) if isinstance(getattr(torch.optim, name), type)
-              and issubclass(getattr(torch.optim, name), torch.optim.Optimizer)}
-CONSTRUCTORS = {"adam", "ReplicateAdam"}
+OPTIMISER_MODULES = ("torch.optim.", "pyro.optim.")  # every class under these (optimisers, schedulers, wrappers)
+CONSTRUCTORS = {"pyrovae.optim.adam", "pyrovae.optim.ReplicateAdam", "pyrovae.optim._lbfgs",
+                "pyrovae.optim._schedule"}
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Each name an ``import`` binds, mapped to the dotted name it stands for."""
+    names = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                names[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
 
 
 def _dotted(node: ast.AST) -> str:
@@ -30,25 +43,33 @@ def _dotted(node: ast.AST) -> str:
 
 
 def optimiser_constructions(source: str) -> list[str]:
-    """The calls in ``source`` that build an optimiser: ``torch.optim.X(...)`` / ``pyro.optim.X(...)`` /
-    ``optim.X(...)`` for an optimiser class X, a bare ``Adam(...)`` of one, or ``adam(...)`` / ``ReplicateAdam(...)``."""
+    """The calls in ``source`` that build an optimiser or a learning-rate schedule: a class of ``torch.optim`` or
+    ``pyro.optim`` (under whatever name it was imported), or ``pyrovae.optim``'s own constructors."""
+    tree = ast.parse(source)
+    aliases = _aliases(tree)
     found = []
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Call):
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not (name := _dotted(node.func)):
             continue
-        name = _dotted(node.func)
-        last = name.rsplit(".", 1)[-1]
-        bare_or_optim = name == last or name.endswith(f"optim.{last}")  # not Minimiser.adam, model.Adam
-        if bare_or_optim and (last in CONSTRUCTORS or last in OPTIMISERS):
+        head, _, rest = name.partition(".")
+        resolved = aliases.get(head, head) + (f".{rest}" if rest else "")
+        last = resolved.rsplit(".", 1)[-1]
+        if (resolved.startswith(OPTIMISER_MODULES) and last[:1].isupper()) or resolved in CONSTRUCTORS:
             found.append(f"{name}() at line {node.lineno}")
     return found
 
 
 def test_the_detector_finds_each_way_of_building_an_optimiser():
-    source = ("opt = torch.optim.SGD(p, lr=1)\nb = pyro.optim.Adam({'lr': 1})\nc = adam(p, 1)\n"
-              "d = optim.ReplicateAdam(p, 1)\ne = LBFGS(p)\nf = Minimiser.adam(p, 1)\ng = model.adam_like(p)\n")
+    source = ("import torch\nimport pyro\nimport torch.optim as topt\nfrom torch import optim as o\n"
+              "from torch.optim import Adam as A\nfrom pyrovae.optim import adam, ReplicateAdam\n"
+              "from pyrovae import optim\n"
+              "a = torch.optim.SGD(p, lr=1)\nb = pyro.optim.ClippedAdam({'lr': 1})\nc = adam(p, 1)\n"
+              "d = optim.ReplicateAdam(p, 1)\ne = topt.LBFGS(p)\nf = o.Adam(p)\ng = A(p)\n"
+              "h = torch.optim.lr_scheduler.StepLR(a, 1)\n"
+              "i = Minimiser.adam(p, 1)\nj = myoptim.Adam(p)\nk = model.adam(p)\nl = torch.optim.Optimizer\n")
     assert [c.split("(")[0] for c in optimiser_constructions(source)] == [
-        "torch.optim.SGD", "pyro.optim.Adam", "adam", "optim.ReplicateAdam", "LBFGS"]
+        "torch.optim.SGD", "pyro.optim.ClippedAdam", "adam", "optim.ReplicateAdam", "topt.LBFGS", "o.Adam", "A",
+        "torch.optim.lr_scheduler.StepLR"]
 
 
 def test_no_module_but_optim_and_the_engine_builds_an_optimiser():

@@ -66,6 +66,9 @@ class WGCS:
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, condition, observed) -> "WGCS":
+        """``critic_steps`` critic steps per generator step, each player an Adam :class:`~pyrovae.optim.Minimiser`.
+        The first step whose loss or gradient is not finite is not applied, and the fit raises
+        :class:`~pyrovae.errors.TrainingDiverged` naming its generator step."""
         condition, observed = _tensor(condition, "x"), _tensor(observed, "y")
         if condition.shape[0] != observed.shape[0]:
             raise DataError(f"x has {condition.shape[0]} rows and y {observed.shape[0]}")

@@ -18,7 +18,7 @@ generator); Adam at the run's learning rate; blocks of ``block`` steps. After ev
 mean :math:`\log\sigma` and the mean :math:`-\mathcal L_K` per output dimension of that block go to
 ``stop`` (the robust variant passes its scale-free plateau test); the polish ends there, or after
 ``max_steps``. A non-finite loss or gradient puts the weights and σ back as they were before the
-polish and ends it with ``status = "nan"`` (the NaN policy of :func:`~pyrovae.optim.minimise`, whose
+polish and ends it with ``status = "nan"`` (the NaN policy of :class:`~pyrovae.optim.Minimiser`, whose
 loop the polish runs on). A step decodes K × (points) × q numbers: where that
 exceeds ``2^24`` (large data, e.g. MNIST-sized), each step takes a random subset of the points that
 fits (the same budget as the chunks of :mod:`~pyrovae.inference.sigma_refinement`); two-moon

@@ -44,3 +44,17 @@ def test_wgcs_rejects_bad_input():
         WGCS(steps=1).fit(np.array([[0.0], [np.nan]]), np.zeros(2))
     with pytest.raises(DataError, match="fit"):
         WGCS().sample(np.zeros((1, 1)), 3)
+
+
+def test_a_diverging_wgcs_raises_and_keeps_finite_weights():
+    """At lr = 1e30 the first critic step moves the weights to ~1e30 and the next critic loss overflows
+    (float32): that step is not applied, and the fit raises at generator step 1 with every weight finite."""
+    from pyrovae.errors import TrainingDiverged
+
+    x, y = _heteroscedastic(100)
+    model = WGCS(steps=50, lr=1e30, seed=0)
+    with pytest.raises(TrainingDiverged, match="generator step 1$"):
+        model.fit(x, y)
+    assert model.history == []
+    for net in (model.critic, model.generator):
+        assert all(torch.isfinite(p).all() for p in net.parameters())
