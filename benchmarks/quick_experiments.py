@@ -8,8 +8,15 @@ the code, not of the thread setting. Each finished pair is appended to the CSV; 
 so an interrupted run resumes.
 
 ``--quick`` is the short setting of each experiment as that commit defines it: where an experiment's quick
-setting changed between the commits (more tasks, other step counts), the two times measure different work,
-and the table says whether the two reports hold the same tables and rows (``same rows``).
+setting changed between the commits (more tasks, other step counts), the two times measure different work.
+The column ``same rows`` says whether the two reports hold the same tables with the same number of rows each;
+it catches a changed grid, not a changed step count, so read the experiment's quick settings at both commits
+before comparing a row. Each time includes the interpreter's start and the imports (a few seconds), which
+pulls the ratio of the shortest experiments toward 1. One run per side: on a busy machine, rerun the rows
+that matter (``--only NAME`` into a new CSV).
+
+The CSV's sidecar ``CSV.json`` names both commits; a rerun against other commits is refused. Each run's
+stderr is kept beside the CSV (``CSV.logs/NAME-before.err``).
 
 Usage::
 
@@ -46,14 +53,22 @@ def registered(tree: Path) -> list[str]:
     return sorted(names)
 
 
-def run_quick(tree: Path, name: str, out: Path, timeout: float) -> tuple[float, int]:
+def commit(tree: Path) -> str:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree, capture_output=True,
+                           text=True).stdout.strip()
+    return head + ("-dirty" if dirty else "")
+
+
+def run_quick(tree: Path, name: str, out: Path, timeout: float, err: Path) -> tuple[float, int]:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     command = [sys.executable, "-m", "pyrovae", "experiment", "run", name, "--quick", "--jobs", "1", "--quiet",
                "--out", str(out)]
     start = time.perf_counter()
     try:
-        rc = subprocess.run(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            timeout=timeout).returncode
+        with err.open("w") as stderr:
+            rc = subprocess.run(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=stderr,
+                                timeout=timeout).returncode
     except subprocess.TimeoutExpired:
         rc = 124
     return time.perf_counter() - start, rc
@@ -79,6 +94,13 @@ def main() -> None:
     names = sorted(set(registered(args.before)) & set(registered(HERE)))
     if args.only:
         names = [n for n in names if n in args.only]
+    commits = {"before": commit(args.before), "after": commit(HERE)}
+    sidecar = args.csv.with_name(args.csv.name + ".json")
+    if sidecar.exists() and json.loads(sidecar.read_text()) != commits:
+        sys.exit(f"{args.csv} holds times of other commits ({sidecar.read_text().strip()}); use a new CSV")
+    logs = args.csv.with_name(args.csv.name + ".logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    sidecar.write_text(json.dumps(commits))
     done = {}
     if args.csv.exists():
         with args.csv.open() as f:
@@ -97,7 +119,7 @@ def main() -> None:
                 order = [("before", args.before), ("after", HERE)]
                 timed = {}
                 for label, tree in order if i % 2 == 0 else order[::-1]:
-                    timed[label] = run_quick(tree, name, outs[label], args.timeout)
+                    timed[label] = run_quick(tree, name, outs[label], args.timeout, logs / f"{name}-{label}.err")
                     print(f"{name:<24} {label:<6} {timed[label][0]:8.1f} s  rc {timed[label][1]}", flush=True)
                 rows = [table_rows(outs[label]) for label in ("before", "after")]
             row = {"experiment": name, "before_s": f"{timed['before'][0]:.1f}", "before_rc": timed["before"][1],
@@ -107,7 +129,7 @@ def main() -> None:
             f.flush()
             done[name] = row
     print(f"\n{'experiment':<24} {'before s':>9} {'now s':>9} {'now/before':>10}  same rows")
-    total_before = total_after = 0.0
+    total_before = total_after = same_before = same_after = 0.0
     for name in names:
         row = done.get(name)
         if row is None:
@@ -118,8 +140,12 @@ def main() -> None:
         print(f"{name:<24} {before:9.1f} {after:9.1f} {ratio}  {row['same_rows']}")
         if ok:
             total_before, total_after = total_before + before, total_after + after
-    if total_before:
-        print(f"{'both finished, summed':<24} {total_before:9.1f} {total_after:9.1f} {total_after / total_before:10.2f}")
+        if ok and row["same_rows"] == "True":
+            same_before, same_after = same_before + before, same_after + after
+    for label, b, a in (("both finished, summed", total_before, total_after),
+                        ("same rows, summed", same_before, same_after)):
+        if b:
+            print(f"{label:<24} {b:9.1f} {a:9.1f} {a / b:10.2f}")
 
 
 if __name__ == "__main__":
