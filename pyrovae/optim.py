@@ -232,7 +232,8 @@ def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer | Seq
     params = [p for opt in optimizers for group in opt.param_groups for p in group["params"] if p.grad is not None]
     if not params:
         raise ConfigError("nothing to train: no parameter of the optimiser received a gradient")
-    norm = torch.stack([p.grad.reshape(p.shape[0], -1).pow(2).sum(1) for p in params]).sum(0).sqrt()
+    # one norm over the replicates' gradients side by side: two kernels, not two per parameter
+    norm = torch.linalg.vector_norm(torch.cat([p.grad.reshape(p.shape[0], -1) for p in params], 1), dim=1)
     live &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
     if not bool(live.any()):
         return live | idle

@@ -310,7 +310,11 @@ class ReplicatedCVAE(StackedModels):
         if self._decoder is not None:
             flat = inputs.reshape(self.replicates, -1, inputs.shape[-1])  # particle dims into the rows
             mean = self._decoder(self.stacked("param"), flat).reshape(inputs.shape[:-1] + (-1,))
-            scale = self._call("noise", mean, inputs, batched=[True, True])
+            noise_state = {name[len("noise."):]: t for kind in ("param", "buffer")
+                           for name, t in self.stacked(kind).items() if name.startswith("noise.")}
+            scale = self._template[0].noise.stacked_scale(noise_state, mean)
+            if scale is None:  # σ depends on the point: the observation model per replicate
+                scale = self._call("noise", mean, inputs, batched=[True, True])
         else:  # one call: the observation model reads the decoder's features
             mean, scale = self._call("", inputs, batched=[True])
         while scale.dim() < mean.dim():  # a scalar (R,) or per-output (R, q) σ

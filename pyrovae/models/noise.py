@@ -77,6 +77,13 @@ class ObservationNoise(nn.Module):
         """:meth:`scale` without side effects (what the batched replicates call under ``vmap``)."""
         return self.scale(mean, inputs)
 
+    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor | None:
+        """σ of R replicates of this observation model at once, ``(R,)`` or ``(R, q)``, from ``state``: their
+        parameters and buffers by name, each with a leading replicate dimension. Where σ is a function of
+        that state alone this is one tensor operation (the batched replicates' fast path); None where it is
+        not, and the batch calls :meth:`scale` per replicate."""
+        return None
+
     def remember(self, log_sigma: float) -> None:
         """Record the mean log σ of an evaluation, for :attr:`sigma` of a σ that varies (no-op here)."""
 
@@ -93,6 +100,9 @@ class FixedNoise(ObservationNoise):
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         return self.value
+
+    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor:
+        return state["value"]
 
     @property
     def sigma(self) -> float:
@@ -123,6 +133,9 @@ class LearnedNoise(ObservationNoise):
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         return self.log_sigma.exp()
 
+    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor:
+        return state["log_sigma"].exp()
+
     @property
     def sigma(self) -> float:
         return float(self.log_sigma.detach().exp())
@@ -144,9 +157,14 @@ class LearnedVectorNoise(ObservationNoise):
         self.log_sigma = nn.Parameter(torch.full((dim,), math.log(_check_sigma(sigma))))
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        if mean.shape[-1] != self.log_sigma.shape[0]:
-            raise ConfigError(f"this observation model has {self.log_sigma.shape[0]} outputs; the decoder mean has {mean.shape[-1]}")
-        return self.log_sigma.exp()
+        return self.stacked_scale({"log_sigma": self.log_sigma}, mean)
+
+    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor:
+        log_sigma = state["log_sigma"]
+        if mean.shape[-1] != log_sigma.shape[-1]:
+            raise ConfigError(f"this observation model has {log_sigma.shape[-1]} outputs; the decoder mean has "
+                              f"{mean.shape[-1]}")
+        return log_sigma.exp()
 
     @property
     def sigma(self) -> float:

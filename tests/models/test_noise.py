@@ -92,3 +92,22 @@ def test_make_noise_unknown_name():
         make_noise("heteroscedastic-ish", 1.0)
     with pytest.raises(ConfigError):  # UnknownNameError is a ConfigError
         make_noise("nope", 1.0)
+
+
+def test_stacked_scale_is_each_replicates_own_scale_side_by_side():
+    """The batched replicates' fast path: σ of three stacked replicates from their stacked state equals
+    each replicate's own ``scale``; a σ that depends on the point has no fast path (None)."""
+    from pyrovae.models import LearnedVectorNoise, NetworkNoise
+
+    mean = torch.zeros(5, 2)
+    kinds = [[FixedNoise(s) for s in (0.1, 0.5, 2.0)], [CalibratedNoise(s) for s in (0.3, 1.0, 0.05)],
+             [LearnedNoise(s) for s in (0.1, 0.5, 2.0)], [LearnedVectorNoise(s, 2) for s in (0.1, 0.5, 2.0)]]
+    kinds[3][1].log_sigma.data = torch.tensor([0.3, -1.2])
+    for replicas in kinds:
+        state = {name: torch.stack([dict([*m.named_parameters(), *m.named_buffers()])[name] for m in replicas])
+                 for name, _ in [*replicas[0].named_parameters(), *replicas[0].named_buffers()]}
+        expected = torch.stack([m.scale(mean) for m in replicas])
+        assert torch.equal(replicas[0].stacked_scale(state, mean), expected), type(replicas[0]).__name__
+    with pytest.raises(ConfigError, match="2 outputs"):
+        LearnedVectorNoise(1.0, 2).stacked_scale({"log_sigma": torch.zeros(3, 2)}, torch.zeros(5, 3))
+    assert NetworkNoise(2, 2, sigma=1.0).stacked_scale({}, mean) is None
