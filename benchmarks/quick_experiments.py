@@ -136,7 +136,8 @@ def main() -> None:
             continue
         ok = int(row["before_rc"]) == 0 and int(row["after_rc"]) == 0
         before, after = float(row["before_s"]), float(row["after_s"])
-        ratio = f"{after / before:10.2f}" if ok else f"{'rc ' + row['before_rc'] + '/' + row['after_rc']:>10}"
+        codes = f"rc {row['before_rc']}/{row['after_rc']}"
+        ratio = f"{after / before:10.2f}" if ok else f"{codes:>10}"
         print(f"{name:<24} {before:9.1f} {after:9.1f} {ratio}  {row['same_rows']}")
         if ok:
             total_before, total_after = total_before + before, total_after + after
