@@ -81,8 +81,14 @@ class ObservationNoise(nn.Module):
         """σ of R replicates of this observation model at once, ``(R,)`` or ``(R, q)``, from ``state``: their
         parameters and buffers by name, each with a leading replicate dimension. Where σ is a function of
         that state alone this is one tensor operation (the batched replicates' fast path); None where it is
-        not, and the batch calls :meth:`scale` per replicate."""
+        not, and the batch calls :meth:`scale` per replicate. A subclass that overrides :meth:`scale` and not
+        this method gets None (:meth:`_fast_path_for`), so its own σ is what trains."""
         return None
+
+    def _fast_path_for(self, owner: type) -> bool:
+        """Whether ``owner``'s :meth:`stacked_scale` computes this module's σ: its :meth:`scale` and
+        :meth:`forward` are still ``owner``'s."""
+        return type(self).scale is owner.scale and type(self).forward is owner.forward
 
     def remember(self, log_sigma: float) -> None:
         """Record the mean log σ of an evaluation, for :attr:`sigma` of a σ that varies (no-op here)."""
@@ -101,8 +107,8 @@ class FixedNoise(ObservationNoise):
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         return self.value
 
-    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor:
-        return state["value"]
+    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor | None:
+        return state["value"] if self._fast_path_for(FixedNoise) else None
 
     @property
     def sigma(self) -> float:
@@ -133,8 +139,8 @@ class LearnedNoise(ObservationNoise):
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         return self.log_sigma.exp()
 
-    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor:
-        return state["log_sigma"].exp()
+    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor | None:
+        return state["log_sigma"].exp() if self._fast_path_for(LearnedNoise) else None
 
     @property
     def sigma(self) -> float:
@@ -157,10 +163,13 @@ class LearnedVectorNoise(ObservationNoise):
         self.log_sigma = nn.Parameter(torch.full((dim,), math.log(_check_sigma(sigma))))
 
     def scale(self, mean: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        return self.stacked_scale({"log_sigma": self.log_sigma}, mean)
+        return self._sigmas(self.log_sigma, mean)
 
-    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor:
-        log_sigma = state["log_sigma"]
+    def stacked_scale(self, state: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor | None:
+        return self._sigmas(state["log_sigma"], mean) if self._fast_path_for(LearnedVectorNoise) else None
+
+    @staticmethod
+    def _sigmas(log_sigma: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         if mean.shape[-1] != log_sigma.shape[-1]:
             raise ConfigError(f"this observation model has {log_sigma.shape[-1]} outputs; the decoder mean has "
                               f"{mean.shape[-1]}")

@@ -111,3 +111,9 @@ def test_stacked_scale_is_each_replicates_own_scale_side_by_side():
     with pytest.raises(ConfigError, match="2 outputs"):
         LearnedVectorNoise(1.0, 2).stacked_scale({"log_sigma": torch.zeros(3, 2)}, torch.zeros(5, 3))
     assert NetworkNoise(2, 2, sigma=1.0).stacked_scale({}, mean) is None
+
+    class Doubled(LearnedNoise):  # a user's σ: the inherited fast path must not stand in for it
+        def scale(self, mean, inputs=None):
+            return 2 * self.log_sigma.exp()
+
+    assert Doubled(0.5).stacked_scale({"log_sigma": torch.zeros(3)}, mean) is None
