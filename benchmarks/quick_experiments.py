@@ -98,6 +98,8 @@ def main() -> None:
     sidecar = args.csv.with_name(args.csv.name + ".json")
     if sidecar.exists() and json.loads(sidecar.read_text()) != commits:
         sys.exit(f"{args.csv} holds times of other commits ({sidecar.read_text().strip()}); use a new CSV")
+    if args.csv.exists() and not sidecar.exists():
+        sys.exit(f"{args.csv} has no {sidecar.name}, so its commits are unknown; use a new CSV")
     logs = args.csv.with_name(args.csv.name + ".logs")
     logs.mkdir(parents=True, exist_ok=True)
     sidecar.write_text(json.dumps(commits))

@@ -1,4 +1,4 @@
-"""The package's optimisers: every one is built here.
+"""The package's optimisers: every one is defined here, and built here or in the engine.
 
 Training a model goes through the engine (:class:`pyrovae.inference.engine.ReplicateEngine`), whose
 optimisers are :func:`adam` (all replicates step) and :class:`ReplicateAdam` (some replicates step), stepped
@@ -40,24 +40,27 @@ def _lbfgs(params: list[torch.Tensor], max_iter: int, tolerance_grad: float,
                              tolerance_grad=tolerance_grad, tolerance_change=tolerance_change)
 
 
+#: the fraction of its starting rate that ``schedule="linear_decay"`` ends at and holds
+LINEAR_DECAY_FLOOR = 0.01
+
+
 def _schedule(optimizer: torch.optim.Optimizer, name: str | None, lr: float,
-              steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+              steps: int | None) -> torch.optim.lr_scheduler.LRScheduler | None:
     """``"one_cycle"``: Smith's one-cycle schedule over ``steps`` steps, peaking at ``lr``; ``"linear_decay"``: the
-    rate falling linearly from ``lr`` to 1 % of it over ``steps`` steps, then held; None: constant."""
+    rate falling linearly from ``lr`` to 1 % of it over ``steps`` steps, then held; None (or ``steps = 0``, a fit
+    of no steps): constant."""
     if name is None:
         return None
-    if int(steps) < 1:
-        raise ConfigError(f"the {name!r} schedule needs the number of steps it spans (steps >= 1), got {steps}")
+    if steps is None or int(steps) < 0:
+        raise ConfigError(f"the {name!r} schedule needs the number of steps it spans (steps >= 0), got {steps}")
     steps = int(steps)
+    if steps == 0:
+        return None
     if name == "one_cycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
     if name == "linear_decay":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(1.0 - i / steps, LINEAR_DECAY_FLOOR))
     raise ConfigError(f"unknown learning-rate schedule {name!r}: one_cycle, linear_decay or None")
-
-
-#: the fraction of its starting rate that ``schedule="linear_decay"`` ends at and holds
-LINEAR_DECAY_FLOOR = 0.01
 
 
 @dataclass
@@ -84,7 +87,7 @@ class Minimiser:
 
     @classmethod
     def adam(cls, params: Iterable[torch.Tensor], lr: float, *, betas: tuple[float, float] = (0.9, 0.999),
-             schedule: str | None = None, steps: int = 0) -> "Minimiser":
+             schedule: str | None = None, steps: int | None = None) -> "Minimiser":
         """Adam (:func:`adam`); ``schedule`` (``"one_cycle"``, ``"linear_decay"``) spans ``steps`` steps."""
         optimizer = adam(params, lr, betas)
         return cls(optimizer, _schedule(optimizer, schedule, lr, steps))
@@ -232,7 +235,8 @@ def step_replicates(losses: torch.Tensor, optimizer: torch.optim.Optimizer | Seq
     params = [p for opt in optimizers for group in opt.param_groups for p in group["params"] if p.grad is not None]
     if not params:
         raise ConfigError("nothing to train: no parameter of the optimiser received a gradient")
-    # one norm over the replicates' gradients side by side: two kernels, not two per parameter
+    # one norm over the replicates' gradients side by side: two kernels, not two per parameter (the copy that
+    # torch.cat makes is one more pass over the gradients, cheaper than a kernel launch per parameter here)
     norm = torch.linalg.vector_norm(torch.cat([p.grad.reshape(p.shape[0], -1) for p in params], 1), dim=1)
     live &= torch.isfinite(norm)  # a finite loss with an overflowing gradient: not applied either
     if not bool(live.any()):

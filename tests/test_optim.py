@@ -40,6 +40,9 @@ def test_one_cycle_starts_at_a_25th_of_its_peak_and_peaks_at_30_percent():
     assert rates[-1] == pytest.approx(0.02 / 1e4)
     with pytest.raises(ConfigError, match="schedule"):
         Minimiser.adam([w], lr=0.5, schedule="cosine", steps=10)
+    with pytest.raises(ConfigError, match="steps"):
+        Minimiser.adam([w], lr=0.5, schedule="one_cycle")
+    assert Minimiser.adam([w], lr=0.5, schedule="one_cycle", steps=0).scheduler is None  # a fit of no steps
 
 
 def test_a_minimiser_does_not_apply_a_non_finite_step_and_stops_or_raises():

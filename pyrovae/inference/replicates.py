@@ -250,6 +250,9 @@ class ReplicatedCVAE(StackedModels):
                            for name in ("forward", "_mean_and_noise_input"))
         self._decoder = stacked_forward(template.decoder, "decoder.") if own_decoding and not (
             template.noise.reads_features or template.noise.reads_decoder) else None
+        # the observation model's stacked state, for its stacked_scale (the same tensors as the stack's)
+        self._noise_state = {name[len("noise."):]: t for kind in ("param", "buffer")
+                             for name, t in self.stacked(kind).items() if name.startswith("noise.")}
         # the widest layer (units in or out of a weight matrix), which sizes the evaluation's chunks
         self._widest = max(max(t.shape[-2:]) for t in params.values() if t.dim() >= 3)
 
@@ -310,9 +313,7 @@ class ReplicatedCVAE(StackedModels):
         if self._decoder is not None:
             flat = inputs.reshape(self.replicates, -1, inputs.shape[-1])  # particle dims into the rows
             mean = self._decoder(self.stacked("param"), flat).reshape(inputs.shape[:-1] + (-1,))
-            noise_state = {name[len("noise."):]: t for kind in ("param", "buffer")
-                           for name, t in self.stacked(kind).items() if name.startswith("noise.")}
-            scale = self._template[0].noise.stacked_scale(noise_state, mean)
+            scale = self._template[0].noise.stacked_scale(self._noise_state, mean)
             if scale is None:  # σ depends on the point: the observation model per replicate
                 scale = self._call("noise", mean, inputs, batched=[True, True])
         else:  # one call: the observation model reads the decoder's features

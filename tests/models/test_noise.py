@@ -97,11 +97,12 @@ def test_make_noise_unknown_name():
 def test_stacked_scale_is_each_replicates_own_scale_side_by_side():
     """The batched replicates' fast path: σ of three stacked replicates from their stacked state equals
     each replicate's own ``scale``; a σ that depends on the point has no fast path (None)."""
-    from pyrovae.models import LearnedVectorNoise, NetworkNoise
+    from pyrovae.models import LearnedVectorNoise, NetworkNoise, ScheduledNoise
 
     mean = torch.zeros(5, 2)
     kinds = [[FixedNoise(s) for s in (0.1, 0.5, 2.0)], [CalibratedNoise(s) for s in (0.3, 1.0, 0.05)],
-             [LearnedNoise(s) for s in (0.1, 0.5, 2.0)], [LearnedVectorNoise(s, 2) for s in (0.1, 0.5, 2.0)]]
+             [LearnedNoise(s) for s in (0.1, 0.5, 2.0)], [LearnedVectorNoise(s, 2) for s in (0.1, 0.5, 2.0)],
+             [ScheduledNoise(s) for s in ([0.2, 0.1], [0.7, 0.7], [1.5, 0.5])]]
     kinds[3][1].log_sigma.data = torch.tensor([0.3, -1.2])
     for replicas in kinds:
         state = {name: torch.stack([dict([*m.named_parameters(), *m.named_buffers()])[name] for m in replicas])
