@@ -170,3 +170,15 @@ def test_masked_replicates_do_not_draw_from_their_streams():
     assert torch.equal(draws[0], expected[0]) and torch.equal(draws[2], expected[2])
     assert torch.equal(streams.generators[1].get_state(), ReplicaStreams([2]).generators[0].get_state())
     assert torch.equal(streams.generators[0].get_state(), reference.generators[0].get_state())
+
+
+def test_lbfgs_minimiser_reaches_a_quadratics_exact_minimiser():
+    """½ wᵀAw − bᵀw with A positive definite: one L-BFGS step of up to 100 iterations ends at A⁻¹b (to the
+    accuracy its default tolerance on the loss change, 1e-12, allows: 1e-12 ≈ δ² for an error δ ≈ 1e-6)."""
+    A = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    outcome = Minimiser.lbfgs([w], max_iter=100).run(lambda: 0.5 * w @ A @ w - b @ w, 1)
+    assert outcome.status == "done"
+    torch.testing.assert_close(w.detach(), torch.linalg.solve(A, b), rtol=0, atol=1e-6)
+    assert outcome.loss == pytest.approx(0.0)  # the loss of the step's first evaluation, at w = 0
