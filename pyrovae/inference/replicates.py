@@ -85,8 +85,9 @@ class ReplicaStreams:
         return torch.stack(draws, dim=dim)
 
     def batch_indices(self, n: int, size: int) -> torch.Tensor:
-        """``(R, size)`` indices of a random mini-batch of ``size`` of ``n`` points per replicate."""
-        return torch.stack([torch.randperm(n, generator=g, device=self.device)[:size] for g in self.generators])
+        """``(R, size)`` indices of a random mini-batch of ``size`` of ``n`` points per replicate (the first
+        ``size`` of a shuffle: the same draws)."""
+        return self.permutations(n)[:, :size]
 
     def permutations(self, n: int) -> torch.Tensor:
         """``(R, n)``: a random order of ``n`` points per replicate (an epoch's shuffle)."""
@@ -251,8 +252,7 @@ class ReplicatedCVAE(StackedModels):
         self._decoder = stacked_forward(template.decoder, "decoder.") if own_decoding and not (
             template.noise.reads_features or template.noise.reads_decoder) else None
         # the observation model's stacked state, for its stacked_scale (the same tensors as the stack's)
-        self._noise_state = {name[len("noise."):]: t for kind in ("param", "buffer")
-                             for name, t in self.stacked(kind).items() if name.startswith("noise.")}
+        self._noise_state = {**self._state_of("noise", "param"), **self._state_of("noise", "buffer")}
         # the widest layer (units in or out of a weight matrix), which sizes the evaluation's chunks
         self._widest = max(max(t.shape[-2:]) for t in params.values() if t.dim() >= 3)
 
@@ -276,13 +276,17 @@ class ReplicatedCVAE(StackedModels):
                 t[r].copy_(own[name])
 
     # -- batched networks -------------------------------------------------------------
+    def _state_of(self, part: str, kind: str) -> dict[str, torch.Tensor]:
+        """The stacked ``kind`` (``param`` / ``buffer``) tensors of ``part`` (``""``: the whole model), named as in
+        that part's own state dict."""
+        prefix = part + "." if part else ""
+        return {name[len(prefix):]: t for name, t in self.stacked(kind).items() if name.startswith(prefix)}
+
     def _call(self, part: str, *args: torch.Tensor, batched: Sequence[bool]) -> object:
         """``part(*args)`` of every replicate (``part = ""``: the model's own ``forward``);
         ``batched[i]`` says whether ``args[i]`` has a leading replicate dimension (else it is shared)."""
         module = getattr(self._template[0], part) if part else self._template[0]
-        prefix = part + "." if part else ""
-        params = {k[len(prefix):]: v for k, v in self.stacked("param").items() if k.startswith(prefix)}
-        buffers = {k[len(prefix):]: v for k, v in self.stacked("buffer").items() if k.startswith(prefix)}
+        params, buffers = self._state_of(part, "param"), self._state_of(part, "buffer")
 
         def call(p, b, *a):
             return torch.func.functional_call(module, (p, b), a, tie_weights=False)

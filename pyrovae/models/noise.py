@@ -81,8 +81,9 @@ class ObservationNoise(nn.Module):
         """σ of R replicates of this observation model at once, ``(R,)`` or ``(R, q)``, from ``state``: their
         parameters and buffers by name, each with a leading replicate dimension. Where σ is a function of
         that state alone this is one tensor operation (the batched replicates' fast path); None where it is
-        not, and the batch calls the module (its ``forward``) per replicate. A subclass that overrides :meth:`scale` and not
-        this method gets None (:meth:`_fast_path_for`), so its own σ is what trains."""
+        not, and the batch calls the module (its ``forward``) per replicate. A subclass that overrides
+        :meth:`scale` or :meth:`forward` and not this method gets None (:meth:`_fast_path_for`), so its own σ
+        is what trains."""
         return None
 
     def _fast_path_for(self, owner: type) -> bool:
