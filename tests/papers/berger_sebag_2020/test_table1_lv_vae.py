@@ -36,12 +36,14 @@ def test_the_lv_vae_rows_build_and_train(label, cls):
 
 
 def test_each_run_of_a_batched_method_is_the_run_its_seed_gives_alone():
-    """Phase 1's fixed σ (six σ in one stack) and learned σ (LS-VAE), phase 2's per-run σ (F*-VAE) and per-run σ
+    """Phase 1's fixed σ (one batch per σ, here two σ stacked) and learned σ (LS-VAE), phase 2's per-run σ (F*-VAE) and per-run σ
     schedules (the App. A.2 replay), as batches: each run's ELBO, σ, history and steps are those of the run alone."""
     settings = dict(TINY, steps=30)
-    fixed_task, ls_task = table1_tasks(settings, reps=2, root_seed=3, out=None)[:2]
-    assert fixed_task["noise"] == "fixed" and len(fixed_task["runs"]) == 2 * len(TABLE1_SIGMAS)
-    fixed_task = dict(fixed_task, runs=fixed_task["runs"][:4])  # σ = 1 and 0.3, two seeds each
+    phase1 = table1_tasks(settings, reps=2, root_seed=3, out=None)
+    fixed_tasks, ls_task = phase1[:len(TABLE1_SIGMAS)], phase1[len(TABLE1_SIGMAS)]
+    assert [t["noise"] for t in phase1] == ["fixed"] * len(TABLE1_SIGMAS) + ["learned", "head", "network"]
+    assert [[r["sigma"] for r in t["runs"]] for t in fixed_tasks] == [[s, s] for s in TABLE1_SIGMAS]
+    fixed_task = dict(fixed_tasks[0], runs=fixed_tasks[0]["runs"] + fixed_tasks[1]["runs"])  # σ = 1 and 0.3, two seeds each
     ls_runs = _train_berger(**ls_task)
     assert [r["rep"] for r in ls_runs] == [0, 1] and ls_runs[0]["sigma"] != ls_runs[1]["sigma"]
     phase2 = second_phase_tasks(settings, ls_runs, root_seed=3, out=None)
