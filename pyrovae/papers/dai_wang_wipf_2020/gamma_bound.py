@@ -20,7 +20,6 @@ from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
-from pyrovae.optim import Minimiser
 from pyrovae.papers.dai_wang_wipf_2020.depth import train_depth, train_recording_gamma
 from pyrovae.plots import save_figure
 from pyrovae.runs import derive_seeds, write_json
@@ -57,8 +56,10 @@ def linear_gamma_case(d: int = 6, latent: int = 2, n: int = 2000, steps: int = 3
     numbers beside :func:`ppca_bounds`. Returns the closed forms, the AE's error, γ and γ* per block."""
     import pyro
     import torch
+    from torch import nn
 
     from pyrovae.data.base import Dataset
+    from pyrovae.inference.fit import fit_module
     from pyrovae.inference.trainer import TrainSettings
     from pyrovae.models import LearnedNoise, SigmaCVAE
     from pyrovae.models.nets import MLP
@@ -71,10 +72,11 @@ def linear_gamma_case(d: int = 6, latent: int = 2, n: int = 2000, steps: int = 3
     closed = ppca_bounds(x_np, latent)
     x = torch.tensor(x_np, dtype=torch.get_default_dtype())
     pyro.set_rng_seed(seed)
-    enc, dec = MLP(d, [], latent), MLP(latent, [], d)
-    Minimiser.adam([*enc.parameters(), *dec.parameters()], 1e-2).run(lambda: ((dec(enc(x)) - x) ** 2).mean(), steps)
+    autoencoder = nn.Sequential(MLP(d, [], latent), MLP(latent, [], d))
+    fit_module(autoencoder, lambda stack: ((stack(x, shared=True) - x) ** 2).mean((-2, -1)), steps=steps, lr=1e-2,
+               every=max(1, steps), seeds=[seed])  # full batch: its stream draws nothing
     with torch.no_grad():
-        ae_error = float(((dec(enc(x)) - x) ** 2).mean())
+        ae_error = float(((autoencoder(x) - x) ** 2).mean())
     model = SigmaCVAE(0, d, latent, [32], [], noise=LearnedNoise(1.0), activation="tanh")
     settings = TrainSettings(K=K, lr=lr, max_steps=steps, tol=0.0, checkpoint_every=10**6)
     _, path = train_recording_gamma(model, Dataset("linear-gaussian", torch.zeros(n, 0), x), settings)

@@ -23,7 +23,6 @@ from pyrovae.errors import ConfigError
 from pyrovae.experiments.registry import ExperimentOptions, register
 from pyrovae.experiments.results import ExperimentReport, ResultTable, summarize_values
 from pyrovae.experiments.runner import map_tasks
-from pyrovae.optim import Minimiser
 from pyrovae.runs import derive_seeds, write_json
 
 __all__ = ["local_minimum", "train_soft_threshold", "stayed_collapsed", "ALPHAS"]
@@ -41,7 +40,9 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
     energy, the energy of Eq. (7) and ‖W‖ (:func:`stayed_collapsed` reads the verdict off them).
     """
     import torch
+    from torch import nn
 
+    from pyrovae.inference.fit import fit_module
     from pyrovae.theory.soft_threshold import DTYPE, VAEParams, collapsed_point, two_point_data, vae_energy
 
     if start not in ("collapsed", "random"):
@@ -66,16 +67,17 @@ def train_soft_threshold(alpha: float, start: str, seed: int, steps: int = 2000,
         mu = noise(c.mu_z.shape, 1.0)
         log_s = torch.zeros_like(c.sigma_z)
         log_g = torch.zeros((), dtype=DTYPE)
-    params = [t.clone().requires_grad_(True) for t in (W, b, mu, log_s, log_g)]
+    params = nn.ParameterDict({name: t.clone() for name, t in zip(("W", "b", "mu_z", "log_sigma_z", "log_gamma"),
+                                                                  (W, b, mu, log_s, log_g))})
 
-    def energy_of_params() -> torch.Tensor:
-        return vae_energy(VAEParams(params[0], params[1], params[2], params[3].exp(), params[4].exp()), alpha, x)
+    def point(p) -> VAEParams:
+        return VAEParams(p["W"], p["b"], p["mu_z"], p["log_sigma_z"].exp(), p["log_gamma"].exp())
 
-    Minimiser.adam(params, lr).run(energy_of_params, steps)
+    fit_module(params, lambda stack: vae_energy(point({k: v[0] for k, v in stack.stacked().items()}), alpha,
+                                                x).reshape(1), steps=steps, lr=lr, every=max(1, steps), seeds=[seed])
     with torch.no_grad():
-        p = VAEParams(params[0], params[1], params[2], params[3].exp(), params[4].exp())
-        energy = float(vae_energy(p, alpha, x))
-        w_norm = float(params[0].norm())
+        energy = float(vae_energy(point(params), alpha, x))
+        w_norm = float(params["W"].norm())
     return {"alpha": float(alpha), "start": start, "seed": int(seed), "energy": energy, "collapsed_energy": e_collapsed,
             "w_norm": w_norm}
 

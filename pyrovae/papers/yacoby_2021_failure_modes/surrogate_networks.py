@@ -29,7 +29,7 @@ import torch
 from pyrovae.data.yacoby_unsupervised import A_EMBED, KINDS, ground_truth
 from pyrovae.errors import ConfigError
 from pyrovae.models.nets import MLP
-from pyrovae.optim import Minimiser
+from pyrovae.inference.fit import fit_module
 
 __all__ = ["TruthNetwork", "decoder_state", "network_mean", "truth_network"]
 
@@ -62,8 +62,8 @@ def truth_network(kind: str, widths: Sequence[int] = (50, 50, 50), steps: int = 
     with torch.random.fork_rng():
         torch.manual_seed(int(ss.generate_state(2)[1]))
         net = MLP(1, list(widths), 2, "leaky_relu")
-    Minimiser.adam(net.parameters(), lr, schedule="one_cycle", steps=steps).run(lambda: (net(z) - fz).pow(2).mean(),
-                                                                               steps)
+    fit_module(net, lambda stack: (stack(z, shared=True) - fz).pow(2).mean((-2, -1)), steps=steps, lr=lr,
+               every=steps, schedule="one_cycle", seeds=[seed])  # full batch: its stream draws nothing
     with torch.no_grad():
         mse = float((net(z) - fz).pow(2).mean())
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
