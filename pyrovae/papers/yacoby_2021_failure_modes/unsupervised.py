@@ -63,15 +63,12 @@ from pyrovae.inference.lagging import LaggingInference
 from pyrovae.inference.objectives import make_elbo
 from pyrovae.inference.trainer import Trainer, TrainSettings
 from pyrovae.metrics.information import latent_mutual_information
-from pyrovae.metrics.noise_fit import (
-    elbo_optimal_noise_variance,
-    mean_field_noise_variance,
-    residual_normality,
-)
+from pyrovae.metrics.noise_fit import elbo_optimal_noise_variance
 from pyrovae.metrics.two_sample import smooth_knn_statistic
 from pyrovae.models.cvae import SigmaCVAE
 from pyrovae.models.noise import FixedNoise, LearnedNoise, LearnedVectorNoise
 from pyrovae.posterior.noise_variance import exact_posterior_noise_variance
+from pyrovae.posterior.point_fits import mean_field_noise_variance, residual_normality
 from pyrovae.runs import write_json
 
 __all__ = [
