@@ -17,9 +17,9 @@ optimum in θ and σ moves toward maximum likelihood. Fresh draws every step (fr
 generator); Adam at the run's learning rate; blocks of ``block`` steps. After every block the
 mean :math:`\log\sigma` and the mean :math:`-\mathcal L_K` per output dimension of that block go to
 ``stop`` (the robust variant passes its scale-free plateau test); the polish ends there, or after
-``max_steps``. A non-finite loss or gradient puts the weights and σ back as they were before the
-polish and ends it with ``status = "nan"`` (the NaN policy of :class:`~pyrovae.optim.Minimiser`, whose
-loop the polish runs on). A step decodes K × (points) × q numbers: where that
+``max_steps``. It runs in the engine's loop (:func:`~pyrovae.inference.fit.fit_module`, one replicate, blocks
+of ``block`` steps); a non-finite loss or gradient puts the weights and σ back as they were before the
+polish and ends it with ``status = "nan"``. A step decodes K × (points) × q numbers: where that
 exceeds ``2^24`` (large data, e.g. MNIST-sized), each step takes a random subset of the points that
 fits (the same budget as the chunks of :mod:`~pyrovae.inference.sigma_refinement`); two-moon
 (K = 32, n = 1,000, q = 2) trains on every point.
@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from torch import nn
 
 from pyrovae.errors import ConfigError
 from pyrovae.models.cvae import SigmaCVAE
-from pyrovae.optim import Minimiser
+from pyrovae.inference.fit import fit_module
 from pyrovae.validation import integer_at_least, real
 
 __all__ = ["iwae_bound", "PolishResult", "iwae_polish"]
@@ -66,7 +67,7 @@ class PolishResult:
     """What :func:`iwae_polish` did."""
 
     sigma: float  # σ after the polish (the model's σ is set to it)
-    steps: int  # gradient steps taken (nan: counting the step that failed, which was not applied)
+    steps: int  # gradient steps taken (nan: up to the end of its last good block; the polish is undone)
     status: str  # stopped | max_steps | nan
 
 
@@ -83,46 +84,62 @@ def iwae_polish(model: SigmaCVAE, condition: torch.Tensor, observed: torch.Tenso
     if not model.noise.settable:
         raise ConfigError(f"the polish sets sigma; the model's noise is {type(model.noise).__name__}")
     before = copy.deepcopy(model.state_dict())
-    param = next(model.parameters())
-    log_sigma = torch.tensor(math.log(model.sigma), dtype=param.dtype, device=param.device, requires_grad=True)
+    polished = _Polished(model)
     n, q = observed.shape[0], observed.shape[-1]
     batch = min(n, max(1, _STEP_BUDGET // (particles * q)))
     sigmas, losses = [], []  # per finished block: mean log σ after each step, mean loss per output
     block_sigma, block_loss = [], []  # the running block's
     calls = 0
 
-    def loss_fn() -> torch.Tensor:
+    def loss_fn(stack) -> torch.Tensor:
         nonlocal calls
         if calls % block:  # the step before this one ended inside the running block: its log σ counts
-            block_sigma.append(float(log_sigma.detach()))
+            block_sigma.append(float(stack.stacked()["log_sigma"][0].detach()))
         calls += 1
         if batch < n:
             rows = torch.randperm(n, generator=generator, device=observed.device)[:batch]
-            loss = -iwae_bound(model, condition[rows], observed[rows], log_sigma, particles, generator).mean()
+            loss = stack(condition[rows], observed[rows], particles, generator, shared=True)
         else:
-            loss = -iwae_bound(model, condition, observed, log_sigma, particles, generator).mean()
+            loss = stack(condition, observed, particles, generator, shared=True)
         block_loss.append(float(loss.detach()))
         return loss
 
-    def end_of_block(step: int) -> bool:
-        if step % block:  # run also checks after its last step, mid-block
+    def end_of_block(r: int, fitted: _Polished) -> bool:
+        if len(block_loss) < block:  # the last block, cut short by max_steps
             return False
-        block_sigma.append(float(log_sigma.detach()))
+        block_sigma.append(float(fitted.log_sigma.detach()))
         sigmas.append(sum(block_sigma) / block)
         losses.append(sum(block_loss) / block / q)
         block_sigma.clear()
         block_loss.clear()
         return stop(sigmas, losses)
 
-    params = list(model.encoder.parameters()) + list(model.decoder.parameters()) + [log_sigma]
-    outcome = Minimiser.adam(params, lr).run(loss_fn, max_steps, every=block, check=end_of_block)
-    if outcome.status == "nan":
+    frozen = [p.requires_grad for p in model.noise.parameters()]
+    model.noise.requires_grad_(False)  # σ is the bound's own log σ while the polish runs
+    try:
+        outcome = fit_module(polished, loss_fn, steps=max_steps, lr=lr, every=block, check=end_of_block,
+                             seeds=[0])  # draws come from generator, not the fit's stream
+    finally:
+        for p, f in zip(model.noise.parameters(), frozen):
+            p.requires_grad_(f)
+    sigma = float(polished.log_sigma.detach().exp())
+    if outcome.status == "nan" or not (math.isfinite(sigma) and sigma > 0):
         model.load_state_dict(before)
-        return PolishResult(model.sigma, outcome.steps + 1, "nan")
-    step, status = outcome.steps, "stopped" if outcome.status == "stopped" else "max_steps"
-    sigma = float(log_sigma.detach().exp())
-    if not (math.isfinite(sigma) and sigma > 0):
-        model.load_state_dict(before)
-        return PolishResult(model.sigma, step, "nan")
+        return PolishResult(model.sigma, outcome.steps, "nan")
     model.noise.set_sigma(sigma)
-    return PolishResult(sigma, step, status)
+    return PolishResult(sigma, outcome.steps, "stopped" if outcome.status == "converged" else "max_steps")
+
+
+class _Polished(nn.Module):
+    """What the polish trains: ``model``'s networks (its observation model frozen) and the bound's own log σ,
+    from the model's σ. Its forward is minus the mean K-particle bound."""
+
+    def __init__(self, model: SigmaCVAE):
+        super().__init__()
+        self.model = model
+        param = next(model.parameters())
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(model.sigma), dtype=param.dtype, device=param.device))
+
+    def forward(self, condition: torch.Tensor, observed: torch.Tensor, particles: int,
+                generator: torch.Generator | None) -> torch.Tensor:
+        return -iwae_bound(self.model, condition, observed, self.log_sigma, particles, generator).mean()

@@ -120,20 +120,24 @@ def test_the_polish_stop_on_constructed_trajectories():
     assert not any(stop(h[:b], [1.0] * b) for h in (falling, swinging) for b in range(1, 9))
 
 
-def test_a_non_finite_step_puts_the_model_back():
-    """A step whose loss is NaN (here a weight poisoned by the stop callback after the first block)
-    ends the polish with status nan and the weights and σ of before the polish."""
+def test_a_non_finite_step_puts_the_model_back(monkeypatch):
+    """A step whose loss is NaN (here the bound turned NaN from the polish's 7th step, inside its second block)
+    ends the polish with status nan, the steps of its last good block, and the weights and σ of before."""
+    import pyrovae.inference.iwae_polish as ip
+
     model, data = nonlinear_case()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
 
-    def poison(log_sigmas, losses):
-        with torch.no_grad():
-            model.decoder[0].weight.fill_(math.nan)
-        return False
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        bound = iwae_bound(*args, **kwargs)
+        return bound * math.nan if len(calls) >= 7 else bound
 
-    result = iwae_polish(model, data.condition, data.observed, particles=4, max_steps=50, block=5, lr=0.005, stop=poison,
-                         generator=torch.Generator().manual_seed(6))
-    assert result.status == "nan" and result.steps == 6
+    monkeypatch.setattr(ip, "iwae_bound", poisoned)
+    result = iwae_polish(model, data.condition, data.observed, particles=4, max_steps=50, block=5, lr=0.005,
+                         stop=lambda *_: False, generator=torch.Generator().manual_seed(6))
+    assert result.status == "nan" and result.steps == 5 and len(calls) == 10  # the second block ran to its end
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
