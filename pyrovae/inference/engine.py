@@ -72,7 +72,7 @@ class ReplicateEngine:
 
     def __init__(self, models: Sequence[torch.nn.Module], seeds: Sequence[int] | None, device: torch.device, *,
                  lr: float, checkpoint_every: int, clip_norm: float | None = None, threads: int | None = None,
-                 run_dir: str | Path | None = None, progress: bool = False):
+                 run_dir: str | Path | None = None, progress: bool = False, betas: tuple[float, float] = (0.9, 0.999)):
         self.models = list(models)
         R = len(self.models)
         if R < 1:
@@ -83,7 +83,7 @@ class ReplicateEngine:
             raise ConfigError(f"{len(seeds)} seeds for {R} replicates")
         self.seeds = [int(s) for s in seeds]
         self.streams = ReplicaStreams(self.seeds, device)
-        self.lr, self.checkpoint_every, self.clip_norm, self.threads = lr, checkpoint_every, clip_norm, threads
+        self.lr, self.betas, self.checkpoint_every, self.clip_norm, self.threads = lr, betas, checkpoint_every, clip_norm, threads
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.state = LoopState()
@@ -152,9 +152,9 @@ class ReplicateEngine:
         self._on_activate()
 
     def optimizer(self, params) -> torch.optim.Optimizer:
-        """The engine's optimiser (Adam at the engine's learning rate) over ``params``; plug-ins that step a
+        """The engine's optimiser (Adam at the engine's learning rate and β) over ``params``; plug-ins that step a
         subset of the parameters (M2's Lagging Inference Networks) build theirs here."""
-        return adam(params, self.lr)
+        return adam(params, self.lr, self.betas)
 
     def lr_schedule(self, name: str | None, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
         """The learning-rate schedule ``name`` over ``steps`` steps (:func:`pyrovae.optim.lr_schedule`) of the
@@ -174,12 +174,12 @@ class ReplicateEngine:
 
     def plugin_optimizer(self, name: str, params: Sequence[torch.nn.Parameter]) -> ReplicateAdam:
         """The batch's optimiser ``name`` over the stacked ``params``: a :class:`~pyrovae.optim.ReplicateAdam` at
-        the engine's learning rate, so a plug-in may step some replicates and not others. Every replicate's
+        the engine's learning rate and β, so a plug-in may step some replicates and not others. Every replicate's
         plug-in gets the same object: the first call after the batch changed builds it (over the new stack,
         from the narrowed state), later calls return it. The engine narrows its state when replicates leave
         and keeps it in checkpoints."""
         if name not in self._plugin_optims:
-            optimizer = ReplicateAdam(params, self.lr)
+            optimizer = ReplicateAdam(params, self.lr, self.betas)
             if name in self._plugin_states:
                 optimizer.load_state_dict(self._plugin_states.pop(name))
             self._plugin_optims[name] = optimizer

@@ -36,13 +36,14 @@ __all__ = ["Fit", "FitResult", "StackedModules", "fit_module"]
 class StackedModules(StackedModels):
     """R modules of one architecture called as one: ``stack(*inputs)`` is every replicate's ``module(*inputs)``,
     replicate first. Inputs carry a leading replicate dimension, or with ``shared=True`` are the same for all.
-    The package's plain networks run as one batched product per layer
-    (:func:`~pyrovae.models.stacked_nets.stacked_forward`), any other module under :func:`torch.vmap`."""
+    ``stack(*inputs, part=name)`` calls the submodule ``name`` (two players of one fit, say). The package's plain
+    networks run as one batched product per layer (:func:`~pyrovae.models.stacked_nets.stacked_forward`), any
+    other module under :func:`torch.vmap`."""
 
     def __init__(self, template: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                  streams: ReplicaStreams):
         super().__init__(template, params, buffers, streams)
-        self._layers = stacked_forward(template) if not buffers else None
+        self._layers: dict[str, object] = {}  # part -> its stacked_forward (None: it runs under vmap)
 
     @staticmethod
     def check_architecture(models: Sequence[nn.Module]) -> None:
@@ -50,13 +51,20 @@ class StackedModules(StackedModels):
         if any(architecture(m) != first for m in models[1:]):
             raise ConfigError("modules fitted as one batch must share one architecture (layers, activations, dtypes)")
 
-    def forward(self, *inputs: torch.Tensor, shared: bool = False):
+    def forward(self, *inputs: torch.Tensor, shared: bool = False, part: str = ""):
+        """Every replicate's ``module(*inputs)``, or with ``part`` its submodule of that name's."""
         R = self.replicates
-        if self._layers is not None and len(inputs) == 1 and inputs[0].dim() == (2 if shared else 3):
+        module = self._template[0].get_submodule(part) if part else self._template[0]
+        prefix = part + "." if part else ""
+        if part not in self._layers:
+            has_buffers = any(name.startswith(prefix) for name in self.stacked("buffer"))
+            self._layers[part] = None if has_buffers else stacked_forward(module, prefix)
+        layers = self._layers[part]
+        if layers is not None and len(inputs) == 1 and inputs[0].dim() == (2 if shared else 3):
             x = inputs[0].expand(R, *inputs[0].shape) if shared else inputs[0]
-            return self._layers(self.stacked("param"), x)
-        module = self._template[0]
-        params, buffers = self.stacked("param"), self.stacked("buffer")
+            return layers(self.stacked("param"), x)
+        params, buffers = ({name[len(prefix):]: t for name, t in self.stacked(kind).items() if name.startswith(prefix)}
+                           for kind in ("param", "buffer"))
 
         def call(p, b, *a):
             return torch.func.functional_call(module, (p, b), a, tie_weights=False)
